@@ -1,0 +1,169 @@
+"""Raw direct-convolution kernels: nested loops, no workspace.
+
+Every function here is an ``@njit`` kernel that writes into arrays its caller
+allocated and checks nothing; :mod:`fastcnn.kernels` holds the checked
+versions.  They can be called from other Numba code.
+
+Notation: x (N, C, H, W), w (K, C, R, S), y and dy (N, K, P, Q); strides
+``sh, sw`` and zero paddings ``ph, pw`` are ints.  Output pixel (p, q) reads
+input pixel (p*sh - ph + r, q*sw - pw + s) for kernel tap (r, s).
+
+Parallel work is split so that every prange iteration owns what it writes:
+forward over (image, output channel), input gradient over (image, input
+channel), weight gradient over (output channel, input channel), bias gradient
+over output channels.
+"""
+
+from numba import prange
+
+from ..config import njit, pjit
+
+
+@njit(inline="always")
+def valid_range(tap, pad, stride, size, out_size):
+    """Output indices ``[lo, hi)`` whose input index ``o*stride - pad + tap`` lies in ``[0, size)``.
+
+    Hoisting this range out of the inner loop leaves it free of bounds tests.
+    """
+    start = pad - tap
+    lo = 0 if start <= 0 else (start + stride - 1) // stride
+    last = size - 1 + pad - tap
+    hi = 0 if last < 0 else min(out_size, last // stride + 1)
+    return lo, max(lo, hi)
+
+
+@pjit
+def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw):
+    """y[n, k] = b[k] + sum_c correlate(x[n, c], w[k, c]) with stride and zero padding.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array
+    w : (K, C, R, S) float array, same dtype
+    b : (K,) float array (pass zeros for no bias)
+    y : (N, K, P, Q) float array, written in full
+    sh, sw, ph, pw : int
+        Stride and zero padding along height and width.
+    """
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = y.shape[2], y.shape[3]
+    for t in prange(N * K):
+        n = t // K
+        k = t - n * K
+        for p in range(P):
+            for q in range(Q):
+                y[n, k, p, q] = b[k]
+        for c in range(C):
+            for r in range(R):
+                p_lo, p_hi = valid_range(r, ph, sh, H, P)
+                for s in range(S):
+                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                    wv = w[k, c, r, s]
+                    for p in range(p_lo, p_hi):
+                        ih = p * sh - ph + r
+                        if sw == 1:
+                            off = s - pw
+                            for q in range(q_lo, q_hi):
+                                y[n, k, p, q] += wv * x[n, c, ih, q + off]
+                        else:
+                            for q in range(q_lo, q_hi):
+                                y[n, k, p, q] += wv * x[n, c, ih, q * sw - pw + s]
+
+
+@pjit
+def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw):
+    """dx[n, c] = sum_k full-correlate(dy[n, k], rot180(w[k, c])), written as a scatter.
+
+    Each (n, c) plane of ``dx`` is owned by one prange iteration.
+
+    Parameters
+    ----------
+    dy : (N, K, P, Q) float array
+    w : (K, C, R, S) float array
+    dx : (N, C, H, W) float array, written in full
+    sh, sw, ph, pw : int
+    """
+    N, C, H, W = dx.shape
+    K, _, R, S = w.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(H):
+            for j in range(W):
+                dx[n, c, i, j] = 0
+        for k in range(K):
+            for r in range(R):
+                p_lo, p_hi = valid_range(r, ph, sh, H, P)
+                for s in range(S):
+                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                    wv = w[k, c, r, s]
+                    for p in range(p_lo, p_hi):
+                        ih = p * sh - ph + r
+                        if sw == 1:
+                            off = s - pw
+                            for q in range(q_lo, q_hi):
+                                dx[n, c, ih, q + off] += wv * dy[n, k, p, q]
+                        else:
+                            for q in range(q_lo, q_hi):
+                                dx[n, c, ih, q * sw - pw + s] += wv * dy[n, k, p, q]
+
+
+@pjit
+def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw):
+    """dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, c, p*sh - ph + r, q*sw - pw + s].
+
+    Each (k, c) kernel slice of ``dw`` is owned by one prange iteration, with
+    the batch summed inside it, so there is no race.
+
+    Parameters
+    ----------
+    dy : (N, K, P, Q) float array
+    x : (N, C, H, W) float array
+    dw : (K, C, R, S) float array, written in full
+    sh, sw, ph, pw : int
+    """
+    N, C, H, W = x.shape
+    K, _, R, S = dw.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    zero = dw.dtype.type(0)
+    for t in prange(K * C):
+        k = t // C
+        c = t - k * C
+        for r in range(R):
+            p_lo, p_hi = valid_range(r, ph, sh, H, P)
+            for s in range(S):
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                acc = zero
+                for n in range(N):
+                    for p in range(p_lo, p_hi):
+                        ih = p * sh - ph + r
+                        if sw == 1:
+                            off = s - pw
+                            for q in range(q_lo, q_hi):
+                                acc += dy[n, k, p, q] * x[n, c, ih, q + off]
+                        else:
+                            for q in range(q_lo, q_hi):
+                                acc += dy[n, k, p, q] * x[n, c, ih, q * sw - pw + s]
+                dw[k, c, r, s] = acc
+
+
+@pjit
+def conv2d_backward_bias(dy, db):
+    """db[k] = sum_{n, p, q} dy[n, k, p, q].
+
+    Parameters
+    ----------
+    dy : (N, K, P, Q) float array
+    db : (K,) float array, written in full
+    """
+    N, K, P, Q = dy.shape
+    zero = db.dtype.type(0)
+    for k in prange(K):
+        acc = zero
+        for n in range(N):
+            for p in range(P):
+                for q in range(Q):
+                    acc += dy[n, k, p, q]
+        db[k] = acc

@@ -1,0 +1,108 @@
+"""im2col / col2im and the GEMM path of convolution.
+
+Raw ``@njit`` kernels write into caller-allocated arrays and check nothing;
+the GEMM drivers below them use numpy's ``matmul`` (BLAS) and are called by
+the checked functions in :mod:`fastcnn.kernels` with the same signature as the
+direct path.
+
+Layout: ``cols`` is (N, C*R*S, P*Q): for each image, row ``(c*R + r)*S + s``
+holds input channel c shifted by kernel tap (r, s), sampled at every output
+pixel, with zeros where the tap falls in the padding.  Then
+``y[n] = w.reshape(K, C*R*S) @ cols[n]``.  The workspace is
+N * C*R*S * P*Q elements, which the direct path does not need.
+"""
+
+import numpy as np
+from numba import prange
+
+from ..config import pjit
+from ._direct import valid_range
+
+
+@pjit
+def im2col_kernel(x, cols, R, S, sh, sw, ph, pw):
+    """Fill ``cols`` (N, C*R*S, P*Q) from ``x`` (N, C, H, W); every element is written.
+
+    One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
+    """
+    N, C, H, W = x.shape
+    P = (H + 2 * ph - R) // sh + 1
+    Q = (W + 2 * pw - S) // sw + 1
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for r in range(R):
+            p_lo, p_hi = valid_range(r, ph, sh, H, P)
+            for s in range(S):
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                row = (c * R + r) * S + s
+                for p in range(P):
+                    base = p * Q
+                    if p < p_lo or p >= p_hi:
+                        for q in range(Q):
+                            cols[n, row, base + q] = 0
+                        continue
+                    ih = p * sh - ph + r
+                    for q in range(q_lo):
+                        cols[n, row, base + q] = 0
+                    for q in range(q_lo, q_hi):
+                        cols[n, row, base + q] = x[n, c, ih, q * sw - pw + s]
+                    for q in range(q_hi, Q):
+                        cols[n, row, base + q] = 0
+
+
+@pjit
+def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw):
+    """Sum ``cols`` (N, C*R*S, P*Q) back into ``dx`` (N, C, H, W), the adjoint of im2col.
+
+    Entries that fall in the padding are dropped; overlapping windows add up.
+    ``dx`` is written in full.  One prange iteration owns each (image, channel).
+    """
+    N, C, H, W = dx.shape
+    P = (H + 2 * ph - R) // sh + 1
+    Q = (W + 2 * pw - S) // sw + 1
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(H):
+            for j in range(W):
+                dx[n, c, i, j] = 0
+        for r in range(R):
+            p_lo, p_hi = valid_range(r, ph, sh, H, P)
+            for s in range(S):
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                row = (c * R + r) * S + s
+                for p in range(p_lo, p_hi):
+                    ih = p * sh - ph + r
+                    base = p * Q
+                    for q in range(q_lo, q_hi):
+                        dx[n, c, ih, q * sw - pw + s] += cols[n, row, base + q]
+
+
+def conv2d_forward_gemm(x, w, b, y, sh, sw, ph, pw):
+    """y = w @ im2col(x) + b, written into ``y`` (N, K, P, Q). Arguments as the direct kernel."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = y.shape[2], y.shape[3]
+    cols = np.empty((N, C * R * S, P * Q), dtype=x.dtype)  # (N, C*R*S, P*Q)
+    im2col_kernel(x, cols, R, S, sh, sw, ph, pw)
+    y3 = y.reshape(N, K, P * Q)  # (N, K, P*Q), a view of y
+    np.matmul(w.reshape(K, C * R * S), cols, out=y3)  # (K, CRS) @ (N, CRS, PQ)
+    y3 += b[:, None]
+
+
+def conv2d_backward_gemm(dy, x, w, dx, dw, db, sh, sw, ph, pw):
+    """Weight, bias and (if ``dx`` is not None) input gradients through im2col + GEMM."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    dy3 = dy.reshape(N, K, P * Q)  # (N, K, P*Q)
+    cols = np.empty((N, C * R * S, P * Q), dtype=x.dtype)  # (N, C*R*S, P*Q)
+    im2col_kernel(x, cols, R, S, sh, sw, ph, pw)
+    # (N, K, PQ) @ (N, PQ, CRS) -> (N, K, CRS), summed over the batch -> (K, CRS)
+    np.sum(np.matmul(dy3, cols.transpose(0, 2, 1)), axis=0, out=dw.reshape(K, C * R * S))
+    np.sum(dy3, axis=(0, 2), out=db)
+    if dx is not None:
+        # (CRS, K) @ (N, K, PQ) -> (N, CRS, PQ), reusing the cols workspace
+        np.matmul(w.reshape(K, C * R * S).T, dy3, out=cols)
+        col2im_kernel(cols, dx, R, S, sh, sw, ph, pw)

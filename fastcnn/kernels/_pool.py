@@ -1,0 +1,155 @@
+"""Raw pooling kernels: caller-allocated outputs, no checks.
+
+x (N, C, H, W), y and dy (N, C, P, Q); window (kh, kw), stride (sh, sw),
+padding (ph, pw).  Output (p, q) covers input rows ``p*sh - ph ..`` and
+columns ``q*sw - pw ..`` of the padded input.  One prange iteration owns each
+(image, channel) plane.
+"""
+
+from numba import prange
+
+from ..config import pjit
+
+
+@pjit
+def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    """Window maxima into ``y`` and their flat index ``i*W + j`` into ``argmax``.
+
+    Padding counts as -inf, so it never wins.  Ties go to the first maximum in
+    row-major order; a NaN in the window wins (it propagates, as in PyTorch).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array
+    y : (N, C, P, Q) float array, written in full
+    argmax : (N, C, P, Q) int64 array, written in full
+    kh, kw, sh, sw, ph, pw : int
+    """
+    N, C, H, W = x.shape
+    P, Q = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for p in range(P):
+            i0 = p * sh - ph
+            i_lo = max(i0, 0)
+            i_hi = min(i0 + kh, H)
+            for q in range(Q):
+                j0 = q * sw - pw
+                j_lo = max(j0, 0)
+                j_hi = min(j0 + kw, W)
+                best = x[n, c, i_lo, j_lo]
+                best_at = i_lo * W + j_lo
+                for i in range(i_lo, i_hi):
+                    for j in range(j_lo, j_hi):
+                        v = x[n, c, i, j]
+                        if v > best or (v != v and best == best):
+                            best = v
+                            best_at = i * W + j
+                y[n, c, p, q] = best
+                argmax[n, c, p, q] = best_at
+
+
+@pjit
+def max_pool2d_backward_kernel(dy, argmax, dx):
+    """Route each dy[n, c, p, q] to the input element that won its window.
+
+    Parameters
+    ----------
+    dy : (N, C, P, Q) float array
+    argmax : (N, C, P, Q) int64 array from the forward kernel
+    dx : (N, C, H, W) float array, written in full
+    """
+    N, C, H, W = dx.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(H):
+            for j in range(W):
+                dx[n, c, i, j] = 0
+        for p in range(P):
+            for q in range(Q):
+                a = argmax[n, c, p, q]
+                i = a // W
+                dx[n, c, i, a - i * W] += dy[n, c, p, q]
+
+
+@pjit
+def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
+    """Window means into ``y``, zero padding counted in the divisor (PyTorch's default).
+
+    The divisor is the window's extent clipped to the padded input:
+    ``(min(i0 + kh, H + ph) - i0) * (min(j0 + kw, W + pw) - j0)``.
+    """
+    N, C, H, W = x.shape
+    P, Q = y.shape[2], y.shape[3]
+    zero = y.dtype.type(0)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for p in range(P):
+            i0 = p * sh - ph
+            i_end = min(i0 + kh, H + ph)
+            for q in range(Q):
+                j0 = q * sw - pw
+                j_end = min(j0 + kw, W + pw)
+                count = (i_end - i0) * (j_end - j0)
+                acc = zero
+                for i in range(max(i0, 0), min(i_end, H)):
+                    for j in range(max(j0, 0), min(j_end, W)):
+                        acc += x[n, c, i, j]
+                y[n, c, p, q] = acc / y.dtype.type(count)
+
+
+@pjit
+def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
+    """Spread each dy[n, c, p, q] evenly over its window (same divisor as forward)."""
+    N, C, H, W = dx.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(H):
+            for j in range(W):
+                dx[n, c, i, j] = 0
+        for p in range(P):
+            i0 = p * sh - ph
+            i_end = min(i0 + kh, H + ph)
+            for q in range(Q):
+                j0 = q * sw - pw
+                j_end = min(j0 + kw, W + pw)
+                g = dy[n, c, p, q] / dx.dtype.type((i_end - i0) * (j_end - j0))
+                for i in range(max(i0, 0), min(i_end, H)):
+                    for j in range(max(j0, 0), min(j_end, W)):
+                        dx[n, c, i, j] += g
+
+
+@pjit
+def global_avg_pool2d_forward_kernel(x, y):
+    """y[n, c] = mean of x[n, c] over its H*W pixels. y is (N, C)."""
+    N, C, H, W = x.shape
+    zero = y.dtype.type(0)
+    inv = y.dtype.type(1) / y.dtype.type(H * W)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        acc = zero
+        for i in range(H):
+            for j in range(W):
+                acc += x[n, c, i, j]
+        y[n, c] = acc * inv
+
+
+@pjit
+def global_avg_pool2d_backward_kernel(dy, dx):
+    """dx[n, c, i, j] = dy[n, c] / (H*W). dy is (N, C), dx (N, C, H, W) written in full."""
+    N, C, H, W = dx.shape
+    inv = dx.dtype.type(1) / dx.dtype.type(H * W)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        g = dy[n, c] * inv
+        for i in range(H):
+            for j in range(W):
+                dx[n, c, i, j] = g
