@@ -1,0 +1,28 @@
+"""Layers: thin classes that hold Parameters, cache what backward needs, and call kernels.
+
+Every layer has ``forward(x)``, ``backward(dy) -> dx``, ``parameters()``,
+``train()`` / ``eval()`` and ``output_shape(per_example_shape)``.
+"""
+
+from .activation import ReLU, Sigmoid, Tanh
+from .base import Layer, Parameter
+from .conv import Conv2d
+from .dense import Dropout, Flatten, Linear
+from .init import manual_seed
+from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+
+__all__ = [
+    "Layer",
+    "Parameter",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "GlobalAvgPool2d",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Flatten",
+    "Linear",
+    "Dropout",
+    "manual_seed",
+]

@@ -1,0 +1,105 @@
+"""Pooling layers."""
+
+import numpy as np
+
+from .. import kernels
+from .base import Layer, format_args
+
+
+def _check_pool_input(x, owner):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        shape = getattr(x, "shape", type(x).__name__)
+        raise ValueError(f"{owner}: input must be a 4-D (N, C, H, W) array, got {shape}")
+    return x
+
+
+class _Pool2d(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.ceil_mode = bool(ceil_mode)
+        # check the arguments now, on a shape every valid window fits
+        self.output_shape_of((1, 1, 10**6, 10**6))
+        self._x_shape = None
+
+    def output_shape_of(self, x_shape):
+        out, _ = kernels.pool2d_output_shape(x_shape, self.kernel_size, self.stride, self.padding,
+                                             self.ceil_mode, type(self).__name__)
+        return out
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
+        return self.output_shape_of((1, *input_shape))[1:]
+
+    def __repr__(self):
+        extra = format_args([
+            ("stride", self.stride, None),
+            ("padding", self.padding, 0),
+            ("ceil_mode", self.ceil_mode, False),
+        ])
+        return f"{type(self).__name__}(kernel_size={self.kernel_size!r}" + (f", {extra})" if extra else ")")
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling; backward routes each gradient to its window's (first) maximum.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int, (int, int) or None (= kernel_size)
+    padding : int or (int, int), at most half the kernel
+    ceil_mode : bool
+        Round the output size up (PyTorch's rule: a last window starting in
+        the right padding is dropped).
+    """
+
+    def forward(self, x):
+        x = _check_pool_input(x, repr(self))
+        y, argmax = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        if self.training:
+            self._argmax, self._x_shape = argmax, x.shape
+        else:
+            self._argmax = self._x_shape = None
+        return y
+
+    def backward(self, dy):
+        x_shape = self._cached(self._x_shape, "argmax")
+        return kernels.max_pool2d_backward(dy, self._argmax, x_shape)
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling (zero padding counts in the divisor); backward spreads gradients evenly.
+
+    Arguments as :class:`MaxPool2d`.
+    """
+
+    def forward(self, x):
+        x = _check_pool_input(x, repr(self))
+        self._x_shape = x.shape if self.training else None
+        return kernels.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def backward(self, dy):
+        x_shape = self._cached(self._x_shape, "input shape")
+        return kernels.avg_pool2d_backward(dy, x_shape, self.kernel_size, self.stride, self.padding,
+                                           self.ceil_mode)
+
+
+class GlobalAvgPool2d(Layer):
+    """Mean over each channel's whole plane: (N, C, H, W) -> (N, C)."""
+
+    _x_shape = None
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
+        return (input_shape[0],)
+
+    def forward(self, x):
+        x = _check_pool_input(x, repr(self))
+        self._x_shape = x.shape if self.training else None
+        return kernels.global_avg_pool2d_forward(x)
+
+    def backward(self, dy):
+        return kernels.global_avg_pool2d_backward(dy, self._cached(self._x_shape, "input shape"))

@@ -1,0 +1,396 @@
+"""Sequential: a stack of layers with fit, evaluate, predict and summary."""
+
+import math
+import numbers
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .config import DEFAULT_DTYPE
+from .kernels import mse_loss, softmax_cross_entropy
+from .layers.base import Layer
+from .optim import SGD
+
+LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": mse_loss}
+
+
+class Sequential:
+    """Layers applied in order; the entry point for training.
+
+    Parameters
+    ----------
+    *layers : Layer
+    input_shape : tuple, optional
+        Per-example input shape, e.g. ``(1, 28, 28)``; lets :meth:`summary` show
+        output shapes before any data has been seen, and is checked up front.
+
+    Inputs are converted once, at the model boundary, to the dtype of the
+    model's parameters (float32 by default): integer, bool or float64 arrays
+    are accepted and cast; uint8 images are *not* rescaled (divide by 255, or
+    use ``fastcnn.data.to_float``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcnn
+    >>> from fastcnn.layers import Conv2d, ReLU, GlobalAvgPool2d, Linear
+    >>> model = fastcnn.Sequential(Conv2d(1, 4, 3, padding=1), ReLU(), GlobalAvgPool2d(), Linear(4, 2))
+    >>> x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
+    >>> y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(int)
+    >>> history = model.fit(x, y, epochs=2, batch_size=8, verbose=False, seed=0)
+    >>> sorted(history)
+    ['accuracy', 'epoch_time', 'loss', 'lr']
+    """
+
+    def __init__(self, *layers, input_shape=None):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: argument {i} must be a fastcnn Layer, got {type(layer).__name__}")
+        if not layers:
+            raise ValueError("Sequential: needs at least one layer")
+        self.layers = list(layers)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.training = True
+        self._checked_shapes = {}
+        if self.input_shape is not None:
+            self.output_shapes(self.input_shape)
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def dtype(self):
+        """The dtype of the model's parameters (float32 unless built otherwise)."""
+        params = self.parameters()
+        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
+
+    def parameters(self):
+        """All trainable parameters, in layer order (each layer's weight, then bias)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def train(self, mode=True):
+        """Training mode: dropout active, layers keep what backward needs."""
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: dropout off, nothing kept for backward."""
+        return self.train(False)
+
+    def output_shapes(self, input_shape):
+        """Per-example output shape after each layer; ValueError if a layer cannot take its input.
+
+        Results are cached per input shape.
+        """
+        input_shape = tuple(int(d) for d in input_shape)
+        shapes = self._checked_shapes.get(input_shape)
+        if shapes is None:
+            shapes, shape = [], input_shape
+            for i, layer in enumerate(self.layers):
+                try:
+                    shape = tuple(layer.output_shape(shape))
+                except ValueError as e:
+                    raise ValueError(
+                        f"Sequential: an input of shape {input_shape} cannot pass layer {i} ({layer!r}): {e}"
+                    ) from None
+                shapes.append(shape)
+            self._checked_shapes[input_shape] = shapes
+        return shapes
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def _as_input(self, x, name="x"):
+        """Check and convert a batch once, at the boundary, to the model's dtype."""
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"Sequential: {name} must be a numeric array, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"Sequential: {name} must have a batch axis first, got shape {x.shape}")
+        self.output_shapes(x.shape[1:])
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def forward(self, x):
+        """Run a batch through every layer and return the outputs (logits for a classifier)."""
+        x = self._as_input(x)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dlogits, input_grad=False):
+        """Backpropagate ``dlogits`` (gradient of the loss w.r.t. the outputs of the last forward).
+
+        Adds into every parameter's ``.grad``.  With ``input_grad=False`` the pass
+        stops at the first layer that has parameters, which skips that layer's
+        input gradient; with True it returns the gradient w.r.t. the model input.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), 0)
+        d = dlogits
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if i == first and not input_grad:
+                if hasattr(layer, "need_input_grad"):
+                    layer.need_input_grad = False
+                    try:
+                        layer.backward(d)
+                    finally:
+                        layer.need_input_grad = True
+                else:
+                    layer.backward(d)
+                return None
+            d = layer.backward(d)
+        return d
+
+    # ------------------------------------------------------------------ training
+
+    def _check_xy(self, x, y, loss, name):
+        x = self._as_input(x, f"{name}x")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(f"Sequential.fit: {name}x contains NaN or infinite values")
+        out_shape = self.output_shapes(x.shape[1:])[-1]
+        y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"Sequential: {name}y has {y.shape[0] if y.ndim else 0} entries but {name}x has {x.shape[0]}")
+        if loss == "cross_entropy":
+            if y.dtype.kind not in "iu":
+                raise TypeError(f"Sequential: {name}y must hold integer class labels, got dtype {y.dtype}")
+            if y.ndim != 1:
+                raise ValueError(f"Sequential: {name}y must be 1-D class labels, got shape {y.shape}")
+            k = out_shape[0]
+            if len(out_shape) != 1:
+                raise ValueError(f"Sequential: cross_entropy needs (N, classes) outputs, model gives {out_shape}")
+            if y.size and (y.min() < 0 or y.max() >= k):
+                raise ValueError(f"Sequential: {name}y labels must be in [0, {k}) for {k} outputs, "
+                                 f"got values from {y.min()} to {y.max()}")
+            y = np.ascontiguousarray(y, dtype=np.int64)
+        else:
+            if y.shape[1:] != out_shape:
+                raise ValueError(f"Sequential: {name}y must have per-example shape {out_shape} for mse, got {y.shape[1:]}")
+            if y.dtype.kind not in "biuf" or not np.isfinite(y).all():
+                raise ValueError(f"Sequential: {name}y must be finite numbers")
+            y = np.ascontiguousarray(y, dtype=self.dtype)
+        return x, y
+
+    def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entropy", validation_data=None,
+            shuffle=True, verbose=True, seed=None):
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x : array (N, ...), float or integer
+            Converted once to the model's dtype.
+        y : array (N,) of int class labels (``loss="cross_entropy"``) or targets
+            shaped like the outputs (``loss="mse"``).
+        epochs : int >= 1
+        batch_size : int >= 1
+            The last batch of an epoch may be smaller.  ``batch_size=len(x)``
+            is full-batch training; 1 is per-example.
+        optimizer : fastcnn.optim.SGD, optional
+            Defaults to ``SGD(model.parameters(), lr=0.01)`` (Keras's default).
+        loss : {"cross_entropy", "mse"}
+        validation_data : (x_val, y_val), optional
+            Evaluated after every epoch.
+        shuffle : bool
+            Shuffle the examples every epoch.
+        verbose : bool
+            A progress bar per epoch on a terminal, one line per epoch otherwise.
+        seed : int, optional
+            Seeds the shuffling.
+
+        Returns
+        -------
+        history : dict of lists, one entry per epoch
+            ``loss``, ``accuracy`` (cross-entropy only), ``val_loss``,
+            ``val_accuracy`` (with validation data), ``lr``, ``epoch_time``.
+
+        Everything is checked before the first step: a refused call changes no
+        weight.  If the loss becomes NaN or infinite, training stops with a
+        warning before that step is applied.
+        """
+        if loss not in LOSSES:
+            raise ValueError(f"Sequential.fit: loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"Sequential.fit: {name} must be a positive int, got {value!r}")
+        x, y = self._check_xy(x, y, loss, "")
+        if len(x) == 0:
+            raise ValueError("Sequential.fit: x is empty")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
+            xv, yv = self._check_xy(*validation_data, loss, "validation ")
+        if optimizer is None:
+            optimizer = SGD(self.parameters(), lr=0.01)
+        elif not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
+            raise TypeError(f"Sequential.fit: optimizer must have step() and zero_grad(), got {type(optimizer).__name__}")
+
+        loss_fn = LOSSES[loss]
+        classify = loss == "cross_entropy"
+        rng = np.random.default_rng(seed)
+        n = len(x)
+        batch_size = min(int(batch_size), n)
+        x_batch = np.empty((batch_size,) + x.shape[1:], dtype=x.dtype)
+        y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
+        history = {"loss": []}
+        if classify:
+            history["accuracy"] = []
+        if validation_data is not None:
+            history["val_loss"] = []
+            if classify:
+                history["val_accuracy"] = []
+        history["lr"], history["epoch_time"] = [], []
+        bar_ok = verbose and sys.stderr.isatty()
+
+        for epoch in range(int(epochs)):
+            self.train()
+            start = time.perf_counter()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, correct, seen = 0.0, 0, 0
+            bar = _progress(n, f"epoch {epoch + 1}/{epochs}") if bar_ok else None
+            diverged = False
+            for lo in range(0, n, batch_size):
+                idx = order[lo:lo + batch_size]
+                m = len(idx)
+                xb, yb = x_batch[:m], y_batch[:m]
+                np.take(x, idx, axis=0, out=xb)
+                np.take(y, idx, axis=0, out=yb)
+                out = self.forward(xb)
+                batch_loss, dout = loss_fn(out, yb)
+                if not math.isfinite(batch_loss):
+                    diverged = True
+                    break
+                optimizer.zero_grad()
+                self.backward(dout)
+                optimizer.step()
+                total_loss += batch_loss * m
+                seen += m
+                if classify:
+                    correct += int((out.argmax(axis=1) == yb).sum())
+                if bar is not None:
+                    bar.update(m)
+                    post = {"loss": f"{total_loss / seen:.4f}"}
+                    if classify:
+                        post["acc"] = f"{correct / seen:.4f}"
+                    bar.set_postfix(post, refresh=False)
+            if bar is not None:
+                bar.close()
+            if diverged:
+                warnings.warn(
+                    f"Sequential.fit: loss became {batch_loss} in epoch {epoch + 1}; training stopped "
+                    "before that step was applied (try a smaller learning rate)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                break
+            history["loss"].append(total_loss / seen)
+            if classify:
+                history["accuracy"].append(correct / seen)
+            if validation_data is not None:
+                val = self.evaluate(xv, yv, loss=loss)
+                history["val_loss"].append(val["loss"])
+                if classify:
+                    history["val_accuracy"].append(val["accuracy"])
+            history["lr"].append(getattr(optimizer, "lr", None))
+            elapsed = time.perf_counter() - start
+            history["epoch_time"].append(elapsed)
+            if verbose:
+                print(_epoch_line(history, epoch, epochs, n / elapsed), flush=True)
+        return history
+
+    def evaluate(self, x, y, batch_size=256, loss="cross_entropy"):
+        """Mean loss and accuracy on a data set, in eval mode (the mode is restored after).
+
+        Returns
+        -------
+        dict
+            ``{"loss": float, "accuracy": float in [0, 1]}`` (accuracy for
+            cross-entropy only).
+        """
+        if loss not in LOSSES:
+            raise ValueError(f"Sequential.evaluate: loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        x, y = self._check_xy(x, y, loss, "")
+        total, correct = 0.0, 0
+        for lo, out in self._batched_outputs(x, batch_size):
+            yb = y[lo:lo + len(out)]
+            batch_loss, _ = LOSSES[loss](out, yb)
+            total += batch_loss * len(out)
+            if loss == "cross_entropy":
+                correct += int((out.argmax(axis=1) == yb).sum())
+        result = {"loss": total / max(len(x), 1)}
+        if loss == "cross_entropy":
+            result["accuracy"] = correct / max(len(x), 1)
+        return result
+
+    def predict(self, x, batch_size=256):
+        """Model outputs for ``x`` in eval mode (logits for a classifier; ``argmax(axis=1)`` gives labels)."""
+        x = self._as_input(x)
+        outs = [out for _, out in self._batched_outputs(x, batch_size)]
+        if not outs:
+            return np.empty((0,) + self.output_shapes(x.shape[1:])[-1], dtype=self.dtype)
+        return np.concatenate(outs)
+
+    def _batched_outputs(self, x, batch_size):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"Sequential: batch_size must be a positive int, got {batch_size!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            for lo in range(0, len(x), batch_size):
+                yield lo, self.forward(x[lo:lo + batch_size])
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ description
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Print (and return) a table of layers, output shapes and parameter counts.
+
+        ``input_shape`` (per example) defaults to the model's ``input_shape``.
+        """
+        shape = input_shape or self.input_shape
+        shapes = self.output_shapes(shape) if shape is not None else [None] * len(self.layers)
+        rows = [("Layer", "Output shape", "Params")]
+        for layer, out in zip(self.layers, shapes):
+            count = sum(p.size for p in layer.parameters())
+            rows.append((repr(layer), "?" if out is None else str((None, *out)), f"{count:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        rule = "-" * (sum(widths) + 4)
+        lines = [rule]
+        for i, r in enumerate(rows):
+            lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
+            if i == 0:
+                lines.append(rule)
+        total = sum(p.size for p in self.parameters())
+        lines += [rule, f"Total params: {total:,}", f"Input shape: {None if shape is None else (None, *shape)}"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+
+def _progress(total, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+
+
+def _epoch_line(history, epoch, epochs, rate):
+    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {history['loss'][-1]:.4f}"]
+    if "accuracy" in history:
+        parts.append(f"acc {history['accuracy'][-1]:.4f}")
+    if "val_loss" in history:
+        parts.append(f"val_loss {history['val_loss'][-1]:.4f}")
+    if "val_accuracy" in history:
+        parts.append(f"val_acc {history['val_accuracy'][-1]:.4f}")
+    parts.append(f"{rate:,.0f} img/s")
+    parts.append(f"{history['epoch_time'][-1]:.1f}s")
+    return "  ".join(parts)
