@@ -1,0 +1,274 @@
+"""Tests for the ``fastcnn`` command line (fastcnn.cli and ``python -m fastcnn``)."""
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastcnn.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+ACCURACY_LINE = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+) images\)$", re.M)
+
+
+@pytest.fixture(autouse=True)
+def _restore_num_threads():
+    """``--threads`` changes the thread count of this process; put it back."""
+    import fastcnn
+
+    before = fastcnn.get_num_threads()
+    yield
+    fastcnn.set_num_threads(before)
+
+
+def run_main(argv, capsys):
+    """Run ``main(argv)`` in-process; return (status, stdout, stderr)."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, out, err, expected_status, *fragments):
+    assert status == expected_status, (status, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastcnn: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def write_idx_gz(path, arr):
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in arr.shape
+    )
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+
+def make_fake_mnist(directory, n_train=96, n_test=32):
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_idx_gz(directory / "train-images-idx3-ubyte.gz",
+                 rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8))
+    write_idx_gz(directory / "train-labels-idx1-ubyte.gz",
+                 rng.integers(0, 10, n_train, dtype=np.uint8))
+    write_idx_gz(directory / "t10k-images-idx3-ubyte.gz",
+                 rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
+    write_idx_gz(directory / "t10k-labels-idx1-ubyte.gz",
+                 rng.integers(0, 10, n_test, dtype=np.uint8))
+    return directory
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_small(capsys):
+    status, out, err = run_main(
+        ["train", "--epochs", "1", "--limit", "512", "--batch-size", "64"], capsys
+    )
+    assert status == 0, err
+    assert "Traceback" not in out + err
+    assert re.search(r"epoch", out + err, re.I), out + err  # fit's per-epoch report
+    match = ACCURACY_LINE.search(out)
+    assert match, out
+    accuracy, n_images = float(match.group(1)), int(match.group(2))
+    assert n_images == 128
+    assert 0.0 <= accuracy <= 100.0
+    # The final line is model.evaluate on the validation set, which fit just
+    # reported after the last epoch.
+    val_acc = re.findall(r"val_acc\s+(\d\.\d+)", out + err)
+    if val_acc:
+        assert abs(100 * float(val_acc[-1]) - accuracy) < 0.01 + 1e-9, out
+
+
+def test_train_is_reproducible(capsys):
+    argv = ["train", "--epochs", "1", "--limit", "256", "--seed", "3", "--threads", "1"]
+    _, out1, _ = run_main(argv, capsys)
+    _, out2, _ = run_main(argv, capsys)
+    first, second = ACCURACY_LINE.search(out1), ACCURACY_LINE.search(out2)
+    assert first and second
+    assert first.group(0) == second.group(0)
+
+
+def test_train_from_directory(tmp_path, capsys):
+    directory = make_fake_mnist(tmp_path / "mnist")
+    status, out, err = run_main(
+        ["train", "--data", str(directory), "--epochs", "1", "--batch-size", "32"], capsys
+    )
+    assert status == 0, err
+    assert str(directory) in out
+    match = ACCURACY_LINE.search(out)
+    assert match and int(match.group(2)) == 32, out
+
+
+def test_train_diverged(capsys):
+    status, out, err = run_main(
+        ["train", "--epochs", "2", "--limit", "256", "--lr", "1000"], capsys
+    )
+    assert status == 1
+    assert "Traceback" not in out + err
+    assert ACCURACY_LINE.search(out), out
+    assert re.search(r"^fastcnn: warning: .*(nan|inf)", err, re.M | re.I), err
+
+
+class _FakeModel:
+    """Stands in for LeNet-5 to check what the CLI passes to fit/evaluate."""
+
+    calls = {}
+
+    def parameters(self):
+        return []
+
+    def fit(self, x, y, **kwargs):
+        self.calls["fit"] = (x, y, kwargs)
+        print("epoch 1/1 (fake)")
+        return {"loss": [0.5] * kwargs["epochs"]}
+
+    def evaluate(self, x, y, batch_size=256):
+        self.calls["evaluate"] = (x, y)
+        return {"loss": 0.1, "accuracy": 0.987}
+
+
+class _FakeSGD:
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        _FakeModel.calls["sgd"] = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def test_train_preprocessing_and_arguments(monkeypatch, capsys):
+    import fastcnn
+    import fastcnn.models
+    import fastcnn.optim
+    from fastcnn.data import load_sample
+
+    _FakeModel.calls = {}
+    seeds = []
+    monkeypatch.setattr(fastcnn.models, "lenet5", lambda *a, **k: _FakeModel())
+    monkeypatch.setattr(fastcnn.optim, "SGD", _FakeSGD)
+    monkeypatch.setattr(fastcnn, "manual_seed", seeds.append, raising=False)
+
+    status, out, err = run_main(
+        ["train", "--epochs", "2", "--batch-size", "16", "--lr", "0.01", "--momentum", "0.5",
+         "--weight-decay", "0", "--seed", "7", "--limit", "1000"],
+        capsys,
+    )
+    assert status == 0, err
+    assert out.rstrip().endswith("test accuracy: 98.70% (250 images)")
+    assert seeds == [7]
+    assert _FakeModel.calls["sgd"] == dict(lr=0.01, momentum=0.5, weight_decay=0.0)
+
+    x, y, kwargs = _FakeModel.calls["fit"]
+    assert kwargs["epochs"] == 2 and kwargs["batch_size"] == 16 and kwargs["seed"] == 7
+    assert kwargs["verbose"] is True
+    assert isinstance(kwargs["optimizer"], _FakeSGD)
+    x_val, y_val = kwargs["validation_data"]
+    assert x.dtype == np.float32 and x.shape == (1000, 1, 28, 28)
+    assert x_val.dtype == np.float32 and x_val.shape == (250, 1, 28, 28)
+    # Standardised with the training statistics, applied to both sets.
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-4
+    (x_raw, y_raw), (x_test_raw, y_test_raw) = load_sample()
+    train01 = x_raw[:1000].astype(np.float64) / 255
+    expected_val = (x_test_raw[:250] / 255 - train01.mean()) / train01.std()
+    np.testing.assert_allclose(x_val, expected_val, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y, y_raw[:1000])
+    np.testing.assert_array_equal(y_val, y_test_raw[:250])
+    x_eval, _ = _FakeModel.calls["evaluate"]
+    assert x_eval is x_val
+
+
+# --------------------------------------------------------------------------- errors
+
+
+BAD_ARGUMENTS = [
+    (["train", "--epochs", "0"], ["--epochs", "positive integer", "0"]),
+    (["train", "--epochs", "two"], ["--epochs", "'two'"]),
+    (["train", "--batch-size", "-1"], ["--batch-size", "positive integer", "-1"]),
+    (["train", "--lr", "0"], ["--lr", "positive"]),
+    (["train", "--lr", "nan"], ["--lr", "finite"]),
+    (["train", "--momentum", "1.5"], ["--momentum", "[0, 1)"]),
+    (["train", "--weight-decay", "-0.1"], ["--weight-decay", "non-negative"]),
+    (["train", "--limit", "0"], ["--limit"]),
+    (["train", "--threads", "0"], ["--threads"]),
+    (["train", "--threads", "100000"], ["--threads"]),
+    (["train", "--no-such-option"], ["--no-such-option"]),
+    (["frobnicate"], ["frobnicate"]),
+    ([], ["COMMAND"]),
+]
+
+
+@pytest.mark.parametrize(
+    "argv,fragments", BAD_ARGUMENTS, ids=[" ".join(a) or "no-args" for a, _ in BAD_ARGUMENTS]
+)
+def test_bad_arguments(argv, fragments, capsys):
+    status, out, err = run_main(argv, capsys)
+    assert_one_line_error(status, out, err, 2, *fragments)
+
+
+def test_missing_data_directory(capsys):
+    status, out, err = run_main(["train", "--data", "/nonexistent"], capsys)
+    assert_one_line_error(status, out, err, 1, "/nonexistent")
+
+
+def test_data_directory_without_files(tmp_path, capsys):
+    status, out, err = run_main(["train", "--data", str(tmp_path)], capsys)
+    assert_one_line_error(status, out, err, 1, str(tmp_path), "train-images-idx3-ubyte")
+
+
+def test_corrupt_data_file(tmp_path, capsys):
+    directory = make_fake_mnist(tmp_path / "mnist")
+    path = directory / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    status, out, err = run_main(["train", "--data", str(directory)], capsys)
+    assert_one_line_error(status, out, err, 1, "t10k-images-idx3-ubyte.gz")
+
+
+def test_data_with_bad_labels(tmp_path, capsys):
+    directory = make_fake_mnist(tmp_path / "mnist")
+    write_idx_gz(directory / "t10k-labels-idx1-ubyte.gz", np.full(32, 12, np.uint8))
+    status, out, err = run_main(["train", "--data", str(directory)], capsys)
+    assert_one_line_error(status, out, err, 1, "labels 0-9", "12")
+
+
+def test_help(capsys):
+    status, out, _ = run_main(["train", "--help"], capsys)
+    assert status == 0
+    for option in ("--data", "--epochs", "--batch-size", "--lr", "--momentum",
+                   "--weight-decay", "--threads", "--seed", "--limit"):
+        assert option in out
+
+
+# --------------------------------------------------------------------------- python -m
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("NUMBA_CACHE_DIR", "/tmp/numba_cache")
+    return env
+
+
+def test_python_m_fastcnn_train():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastcnn", "train", "--epochs", "1", "--limit", "256"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = ACCURACY_LINE.search(proc.stdout)
+    assert match and int(match.group(2)) == 64, proc.stdout
+
+
+def test_python_m_fastcnn_bad_argument():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastcnn", "train", "--epochs", "0"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("fastcnn: error: argument --epochs")
+    assert len(proc.stderr.strip().splitlines()) == 1
