@@ -28,17 +28,23 @@ def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
         m = logits[n, 0]
         for k in range(1, K):
             m = max(m, logits[n, k])
+        label = labels[n]
         total = zero
+        shifted = zero
         for k in range(K):
-            e = np.exp(logits[n, k] - m)
+            d = logits[n, k] - m
+            if k == label:
+                shifted = d
+            e = np.exp(d)
             dlogits[n, k] = e
             total += e
         scale = inv_n / total
         for k in range(K):
             dlogits[n, k] *= scale
-        label = labels[n]
         dlogits[n, label] -= inv_n
-        losses[n] = np.log(total) + m - logits[n, label]
+        # log(total) - (logit - m), with the shift exact: adding m back to
+        # log(total) first would round the loss to the spacing of m.
+        losses[n] = np.log(total) - shifted
 
 
 @pjit
