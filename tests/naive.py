@@ -1,0 +1,471 @@
+"""Slow, obviously-correct reference implementations (the test oracle).
+
+Everything here is written as explicit Python loops straight from the
+definitions, in float64, so that it shares no vectorisation trick (and hence no
+bug) with :mod:`fastcnn.kernels`.  Inputs are converted to float64 first; the
+results are float64 arrays (or Python floats for the losses).
+
+Layout conventions match fastcnn: NCHW activations, (K, C, R, S) conv weights,
+(out, in) linear weights.
+
+The module also holds the edge-shape tables shared by several test files.
+"""
+
+import math
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def pair(v):
+    """An int or a 2-sequence as a tuple of two ints."""
+    if isinstance(v, (tuple, list)):
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def conv_out(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def pool_out(size, k, s, p, ceil_mode):
+    """PyTorch's pooling output size, written from its documentation."""
+    span = size + 2 * p - k
+    if ceil_mode:
+        out = int(math.ceil(span / s)) + 1
+        # the last window must start inside the input or the left padding
+        if (out - 1) * s >= size + p:
+            out -= 1
+    else:
+        out = int(math.floor(span / s)) + 1
+    return out
+
+
+# ---------------------------------------------------------------------------
+# convolution (cross-correlation), zero padding
+# ---------------------------------------------------------------------------
+def conv2d_forward(x, w, b=None, stride=1, padding=0):
+    x, w = _f64(x), _f64(w)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    K, C2, R, S = w.shape
+    assert C == C2
+    OH, OW = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    y = np.zeros((N, K, OH, OW))
+    for n in range(N):
+        for k in range(K):
+            for oh in range(OH):
+                for ow in range(OW):
+                    acc = 0.0 if b is None else float(b[k])
+                    for c in range(C):
+                        for r in range(R):
+                            ih = oh * sh - ph + r
+                            if ih < 0 or ih >= H:
+                                continue  # zero padding
+                            for s in range(S):
+                                iw = ow * sw - pw + s
+                                if iw < 0 or iw >= W:
+                                    continue
+                                acc += float(x[n, c, ih, iw]) * float(w[k, c, r, s])
+                    y[n, k, oh, ow] = acc
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0):
+    """(dx, dw, db) by scattering every output's gradient back along the edges
+    of the forward computation graph."""
+    dy, x, w = _f64(dy), _f64(x), _f64(w)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    assert dy.shape == (N, K, conv_out(H, R, sh, ph), conv_out(W, S, sw, pw))
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(K)
+    for n in range(N):
+        for k in range(K):
+            for oh in range(OH):
+                for ow in range(OW):
+                    g = float(dy[n, k, oh, ow])
+                    db[k] += g
+                    for c in range(C):
+                        for r in range(R):
+                            ih = oh * sh - ph + r
+                            if ih < 0 or ih >= H:
+                                continue
+                            for s in range(S):
+                                iw = ow * sw - pw + s
+                                if iw < 0 or iw >= W:
+                                    continue
+                                dx[n, c, ih, iw] += w[k, c, r, s] * g
+                                dw[k, c, r, s] += x[n, c, ih, iw] * g
+    return dx, dw, db
+
+
+def true_convolution2d(x, w):
+    """Textbook convolution (kernel flipped), no padding, stride 1, one plane:
+    y[i, j] = sum_{a, b} x[a, b] * w[i - a + R - 1, j - b + S - 1] restricted to
+    the 'valid' region, written with the flip in the index arithmetic."""
+    x, w = _f64(x), _f64(w)
+    H, W = x.shape
+    R, S = w.shape
+    y = np.zeros((H - R + 1, W - S + 1))
+    for i in range(H - R + 1):
+        for j in range(W - S + 1):
+            acc = 0.0
+            for u in range(R):
+                for v in range(S):
+                    acc += x[i + u, j + v] * w[R - 1 - u, S - 1 - v]
+            y[i, j] = acc
+    return y
+
+
+def im2col(x, kernel_size, stride=1, padding=0):
+    """Reference im2col in fastcnn's documented layout: shape (N, C*R*S, P*Q),
+    ``cols[n, (c*R + r)*S + s, p*Q + q] = xpad[n, c, p*sh + r, q*sw + s]``
+    (zero padding)."""
+    x = _f64(x)
+    R, S = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    P, Q = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    cols = np.zeros((N, C * R * S, P * Q))
+    for n in range(N):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    row = (c * R + r) * S + s
+                    for p in range(P):
+                        for q in range(Q):
+                            ih = p * sh - ph + r
+                            iw = q * sw - pw + s
+                            if 0 <= ih < H and 0 <= iw < W:
+                                cols[n, row, p * Q + q] = x[n, c, ih, iw]
+    return cols
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+    """Reference col2im: scatter-add every column entry back to the input
+    pixel it was read from (entries from the padding are dropped)."""
+    cols = _f64(cols)
+    R, S = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x_shape
+    P, Q = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    assert cols.shape == (N, C * R * S, P * Q)
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    row = (c * R + r) * S + s
+                    for p in range(P):
+                        for q in range(Q):
+                            ih = p * sh - ph + r
+                            iw = q * sw - pw + s
+                            if 0 <= ih < H and 0 <= iw < W:
+                                dx[n, c, ih, iw] += cols[n, row, p * Q + q]
+    return dx
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Returns (y, argmax); argmax is the flat index ih*W + iw into the unpadded
+    input plane; padding is -inf; ties go to the first maximum in row-major
+    window order (strict '>' while scanning r outer, s inner)."""
+    x = _f64(x)
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(kernel_size if stride is None else stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    OH, OW = pool_out(H, kh, sh, ph, ceil_mode), pool_out(W, kw, sw, pw, ceil_mode)
+    y = np.zeros((N, C, OH, OW))
+    am = np.zeros((N, C, OH, OW), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best, best_idx = -math.inf, -1
+                    for r in range(kh):
+                        ih = oh * sh - ph + r
+                        if ih < 0 or ih >= H:
+                            continue  # -inf padding never wins
+                        for s in range(kw):
+                            iw = ow * sw - pw + s
+                            if iw < 0 or iw >= W:
+                                continue
+                            v = x[n, c, ih, iw]
+                            if best_idx == -1 or v > best:
+                                best, best_idx = v, ih * W + iw
+                    assert best_idx >= 0, "window entirely in padding"
+                    y[n, c, oh, ow] = best
+                    am[n, c, oh, ow] = best_idx
+    return y, am
+
+
+def max_pool2d_backward(dy, argmax, x_shape):
+    dy = _f64(dy)
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for oh in range(dy.shape[2]):
+                for ow in range(dy.shape[3]):
+                    idx = int(argmax[n, c, oh, ow])
+                    dx[n, c, idx // W, idx % W] += dy[n, c, oh, ow]
+    return dx
+
+
+def _avg_windows(H, W, kh, kw, sh, sw, ph, pw, OH, OW):
+    """Yield (oh, ow, h0, h1, w0, w1, divisor) with PyTorch's
+    count_include_pad=True rule: the divisor counts the window clipped to the
+    padded input; the sum uses the window clipped to the real input."""
+    for oh in range(OH):
+        for ow in range(OW):
+            hstart = oh * sh - ph
+            wstart = ow * sw - pw
+            hend = min(hstart + kh, H + ph)
+            wend = min(wstart + kw, W + pw)
+            divisor = (hend - hstart) * (wend - wstart)
+            yield (oh, ow, max(hstart, 0), min(hend, H), max(wstart, 0),
+                   min(wend, W), divisor)
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    x = _f64(x)
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(kernel_size if stride is None else stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    OH, OW = pool_out(H, kh, sh, ph, ceil_mode), pool_out(W, kw, sw, pw, ceil_mode)
+    y = np.zeros((N, C, OH, OW))
+    for n in range(N):
+        for c in range(C):
+            for oh, ow, h0, h1, w0, w1, div in _avg_windows(
+                    H, W, kh, kw, sh, sw, ph, pw, OH, OW):
+                acc = 0.0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        acc += x[n, c, ih, iw]
+                y[n, c, oh, ow] = acc / div
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False):
+    dy = _f64(dy)
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(kernel_size if stride is None else stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x_shape
+    OH, OW = pool_out(H, kh, sh, ph, ceil_mode), pool_out(W, kw, sw, pw, ceil_mode)
+    assert dy.shape == (N, C, OH, OW)
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for oh, ow, h0, h1, w0, w1, div in _avg_windows(
+                    H, W, kh, kw, sh, sw, ph, pw, OH, OW):
+                g = dy[n, c, oh, ow] / div
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        dx[n, c, ih, iw] += g
+    return dx
+
+
+def global_avg_pool2d_forward(x):
+    x = _f64(x)
+    N, C, H, W = x.shape
+    y = np.zeros((N, C))
+    for n in range(N):
+        for c in range(C):
+            acc = 0.0
+            for h in range(H):
+                for w_ in range(W):
+                    acc += x[n, c, h, w_]
+            y[n, c] = acc / (H * W)
+    return y
+
+
+def global_avg_pool2d_backward(dy, x_shape):
+    dy = _f64(dy)
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w_ in range(W):
+                    dx[n, c, h, w_] = dy[n, c] / (H * W)
+    return dx
+
+
+# ---------------------------------------------------------------------------
+# activations (elementwise, via math on Python floats)
+# ---------------------------------------------------------------------------
+def _map(f, *arrays):
+    arrays = [_f64(a) for a in arrays]
+    out = np.empty(arrays[0].shape)
+    flat = [a.reshape(-1) for a in arrays]
+    of = out.reshape(-1)
+    for i in range(of.size):
+        of[i] = f(*(float(a[i]) for a in flat))
+    return out
+
+
+def _sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+def relu_forward(x):
+    return _map(lambda v: v if v > 0 else 0.0, x)
+
+
+def relu_backward(dy, x):
+    # derivative taken as 0 at x == 0 (PyTorch's convention)
+    return _map(lambda g, v: g if v > 0 else 0.0, dy, x)
+
+
+def sigmoid_forward(x):
+    return _map(_sigmoid, x)
+
+
+def sigmoid_backward(dy, y):
+    return _map(lambda g, s: g * s * (1.0 - s), dy, y)
+
+
+def tanh_forward(x):
+    return _map(math.tanh, x)
+
+
+def tanh_backward(dy, y):
+    return _map(lambda g, t: g * (1.0 - t * t), dy, y)
+
+
+# ---------------------------------------------------------------------------
+# linear
+# ---------------------------------------------------------------------------
+def linear_forward(x, w, b=None):
+    x, w = _f64(x), _f64(w)
+    N, I = x.shape
+    O, I2 = w.shape
+    assert I == I2
+    y = np.zeros((N, O))
+    for n in range(N):
+        for o in range(O):
+            acc = 0.0 if b is None else float(b[o])
+            for i in range(I):
+                acc += x[n, i] * w[o, i]
+            y[n, o] = acc
+    return y
+
+
+def linear_backward(dy, x, w):
+    dy, x, w = _f64(dy), _f64(x), _f64(w)
+    N, I = x.shape
+    O = w.shape[0]
+    dx = np.zeros((N, I))
+    dw = np.zeros((O, I))
+    db = np.zeros(O)
+    for n in range(N):
+        for o in range(O):
+            g = dy[n, o]
+            db[o] += g
+            for i in range(I):
+                dx[n, i] += g * w[o, i]
+                dw[o, i] += g * x[n, i]
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------
+def softmax_cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label]; gradient w.r.t.
+    logits is (softmax - onehot) / N.  Uses the max-shift for stability."""
+    z = _f64(logits)
+    N, K = z.shape
+    total = 0.0
+    d = np.zeros((N, K))
+    for n in range(N):
+        m = max(z[n, k] for k in range(K))
+        ssum = sum(math.exp(z[n, k] - m) for k in range(K))
+        lse = m + math.log(ssum)
+        t = int(labels[n])
+        total += lse - z[n, t]
+        for k in range(K):
+            p = math.exp(z[n, k] - lse)
+            d[n, k] = (p - (1.0 if k == t else 0.0)) / N
+    return total / N, d
+
+
+def mse_loss(pred, target):
+    p, t = _f64(pred), _f64(target)
+    pf, tf = p.reshape(-1), t.reshape(-1)
+    M = pf.size
+    total = 0.0
+    d = np.zeros(M)
+    for i in range(M):
+        diff = pf[i] - tf[i]
+        total += diff * diff
+        d[i] = 2.0 * diff / M
+    return total / M, d.reshape(p.shape)
+
+
+# ---------------------------------------------------------------------------
+# shared edge-shape tables
+# ---------------------------------------------------------------------------
+# conv: (N, C, H, W, K, R, S, stride, padding)
+CONV_CASES = {
+    "batch1_3x3": (1, 1, 5, 5, 1, 3, 3, 1, 0),
+    "1x1_kernel": (2, 3, 4, 5, 2, 1, 1, 1, 0),
+    "kernel_eq_input": (2, 2, 4, 3, 3, 4, 3, 1, 0),
+    "kernel_eq_padded_input": (1, 2, 3, 3, 2, 5, 5, 1, 1),
+    "stride_gt_kernel": (2, 2, 7, 7, 2, 2, 2, 3, 0),
+    "H_minus_k_not_div_by_stride": (1, 2, 8, 7, 2, 3, 3, 2, 0),
+    "odd_rect_image_rect_kernel": (2, 3, 7, 5, 2, 3, 2, 1, 0),
+    "rect_stride_and_padding": (2, 2, 7, 6, 3, 3, 2, (2, 1), (1, 0)),
+    "rect_stride_only": (1, 2, 6, 9, 2, 2, 3, (1, 3), 0),
+    "stride2_pad1": (1, 2, 6, 6, 2, 3, 3, 2, 1),
+    "padding_ge_kernel": (1, 1, 3, 3, 1, 2, 2, 1, 2),
+    "wide_channels_pad1": (3, 4, 6, 6, 5, 3, 3, 1, 1),
+    # batches of 8 or more take the batch-last kernels (channels not a multiple of 4 on purpose)
+    "batchlast_N9_K6_pad2": (9, 1, 8, 8, 6, 5, 5, 1, 2),
+    "batchlast_N8_C6_K7_rect_stride_pad": (8, 6, 9, 7, 7, 3, 2, (2, 1), (1, 0)),
+    "batchlast_N13_stride_gt_kernel": (13, 5, 7, 7, 5, 2, 2, 3, 0),
+    "batchlast_N16_kernel_eq_padded_input": (16, 3, 3, 3, 4, 5, 5, 1, 1),
+    "batchlast_N10_padding_ge_kernel": (10, 2, 3, 4, 3, 2, 2, 1, 2),
+}
+
+# pooling: (N, C, H, W, kernel_size, stride, padding, ceil_mode)
+POOL_CASES = {
+    "2x2_default_stride": (2, 3, 6, 6, 2, None, 0, False),
+    "odd_size_floor": (1, 2, 7, 7, 2, None, 0, False),
+    "odd_size_ceil_partial_last_window": (1, 2, 7, 7, 2, None, 0, True),
+    # H=5,k=2,s=2,p=1: ceil gives 4 windows but the 4th starts at 6 >= H+p
+    "ceil_last_window_in_padding_dropped": (1, 2, 5, 5, 2, 2, 1, True),
+    "k3_s2_pad1": (2, 2, 7, 6, 3, 2, 1, False),
+    "k3_s2_pad1_ceil": (2, 2, 7, 6, 3, 2, 1, True),
+    "rect_kernel_stride_pad_ceil": (1, 2, 7, 8, (3, 2), (2, 1), (1, 0), True),
+    # W: 5+2-3=4, ceil(4/3)+1=3 -> dropped to 2; H kept at 4
+    "ceil_drop_in_W_only": (2, 1, 6, 5, 3, (2, 3), (1, 1), True),
+    "stride_gt_kernel": (1, 2, 9, 9, 2, 3, 0, False),
+    "stride_gt_kernel_ceil": (1, 2, 9, 8, 2, 3, 0, True),
+    "kernel_eq_input": (2, 2, 4, 5, (4, 5), None, 0, False),
+    "1x1_kernel_stride2": (1, 2, 5, 5, 1, 2, 0, False),
+    "stride1_pad1_ceil": (1, 1, 5, 5, 3, 1, 1, True),
+}

@@ -1,0 +1,176 @@
+"""Central-difference gradient checks (float64) for every backward kernel.
+
+Each forward output y is reduced to the scalar L = sum(y * G) with a fixed
+random G, so dL/dy = G is what the backward kernel receives; the losses are
+checked against L = loss directly.
+"""
+
+import numpy as np
+import pytest
+
+import naive as nv
+
+from fastcnn import kernels as K
+
+F64 = np.float64
+EPS = 1e-6
+
+
+def numerical_grad(f, a, eps=EPS):
+    """d f / d a by central differences; ``f`` reads ``a`` (perturbed in place)."""
+    g = np.zeros_like(a)
+    flat, gflat = a.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def check_grad(analytic, f, a, name, rtol=1e-6):
+    num = numerical_grad(f, a)
+    assert analytic is not None, f"{name}: backward returned None"
+    assert analytic.shape == a.shape, f"{name}: shape {analytic.shape} != {a.shape}"
+    scale = max(1.0, float(np.max(np.abs(num))))
+    np.testing.assert_allclose(analytic, num, rtol=rtol, atol=rtol * scale,
+                               err_msg=f"gradient of {name}")
+
+
+def _objective(fwd, G):
+    return lambda: float(np.sum(fwd() * G))
+
+
+# ---------------------------------------------------------------------------
+# convolution, direct and im2col
+# ---------------------------------------------------------------------------
+CONV_IMPLS = {
+    "direct": ("conv2d_forward", "conv2d_backward"),
+    "im2col": ("conv2d_forward_im2col", "conv2d_backward_im2col"),
+}
+
+
+@pytest.mark.parametrize("case", list(nv.CONV_CASES))
+@pytest.mark.parametrize("impl", list(CONV_IMPLS))
+def test_conv2d_gradcheck(impl, case, rng):
+    fwd_name, bwd_name = CONV_IMPLS[impl]
+    fwd, bwd = getattr(K, fwd_name), getattr(K, bwd_name)
+    N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((Kout, C, R, S))
+    b = rng.standard_normal(Kout)
+    y = fwd(x, w, b, stride=s, padding=p)
+    G = rng.standard_normal(y.shape)
+    dx, dw, db = bwd(G, x, w, stride=s, padding=p)
+    L = _objective(lambda: fwd(x, w, b, stride=s, padding=p), G)
+    check_grad(dx, L, x, "x")
+    check_grad(dw, L, w, "w")
+    check_grad(db, L, b, "b")
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+POOL_GRAD_CASES = [
+    "odd_size_ceil_partial_last_window",
+    "ceil_last_window_in_padding_dropped",
+    "k3_s2_pad1",
+    "rect_kernel_stride_pad_ceil",
+    "ceil_drop_in_W_only",
+    "stride_gt_kernel",
+    "stride1_pad1_ceil",
+]
+
+
+def _distinct(rng, shape):
+    """Values at least 0.1 apart, so no +-EPS perturbation changes an argmax."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.1 - n * 0.05).reshape(shape).astype(F64)
+
+
+@pytest.mark.parametrize("case", POOL_GRAD_CASES)
+def test_max_pool2d_gradcheck(case, rng):
+    N, C, H, W, k, s, p, cm = nv.POOL_CASES[case]
+    x = _distinct(rng, (N, C, H, W))
+    y, am = K.max_pool2d_forward(x, k, stride=s, padding=p, ceil_mode=cm)
+    G = rng.standard_normal(y.shape)
+    dx = K.max_pool2d_backward(G, am, x.shape)
+    L = _objective(lambda: K.max_pool2d_forward(x, k, stride=s, padding=p,
+                                                ceil_mode=cm)[0], G)
+    check_grad(dx, L, x, "x")
+
+
+@pytest.mark.parametrize("case", POOL_GRAD_CASES)
+def test_avg_pool2d_gradcheck(case, rng):
+    N, C, H, W, k, s, p, cm = nv.POOL_CASES[case]
+    x = rng.standard_normal((N, C, H, W))
+    y = K.avg_pool2d_forward(x, k, stride=s, padding=p, ceil_mode=cm)
+    G = rng.standard_normal(y.shape)
+    dx = K.avg_pool2d_backward(G, x.shape, k, stride=s, padding=p, ceil_mode=cm)
+    L = _objective(lambda: K.avg_pool2d_forward(x, k, stride=s, padding=p,
+                                                ceil_mode=cm), G)
+    check_grad(dx, L, x, "x")
+
+
+def test_global_avg_pool2d_gradcheck(rng):
+    x = rng.standard_normal((2, 3, 3, 5))
+    G = rng.standard_normal((2, 3))
+    dx = K.global_avg_pool2d_backward(G, x.shape)
+    check_grad(dx, _objective(lambda: K.global_avg_pool2d_forward(x), G), x, "x")
+
+
+# ---------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------
+def test_relu_gradcheck(rng):
+    raw = rng.standard_normal((2, 3, 4, 4))
+    x = np.sign(raw) * (0.1 + np.abs(raw))  # nowhere near the kink at 0
+    G = rng.standard_normal(x.shape)
+    dx = K.relu_backward(G, x)
+    check_grad(dx, _objective(lambda: K.relu_forward(x), G), x, "x")
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_smooth_activation_gradcheck(name, rng):
+    fwd, bwd = getattr(K, f"{name}_forward"), getattr(K, f"{name}_backward")
+    x = rng.standard_normal((2, 3, 4, 4)) * 2
+    G = rng.standard_normal(x.shape)
+    dx = bwd(G, fwd(x))
+    check_grad(dx, _objective(lambda: fwd(x), G), x, "x")
+
+
+# ---------------------------------------------------------------------------
+# linear
+# ---------------------------------------------------------------------------
+def test_linear_gradcheck(rng):
+    x = rng.standard_normal((3, 5))
+    w = rng.standard_normal((4, 5))
+    b = rng.standard_normal(4)
+    G = rng.standard_normal((3, 4))
+    dx, dw, db = K.linear_backward(G, x, w)
+    L = _objective(lambda: K.linear_forward(x, w, b), G)
+    check_grad(dx, L, x, "x")
+    check_grad(dw, L, w, "w")
+    check_grad(db, L, b, "b")
+
+
+# ---------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1.0, 20.0], ids=["moderate", "peaked"])
+def test_softmax_cross_entropy_gradcheck(scale, rng):
+    logits = rng.standard_normal((4, 6)) * scale
+    labels = rng.integers(0, 6, size=4)
+    _, d = K.softmax_cross_entropy(logits, labels)
+    check_grad(d, lambda: float(K.softmax_cross_entropy(logits, labels)[0]),
+               logits, "logits")
+
+
+def test_mse_gradcheck(rng):
+    pred = rng.standard_normal((3, 4))
+    target = rng.standard_normal((3, 4))
+    _, d = K.mse_loss(pred, target)
+    check_grad(d, lambda: float(K.mse_loss(pred, target)[0]), pred, "pred")
