@@ -34,6 +34,13 @@ from ._dense import (
     linear_backward_weight_kernel,
     linear_forward_kernel,
 )
+from ._batchlast import (
+    BLOCK,
+    conv2d_backward_input_batchlast,
+    conv2d_backward_weight_batchlast,
+    conv2d_forward_batchlast,
+    to_batch_last,
+)
 from ._direct import (
     conv2d_backward_bias,
     conv2d_backward_input_direct,
@@ -82,6 +89,10 @@ __all__ = [
     "conv2d_backward_input_direct",
     "conv2d_backward_weight_direct",
     "conv2d_backward_bias",
+    "to_batch_last",
+    "conv2d_forward_batchlast",
+    "conv2d_backward_input_batchlast",
+    "conv2d_backward_weight_batchlast",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",
@@ -149,6 +160,51 @@ def _bias(b, w, fn):
     return b
 
 
+# A batch this large fills the vector lanes of the batch-last kernels; smaller
+# batches (inference on a few images) use the NCHW loops.
+BATCHLAST_MIN_BATCH = 8
+
+
+def _pad_rows(a, multiple=BLOCK):
+    """``a`` with zero rows appended along axis 0 up to a multiple of ``multiple``."""
+    rows = -(-a.shape[0] // multiple) * multiple
+    if rows == a.shape[0]:
+        return a
+    out = np.zeros((rows,) + a.shape[1:], dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _batch_last(a):
+    """(N, C, H, W) -> a new (C, H, W, N) array."""
+    out = np.empty(a.shape[1:] + a.shape[:1], dtype=a.dtype)
+    to_batch_last(a, out)
+    return out
+
+
+def _direct_forward(x, w, b, y, sh, sw, ph, pw):
+    """The direct algorithm, with the loop order chosen by shape."""
+    if x.shape[0] >= BATCHLAST_MIN_BATCH:
+        conv2d_forward_batchlast(_batch_last(x), _pad_rows(w), _pad_rows(b), y, sh, sw, ph, pw)
+    else:
+        conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw)
+
+
+def _direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
+    """Direct gradients (``dx`` None to skip it), with the loop order chosen by shape."""
+    conv2d_backward_bias(dy, db)
+    if x.shape[0] >= BATCHLAST_MIN_BATCH:
+        dyt = _batch_last(dy)
+        conv2d_backward_weight_batchlast(dyt, _batch_last(x), dw, sh, sw, ph, pw)
+        if dx is not None:
+            wt = _pad_rows(np.ascontiguousarray(w.transpose(1, 0, 2, 3)))  # (Cp, K, R, S)
+            conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw)
+    else:
+        conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)
+        if dx is not None:
+            conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw)
+
+
 def _conv_forward(x, w, b, stride, padding, fn, impl):
     x, w, geometry, out_shape = _conv_args(x, w, stride, padding, fn)
     b = _bias(b, w, fn)
@@ -195,7 +251,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     array([[37., 47.],
            [67., 77.]])
     """
-    return _conv_forward(x, w, b, stride, padding, "conv2d_forward", conv2d_forward_direct)
+    return _conv_forward(x, w, b, stride, padding, "conv2d_forward", _direct_forward)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True):
@@ -236,14 +292,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True):
     """
     fn = "conv2d_backward"
     dy, x, w, geometry = _conv_backward_args(dy, x, w, stride, padding, fn)
-    dx = None
-    if need_input_grad:
-        dx = np.empty(x.shape, dtype=x.dtype)
-        conv2d_backward_input_direct(dy, w, dx, *geometry)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     dw = np.empty(w.shape, dtype=w.dtype)
-    conv2d_backward_weight_direct(dy, x, dw, *geometry)
     db = np.empty(w.shape[0], dtype=w.dtype)
-    conv2d_backward_bias(dy, db)
+    _direct_backward(dy, x, w, dx, dw, db, *geometry)
     return dx, dw, db
 
 
