@@ -50,6 +50,12 @@ class Sequential:
                 raise TypeError(f"Sequential: argument {i} must be a fastcnn Layer, got {type(layer).__name__}")
         if not layers:
             raise ValueError("Sequential: needs at least one layer")
+        dtypes = {p.data.dtype for layer in layers for p in layer.parameters()}
+        if len(dtypes) > 1:
+            raise ValueError(
+                f"Sequential: all layers must share one dtype, got {sorted(d.name for d in dtypes)}; "
+                "build every layer with the same dtype="
+            )
         self.layers = list(layers)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.training = True
@@ -314,6 +320,8 @@ class Sequential:
         if loss not in LOSSES:
             raise ValueError(f"Sequential.evaluate: loss must be one of {sorted(LOSSES)}, got {loss!r}")
         x, y = self._check_xy(x, y, loss, "")
+        if len(x) == 0:
+            raise ValueError("Sequential.evaluate: x is empty")
         total, correct = 0.0, 0
         for lo, out in self._batched_outputs(x, batch_size):
             yb = y[lo:lo + len(out)]
@@ -321,9 +329,9 @@ class Sequential:
             total += batch_loss * len(out)
             if loss == "cross_entropy":
                 correct += int((out.argmax(axis=1) == yb).sum())
-        result = {"loss": total / max(len(x), 1)}
+        result = {"loss": total / len(x)}
         if loss == "cross_entropy":
-            result["accuracy"] = correct / max(len(x), 1)
+            result["accuracy"] = correct / len(x)
         return result
 
     def predict(self, x, batch_size=256):

@@ -98,6 +98,8 @@ class Dropout(Layer):
         self._mask = None
 
     def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"{self!r}: input must be a float array, got {getattr(x, 'dtype', type(x).__name__)}")
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
