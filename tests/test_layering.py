@@ -1,0 +1,186 @@
+"""The one-way dependency rule between fastcnn's tiers, checked on the import statements.
+
+kernels  <-  layers  <-  model / optim / models  <-  cli / data users
+
+* ``fastcnn/kernels/*`` imports nothing from layers, model, optim, models, cli, data;
+* ``fastcnn/layers/*`` imports nothing from model, optim, models, cli, data;
+* ``fastcnn/optim.py`` sees Parameters only: from the layers it imports ``Parameter``
+  from ``fastcnn.layers.base`` and nothing else;
+* kernel files never hard-code Numba's ``fastmath=`` or ``cache=`` (they come from
+  ``fastcnn/config.py``) nor decorate with Numba's own ``njit``/``jit``.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import fastcnn
+
+PACKAGE_DIR = Path(fastcnn.__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+
+KERNELS_FORBIDDEN = ("fastcnn.layers", "fastcnn.model", "fastcnn.optim", "fastcnn.models", "fastcnn.cli",
+                     "fastcnn.data")
+LAYERS_FORBIDDEN = ("fastcnn.model", "fastcnn.optim", "fastcnn.models", "fastcnn.cli", "fastcnn.data")
+
+
+def module_name(path):
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    return ".".join(parts), is_package
+
+
+def imports_of(source, name, is_package):
+    """(target module, imported name or None, line) for every import in ``source``, absolute."""
+    tree = ast.parse(source)
+    package = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.append((alias.name, None, node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                if node.level - 1:
+                    base = base[: -(node.level - 1)]
+                base = ".".join(base)
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            for alias in node.names:
+                found.append((target, alias.name, node.lineno))
+    return found
+
+
+def violations(source, name, is_package, forbidden):
+    """Imports in ``source`` (module ``name``) of any module under a ``forbidden`` prefix."""
+
+    def bad(mod):
+        return any(mod == f or mod.startswith(f + ".") for f in forbidden)
+
+    out = []
+    for target, imported, line in imports_of(source, name, is_package):
+        candidates = [target] + ([f"{target}.{imported}"] if imported else [])
+        if any(bad(c) for c in candidates):
+            out.append(f"{name}:{line}: imports {target}" + (f".{imported}" if imported else ""))
+    return out
+
+
+def modules_under(sub):
+    base = PACKAGE_DIR / sub if sub else PACKAGE_DIR
+    return sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+KERNEL_FILES = modules_under("kernels")
+LAYER_FILES = modules_under("layers")
+
+
+def ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_the_package_layout_is_what_the_rules_expect():
+    assert len(KERNEL_FILES) >= 5 and (PACKAGE_DIR / "kernels" / "__init__.py") in KERNEL_FILES
+    assert len(LAYER_FILES) >= 5 and (PACKAGE_DIR / "layers" / "__init__.py") in LAYER_FILES
+    assert (PACKAGE_DIR / "optim.py").is_file() and (PACKAGE_DIR / "config.py").is_file()
+
+
+@pytest.mark.parametrize(
+    "source,name,is_package,forbidden,expect_bad",
+    [
+        pytest.param("from ..layers import Conv2d", "fastcnn.kernels._x", False, KERNELS_FORBIDDEN, True,
+                     id="relative-from-layers"),
+        pytest.param("from .. import model", "fastcnn.kernels._x", False, KERNELS_FORBIDDEN, True,
+                     id="relative-from-package-import-module"),
+        pytest.param("import fastcnn.optim as o", "fastcnn.kernels", True, KERNELS_FORBIDDEN, True,
+                     id="absolute-import"),
+        pytest.param("def f():\n    from fastcnn.data import load_mnist", "fastcnn.layers.conv", False,
+                     LAYERS_FORBIDDEN, True, id="lazy-import-in-function"),
+        pytest.param("from ..config import njit\nfrom . import _checks", "fastcnn.kernels._x", False,
+                     KERNELS_FORBIDDEN, False, id="allowed-config"),
+        pytest.param("from .. import kernels\nfrom .base import Layer", "fastcnn.layers.conv", False,
+                     LAYERS_FORBIDDEN, False, id="allowed-kernels-from-layers"),
+        pytest.param("from .modelling import x", "fastcnn.layers.conv", False, LAYERS_FORBIDDEN, False,
+                     id="prefix-is-not-module"),
+    ],
+)
+def test_checker_itself(source, name, is_package, forbidden, expect_bad):
+    assert bool(violations(source, name, is_package, forbidden)) is expect_bad
+
+
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=ids(KERNEL_FILES))
+def test_kernels_import_no_higher_tier(path):
+    name, is_package = module_name(path)
+    assert violations(path.read_text(), name, is_package, KERNELS_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("path", LAYER_FILES, ids=ids(LAYER_FILES))
+def test_layers_import_no_higher_tier(path):
+    name, is_package = module_name(path)
+    assert violations(path.read_text(), name, is_package, LAYERS_FORBIDDEN) == []
+
+
+def test_optim_imports_only_parameter_from_layers():
+    path = PACKAGE_DIR / "optim.py"
+    name, is_package = module_name(path)
+    layer_imports = [(t, n) for t, n, _ in imports_of(path.read_text(), name, is_package)
+                     if t == "fastcnn.layers" or t.startswith("fastcnn.layers.")]
+    assert layer_imports, "optim.py is expected to import Parameter from fastcnn.layers.base"
+    assert set(layer_imports) == {("fastcnn.layers.base", "Parameter")}, layer_imports
+    higher = [(t, n) for t, n, _ in imports_of(path.read_text(), name, is_package)
+              if any(t == f or t.startswith(f + ".") for f in ("fastcnn.model", "fastcnn.models", "fastcnn.cli"))]
+    assert higher == []
+
+
+def _numba_options_in(tree):
+    """fastmath=/cache= keyword arguments and dict keys anywhere in a module."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in ("fastmath", "cache"):
+            found.append(f"line {node.value.lineno}: {node.arg}=")
+        elif isinstance(node, ast.Dict):
+            for key in node.keys:
+                if isinstance(key, ast.Constant) and key.value in ("fastmath", "cache"):
+                    found.append(f"line {key.lineno}: {key.value!r} key")
+    return found
+
+
+def _numba_decorators_in(tree):
+    """Decorators or imports that take njit/jit straight from numba, bypassing config."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "numba":
+            for alias in node.names:
+                if alias.name in ("njit", "jit", "vectorize", "guvectorize", "generated_jit", "stencil"):
+                    found.append(f"line {node.lineno}: from numba import {alias.name}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "numba":
+            if node.attr in ("njit", "jit", "vectorize", "guvectorize"):
+                found.append(f"line {node.lineno}: numba.{node.attr}")
+    return found
+
+
+def test_option_detector_itself():
+    tree = ast.parse("import numba\n@numba.njit(cache=True, fastmath=True)\ndef f(): pass\nd = {'cache': 1}")
+    assert len(_numba_options_in(tree)) == 3
+    assert _numba_decorators_in(tree) == ["line 2: numba.njit"]
+    assert _numba_options_in(ast.parse("from ..config import pjit\n@pjit\ndef f(): pass")) == []
+
+
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=ids(KERNEL_FILES))
+def test_kernel_files_take_numba_options_from_config(path):
+    tree = ast.parse(path.read_text())
+    assert _numba_options_in(tree) == []
+    assert _numba_decorators_in(tree) == []
+
+
+def test_config_holds_the_numba_options():
+    from fastcnn import config
+
+    assert set(config.JIT) >= {"cache", "fastmath"}
+    assert config.PARALLEL_JIT["parallel"] is True
+    assert {k: v for k, v in config.PARALLEL_JIT.items() if k != "parallel"} == config.JIT

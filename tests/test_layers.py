@@ -1,0 +1,536 @@
+"""Layer tier: gradient checks, caching, initialisation, validation and repr.
+
+Gradient checks are central differences in float64 of the scalar
+``L = sum(layer.forward(x) * R)`` for a fixed random ``R``; the analytic
+gradients are ``layer.backward(R)`` (input) and ``p.grad`` (parameters).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn.layers import (
+    AvgPool2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Layer,
+    Linear,
+    MaxPool2d,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+
+F64 = np.float64
+EPS = 1e-6
+RTOL = 1e-6
+ATOL = 1e-8
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def numerical_grad(f, a, eps=EPS):
+    """Central-difference gradient of the scalar ``f()`` with respect to array ``a`` (perturbed in place)."""
+    g = np.zeros(a.shape, dtype=np.float64)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        fp = f()
+        a[idx] = old - eps
+        fm = f()
+        a[idx] = old
+        g[idx] = (fp - fm) / (2 * eps)
+    return g
+
+
+def check_layer_grads(layer, x, rng):
+    """Compare backward's input gradient and every parameter gradient with central differences.
+
+    The finite differences make hundreds of tiny kernel calls; on a loaded machine parallel
+    launches dominate them, so they run on one thread (restored after).
+    """
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(1)
+    try:
+        _check_layer_grads(layer, x, rng)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+def _check_layer_grads(layer, x, rng):
+    layer.train()
+    x = np.array(x, dtype=F64)
+    y = layer.forward(x.copy())
+    R = rng.standard_normal(y.shape)
+    for p in layer.parameters():
+        p.grad[...] = 0
+    dx = layer.backward(R.copy())
+    analytic_params = [p.grad.copy() for p in layer.parameters()]
+    assert dx.shape == x.shape and dx.dtype == F64
+
+    def loss():
+        return float(np.sum(layer.forward(x.copy()) * R))
+
+    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=RTOL, atol=ATOL, err_msg="input gradient")
+    for i, p in enumerate(layer.parameters()):
+        assert p.grad.dtype == F64
+        np.testing.assert_allclose(analytic_params[i], numerical_grad(loss, p.data), rtol=RTOL, atol=ATOL,
+                                   err_msg=f"gradient of parameter {i} {p!r}")
+
+
+def distinct_values(rng, shape, spacing=0.05):
+    """Random array whose entries are pairwise at least ``spacing`` apart (no near-ties for max pooling)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * spacing - n * spacing / 2).reshape(shape).astype(F64)
+
+
+def away_from_zero(rng, shape, gap=1e-2):
+    """Standard normal entries with |x| >= gap (so ReLU's kink is never within EPS)."""
+    x = rng.standard_normal(shape)
+    return np.where(x >= 0, 1.0, -1.0) * (np.abs(x) + gap)
+
+
+def seeded(seed):
+    fastcnn.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- gradient checks
+
+CONV_CASES = [
+    # (in, out, kernel, stride, padding, H, W)
+    pytest.param(3, 2, 3, 1, 0, 6, 6, id="k3-s1-p0"),
+    pytest.param(2, 3, 3, 1, 1, 5, 5, id="k3-s1-p1"),
+    pytest.param(2, 2, 3, 2, 1, 7, 6, id="k3-s2-p1"),
+    pytest.param(2, 2, (3, 2), (2, 1), (1, 0), 6, 5, id="k3x2-s2x1-p1x0"),
+    pytest.param(1, 2, 2, 3, 2, 5, 5, id="k2-s3-p2"),
+]
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("cin,cout,k,s,p,H,W", CONV_CASES)
+def test_conv2d_gradcheck(cin, cout, k, s, p, H, W, bias, algorithm):
+    rng = np.random.default_rng(11)
+    seeded(1)
+    layer = Conv2d(cin, cout, k, stride=s, padding=p, bias=bias, algorithm=algorithm, dtype=F64)
+    assert len(layer.parameters()) == (2 if bias else 1)
+    check_layer_grads(layer, rng.standard_normal((2, cin, H, W)), rng)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_linear_gradcheck(bias):
+    rng = np.random.default_rng(12)
+    seeded(2)
+    layer = Linear(5, 4, bias=bias, dtype=F64)
+    check_layer_grads(layer, rng.standard_normal((3, 5)), rng)
+
+
+POOL_CASES = [
+    # (kernel, stride, padding, ceil_mode, H, W)
+    pytest.param(2, None, 0, False, 4, 6, id="k2"),
+    pytest.param(3, 2, 1, False, 5, 5, id="k3-s2-p1"),
+    pytest.param(3, 2, 1, True, 6, 6, id="k3-s2-p1-ceil"),
+    pytest.param(2, 2, 0, True, 5, 5, id="k2-s2-ceil-odd"),
+    pytest.param((2, 3), (1, 2), (1, 1), False, 4, 5, id="k2x3-s1x2-p1"),
+]
+
+
+@pytest.mark.parametrize("k,s,p,ceil,H,W", POOL_CASES)
+def test_maxpool_gradcheck(k, s, p, ceil, H, W):
+    rng = np.random.default_rng(13)
+    layer = MaxPool2d(k, stride=s, padding=p, ceil_mode=ceil)
+    check_layer_grads(layer, distinct_values(rng, (2, 2, H, W)), rng)
+
+
+@pytest.mark.parametrize("k,s,p,ceil,H,W", POOL_CASES)
+def test_avgpool_gradcheck(k, s, p, ceil, H, W):
+    rng = np.random.default_rng(14)
+    layer = AvgPool2d(k, stride=s, padding=p, ceil_mode=ceil)
+    check_layer_grads(layer, rng.standard_normal((2, 2, H, W)), rng)
+
+
+def test_avgpool_ceil_mode_divisor_values():
+    # 1x1x3x3 of ones, k=2 s=2 ceil: windows hang past the input (no padding) and are
+    # clipped to the input, so every output is the mean of real ones = 1.
+    layer = AvgPool2d(2, stride=2, ceil_mode=True)
+    y = layer.forward(np.ones((1, 1, 3, 3)))
+    assert y.shape == (1, 1, 2, 2)
+    np.testing.assert_allclose(y, np.ones((1, 1, 2, 2)), rtol=1e-12)
+    # with padding 1, k=2 s=2: zero padding counts in the divisor -> corner windows see 1 of 4
+    y = AvgPool2d(2, stride=2, padding=1).forward(np.ones((1, 1, 2, 2)))
+    np.testing.assert_allclose(y, np.full((1, 1, 2, 2), 0.25), rtol=1e-12)
+
+
+def test_global_avgpool_gradcheck():
+    rng = np.random.default_rng(15)
+    layer = GlobalAvgPool2d()
+    check_layer_grads(layer, rng.standard_normal((2, 3, 4, 5)), rng)
+    assert layer.forward(np.ones((2, 3, 4, 5))).shape == (2, 3)
+
+
+@pytest.mark.parametrize("cls", [ReLU, Sigmoid, Tanh], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("ndim", [2, 4], ids=["2d", "4d"])
+def test_activation_gradcheck(cls, ndim):
+    rng = np.random.default_rng(16)
+    shape = (3, 5) if ndim == 2 else (2, 2, 3, 3)
+    check_layer_grads(cls(), away_from_zero(rng, shape), rng)
+
+
+def test_relu_values():
+    x = np.array([[-2.0, -0.5, 0.0, 0.5, 3.0]])
+    layer = ReLU()
+    np.testing.assert_array_equal(layer.forward(x), [[0, 0, 0, 0.5, 3.0]])
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), [[0, 0, 0, 1, 1]])
+
+
+def test_flatten_gradcheck_and_order():
+    rng = np.random.default_rng(17)
+    layer = Flatten()
+    check_layer_grads(layer, rng.standard_normal((2, 3, 2, 4)), rng)
+    x = np.arange(2 * 3 * 2 * 4, dtype=F64).reshape(2, 3, 2, 4)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(y, x.reshape(2, 24))  # C, H, W order
+    assert layer.backward(y).shape == x.shape
+    assert layer.output_shape((3, 2, 4)) == (24,)
+
+
+# --------------------------------------------------------------------------- gradient accumulation
+
+
+def _param_layers():
+    return [
+        pytest.param(lambda: Conv2d(2, 3, 3, padding=1, dtype=F64), (2, 2, 5, 5), id="conv-direct"),
+        pytest.param(lambda: Conv2d(2, 3, 3, stride=2, algorithm="im2col", dtype=F64), (2, 2, 5, 5), id="conv-im2col"),
+        pytest.param(lambda: Linear(4, 3, dtype=F64), (5, 4), id="linear"),
+    ]
+
+
+@pytest.mark.parametrize("make,shape", _param_layers())
+def test_parameter_grad_accumulates(make, shape):
+    rng = np.random.default_rng(18)
+    seeded(3)
+    layer = make()
+    x = rng.standard_normal(shape)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    layer.backward(dy)
+    once = [p.grad.copy() for p in layer.parameters()]
+    assert all(np.abs(g).max() > 0 for g in once)
+    dx2 = layer.backward(dy)
+    for p, g in zip(layer.parameters(), once):
+        np.testing.assert_allclose(p.grad, 2 * g, rtol=1e-12, atol=1e-14)
+    assert dx2.shape == shape
+
+
+# --------------------------------------------------------------------------- direct vs im2col
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)], ids=["float32", "float64"])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 0), ((2, 3), (2, 1), (0, 1))], ids=["k3-s1-p1", "k3-s2-p0", "k2x3-s2x1-p0x1"])
+def test_conv_direct_matches_im2col(dtype, rtol, k, s, p):
+    rng = np.random.default_rng(19)
+    seeded(4)
+    direct = Conv2d(3, 4, k, stride=s, padding=p, dtype=dtype)
+    seeded(4)
+    gemm = Conv2d(3, 4, k, stride=s, padding=p, algorithm="im2col", dtype=dtype)
+    np.testing.assert_array_equal(direct.weight.data, gemm.weight.data)
+    np.testing.assert_array_equal(direct.bias.data, gemm.bias.data)
+    x = rng.standard_normal((3, 3, 7, 8)).astype(dtype)
+    y1, y2 = direct.forward(x), gemm.forward(x)
+    scale = np.abs(y1).max()
+    np.testing.assert_allclose(y1, y2, rtol=rtol, atol=rtol * scale)
+    dy = rng.standard_normal(y1.shape).astype(dtype)
+    dx1, dx2 = direct.backward(dy), gemm.backward(dy)
+    np.testing.assert_allclose(dx1, dx2, rtol=rtol, atol=rtol * np.abs(dx1).max())
+    for a, b in zip(direct.parameters(), gemm.parameters()):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=rtol, atol=rtol * np.abs(a.grad).max())
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def test_dropout_mask_scaling_and_backward():
+    p = 0.3
+    layer = Dropout(p, seed=0)
+    x = np.random.default_rng(20).uniform(1.0, 2.0, size=(64, 50)).astype(np.float32)
+    y = layer.forward(x)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    ratio = y / x
+    kept = ratio != 0
+    assert 0 < kept.sum() < x.size
+    np.testing.assert_allclose(ratio[kept], 1.0 / (1.0 - p), rtol=1e-6)
+    dy = np.random.default_rng(21).standard_normal(x.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    # backward uses the same mask as forward
+    np.testing.assert_array_equal(dx == 0, ~kept)
+    np.testing.assert_allclose(dx[kept], dy[kept] / (1.0 - p), rtol=1e-6)
+
+
+def test_dropout_fraction_of_zeros_close_to_p():
+    p = 0.4
+    x = np.ones((400, 500))  # 200,000 elements: sd of the fraction is ~0.0011
+    y = Dropout(p, seed=123).forward(x)
+    frac = float((y == 0).mean())
+    assert abs(frac - p) < 0.006, frac
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - p), rtol=1e-12)
+
+
+def test_dropout_eval_is_identity():
+    layer = Dropout(0.5, seed=1).eval()
+    x = np.random.default_rng(22).standard_normal((8, 9))
+    np.testing.assert_array_equal(layer.forward(x), x)
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(layer.backward(dy), dy)
+
+
+def test_dropout_p0_is_identity_and_p1_zeroes():
+    x = np.random.default_rng(23).standard_normal((10, 10))
+    d0 = Dropout(0.0, seed=0)
+    np.testing.assert_array_equal(d0.forward(x), x)
+    np.testing.assert_array_equal(d0.backward(x), x)
+    d1 = Dropout(1.0, seed=0)
+    y = d1.forward(x)
+    assert np.all(y == 0) and np.isfinite(y).all()
+    dx = d1.backward(np.ones_like(x))
+    assert np.all(dx == 0) and np.isfinite(dx).all()
+
+
+def test_dropout_seed_reproducible_and_manual_seed():
+    x = np.ones((20, 20))
+    np.testing.assert_array_equal(Dropout(0.5, seed=7).forward(x), Dropout(0.5, seed=7).forward(x))
+    fastcnn.manual_seed(5)
+    a = Dropout(0.5).forward(x)
+    fastcnn.manual_seed(5)
+    b = Dropout(0.5).forward(x)
+    np.testing.assert_array_equal(a, b)
+    # successive calls draw fresh masks
+    layer = Dropout(0.5, seed=7)
+    assert not np.array_equal(layer.forward(x), layer.forward(x))
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+@pytest.mark.parametrize(
+    "make,fan_in",
+    [
+        pytest.param(lambda: Conv2d(16, 64, 3), 16 * 9, id="conv-16-64-k3"),
+        pytest.param(lambda: Conv2d(4, 3000, (2, 3)), 4 * 6, id="conv-4-3000-k2x3"),
+        pytest.param(lambda: Linear(200, 300), 200, id="linear-200-300"),
+        pytest.param(lambda: Linear(50, 4000), 50, id="linear-50-4000"),
+    ],
+)
+def test_default_init_statistics(make, fan_in):
+    seeded(6)
+    layer = make()
+    bound = 1.0 / math.sqrt(fan_in)
+    for name, p in (("weight", layer.weight), ("bias", layer.bias)):
+        v = p.data.astype(np.float64).ravel()
+        assert p.dtype == np.float32
+        assert np.abs(v).max() <= bound * (1 + 1e-6), f"{name} outside +-1/sqrt(fan_in)"
+        assert np.all(p.grad == 0) and p.grad.shape == p.shape
+        if v.size >= 3000:
+            # roughly uniform on [-bound, bound]: mean 0, variance bound^2/3, flat quartiles
+            assert np.abs(v).max() > 0.99 * bound
+            assert abs(v.mean()) < 0.05 * bound
+            assert abs(v.var() / (bound**2 / 3) - 1) < 0.08
+            counts = np.histogram(v, bins=4, range=(-bound, bound))[0] / v.size
+            np.testing.assert_allclose(counts, 0.25, atol=0.03)
+
+
+def test_manual_seed_makes_construction_reproducible():
+    seeded(42)
+    a = fastcnn.models.lenet5()
+    seeded(42)
+    b = fastcnn.models.lenet5()
+    seeded(43)
+    c = fastcnn.models.lenet5()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data)
+    assert not np.array_equal(a.parameters()[0].data, c.parameters()[0].data)
+
+
+def test_float64_layers_have_float64_parameters():
+    for layer in (Conv2d(1, 2, 3, dtype=F64), Linear(3, 2, dtype="float64")):
+        assert all(p.dtype == F64 and p.grad.dtype == F64 for p in layer.parameters())
+
+
+# --------------------------------------------------------------------------- dtype conversion
+
+
+def test_float32_layer_converts_float64_input():
+    rng = np.random.default_rng(24)
+    conv = Conv2d(1, 2, 3)
+    y = conv.forward(rng.standard_normal((2, 1, 5, 5)))
+    assert y.dtype == np.float32
+    lin = Linear(3, 2)
+    assert lin.forward(rng.standard_normal((4, 3))).dtype == np.float32
+    assert lin.forward(np.arange(6).reshape(2, 3)).dtype == np.float32  # integer input too
+    assert Conv2d(1, 2, 3, dtype=F64).forward(rng.standard_normal((1, 1, 4, 4)).astype(np.float32)).dtype == F64
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        pytest.param(lambda: Conv2d(0, 2, 3), ValueError, "in_channels", id="conv-in_channels-0"),
+        pytest.param(lambda: Conv2d(1, 0, 3), ValueError, "out_channels", id="conv-out_channels-0"),
+        pytest.param(lambda: Conv2d(1.5, 2, 3), ValueError, "in_channels", id="conv-in_channels-float"),
+        pytest.param(lambda: Conv2d(True, 2, 3), ValueError, "in_channels", id="conv-in_channels-bool"),
+        pytest.param(lambda: Conv2d(1, 2, -1), ValueError, "kernel_size=-1", id="conv-kernel_size-neg"),
+        pytest.param(lambda: Conv2d(1, 2, 0), ValueError, "kernel_size=0", id="conv-kernel_size-0"),
+        pytest.param(lambda: Conv2d(1, 2, "3"), TypeError, "kernel_size", id="conv-kernel_size-str"),
+        pytest.param(lambda: Conv2d(1, 2, (3, 3, 3)), TypeError, "kernel_size", id="conv-kernel_size-triple"),
+        pytest.param(lambda: Conv2d(1, 2, 3, stride=0), ValueError, "stride=0", id="conv-stride-0"),
+        pytest.param(lambda: Conv2d(1, 2, 3, stride=(1, -2)), ValueError, r"stride=\(1, -2\)", id="conv-stride-neg"),
+        pytest.param(lambda: Conv2d(1, 2, 3, padding=-1), ValueError, "padding=-1", id="conv-padding-neg"),
+        pytest.param(lambda: Conv2d(1, 2, 3, padding=1.0), TypeError, "padding", id="conv-padding-float"),
+        pytest.param(lambda: Conv2d(1, 2, 3, algorithm="fft"), ValueError, "algorithm", id="conv-algorithm-fft"),
+        pytest.param(lambda: Conv2d(1, 2, 3, dtype=np.float16), TypeError, "dtype", id="conv-dtype-f16"),
+        pytest.param(lambda: Conv2d(1, 2, 3, dtype=np.int32), TypeError, "dtype", id="conv-dtype-int"),
+        pytest.param(lambda: Linear(0, 2), ValueError, "in_features", id="linear-in_features-0"),
+        pytest.param(lambda: Linear(2, -3), ValueError, "out_features", id="linear-out_features-neg"),
+        pytest.param(lambda: Linear(2, 3, dtype="float16"), TypeError, "dtype", id="linear-dtype-f16"),
+        pytest.param(lambda: Dropout(p=1.5), ValueError, "p must", id="dropout-p-1.5"),
+        pytest.param(lambda: Dropout(p=-0.1), ValueError, "p must", id="dropout-p-neg"),
+        pytest.param(lambda: Dropout(p=float("nan")), ValueError, "p must", id="dropout-p-nan"),
+        pytest.param(lambda: Dropout(p="0.5"), ValueError, "p must", id="dropout-p-str"),
+        pytest.param(lambda: MaxPool2d(2, padding=2), ValueError, "padding", id="maxpool-padding-gt-half"),
+        pytest.param(lambda: MaxPool2d(3, padding=(1, 2)), ValueError, "padding", id="maxpool-padding-pair-gt-half"),
+        pytest.param(lambda: AvgPool2d(2, padding=2), ValueError, "padding", id="avgpool-padding-gt-half"),
+        pytest.param(lambda: MaxPool2d(0), ValueError, "kernel_size", id="maxpool-kernel_size-0"),
+        pytest.param(lambda: MaxPool2d(2, stride=0), ValueError, "stride", id="maxpool-stride-0"),
+        pytest.param(lambda: MaxPool2d(2, padding=-1), ValueError, "padding", id="maxpool-padding-neg"),
+        pytest.param(lambda: AvgPool2d("2"), TypeError, "kernel_size", id="avgpool-kernel_size-str"),
+    ],
+)
+def test_bad_constructor_args(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_forward_rejects_wrong_input():
+    conv = Conv2d(3, 2, 3)
+    with pytest.raises(ValueError, match="channels"):
+        conv.forward(np.zeros((1, 2, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="dimensions"):
+        conv.forward(np.zeros((2, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        conv.forward(np.zeros((1, 3, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="features"):
+        Linear(4, 2).forward(np.zeros((3, 5), np.float32))
+    with pytest.raises(TypeError, match="numeric"):
+        Linear(4, 2).forward(np.array([["a"] * 4]))
+    with pytest.raises(ValueError, match="4-D"):
+        MaxPool2d(2).forward(np.zeros((4, 4)))
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def _all_layers():
+    """(factory, input shape) for every layer class, float64, small."""
+    return [
+        pytest.param(lambda: Conv2d(2, 3, 3, padding=1, dtype=F64), (2, 2, 4, 4), id="Conv2d-direct"),
+        pytest.param(lambda: Conv2d(2, 3, 3, algorithm="im2col", dtype=F64), (2, 2, 4, 4), id="Conv2d-im2col"),
+        pytest.param(lambda: MaxPool2d(2), (2, 2, 4, 4), id="MaxPool2d"),
+        pytest.param(lambda: AvgPool2d(2), (2, 2, 4, 4), id="AvgPool2d"),
+        pytest.param(lambda: GlobalAvgPool2d(), (2, 2, 4, 4), id="GlobalAvgPool2d"),
+        pytest.param(lambda: ReLU(), (2, 5), id="ReLU"),
+        pytest.param(lambda: Sigmoid(), (2, 5), id="Sigmoid"),
+        pytest.param(lambda: Tanh(), (2, 5), id="Tanh"),
+        pytest.param(lambda: Flatten(), (2, 2, 3, 3), id="Flatten"),
+        pytest.param(lambda: Linear(5, 3, dtype=F64), (2, 5), id="Linear"),
+        pytest.param(lambda: Dropout(0.5, seed=0), (2, 5), id="Dropout"),
+    ]
+
+
+@pytest.mark.parametrize("make,shape", _all_layers())
+def test_backward_before_forward_raises(make, shape):
+    layer = make()
+    assert isinstance(layer, Layer)
+    x = np.random.default_rng(25).standard_normal(shape)
+    dy_shape = make().forward(x).shape
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones(dy_shape))
+
+
+@pytest.mark.parametrize("make,shape", _all_layers())
+def test_eval_mode_keeps_nothing(make, shape):
+    layer = make()
+    x = np.random.default_rng(26).standard_normal(shape)
+    y = layer.forward(x)  # training mode: caches
+    layer.backward(np.ones(y.shape))  # works
+    assert layer.eval() is layer and layer.training is False
+    y_eval = layer.forward(x)
+    if isinstance(layer, Dropout):
+        np.testing.assert_array_equal(y_eval, x)
+    # no array (nor anything else) from the eval forward is kept
+    for name, value in vars(layer).items():
+        assert not isinstance(value, np.ndarray), f"{name} kept in eval mode"
+    # and the cache of the earlier training forward was dropped too
+    layer.train()
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones(y.shape))
+
+
+# --------------------------------------------------------------------------- repr and shapes
+
+
+@pytest.mark.parametrize(
+    "layer,expected",
+    [
+        pytest.param(Conv2d(1, 6, 5), "Conv2d(1, 6, kernel_size=5)", id="conv-default"),
+        pytest.param(Conv2d(1, 6, 5, padding=2), "Conv2d(1, 6, kernel_size=5, padding=(2, 2))", id="conv-padding"),
+        pytest.param(Conv2d(2, 4, (3, 2), stride=2, bias=False, algorithm="im2col", dtype=F64),
+                     "Conv2d(2, 4, kernel_size=(3, 2), stride=(2, 2), bias=False, algorithm='im2col', dtype='float64')",
+                     id="conv-all"),
+        pytest.param(Linear(400, 120), "Linear(400, 120)", id="linear-default"),
+        pytest.param(Linear(4, 2, bias=False, dtype=F64), "Linear(4, 2, bias=False, dtype='float64')", id="linear-all"),
+        pytest.param(MaxPool2d(2), "MaxPool2d(kernel_size=2)", id="maxpool-default"),
+        pytest.param(MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+                     "MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)", id="maxpool-all"),
+        pytest.param(AvgPool2d(2, ceil_mode=True), "AvgPool2d(kernel_size=2, ceil_mode=True)", id="avgpool-ceil"),
+        pytest.param(Dropout(0.25), "Dropout(p=0.25)", id="dropout"),
+        pytest.param(ReLU(), "ReLU()", id="relu"),
+    ],
+)
+def test_repr_shows_non_default_args(layer, expected):
+    assert repr(layer) == expected
+
+
+@pytest.mark.parametrize(
+    "layer,in_shape",
+    [
+        pytest.param(Conv2d(2, 3, 3, stride=2, padding=1), (2, 7, 6), id="conv"),
+        pytest.param(MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 6, 7), id="maxpool-ceil"),
+        pytest.param(AvgPool2d(2), (2, 5, 5), id="avgpool"),
+        pytest.param(GlobalAvgPool2d(), (3, 4, 4), id="gap"),
+        pytest.param(Flatten(), (2, 3, 4), id="flatten"),
+        pytest.param(Linear(6, 2), (6,), id="linear"),
+        pytest.param(Tanh(), (4,), id="tanh"),
+    ],
+)
+def test_output_shape_matches_forward(layer, in_shape):
+    x = np.zeros((2, *in_shape), np.float32)
+    assert tuple(layer.output_shape(in_shape)) == layer.forward(x).shape[1:]
+
+
+def test_parameter_attributes():
+    p = Parameter(np.ones((2, 3), np.float32))
+    assert p.shape == (2, 3) and p.size == 6 and p.dtype == np.float32
+    assert p.grad.shape == (2, 3) and np.all(p.grad == 0)
+    assert "shape=(2, 3)" in repr(p)
+
+
+def test_dropout_refuses_integer_input():
+    with pytest.raises(TypeError, match="float"):
+        Dropout(0.3, seed=0).forward(np.full((4, 5), 10))
