@@ -20,6 +20,7 @@ import numpy as np
 from numba import prange
 
 from ..config import pjit
+from ._direct import valid_range
 
 BLOCK = 4
 
@@ -155,8 +156,10 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
 def conv2d_backward_weight_batchlast(dyt, xt, dw, sh, sw, ph, pw):
     """Weight gradient from batch-last ``dy`` and ``x``: dot products over the batch.
 
-    ``dw[k, c, r, s] = sum_{p, q} sum_n dy[n, k, p, q] * x[n, c, p*sh - ph + r, q*sw - pw + s]``;
-    the innermost sum runs over the contiguous batch axis.  Each task owns one
+    ``dw[k, c, r, s] = sum_{p, q} sum_n dy[n, k, p, q] * x[n, c, p*sh - ph + r, q*sw - pw + s]``.
+    With stride 1 along the width, the valid (q, n) span of an output row is
+    contiguous in both batch-last arrays, so each row is one long dot product;
+    otherwise each pixel's dot runs over the batch.  Each task owns one
     (k, c) slice of dw, so there is no race.
 
     Parameters
@@ -169,23 +172,33 @@ def conv2d_backward_weight_batchlast(dyt, xt, dw, sh, sw, ph, pw):
     K, P, Q, N = dyt.shape
     C, H, W = xt.shape[0], xt.shape[1], xt.shape[2]
     R, S = dw.shape[2], dw.shape[3]
+    dy_rows = dyt.reshape(K, P, Q * N)
+    x_rows = xt.reshape(C, H, W * N)
     zero = dw.dtype.type(0)
     for t in prange(K * C):
         k = t // C
         c = t - k * C
         for r in range(R):
             for s in range(S):
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
                 acc = zero
                 for p in range(P):
                     ih = p * sh - ph + r
                     if ih < 0 or ih >= H:
                         continue
-                    for q in range(Q):
-                        iw = q * sw - pw + s
-                        if iw < 0 or iw >= W:
-                            continue
-                        dv = dyt[k, p, q]
-                        xv = xt[c, ih, iw]
-                        for n in range(N):
-                            acc += dv[n] * xv[n]
+                    dv = dy_rows[k, p]
+                    xv = x_rows[c, ih]
+                    if sw == 1:
+                        # zero-based loops over slices vectorise; offset indices would not
+                        span = (q_hi - q_lo) * N
+                        ds = dv[q_lo * N:q_lo * N + span]
+                        xs = xv[(q_lo + s - pw) * N:(q_lo + s - pw) * N + span]
+                        for m in range(span):
+                            acc += ds[m] * xs[m]
+                    else:
+                        for q in range(q_lo, q_hi):
+                            ds = dv[q * N:(q + 1) * N]
+                            xs = xv[(q * sw - pw + s) * N:(q * sw - pw + s + 1) * N]
+                            for n in range(N):
+                                acc += ds[n] * xs[n]
                 dw[k, c, r, s] = acc

@@ -16,7 +16,8 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """Window maxima into ``y`` and their flat index ``i*W + j`` into ``argmax``.
 
     Padding counts as -inf, so it never wins.  Ties go to the first maximum in
-    row-major order; a NaN in the window wins (it propagates, as in PyTorch).
+    row-major order; a NaN in the window wins (the first one), so NaN
+    propagates as in PyTorch.
 
     Parameters
     ----------
@@ -27,6 +28,7 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
+    zero = x.dtype.type(0)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -40,12 +42,22 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
                 j_hi = min(j0 + kw, W)
                 best = x[n, c, i_lo, j_lo]
                 best_at = i_lo * W + j_lo
+                total = zero  # NaN iff the window holds a NaN (or both infinities)
                 for i in range(i_lo, i_hi):
                     for j in range(j_lo, j_hi):
                         v = x[n, c, i, j]
-                        if v > best or (v != v and best == best):
-                            best = v
-                            best_at = i * W + j
+                        total += v
+                        take = v > best
+                        best = v if take else best
+                        best_at = i * W + j if take else best_at
+                if total != total:
+                    # rare: rescan so that the first NaN wins; testing every
+                    # element for NaN in the loop above would triple its cost
+                    for i in range(i_lo, i_hi):
+                        for j in range(j_lo, j_hi):
+                            if x[n, c, i, j] != x[n, c, i, j] and best == best:
+                                best = x[n, c, i, j]
+                                best_at = i * W + j
                 y[n, c, p, q] = best
                 argmax[n, c, p, q] = best_at
 
