@@ -41,6 +41,10 @@ def to_batch_last(a, out):
 def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     """Convolution forward from a batch-last input, 4 output channels per task.
 
+    A task computes one output row of 4 channels for every image, accumulating
+    into a (4, Q*N) buffer: with stride 1 along the width, each kernel tap adds
+    a contiguous input span to a contiguous accumulator span.
+
     Parameters
     ----------
     xt : (C, H, W, N) float array, the input in batch-last layout
@@ -52,41 +56,49 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     C, H, W, N = xt.shape
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
     R, S = w.shape[2], w.shape[3]
+    x_rows = xt.reshape(C, H, W * N)
     blocks = (K + BLOCK - 1) // BLOCK
     for t in prange(blocks * P):
         kb = t // P
         p = t - kb * P
         k0 = kb * BLOCK
-        acc = np.empty((BLOCK, N), dtype=y.dtype)
+        acc = np.empty((BLOCK, Q * N), dtype=y.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        for q in range(Q):
-            b0, b1, b2, b3 = b[k0], b[k0 + 1], b[k0 + 2], b[k0 + 3]
+        b0, b1, b2, b3 = b[k0], b[k0 + 1], b[k0 + 2], b[k0 + 3]
+        for m in range(Q * N):
+            a0[m] = b0
+            a1[m] = b1
+            a2[m] = b2
+            a3[m] = b3
+        for c in range(C):
+            for r in range(R):
+                ih = p * sh - ph + r
+                if ih < 0 or ih >= H:
+                    continue
+                xr = x_rows[c, ih]
+                for s in range(S):
+                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                    w0, w1, w2, w3 = w[k0, c, r, s], w[k0 + 1, c, r, s], w[k0 + 2, c, r, s], w[k0 + 3, c, r, s]
+                    # stride 1: one contiguous span for all of [q_lo, q_hi); otherwise
+                    # one pixel at a time.  Zero-based loops over slices vectorise;
+                    # offset indices would not.
+                    for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):
+                        span = (q_hi - q_lo if sw == 1 else 1) * N
+                        start = (q * sw - pw + s) * N
+                        xs = xr[start:start + span]
+                        o = q * N
+                        s0, s1, s2, s3 = a0[o:o + span], a1[o:o + span], a2[o:o + span], a3[o:o + span]
+                        for m in range(span):
+                            v = xs[m]
+                            s0[m] += w0 * v
+                            s1[m] += w1 * v
+                            s2[m] += w2 * v
+                            s3[m] += w3 * v
+        for kk in range(min(BLOCK, K - k0)):
+            row = acc[kk]
             for n in range(N):
-                a0[n] = b0
-                a1[n] = b1
-                a2[n] = b2
-                a3[n] = b3
-            for c in range(C):
-                for r in range(R):
-                    ih = p * sh - ph + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    for s in range(S):
-                        iw = q * sw - pw + s
-                        if iw < 0 or iw >= W:
-                            continue
-                        w0, w1, w2, w3 = w[k0, c, r, s], w[k0 + 1, c, r, s], w[k0 + 2, c, r, s], w[k0 + 3, c, r, s]
-                        xv = xt[c, ih, iw]
-                        for n in range(N):
-                            v = xv[n]
-                            a0[n] += w0 * v
-                            a1[n] += w1 * v
-                            a2[n] += w2 * v
-                            a3[n] += w3 * v
-            for kk in range(min(BLOCK, K - k0)):
-                row = acc[kk]
-                for n in range(N):
-                    y[n, k0 + kk, p, q] = row[n]
+                for q in range(Q):
+                    y[n, k0 + kk, p, q] = row[q * N + n]
 
 
 @pjit
@@ -95,8 +107,9 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
 
     ``dx[n, c, i, j] = sum_{k, r, s} w[k, c, r, s] * dy[n, k, p, q]`` over the
     (p, q) with ``p*sh - ph + r = i`` and ``q*sw - pw + s = j``: the full
-    correlation of dy with the 180-degree-rotated kernel.  Each task owns rows
-    of dx, so there is no race.
+    correlation of dy with the 180-degree-rotated kernel.  A task owns one row
+    of 4 channels of dx for every image, so there is no race; with stride 1
+    along the width each tap adds a contiguous span of dy.
 
     Parameters
     ----------
@@ -109,47 +122,42 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
     K, P, Q, N = dyt.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     R, S = wt.shape[2], wt.shape[3]
+    dy_rows = dyt.reshape(K, P, Q * N)
     blocks = (C + BLOCK - 1) // BLOCK
-    zero = dx.dtype.type(0)
     for t in prange(blocks * H):
         cb = t // H
         i = t - cb * H
         c0 = cb * BLOCK
-        acc = np.empty((BLOCK, N), dtype=dx.dtype)
+        acc = np.zeros((BLOCK, W * N), dtype=dx.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        for j in range(W):
-            for n in range(N):
-                a0[n] = zero
-                a1[n] = zero
-                a2[n] = zero
-                a3[n] = zero
-            for r in range(R):
-                pr = i + ph - r
-                if pr < 0 or pr % sh != 0:
-                    continue
-                p = pr // sh
-                if p >= P:
-                    continue
-                for s in range(S):
-                    qs = j + pw - s
-                    if qs < 0 or qs % sw != 0:
-                        continue
-                    q = qs // sw
-                    if q >= Q:
-                        continue
+        for r in range(R):
+            pr = i + ph - r
+            if pr < 0 or pr % sh != 0:
+                continue
+            p = pr // sh
+            if p >= P:
+                continue
+            for s in range(S):
+                # output columns q in [q_lo, q_hi) reach input column q*sw - pw + s
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):  # as in the forward kernel
+                    span = (q_hi - q_lo if sw == 1 else 1) * N
+                    o = (q * sw - pw + s) * N
                     for k in range(K):
                         w0, w1, w2, w3 = wt[c0, k, r, s], wt[c0 + 1, k, r, s], wt[c0 + 2, k, r, s], wt[c0 + 3, k, r, s]
-                        dv = dyt[k, p, q]
-                        for n in range(N):
-                            v = dv[n]
-                            a0[n] += w0 * v
-                            a1[n] += w1 * v
-                            a2[n] += w2 * v
-                            a3[n] += w3 * v
-            for cc in range(min(BLOCK, C - c0)):
-                row = acc[cc]
-                for n in range(N):
-                    dx[n, c0 + cc, i, j] = row[n]
+                        ds = dy_rows[k, p][q * N:q * N + span]
+                        s0, s1, s2, s3 = a0[o:o + span], a1[o:o + span], a2[o:o + span], a3[o:o + span]
+                        for m in range(span):
+                            v = ds[m]
+                            s0[m] += w0 * v
+                            s1[m] += w1 * v
+                            s2[m] += w2 * v
+                            s3[m] += w3 * v
+        for cc in range(min(BLOCK, C - c0)):
+            row = acc[cc]
+            for n in range(N):
+                for j in range(W):
+                    dx[n, c0 + cc, i, j] = row[j * N + n]
 
 
 @pjit
