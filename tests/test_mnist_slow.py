@@ -43,4 +43,5 @@ def test_lenet5_mnist_reaches_99_percent():
     assert hist["lr"] == [0.005, 0.005]
 
     result = model.evaluate(x_test, y_test)
+    print(f"\nLeNet-5 full MNIST, 10 epochs: test accuracy {100 * result['accuracy']:.2f}%")
     assert result["accuracy"] >= 0.99, result
