@@ -8,7 +8,32 @@ columns ``q*sw - pw ..`` of the padded input.  One prange iteration owns each
 
 from numba import prange
 
-from ..config import pjit
+from ..config import njit, pjit
+
+
+@njit(inline="always")
+def _window_max(plane, i_lo, i_hi, j_lo, j_hi):
+    """Maximum of ``plane[i_lo:i_hi, j_lo:j_hi]`` and its flat index; first maximum, first NaN wins."""
+    W = plane.shape[1]
+    best = plane[i_lo, j_lo]
+    best_at = i_lo * W + j_lo
+    total = best - best  # NaN iff the window holds a NaN (or an infinity)
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo, j_hi):
+            v = plane[i, j]
+            total += v - v
+            take = v > best
+            best = v if take else best
+            best_at = i * W + j if take else best_at
+    if total != total:
+        # rare: rescan so that the first NaN wins; testing every element for
+        # NaN in the loop above would triple its cost
+        for i in range(i_lo, i_hi):
+            for j in range(j_lo, j_hi):
+                if plane[i, j] != plane[i, j] and best == best:
+                    best = plane[i, j]
+                    best_at = i * W + j
+    return best, best_at
 
 
 @pjit
@@ -17,7 +42,8 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
 
     Padding counts as -inf, so it never wins.  Ties go to the first maximum in
     row-major order; a NaN in the window wins (the first one), so NaN
-    propagates as in PyTorch.
+    propagates as in PyTorch.  2x2 windows that lie inside the image take an
+    unrolled path.
 
     Parameters
     ----------
@@ -28,36 +54,30 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
-    zero = x.dtype.type(0)
+    inside_2x2 = kh == 2 and kw == 2 and ph == 0 and pw == 0 and (P - 1) * sh + 2 <= H and (Q - 1) * sw + 2 <= W
     for t in prange(N * C):
         n = t // C
         c = t - n * C
+        plane = x[n, c]
         for p in range(P):
             i0 = p * sh - ph
-            i_lo = max(i0, 0)
-            i_hi = min(i0 + kh, H)
             for q in range(Q):
                 j0 = q * sw - pw
-                j_lo = max(j0, 0)
-                j_hi = min(j0 + kw, W)
-                best = x[n, c, i_lo, j_lo]
-                best_at = i_lo * W + j_lo
-                total = zero  # NaN iff the window holds a NaN (or both infinities)
-                for i in range(i_lo, i_hi):
-                    for j in range(j_lo, j_hi):
-                        v = x[n, c, i, j]
-                        total += v
-                        take = v > best
-                        best = v if take else best
-                        best_at = i * W + j if take else best_at
-                if total != total:
-                    # rare: rescan so that the first NaN wins; testing every
-                    # element for NaN in the loop above would triple its cost
-                    for i in range(i_lo, i_hi):
-                        for j in range(j_lo, j_hi):
-                            if x[n, c, i, j] != x[n, c, i, j] and best == best:
-                                best = x[n, c, i, j]
-                                best_at = i * W + j
+                if inside_2x2:
+                    v0, v1, v2, v3 = plane[i0, j0], plane[i0, j0 + 1], plane[i0 + 1, j0], plane[i0 + 1, j0 + 1]
+                    check = (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3)  # NaN iff a NaN or inf
+                    if check == check:
+                        best, at = v0, 0
+                        if v1 > best:
+                            best, at = v1, 1
+                        if v2 > best:
+                            best, at = v2, W
+                        if v3 > best:
+                            best, at = v3, W + 1
+                        y[n, c, p, q] = best
+                        argmax[n, c, p, q] = i0 * W + j0 + at
+                        continue
+                best, best_at = _window_max(plane, max(i0, 0), min(i0 + kh, H), max(j0, 0), min(j0 + kw, W))
                 y[n, c, p, q] = best
                 argmax[n, c, p, q] = best_at
 
@@ -77,14 +97,12 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        for i in range(H):
-            for j in range(W):
-                dx[n, c, i, j] = 0
+        plane = dx[n, c].reshape(H * W)
+        for m in range(H * W):
+            plane[m] = 0
         for p in range(P):
             for q in range(Q):
-                a = argmax[n, c, p, q]
-                i = a // W
-                dx[n, c, i, a - i * W] += dy[n, c, p, q]
+                plane[argmax[n, c, p, q]] += dy[n, c, p, q]
 
 
 @pjit
