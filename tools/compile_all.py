@@ -1,0 +1,54 @@
+"""Compile every fastcnn kernel in float32 and float64, and report how long it took.
+
+    NUMBA_CACHE_DIR=$(mktemp -d) python tools/compile_all.py    # cold: nothing cached yet
+    python tools/compile_all.py                                 # warm: loads from the cache
+
+Useful to measure compile time and to fill the cache before timing anything.
+"""
+
+import time
+
+t0 = time.perf_counter()
+import numpy as np  # noqa: E402
+
+import fastcnn  # noqa: E402
+from fastcnn import kernels as K  # noqa: E402
+
+t_import = time.perf_counter() - t0
+
+
+def touch_everything(dtype):
+    rng = np.random.default_rng(0)
+    for n in (2, 8):  # the NCHW loops (small batches) and the batch-last kernels
+        x = rng.standard_normal((n, 3, 6, 6)).astype(dtype)
+        w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+        b = np.zeros(4, dtype)
+        for fwd, bwd in ((K.conv2d_forward, K.conv2d_backward), (K.conv2d_forward_im2col, K.conv2d_backward_im2col)):
+            y = fwd(x, w, b, 1, 1)
+            bwd(y, x, w, 1, 1)
+    y, a = K.max_pool2d_forward(x, 2)
+    K.max_pool2d_backward(y, a, x.shape)
+    K.avg_pool2d_backward(K.avg_pool2d_forward(x, 2), x.shape, 2)
+    K.global_avg_pool2d_backward(K.global_avg_pool2d_forward(x), x.shape)
+    K.col2im(K.im2col(x, 3), x.shape, 3)
+    for f, g in ((K.relu_forward, K.relu_backward), (K.sigmoid_forward, K.sigmoid_backward),
+                 (K.tanh_forward, K.tanh_backward)):
+        out = f(x)
+        g(out, x if f is K.relu_forward else out)
+    xf = x.reshape(len(x), -1)
+    wl = rng.standard_normal((5, xf.shape[1])).astype(dtype)
+    logits = K.linear_forward(xf, wl, None)
+    K.linear_backward(logits, xf, wl)
+    K.softmax_cross_entropy(logits, np.zeros(len(x), np.int64))
+    K.mse_loss(logits, logits)
+    p = fastcnn.layers.Parameter(wl.copy())
+    opt = fastcnn.optim.SGD([p], lr=0.1, momentum=0.9)
+    opt.step()
+    opt.step()
+
+
+t1 = time.perf_counter()
+for dtype in (np.float32, np.float64):
+    touch_everything(dtype)
+t_compile = time.perf_counter() - t1
+print(f"import fastcnn: {t_import:.1f}s; every kernel in float32 and float64: {t_compile:.1f}s")
