@@ -17,11 +17,11 @@ def _window_max(plane, i_lo, i_hi, j_lo, j_hi):
     W = plane.shape[1]
     best = plane[i_lo, j_lo]
     best_at = i_lo * W + j_lo
-    total = best - best  # NaN iff the window holds a NaN (or an infinity)
+    total = plane.dtype.type(0)  # NaN iff the window holds a NaN (or infinities of both signs)
     for i in range(i_lo, i_hi):
         for j in range(j_lo, j_hi):
             v = plane[i, j]
-            total += v - v
+            total += v
             take = v > best
             best = v if take else best
             best_at = i * W + j if take else best_at
@@ -65,7 +65,9 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
                 j0 = q * sw - pw
                 if inside_2x2:
                     v0, v1, v2, v3 = plane[i0, j0], plane[i0, j0 + 1], plane[i0 + 1, j0], plane[i0 + 1, j0 + 1]
-                    check = (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3)  # NaN iff a NaN or inf
+                    # NaN iff a NaN (or infinities of both signs) is in the window; written as
+                    # a sum because fastmath 'reassoc' may fold v - v to 0
+                    check = v0 + v1 + v2 + v3
                     if check == check:
                         best, at = v0, 0
                         if v1 > best:
