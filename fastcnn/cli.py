@@ -5,15 +5,20 @@ Subcommands
 ``fastcnn train``
     Train LeNet-5 on MNIST (the packaged sample by default, or a directory of
     IDX files) and report the test accuracy.
+``fastcnn bench conv|train|startup``
+    Benchmark the convolution kernels, LeNet-5 training throughput or process
+    start-up, against PyTorch when it is installed (see :mod:`fastcnn.bench`).
 
-Run ``fastcnn train --help`` for the options.  The same commands are available
-as ``python -m fastcnn``.  Errors in the arguments or the data are reported on
-one line, ``fastcnn: error: ...``, on standard error, with exit status 2 (bad
-arguments) or 1 (missing or corrupt data).
+Run ``fastcnn train --help`` (or ``fastcnn bench conv --help``, ...) for the
+options.  The same commands are available as ``python -m fastcnn``.  Errors in
+the arguments or the data are reported on one line, ``fastcnn: error: ...``, on
+standard error, with exit status 2 (bad arguments) or 1 (missing or corrupt
+data, or a missing optional package such as matplotlib for ``--plot``).
 """
 
 import argparse
 import sys
+import textwrap
 import warnings
 
 __all__ = ["main"]
@@ -90,6 +95,15 @@ def _momentum(text):
     return value
 
 
+def _conv_shape(text):
+    from .bench import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # --- parser -----------------------------------------------------------------------
 
 
@@ -137,7 +151,91 @@ def _build_parser():
                        help="use only the first N training images and the first N//4 "
                             "test images (for quick checks)")
     train.set_defaults(func=_train)
+    _add_bench_parser(commands)
     return parser
+
+
+def _add_bench_parser(commands):
+    from .bench import CONV_SUITE, SHAPE_FORMAT
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark convolution, training and start-up (against PyTorch when installed)",
+        description=(
+            "Benchmarks. Every figure is the median of several repeats, with fastcnn and "
+            "PyTorch (when installed) measured interleaved in the same run, warm-up excluded."
+        ),
+    )
+    kinds = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+
+    suite = "\n".join(f"  {s}" for s in CONV_SUITE)
+    conv = kinds.add_parser(
+        "conv",
+        help="time the convolution algorithms (direct, im2col, torch) on a suite of shapes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Time fastcnn's direct and im2col convolutions and PyTorch's F.conv2d (when\n"
+            "installed): forward, weight gradient, full backward (dx, dw, db), the derived\n"
+            "input gradient, GFLOP/s and the share of the machine's practical peak (numpy's\n"
+            "float32 matrix multiply, measured in the same run), extra memory, winners and\n"
+            "ratios against PyTorch."
+        ),
+        epilog=textwrap.fill(f"shape format: {SHAPE_FORMAT}", 78) + f"\n\ndefault suite:\n{suite}",
+    )
+    conv.add_argument("--shapes", nargs="+", type=_conv_shape, default=None, metavar="S",
+                      help="convolution shapes as NxCxHxW:KkR[sS][pP] (batch N, C input channels, "
+                           "H x W pixels, K filters of R x R, stride S, default 1, padding P, "
+                           "default 0), e.g. 64x3x32x32:32k3s1p1; default: the suite below")
+    conv.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                      help="threads for fastcnn, numpy's BLAS and PyTorch (default: fastcnn's, "
+                           "normally the number of cores)")
+    conv.add_argument("--repeat", type=_positive_int, default=7, metavar="R",
+                      help="timed repeats per shape, at least (quick shapes get more); "
+                           "default: %(default)s")
+    conv.add_argument("--json", default=None, metavar="FILE",
+                      help="write every raw number and the machine's description to FILE")
+    conv.add_argument("--plot", default=None, metavar="FILE",
+                      help="write a PNG bar chart of GFLOP/s per shape and algorithm "
+                           "(needs matplotlib: pip install 'fastcnn[plot]')")
+    conv.set_defaults(func=_bench_conv)
+
+    train = kinds.add_parser(
+        "train",
+        help="LeNet-5 training images/s: fastcnn's fit vs a PyTorch loop",
+        description=(
+            "LeNet-5 training throughput at batch 64 (float32, SGD lr 0.01, momentum 0.9, "
+            "weight decay 5e-4): fastcnn's Sequential.fit against a plain PyTorch training "
+            "loop of the same network (when installed), with the same thread count."
+        ),
+    )
+    train.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                       help="threads for fastcnn and PyTorch (default: fastcnn's, normally "
+                            "the number of cores)")
+    train.add_argument("--batches", type=_positive_int, default=50, metavar="B",
+                       help="batches of 64 images per timed repeat (default: %(default)s)")
+    train.add_argument("--repeat", type=_positive_int, default=7, metavar="R",
+                       help="timed repeats of each framework (default: %(default)s)")
+    train.add_argument("--json", default=None, metavar="FILE",
+                       help="write every raw number and the machine's description to FILE")
+    train.set_defaults(func=_bench_train)
+
+    startup = kinds.add_parser(
+        "startup",
+        help="time a fresh process that imports, builds LeNet-5 and trains one step",
+        description=(
+            "Start-up time of a fresh Python process that imports the library, builds "
+            "LeNet-5 and runs one training step: fastcnn with the current Numba cache, "
+            "PyTorch (when installed), and fastcnn with an empty Numba cache (first-ever "
+            "compilation)."
+        ),
+    )
+    startup.add_argument("--repeat", type=_positive_int, default=3, metavar="R",
+                         help="timed runs of each, after one warm-up run (default: %(default)s)")
+    startup.add_argument("--no-cold", action="store_true",
+                         help="skip the empty-cache run (it compiles every kernel, which is slow)")
+    startup.add_argument("--json", default=None, metavar="FILE",
+                         help="write every raw number and the machine's description to FILE")
+    startup.set_defaults(func=_bench_startup)
 
 
 # --- train ------------------------------------------------------------------------
@@ -229,6 +327,104 @@ def _train(args):
           flush=True)
     if len(history.get("loss", ())) < args.epochs:  # fit stopped early: the loss diverged
         return EXIT_FAILURE
+    return 0
+
+
+# --- bench ------------------------------------------------------------------------
+
+
+def _set_threads(threads):
+    import fastcnn
+
+    if threads is not None:
+        try:
+            fastcnn.set_num_threads(threads)
+        except (TypeError, ValueError) as exc:
+            _fail(f"argument --threads: {exc}", EXIT_USAGE)
+    return fastcnn.get_num_threads()
+
+
+def _check_output(path, option):
+    """Refuse, before any measuring, an output file whose folder does not exist."""
+    import os
+
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        _fail(f"argument {option}: folder {folder} does not exist", EXIT_USAGE)
+    if os.path.isdir(path):
+        _fail(f"argument {option}: {path} is a folder", EXIT_USAGE)
+
+
+def _write_json(path, payload):
+    from .bench import write_json
+
+    try:
+        write_json(path, payload)
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+    print(f"raw numbers written to {path}", flush=True)
+
+
+def _log(message):
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _bench_conv(args):
+    from . import bench
+
+    _check_output(args.json, "--json")
+    _check_output(args.plot, "--plot")
+    if args.plot is not None:
+        try:
+            bench.require_matplotlib()
+        except ImportError as exc:
+            _fail(f"argument --plot: {exc}", EXIT_FAILURE)
+    threads = _set_threads(args.threads)
+    shapes = tuple(args.shapes) if args.shapes else bench.CONV_SUITE
+    suite = bench.run_conv_suite(shapes, repeat=args.repeat, threads=threads, log=_log)
+    print(bench.format_conv(suite), flush=True)
+    if args.json is not None:
+        _write_json(args.json, suite)
+    if args.plot is not None:
+        try:
+            bench.plot_conv(suite, args.plot)
+        except OSError as exc:
+            _fail(f"cannot write {args.plot}: {exc}", EXIT_FAILURE)
+        print(f"chart written to {args.plot}", flush=True)
+    return 0
+
+
+def _bench_train(args):
+    from . import bench
+
+    _check_output(args.json, "--json")
+    threads = _set_threads(args.threads)
+    _log(f"training LeNet-5: {args.repeat} repeats of {args.batches} batches per framework ...")
+    result = bench.bench_train(threads=threads, batches=args.batches, repeat=args.repeat)
+    print(bench.format_train(result), flush=True)
+    if args.json is not None:
+        _write_json(args.json, result)
+    return 0
+
+
+def _bench_startup(args):
+    import subprocess
+
+    from . import bench
+
+    _check_output(args.json, "--json")
+    _log("starting fresh processes" + ("" if args.no_cold else
+                                       "; the empty-cache run compiles every kernel (slow)") + " ...")
+    try:
+        result = bench.bench_startup(repeat=args.repeat, cold=not args.no_cold)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_FAILURE)
+    print(bench.format_startup(result), flush=True)
+    if args.json is not None:
+        _write_json(args.json, result)
     return 0
 
 

@@ -1,0 +1,227 @@
+"""Tests for ``fastcnn bench`` and fastcnn.bench: tiny shapes, one repeat, no real load."""
+
+import functools
+import json
+
+import pytest
+
+import fastcnn
+from fastcnn import bench
+from fastcnn.bench import ConvShape, parse_shape
+from fastcnn.cli import main
+
+TINY = "8x2x8x8:4k3s1p1"
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch):
+    """Keep the benchmarks light: a small sgemm for the peak, no pauses; restore the thread count."""
+    monkeypatch.setattr(bench, "measure_peak_gflops",
+                        functools.partial(bench.measure_peak_gflops, n=256, settle=0))
+    original = bench.bench_conv
+    monkeypatch.setattr(bench, "bench_conv",
+                        lambda *a, **k: original(*a, **{**k, "settle": 0, "min_sample": 0}))
+    before = fastcnn.get_num_threads()
+    yield
+    fastcnn.set_num_threads(before)
+
+
+def run_main(argv, capsys):
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, out, err, expected_status, *fragments):
+    assert status == expected_status, (status, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastcnn: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- shape parser
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("64x3x32x32:32k3s1p1", ConvShape(64, 3, 32, 32, 32, 3, 1, 1)),
+    ("32x32x32x32:64k3s2p1", ConvShape(32, 32, 32, 32, 64, 3, 2, 1)),
+    ("8x2x8x8:4k3", ConvShape(8, 2, 8, 8, 4, 3, 1, 0)),  # stride 1, padding 0 by default
+    ("8x2x8x8:4k3p2", ConvShape(8, 2, 8, 8, 4, 3, 1, 2)),
+    (" 1x1x5x7:2K5S2 ", ConvShape(1, 1, 5, 7, 2, 5, 2, 0)),
+])
+def test_parse_shape(text, expected):
+    shape = parse_shape(text)
+    assert shape == expected
+    assert parse_shape(str(shape)) == shape
+
+
+def test_parse_shape_geometry():
+    s = parse_shape("32x32x32x32:64k3s2p1")
+    assert (s.p, s.q) == (16, 16)
+    assert s.flops == 2 * 32 * 64 * 32 * 3 * 3 * 16 * 16
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("64x3x32x32", "expected NxCxHxW:KkR"),
+    ("64x3x32:32k3", "expected NxCxHxW:KkR"),
+    ("64x3x32x32:32k3s1p1x", "expected NxCxHxW:KkR"),
+    ("64x3x32x32:32k-3", "expected NxCxHxW:KkR"),
+    ("0x3x32x32:32k3", "must be positive"),
+    ("8x2x8x8:4k3s0", "must be positive"),
+    ("8x2x4x4:4k7p1", "larger than the padded input"),
+])
+def test_parse_shape_rejects(text, fragment):
+    with pytest.raises(ValueError, match="bad shape") as info:
+        parse_shape(text)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_conv_suite():
+    assert len(bench.CONV_SUITE) == 6
+    assert bench.CONV_SUITE[0] == ConvShape(64, 1, 28, 28, 6, 5, 1, 2)
+    assert bench.CONV_SUITE[-1] == ConvShape(32, 32, 32, 32, 64, 3, 2, 1)
+    for s in bench.CONV_SUITE:
+        assert parse_shape(str(s)) == s
+
+
+# --------------------------------------------------------------------------- bench conv
+
+
+def test_bench_conv_table_and_json(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    status, out, err = run_main(
+        ["bench", "conv", "--shapes", TINY, "--repeat", "1", "--threads", "1", "--json", str(path)], capsys
+    )
+    assert status == 0, err
+    assert "Traceback" not in out + err
+    assert TINY in out
+    for word in ("direct", "im2col", "GF/s", "bwd-d*", "DERIVED", "Winners", "computed", "traced"):
+        assert word in out, word
+    data = json.loads(path.read_text())
+    assert {"benchmark", "machine", "peak", "repeat", "threads", "shapes"} <= set(data)
+    assert data["benchmark"] == "conv" and data["threads"] == 1
+    assert {"cpu_model", "cpu_count", "threads", "numpy", "numba", "torch"} <= set(data["machine"])
+    assert data["peak"]["gflops"] > 0 and data["peak"]["samples_s"]
+    (result,) = data["shapes"]
+    assert result["shape"] == TINY
+    assert result["flops_per_pass"] == parse_shape(TINY).flops
+    algos = result["algorithms"]
+    assert {"direct", "im2col"} <= set(algos)
+    for name, entry in algos.items():
+        assert {"samples_s", "median_s", "gflops", "peak_fraction"} <= set(entry)
+        assert set(entry["samples_s"]) == {"forward", "backward_weight", "backward"}
+        assert all(len(v) == 1 for v in entry["samples_s"].values())
+        assert {"forward", "backward_weight", "backward", "backward_data", "forward_backward"} <= set(
+            entry["median_s"])
+        assert entry["median_s"]["forward"] > 0
+        if name in ("direct", "im2col"):
+            assert set(entry["workspace_bytes"]) == {"forward", "backward_weight", "backward"}
+            assert set(entry["traced_extra_bytes"]) == {"forward", "backward_weight", "backward"}
+    assert set(result["winner"]) == {"forward", "backward", "forward_backward"}
+    assert result["winner"]["forward_backward"] in algos
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "torch" not in algos
+    else:
+        assert "torch" in algos and "vs_torch" in algos["direct"]
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["--shapes", "64x3x32"], ("--shapes", "bad shape '64x3x32'")),
+    (["--shapes", TINY, "8x2x4x4:4k9"], ("larger than the padded input",)),
+    (["--repeat", "0"], ("--repeat",)),
+    (["--threads", "0"], ("--threads",)),
+    (["--threads", "100000"], ("--threads",)),
+])
+def test_bench_conv_bad_arguments(argv, fragments, capsys):
+    status, out, err = run_main(["bench", "conv"] + argv, capsys)
+    assert_one_line_error(status, out, err, 2, *fragments)
+    assert out == ""
+
+
+def test_bench_conv_json_folder_missing(tmp_path, capsys):
+    status, out, err = run_main(
+        ["bench", "conv", "--shapes", TINY, "--json", str(tmp_path / "nowhere" / "x.json")], capsys
+    )
+    assert_one_line_error(status, out, err, 2, "--json", "does not exist")
+
+
+def test_bench_needs_a_benchmark(capsys):
+    status, out, err = run_main(["bench"], capsys)
+    assert_one_line_error(status, out, err, 2)
+
+
+def test_bench_conv_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "chart.png"
+    status, out, err = run_main(
+        ["bench", "conv", "--shapes", TINY, "8x3x9x9:4k3s2p1", "--repeat", "1", "--plot", str(path)], capsys
+    )
+    assert status == 0, err
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+
+
+def test_bench_conv_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
+    def missing():
+        raise ImportError("plotting needs matplotlib: pip install 'fastcnn[plot]'")
+
+    monkeypatch.setattr(bench, "require_matplotlib", missing)
+    called = []
+    monkeypatch.setattr(bench, "run_conv_suite", lambda *a, **k: called.append(1))
+    status, out, err = run_main(["bench", "conv", "--shapes", TINY, "--plot", str(tmp_path / "c.png")], capsys)
+    assert_one_line_error(status, out, err, 1, "pip install 'fastcnn[plot]'")
+    assert not called  # refused before measuring anything
+
+
+def test_workspace_model_matches_tracemalloc():
+    """The computed numpy workspace is what tracemalloc sees (both paths of the direct algorithm).
+
+    The slack (64 KiB) covers the Python objects (array headers, Numba's
+    dispatch) that tracemalloc also counts; the shapes' workspaces are larger.
+    A failure here means the kernels' allocations changed: update
+    fastcnn.bench.conv_workspace_bytes to match.
+    """
+    for text in ("16x8x16x16:12k3s1p1", "4x3x8x8:5k3s2p1", "12x6x20x20:8k5s2p0"):
+        result = bench.bench_conv(text, repeat=1, threads=1, algorithms=("direct", "im2col"))
+        for name, entry in result["algorithms"].items():
+            for op, computed in entry["workspace_bytes"].items():
+                traced = entry["traced_extra_bytes"][op]
+                assert abs(traced - computed["numpy"]) <= 65536 + 0.02 * computed["numpy"], (
+                    text, name, op, traced, computed)
+
+
+# --------------------------------------------------------------------------- bench train / startup
+
+
+def test_bench_train_small(tmp_path, capsys):
+    path = tmp_path / "train.json"
+    status, out, err = run_main(
+        ["bench", "train", "--batches", "2", "--repeat", "1", "--threads", "1", "--json", str(path)], capsys
+    )
+    assert status == 0, err
+    assert "images/s" in out and "fastcnn" in out
+    data = json.loads(path.read_text())
+    assert data["images"] == 128 and data["threads"] == 1
+    assert data["frameworks"]["fastcnn"]["images_per_s"] > 0
+    assert len(data["frameworks"]["fastcnn"]["samples_s"]) == 1
+    if "torch" in data["frameworks"]:
+        assert data["ratio"] > 0
+    else:
+        assert data["ratio"] is None
+
+
+def test_bench_startup_runs():
+    result = bench.bench_startup(repeat=1, cold=False, torch=False)
+    m = result["fastcnn"]["median"]
+    assert m["wall_s"] > m["import_s"] > 0 and m["step_s"] > 0
+    assert "torch" not in result and "fastcnn_cold" not in result
+    assert "fastcnn (warm Numba cache)" in bench.format_startup(result)
