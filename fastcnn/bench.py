@@ -374,10 +374,8 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     measurement (compare with the tracemalloc figure of :func:`bench_conv`).
 
     * ``direct``, batch >= ``BATCHLAST_MIN_BATCH``: batch-last copies of x
-      (C*H*W*N) and, in backward, of dy (K*P*Q*N); weights (and bias) padded to
-      a multiple of ``BLOCK`` filters when K is not one (forward); the transposed
-      weights (C*K*R*S, plus a copy padded to a multiple of BLOCK channels) for
-      dx, allocated after the batch-last x is freed; and per parallel task an
+      (C*H*W*N) and, in backward, of dy (K*P*Q*N); the transposed weights
+      (C*K*R*S) for dx, allocated after the batch-last x is freed; and per parallel task an
       accumulator of BLOCK*Q*N (forward) or BLOCK*W*N (dx) elements allocated
       inside the Numba kernel, counted once per thread.  Smaller batches: nothing.
     * ``im2col``: the cols workspace N*C*R*S*P*Q; in backward also the
@@ -407,9 +405,6 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     R = S = s.r
     P, Q = s.p, s.q
 
-    def up(v):
-        return -(-v // block) * block
-
     if op not in _TIMED_OPS:
         raise ValueError(f"conv_workspace_bytes: op must be one of {_TIMED_OPS}, got {op!r}")
     # phases of the call: (numpy elements alive, Numba-runtime elements alive); peaks are over phases
@@ -418,16 +413,13 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
         if s.n >= min_batch:
             xt = s.c * s.h * s.w * s.n  # batch-last x
             if op == "forward":
-                padded = up(s.k) * s.c * R * S + up(s.k) if s.k % block else 0  # w and b padded to BLOCK
                 tasks = -(-s.k // block) * P
-                phases.append((xt + padded, min(threads, tasks) * block * Q * s.n))
+                phases.append((xt, min(threads, tasks) * block * Q * s.n))
             else:
                 dyt = s.k * P * Q * s.n  # batch-last dy, alive to the end
                 phases.append((dyt + xt, 0))  # weight gradient; xt is a temporary of that call
                 if op == "backward":
-                    wt = s.c * s.k * R * S  # w transposed to (C, K, R, S) ...
-                    if s.c % block:
-                        wt += up(s.c) * s.k * R * S  # ... and padded, while the unpadded copy is alive
+                    wt = s.c * s.k * R * S  # w transposed to (C, K, R, S)
                     tasks = -(-s.c // block) * s.h
                     phases.append((dyt + wt, min(threads, tasks) * block * s.w * s.n))
     elif algorithm == "im2col":

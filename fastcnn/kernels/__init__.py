@@ -35,7 +35,7 @@ from ._dense import (
     linear_forward_kernel,
 )
 from ._batchlast import (
-    BLOCK,
+    BLOCK,  # noqa: F401  (channels per task, read by fastcnn.bench)
     conv2d_backward_input_batchlast,
     conv2d_backward_weight_batchlast,
     conv2d_forward_batchlast,
@@ -165,16 +165,6 @@ def _bias(b, w, fn):
 BATCHLAST_MIN_BATCH = 8
 
 
-def _pad_rows(a, multiple=BLOCK):
-    """``a`` with zero rows appended along axis 0 up to a multiple of ``multiple``."""
-    rows = -(-a.shape[0] // multiple) * multiple
-    if rows == a.shape[0]:
-        return a
-    out = np.zeros((rows,) + a.shape[1:], dtype=a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
 def _batch_last(a):
     """(N, C, H, W) -> a new (C, H, W, N) array."""
     out = np.empty(a.shape[1:] + a.shape[:1], dtype=a.dtype)
@@ -185,7 +175,7 @@ def _batch_last(a):
 def _direct_forward(x, w, b, y, sh, sw, ph, pw):
     """The direct algorithm, with the loop order chosen by shape."""
     if x.shape[0] >= BATCHLAST_MIN_BATCH:
-        conv2d_forward_batchlast(_batch_last(x), _pad_rows(w), _pad_rows(b), y, sh, sw, ph, pw)
+        conv2d_forward_batchlast(_batch_last(x), w, b, y, sh, sw, ph, pw)
     else:
         conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw)
 
@@ -197,7 +187,7 @@ def _direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
         dyt = _batch_last(dy)
         conv2d_backward_weight_batchlast(dyt, _batch_last(x), dw, sh, sw, ph, pw)
         if dx is not None:
-            wt = _pad_rows(np.ascontiguousarray(w.transpose(1, 0, 2, 3)))  # (Cp, K, R, S)
+            wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
             conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw)
     else:
         conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)

@@ -12,17 +12,44 @@ Outputs are written straight back in NCHW, so no layout leaks out.  No
 workspace proportional to the im2col matrix is used: the only extra memory is
 the batch-last copy of the input (and of ``dy`` for the backward pass).
 
-Weights are passed padded to a multiple of ``BLOCK`` output (forward) or input
-(backward-data) channels; the checked functions do that.
+When the channel count is not a multiple of ``BLOCK``, the last task of a
+row handles the 1-3 channels left with a narrower loop, so no work is spent
+on padding.
 """
 
 import numpy as np
 from numba import prange
 
-from ..config import pjit
+from ..config import njit, pjit
 from ._direct import valid_range
 
 BLOCK = 4
+
+
+@njit(inline="always")
+def _fma_span(src, a0, a1, a2, a3, w0, w1, w2, w3, width):
+    """a_i[m] += w_i * src[m] for the first ``width`` (1-4) accumulators."""
+    if width == 4:
+        for m in range(src.shape[0]):
+            v = src[m]
+            a0[m] += w0 * v
+            a1[m] += w1 * v
+            a2[m] += w2 * v
+            a3[m] += w3 * v
+    elif width == 3:
+        for m in range(src.shape[0]):
+            v = src[m]
+            a0[m] += w0 * v
+            a1[m] += w1 * v
+            a2[m] += w2 * v
+    elif width == 2:
+        for m in range(src.shape[0]):
+            v = src[m]
+            a0[m] += w0 * v
+            a1[m] += w1 * v
+    else:
+        for m in range(src.shape[0]):
+            a0[m] += w0 * src[m]
 
 
 @pjit
@@ -48,8 +75,8 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     Parameters
     ----------
     xt : (C, H, W, N) float array, the input in batch-last layout
-    w : (Kp, C, R, S) float array, Kp a multiple of 4 (zero rows past K)
-    b : (Kp,) float array
+    w : (K, C, R, S) float array
+    b : (K,) float array
     y : (N, K, P, Q) float array, NCHW, written in full
     sh, sw, ph, pw : int
     """
@@ -62,9 +89,11 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
         kb = t // P
         p = t - kb * P
         k0 = kb * BLOCK
+        width = min(BLOCK, K - k0)
+        k1, k2, k3 = min(k0 + 1, K - 1), min(k0 + 2, K - 1), min(k0 + 3, K - 1)  # repeat the last past K
         acc = np.empty((BLOCK, Q * N), dtype=y.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        b0, b1, b2, b3 = b[k0], b[k0 + 1], b[k0 + 2], b[k0 + 3]
+        b0, b1, b2, b3 = b[k0], b[k1], b[k2], b[k3]
         for m in range(Q * N):
             a0[m] = b0
             a1[m] = b1
@@ -78,22 +107,16 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
                 xr = x_rows[c, ih]
                 for s in range(S):
                     q_lo, q_hi = valid_range(s, pw, sw, W, Q)
-                    w0, w1, w2, w3 = w[k0, c, r, s], w[k0 + 1, c, r, s], w[k0 + 2, c, r, s], w[k0 + 3, c, r, s]
+                    w0, w1, w2, w3 = w[k0, c, r, s], w[k1, c, r, s], w[k2, c, r, s], w[k3, c, r, s]
                     # stride 1: one contiguous span for all of [q_lo, q_hi); otherwise
                     # one pixel at a time.  Zero-based loops over slices vectorise;
                     # offset indices would not.
                     for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):
                         span = (q_hi - q_lo if sw == 1 else 1) * N
                         start = (q * sw - pw + s) * N
-                        xs = xr[start:start + span]
                         o = q * N
-                        s0, s1, s2, s3 = a0[o:o + span], a1[o:o + span], a2[o:o + span], a3[o:o + span]
-                        for m in range(span):
-                            v = xs[m]
-                            s0[m] += w0 * v
-                            s1[m] += w1 * v
-                            s2[m] += w2 * v
-                            s3[m] += w3 * v
+                        _fma_span(xr[start:start + span], a0[o:o + span], a1[o:o + span], a2[o:o + span],
+                                  a3[o:o + span], w0, w1, w2, w3, width)
         for kk in range(min(BLOCK, K - k0)):
             row = acc[kk]
             for n in range(N):
@@ -114,8 +137,7 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
     Parameters
     ----------
     dyt : (K, P, Q, N) float array, dy in batch-last layout
-    wt : (Cp, K, R, S) float array: the weight with its first two axes swapped,
-        Cp a multiple of 4 (zero rows past C)
+    wt : (C, K, R, S) float array: the weight with its first two axes swapped
     dx : (N, C, H, W) float array, NCHW, written in full
     sh, sw, ph, pw : int
     """
@@ -128,6 +150,8 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
         cb = t // H
         i = t - cb * H
         c0 = cb * BLOCK
+        width = min(BLOCK, C - c0)
+        c1, c2, c3 = min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1)  # repeat the last past C
         acc = np.zeros((BLOCK, W * N), dtype=dx.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
         for r in range(R):
@@ -144,15 +168,9 @@ def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
                     span = (q_hi - q_lo if sw == 1 else 1) * N
                     o = (q * sw - pw + s) * N
                     for k in range(K):
-                        w0, w1, w2, w3 = wt[c0, k, r, s], wt[c0 + 1, k, r, s], wt[c0 + 2, k, r, s], wt[c0 + 3, k, r, s]
-                        ds = dy_rows[k, p][q * N:q * N + span]
-                        s0, s1, s2, s3 = a0[o:o + span], a1[o:o + span], a2[o:o + span], a3[o:o + span]
-                        for m in range(span):
-                            v = ds[m]
-                            s0[m] += w0 * v
-                            s1[m] += w1 * v
-                            s2[m] += w2 * v
-                            s3[m] += w3 * v
+                        w0, w1, w2, w3 = wt[c0, k, r, s], wt[c1, k, r, s], wt[c2, k, r, s], wt[c3, k, r, s]
+                        _fma_span(dy_rows[k, p][q * N:q * N + span], a0[o:o + span], a1[o:o + span],
+                                  a2[o:o + span], a3[o:o + span], w0, w1, w2, w3, width)
         for cc in range(min(BLOCK, C - c0)):
             row = acc[cc]
             for n in range(N):
