@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 import fastcnn  # noqa: E402
 from fastcnn import kernels as K  # noqa: E402
+from fastcnn.augment import Augment  # noqa: E402
 
 t_import = time.perf_counter() - t0
 
@@ -41,6 +42,7 @@ def touch_everything(dtype):
     K.linear_backward(logits, xf, wl)
     K.softmax_cross_entropy(logits, np.zeros(len(x), np.int64))
     K.mse_loss(logits, logits)
+    Augment(shift=1, rotation=5.0, noise=0.1, seed=0)(x)
     p = fastcnn.layers.Parameter(wl.copy())
     opt = fastcnn.optim.SGD([p], lr=0.1, momentum=0.9)
     opt.step()
