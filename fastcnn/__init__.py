@@ -9,11 +9,13 @@ from . import kernels, layers, models, optim
 from .config import get_num_threads, set_num_threads
 from .layers import manual_seed
 from .model import Sequential
+from .serialize import load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Sequential",
+    "load",
     "kernels",
     "layers",
     "models",

@@ -41,7 +41,7 @@ class Sequential:
     >>> y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(int)
     >>> history = model.fit(x, y, epochs=2, batch_size=8, verbose=False, seed=0)
     >>> sorted(history)
-    ['accuracy', 'epoch_time', 'loss', 'lr']
+    ['accuracy', 'epoch', 'epoch_time', 'loss', 'lr']
     """
 
     def __init__(self, *layers, input_shape=None):
@@ -183,7 +183,7 @@ class Sequential:
         return x, y
 
     def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entropy", validation_data=None,
-            shuffle=True, verbose=True, seed=None):
+            shuffle=True, verbose=True, seed=None, callbacks=None, schedule=None, initial_epoch=0, augment=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -193,9 +193,11 @@ class Sequential:
         y : array (N,) of int class labels (``loss="cross_entropy"``) or targets
             shaped like the outputs (``loss="mse"``).
         epochs : int >= 1
-        batch_size : int >= 1
-            The last batch of an epoch may be smaller.  ``batch_size=len(x)``
-            is full-batch training; 1 is per-example.
+            The number of the last epoch to train (as Keras): epochs
+            ``initial_epoch + 1 .. epochs`` are run.
+        batch_size : int >= 1 or None
+            The last batch of an epoch may be smaller.  None (or any value
+            >= N) is full-batch training; 1 is per-example.
         optimizer : fastcnn.optim.SGD, optional
             Defaults to ``SGD(model.parameters(), lr=0.01)`` (Keras's default).
         loss : {"cross_entropy", "mse"}
@@ -204,25 +206,77 @@ class Sequential:
         shuffle : bool
             Shuffle the examples every epoch.
         verbose : bool
-            A progress bar per epoch on a terminal, one line per epoch otherwise.
-        seed : int, optional
-            Seeds the shuffling.
+            A tqdm bar per epoch (loss, accuracy, images/s, ETA) when stderr is
+            a terminal, one line per epoch on stdout otherwise; nothing when False.
+        seed : int >= 0, optional
+            Epoch ``e`` (0-based) is shuffled with ``np.random.default_rng([seed, e])``,
+            so a run can be resumed exactly; without a seed the order is random.
+        callbacks : list of fastcnn.callbacks.Callback, optional
+            Objects with any of ``on_train_begin(model, state)``,
+            ``on_epoch_end(model, epoch, logs)`` (return True to stop) and
+            ``on_train_end(model, history)``; see :mod:`fastcnn.callbacks`.
+        schedule : learning-rate schedule, optional
+            ``fastcnn.optim.StepLR`` / ``ExponentialLR`` / ``ReduceLROnPlateau``
+            built on ``optimizer``; stepped once per epoch after validation
+            (ReduceLROnPlateau with ``val_loss``, or ``loss`` without validation data).
+        initial_epoch : int >= 0
+            The number of epochs already done; with the same seed, the
+            optimizer's state and the schedule's state carried over,
+            ``fit(epochs=1)`` then ``fit(epochs=2, initial_epoch=1)`` gives the
+            same weights as ``fit(epochs=2)``.
+        augment : callable, optional
+            Applied to every training batch before the forward pass:
+            ``augment(x_batch) -> x_batch`` with the same number of examples
+            (e.g. ``fastcnn.augment.Augment``).  It may work in place: the batch
+            is a scratch copy.
 
         Returns
         -------
         history : dict of lists, one entry per epoch
             ``loss``, ``accuracy`` (cross-entropy only), ``val_loss``,
-            ``val_accuracy`` (with validation data), ``lr``, ``epoch_time``.
+            ``val_accuracy`` (with validation data), ``lr`` (the rate the epoch
+            used), ``epoch_time`` (seconds, validation included), ``epoch``
+            (the 1-based epoch number), and anything callbacks add to the logs.
 
         Everything is checked before the first step: a refused call changes no
         weight.  If the loss becomes NaN or infinite, training stops with a
-        warning before that step is applied.
+        RuntimeWarning before that step is applied.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastcnn
+        >>> from fastcnn.callbacks import EarlyStopping
+        >>> from fastcnn.layers import Flatten, Linear
+        >>> fastcnn.manual_seed(0)
+        >>> model = fastcnn.Sequential(Flatten(), Linear(4, 2))
+        >>> x = np.random.default_rng(0).random((32, 1, 2, 2), dtype=np.float32)
+        >>> y = (x.sum(axis=(1, 2, 3)) > 2).astype(int)
+        >>> opt = fastcnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> sched = fastcnn.optim.StepLR(opt, step_size=2, gamma=0.5)
+        >>> hist = model.fit(x, y, epochs=4, batch_size=8, optimizer=opt, schedule=sched, seed=0,
+        ...                  callbacks=[EarlyStopping(monitor="loss", patience=2)], verbose=False)
+        >>> hist["epoch"], hist["lr"]
+        ([1, 2, 3, 4], [0.1, 0.1, 0.05, 0.05])
         """
+        from .callbacks import step_schedule
+
         if loss not in LOSSES:
             raise ValueError(f"Sequential.fit: loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        for name, value in (("epochs", epochs), ("batch_size", 1 if batch_size is None else batch_size)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"Sequential.fit: {name} must be a positive int, got {value!r}")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or not 0 <= initial_epoch < epochs:
+            raise ValueError(
+                f"Sequential.fit: initial_epoch must be an int in [0, epochs) = [0, {epochs}), got {initial_epoch!r}; "
+                "epochs is the number of the last epoch, not a count of further epochs"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"Sequential.fit: seed must be None or an int >= 0, got {seed!r}")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"Sequential.fit: augment must be a callable batch -> batch, got {type(augment).__name__}")
+        callbacks = _check_callbacks(callbacks)
         x, y = self._check_xy(x, y, loss, "")
         if len(x) == 0:
             raise ValueError("Sequential.fit: x is empty")
@@ -234,12 +288,19 @@ class Sequential:
             optimizer = SGD(self.parameters(), lr=0.01)
         elif not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
             raise TypeError(f"Sequential.fit: optimizer must have step() and zero_grad(), got {type(optimizer).__name__}")
+        if schedule is not None:
+            if not callable(getattr(schedule, "step", None)):
+                raise TypeError(f"Sequential.fit: schedule must have a step() method, got {type(schedule).__name__}")
+            if getattr(schedule, "optimizer", optimizer) is not optimizer:
+                raise ValueError("Sequential.fit: the schedule was built on a different optimizer than the one "
+                                 "passed to fit; build it as StepLR(optimizer, ...) with fit's optimizer")
 
         loss_fn = LOSSES[loss]
         classify = loss == "cross_entropy"
-        rng = np.random.default_rng(seed)
         n = len(x)
-        batch_size = min(int(batch_size), n)
+        batch_size = n if batch_size is None else min(int(batch_size), n)
+        epochs, initial_epoch = int(epochs), int(initial_epoch)
+        unseeded = np.random.default_rng() if seed is None else None
         x_batch = np.empty((batch_size,) + x.shape[1:], dtype=x.dtype)
         y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
         history = {"loss": []}
@@ -249,13 +310,23 @@ class Sequential:
             history["val_loss"] = []
             if classify:
                 history["val_accuracy"] = []
-        history["lr"], history["epoch_time"] = [], []
+        history["lr"], history["epoch_time"], history["epoch"] = [], [], []
         bar_ok = verbose and sys.stderr.isatty()
+        state = {"epochs": epochs, "initial_epoch": initial_epoch, "optimizer": optimizer, "schedule": schedule,
+                 "history": history, "batch_size": batch_size, "n": n}
+        for cb in callbacks:
+            _hook(cb, "on_train_begin")(self, state)
 
-        for epoch in range(int(epochs)):
+        for epoch in range(initial_epoch, epochs):
             self.train()
             start = time.perf_counter()
-            order = rng.permutation(n) if shuffle else np.arange(n)
+            lr = getattr(optimizer, "lr", None)
+            if not shuffle:
+                order = np.arange(n)
+            elif seed is None:
+                order = unseeded.permutation(n)
+            else:
+                order = np.random.default_rng([int(seed), epoch]).permutation(n)
             total_loss, correct, seen = 0.0, 0, 0
             bar = _progress(n, f"epoch {epoch + 1}/{epochs}") if bar_ok else None
             diverged = False
@@ -265,6 +336,13 @@ class Sequential:
                 xb, yb = x_batch[:m], y_batch[:m]
                 np.take(x, idx, axis=0, out=xb)
                 np.take(y, idx, axis=0, out=yb)
+                if augment is not None:
+                    xb = augment(xb)
+                    if len(getattr(xb, "shape", ())) < 1 or xb.shape[0] != m:
+                        raise ValueError(
+                            f"Sequential.fit: augment must return a batch of {m} examples, got "
+                            f"{getattr(xb, 'shape', type(xb).__name__)}"
+                        )
                 out = self.forward(xb)
                 batch_loss, dout = loss_fn(out, yb)
                 if not math.isfinite(batch_loss):
@@ -293,19 +371,36 @@ class Sequential:
                     stacklevel=2,
                 )
                 break
-            history["loss"].append(total_loss / seen)
+            logs = {"loss": total_loss / seen}
             if classify:
-                history["accuracy"].append(correct / seen)
+                logs["accuracy"] = correct / seen
             if validation_data is not None:
                 val = self.evaluate(xv, yv, loss=loss)
-                history["val_loss"].append(val["loss"])
+                logs["val_loss"] = val["loss"]
                 if classify:
-                    history["val_accuracy"].append(val["accuracy"])
-            history["lr"].append(getattr(optimizer, "lr", None))
+                    logs["val_accuracy"] = val["accuracy"]
+            logs["lr"] = lr
             elapsed = time.perf_counter() - start
-            history["epoch_time"].append(elapsed)
+            logs["epoch_time"] = elapsed
+            logs["epoch"] = epoch + 1
+            if schedule is not None:
+                step_schedule(schedule, logs)
+            stop = False
+            for cb in callbacks:
+                if _hook(cb, "on_epoch_end")(self, epoch, logs) is True:
+                    stop = True
+            done = len(history["epoch"])
+            for key in logs:
+                if key not in history:
+                    history[key] = [None] * done
+            for key, values in history.items():
+                values.append(logs.get(key))
             if verbose:
                 print(_epoch_line(history, epoch, epochs, n / elapsed), flush=True)
+            if stop:
+                break
+        for cb in callbacks:
+            _hook(cb, "on_train_end")(self, history)
         return history
 
     def evaluate(self, x, y, batch_size=256, loss="cross_entropy"):
@@ -380,12 +475,50 @@ class Sequential:
             print_fn(text)
         return text
 
+    # ------------------------------------------------------------------ saving
+
+    def get_config(self):
+        """The architecture as a JSON-able dict: each layer's class and ``get_config()``, the input shape and dtype."""
+        from .serialize import model_to_config
+
+        return model_to_config(self)
+
+    def save(self, path, optimizer=None, normalizer=None, extra=None, schedule=None):
+        """Write the model, and optionally its training state, to one ``.npz`` file (atomically, no pickle).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        optimizer : fastcnn.optim.SGD, optional
+            Its hyperparameters and momentum buffers, to resume training exactly.
+        normalizer : object with ``state_dict()`` or a dict of arrays/str/numbers, optional
+        extra : JSON-able dict, optional
+            Epoch, history, seed ...
+        schedule : object with ``state_dict()`` or a JSON-able dict, optional
+
+        ``fastcnn.load(path)`` gives the model back;
+        ``fastcnn.serialize.load_checkpoint(path)`` everything.  See
+        :mod:`fastcnn.serialize` for the file layout.
+
+        Examples
+        --------
+        >>> import fastcnn
+        >>> model = fastcnn.models.lenet5()
+        >>> model.save("/tmp/lenet5-doctest.npz")
+        >>> fastcnn.load("/tmp/lenet5-doctest.npz").input_shape
+        (1, 28, 28)
+        """
+        from .serialize import save_model
+
+        save_model(self, path, optimizer=optimizer, normalizer=normalizer, schedule=schedule, extra=extra)
+
     def __repr__(self):
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
 
 
 def _progress(total, desc):
+    """A tqdm bar counting images: tqdm shows the rate (img/s) and the ETA; fit adds loss and accuracy."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
@@ -399,6 +532,36 @@ def _epoch_line(history, epoch, epochs, rate):
         parts.append(f"val_loss {history['val_loss'][-1]:.4f}")
     if "val_accuracy" in history:
         parts.append(f"val_acc {history['val_accuracy'][-1]:.4f}")
+    lrs = history.get("lr", [])
+    if len(lrs) > 1 and lrs[-1] != lrs[0] and isinstance(lrs[-1], float):  # only once a schedule has moved it
+        parts.append(f"lr {lrs[-1]:.3g}")
     parts.append(f"{rate:,.0f} img/s")
     parts.append(f"{history['epoch_time'][-1]:.1f}s")
     return "  ".join(parts)
+
+
+_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end")
+
+
+def _check_callbacks(callbacks):
+    """fit's ``callbacks`` argument as a list, each with at least one callable hook."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    for i, cb in enumerate(callbacks):
+        if not any(callable(getattr(cb, h, None)) for h in _HOOKS):
+            raise TypeError(
+                f"Sequential.fit: callbacks[{i}] ({type(cb).__name__}) has none of the hooks {list(_HOOKS)}; "
+                "subclass fastcnn.callbacks.Callback"
+            )
+    return list(callbacks)
+
+
+def _hook(cb, name):
+    fn = getattr(cb, name, None)
+    return fn if callable(fn) else _no_hook
+
+
+def _no_hook(*args):
+    return None

@@ -1,4 +1,4 @@
-"""Optimizers.  They see Parameters (``.data``, ``.grad``), never layers."""
+"""Optimizers and learning-rate schedules.  They see Parameters (``.data``, ``.grad``), never layers."""
 
 import math
 import numbers
@@ -9,25 +9,27 @@ from .kernels import sgd_update_kernel
 from .layers.base import Parameter
 
 
-def _check_real(value, name, low=None, high=None):
+def _check_real(value, name, low=None, high=None, owner="SGD"):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"SGD: {name} must be a finite number, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         want = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"SGD: {name} must be {want}, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be {want}, got {value!r}")
     return float(value)
 
 
 class SGD:
-    r"""Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay.
+    r"""Stochastic gradient descent with momentum, Nesterov momentum, L2 weight decay and an L1 penalty.
 
-    Exactly ``torch.optim.SGD`` with dampening 0, so the same start and the same
+    With ``l1=0`` and ``decay_biases=True`` (the defaults) this is exactly
+    ``torch.optim.SGD`` with dampening 0, so the same start and the same
     batches give the same weights.  For each parameter :math:`p` with gradient
     :math:`g` at step :math:`t`:
 
     .. code-block:: text
 
-        g = g + weight_decay * p
+        g = g + l1 * sign(p)                  if l1 > 0
+        g = g + weight_decay * p              (skipped for biases, p.ndim <= 1, if not decay_biases)
         if momentum != 0:
             b = g                      if t == 0
             b = momentum * b + g       otherwise
@@ -45,6 +47,14 @@ class SGD:
         L2 penalty ``weight_decay / 2 * ||p||^2`` added to the loss.
     nesterov : bool
         Needs momentum > 0.
+    decay_biases : bool
+        With False, weight decay applies only to parameters with ``ndim > 1``
+        (conv and linear weights), not to biases.
+    l1 : float >= 0
+        L1 penalty ``l1 * ||p||_1`` added to the loss: its subgradient
+        ``l1 * sign(p)`` (0 at p == 0) is added to every parameter's gradient
+        (biases included), in the parameter's dtype.  ``.grad`` itself is not
+        modified.
 
     Examples
     --------
@@ -54,7 +64,7 @@ class SGD:
     >>> opt.lr = 0.005
     """
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, decay_biases=True, l1=0.0):
         self.params = list(params)
         if not self.params:
             raise ValueError("SGD: params is empty; pass model.parameters()")
@@ -67,6 +77,8 @@ class SGD:
         if nesterov and self.momentum == 0.0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
+        self.decay_biases = bool(decay_biases)
+        self.l1 = _check_real(l1, "l1", 0.0)
         self._buffers = [None] * len(self.params)
 
     @property
@@ -91,26 +103,39 @@ class SGD:
             if first and self.momentum != 0.0:
                 buf = self._buffers[i] = np.empty_like(p.data)
             flat = p.data.reshape(-1)
+            grad = p.grad.reshape(-1)
+            if self.l1 > 0.0:
+                grad = grad + dt(self.l1) * np.sign(flat)  # stays in the parameter's dtype
+            decay = self.weight_decay if (self.decay_biases or p.data.ndim > 1) else 0.0
             sgd_update_kernel(
                 flat,
-                p.grad.reshape(-1),
+                grad,
                 flat if buf is None else buf.reshape(-1),  # unused without momentum
                 dt(self._lr),
                 dt(self.momentum),
-                dt(self.weight_decay),
+                dt(decay),
                 self.nesterov,
                 first,
             )
 
     def state_dict(self):
-        """Hyperparameters and momentum buffers (copies), for saving and resuming."""
-        return {
+        """Hyperparameters and momentum buffers (copies), for saving and resuming.
+
+        ``decay_biases`` and ``l1`` are included only when they differ from
+        their defaults, so the keys of a plain SGD's state stay the same.
+        """
+        state = {
             "lr": self._lr,
             "momentum": self.momentum,
             "weight_decay": self.weight_decay,
             "nesterov": self.nesterov,
             "momentum_buffers": [None if b is None else b.copy() for b in self._buffers],
         }
+        if not self.decay_biases:
+            state["decay_biases"] = False
+        if self.l1 != 0.0:
+            state["l1"] = self.l1
+        return state
 
     def load_state_dict(self, state):
         """Restore what :meth:`state_dict` returned; checks buffer count and shapes first."""
@@ -128,13 +153,314 @@ class SGD:
                 )
         momentum = _check_real(state["momentum"], "momentum", 0.0, 1.0)
         weight_decay = _check_real(state["weight_decay"], "weight_decay", 0.0)
+        l1 = _check_real(state.get("l1", 0.0), "l1", 0.0)
         self.lr = state["lr"]
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum, self.weight_decay, self.l1 = momentum, weight_decay, l1
+        self.decay_biases = bool(state.get("decay_biases", True))
         self.nesterov = bool(state["nesterov"])
         self._buffers = [
             None if b is None else np.array(b, dtype=p.data.dtype) for b, p in zip(buffers, self.params)
         ]
 
     def __repr__(self):
+        extra = "" if self.decay_biases else ", decay_biases=False"
+        extra += f", l1={self.l1}" if self.l1 != 0.0 else ""
         return (f"SGD(lr={self._lr}, momentum={self.momentum}, weight_decay={self.weight_decay}, "
-                f"nesterov={self.nesterov})")
+                f"nesterov={self.nesterov}{extra})")
+
+
+# --------------------------------------------------------------------------- learning-rate schedules
+
+
+def _check_optimizer(optimizer, owner):
+    lr = getattr(optimizer, "lr", None)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(
+            f"{owner}: optimizer must have a numeric .lr attribute (e.g. fastcnn.optim.SGD), "
+            f"got {type(optimizer).__name__}"
+        )
+    return optimizer
+
+
+def _check_int(value, name, low, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+class _Schedule:
+    """Shared machinery: ``last_epoch`` counts the calls to :meth:`step`."""
+
+    #: True when :meth:`step` needs the monitored metric (ReduceLROnPlateau).
+    needs_metric = False
+    _state_keys = ("last_epoch", "base_lr")
+    _repr_keys = ()
+
+    def __init__(self, optimizer):
+        self.optimizer = _check_optimizer(optimizer, type(self).__name__)
+        self.base_lr = float(optimizer.lr)
+        self.last_epoch = 0
+
+    def get_last_lr(self):
+        """The optimizer's current learning rate (what the next epoch will use)."""
+        return float(self.optimizer.lr)
+
+    def state_dict(self):
+        """Hyperparameters and counters as plain Python numbers; the optimizer is not included."""
+        return {k: getattr(self, k) for k in self._state_keys}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` returned (the optimizer's lr is left alone: restore it with the
+        optimizer's own state)."""
+        missing = [k for k in self._state_keys if k not in state]
+        if missing:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state lacks {missing}; "
+                             f"expected keys {list(self._state_keys)}")
+        for k in self._state_keys:
+            value, current = state[k], getattr(self, k)
+            if isinstance(current, str):
+                value = str(value)
+            else:
+                value = int(value) if isinstance(current, int) else float(value)
+            setattr(self, k, value)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._repr_keys)
+        return f"{type(self).__name__}({args})"
+
+
+class StepLR(_Schedule):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs (``torch.optim.lr_scheduler.StepLR``).
+
+    Call :meth:`step` once per epoch, after the epoch.  After ``e`` calls the
+    learning rate is ``lr0 * gamma ** (e // step_size)``, computed as PyTorch
+    does (one multiplication of the current lr at each boundary), so the values
+    are bitwise PyTorch's.
+
+    Parameters
+    ----------
+    optimizer : object with a float ``lr`` attribute (fastcnn.optim.SGD)
+    step_size : int >= 1
+    gamma : float > 0
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> opt = fastcnn.optim.SGD(fastcnn.layers.Linear(2, 1).parameters(), lr=0.1)
+    >>> sched = fastcnn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    >>> lrs = []
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     lrs.append(opt.lr)
+    >>> lrs
+    [0.1, 0.05, 0.05, 0.025]
+    """
+
+    _state_keys = ("step_size", "gamma", "last_epoch", "base_lr")
+    _repr_keys = ("step_size", "gamma")
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.step_size = _check_int(step_size, "step_size", 1, "StepLR")
+        self.gamma = _check_real(gamma, "gamma", 0.0, owner="StepLR")
+        if self.gamma == 0.0:
+            raise ValueError("StepLR: gamma must be > 0, got 0")
+        super().__init__(optimizer)
+
+    def step(self):
+        """End of an epoch: advance the counter and multiply lr by gamma on a boundary."""
+        self.last_epoch += 1
+        if self.last_epoch % self.step_size == 0:
+            self.optimizer.lr = self.optimizer.lr * self.gamma
+
+
+class ExponentialLR(_Schedule):
+    """Multiply the learning rate by ``gamma`` every ``step_every`` epochs.
+
+    With ``step_every=1`` this is ``torch.optim.lr_scheduler.ExponentialLR``;
+    after ``e`` calls to :meth:`step` the lr is ``lr0 * gamma ** (e // step_every)``.
+
+    Parameters
+    ----------
+    optimizer : object with a float ``lr`` attribute
+    gamma : float > 0
+    step_every : int >= 1
+    """
+
+    _state_keys = ("gamma", "step_every", "last_epoch", "base_lr")
+    _repr_keys = ("gamma", "step_every")
+
+    def __init__(self, optimizer, gamma, step_every=1):
+        self.gamma = _check_real(gamma, "gamma", 0.0, owner="ExponentialLR")
+        if self.gamma == 0.0:
+            raise ValueError("ExponentialLR: gamma must be > 0, got 0")
+        self.step_every = _check_int(step_every, "step_every", 1, "ExponentialLR")
+        super().__init__(optimizer)
+
+    def step(self):
+        """End of an epoch: advance the counter and multiply lr by gamma every ``step_every`` calls."""
+        self.last_epoch += 1
+        if self.last_epoch % self.step_every == 0:
+            self.optimizer.lr = self.optimizer.lr * self.gamma
+
+
+class ReduceLROnPlateau(_Schedule):
+    """Multiply the learning rate by ``factor`` when a metric stops improving
+    (``torch.optim.lr_scheduler.ReduceLROnPlateau``, same names and rule).
+
+    Each :meth:`step` (once per epoch, with the monitored value) counts a bad
+    epoch unless the value is better than the best so far: in ``"min"`` mode
+    with ``threshold_mode="rel"``, better means ``value < best * (1 - threshold)``
+    (``"abs"``: ``value < best - threshold``; ``"max"`` mode mirrors it).  When
+    more than ``patience`` bad epochs follow each other, ``lr = max(lr * factor,
+    min_lr)`` (skipped if that changes lr by ``eps`` or less) and the count
+    restarts after ``cooldown`` epochs.  A NaN metric is a bad epoch.
+
+    Parameters
+    ----------
+    optimizer : object with a float ``lr`` attribute
+    mode : {"min", "max"}
+    factor : float in (0, 1)
+    patience : int >= 0
+    threshold : float >= 0
+    threshold_mode : {"rel", "abs"}
+    cooldown : int >= 0
+    min_lr : float >= 0
+    eps : float >= 0
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> opt = fastcnn.optim.SGD(fastcnn.layers.Linear(2, 1).parameters(), lr=1.0)
+    >>> sched = fastcnn.optim.ReduceLROnPlateau(opt, patience=1, factor=0.5)
+    >>> for val_loss in [1.0, 1.0, 1.0, 1.0]:
+    ...     sched.step(val_loss)
+    >>> opt.lr
+    0.5
+    """
+
+    needs_metric = True
+    _state_keys = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps",
+                   "best", "num_bad_epochs", "cooldown_counter", "last_epoch", "base_lr")
+    _repr_keys = ("mode", "factor", "patience", "threshold", "min_lr")
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0.0, eps=1e-8):
+        owner = "ReduceLROnPlateau"
+        if mode not in ("min", "max"):
+            raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        self.factor = _check_real(factor, "factor", 0.0, 1.0, owner=owner)
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"{owner}: factor must be in (0, 1) (it multiplies the lr), got {factor!r}")
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.patience = _check_int(patience, "patience", 0, owner)
+        self.threshold = _check_real(threshold, "threshold", 0.0, owner=owner)
+        self.cooldown = _check_int(cooldown, "cooldown", 0, owner)
+        self.min_lr = _check_real(min_lr, "min_lr", 0.0, owner=owner)
+        self.eps = _check_real(eps, "eps", 0.0, owner=owner)
+        super().__init__(optimizer)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+
+    def is_better(self, value, best):
+        """Whether ``value`` improves on ``best`` by more than the threshold."""
+        if self.mode == "min":
+            return value < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return value > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+
+    def step(self, metrics):
+        """End of an epoch, with the monitored value (e.g. the validation loss)."""
+        if isinstance(metrics, bool) or not isinstance(metrics, numbers.Real):
+            try:
+                metrics = float(np.asarray(metrics).item())
+            except (TypeError, ValueError):
+                raise TypeError(f"ReduceLROnPlateau.step: metrics must be a number, got {metrics!r}") from None
+        current = float(metrics)
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            old = float(self.optimizer.lr)
+            new = max(old * self.factor, self.min_lr)
+            if old - new > self.eps:
+                self.optimizer.lr = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+
+def make_schedule(spec, optimizer):
+    """Build a schedule from a short string, for command lines.
+
+    Parameters
+    ----------
+    spec : str
+        ``"step:STEP[:GAMMA]"`` -> ``StepLR(optimizer, STEP, GAMMA)`` (GAMMA defaults to 0.1);
+        ``"exp:GAMMA[:EVERY]"`` -> ``ExponentialLR(optimizer, GAMMA, EVERY)``;
+        ``"plateau[:PATIENCE[:FACTOR]]"`` -> ``ReduceLROnPlateau(optimizer, patience=PATIENCE, factor=FACTOR)``
+        (defaults 10 and 0.1); ``"none"`` or ``""`` -> None.
+    optimizer : object with a float ``lr`` attribute
+
+    Returns
+    -------
+    StepLR, ExponentialLR, ReduceLROnPlateau or None
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, a wrong number of fields or a field that is not a number.
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> opt = fastcnn.optim.SGD(fastcnn.layers.Linear(2, 1).parameters(), lr=0.1)
+    >>> fastcnn.optim.make_schedule("step:5:0.5", opt)
+    StepLR(step_size=5, gamma=0.5)
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"make_schedule: spec must be a string like 'step:5:0.5', got {type(spec).__name__}")
+    usage = "use 'step:STEP[:GAMMA]', 'exp:GAMMA[:EVERY]' or 'plateau[:PATIENCE[:FACTOR]]'"
+    text = spec.strip()
+    if text.lower() in ("", "none"):
+        return None
+    kind, *fields = [f.strip() for f in text.split(":")]
+    kind = kind.lower()
+
+    def number(i, name, cast):
+        try:
+            return cast(fields[i])
+        except ValueError:
+            what = "an integer" if cast is int else "a number"
+            raise ValueError(f"make_schedule: {name} in {spec!r} must be {what}, got {fields[i]!r}; {usage}") from None
+
+    def arity(lo, hi):
+        if not lo <= len(fields) <= hi:
+            raise ValueError(f"make_schedule: {kind!r} takes {lo} to {hi} fields after the kind, got "
+                             f"{len(fields)} in {spec!r}; {usage}")
+
+    try:
+        if kind == "step":
+            arity(1, 2)
+            gamma = number(1, "GAMMA", float) if len(fields) > 1 else 0.1
+            return StepLR(optimizer, number(0, "STEP", int), gamma)
+        if kind in ("exp", "exponential"):
+            arity(1, 2)
+            every = number(1, "EVERY", int) if len(fields) > 1 else 1
+            return ExponentialLR(optimizer, number(0, "GAMMA", float), every)
+        if kind == "plateau":
+            arity(0, 2)
+            patience = number(0, "PATIENCE", int) if fields else 10
+            factor = number(1, "FACTOR", float) if len(fields) > 1 else 0.1
+            return ReduceLROnPlateau(optimizer, patience=patience, factor=factor)
+    except ValueError as e:
+        if str(e).startswith("make_schedule"):
+            raise
+        raise ValueError(f"make_schedule: bad schedule {spec!r}: {e}") from None
+    raise ValueError(f"make_schedule: unknown schedule kind {kind!r} in {spec!r}; {usage}")

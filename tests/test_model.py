@@ -146,7 +146,7 @@ def test_fit_learns_separable_problem():
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
     hist = model.fit(x, y, epochs=12, batch_size=16, optimizer=opt, seed=0, verbose=False,
                      validation_data=(x[:32], y[:32]))
-    assert set(hist) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time"}
+    assert set(hist) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time", "epoch"}
     assert all(len(v) == 12 for v in hist.values())
     assert hist["lr"] == [0.1] * 12
     assert all(t > 0 for t in hist["epoch_time"])
@@ -343,7 +343,7 @@ def test_fit_mse_regression():
     model = Sequential(Linear(3, 2))
     hist = model.fit(x, t, epochs=30, batch_size=16, loss="mse", seed=0, verbose=False,
                      optimizer=SGD(model.parameters(), lr=0.1, momentum=0.5), validation_data=(x, t))
-    assert set(hist) == {"loss", "val_loss", "lr", "epoch_time"}
+    assert set(hist) == {"loss", "val_loss", "lr", "epoch_time", "epoch"}
     assert hist["loss"][-1] < 1e-3 * hist["loss"][0]
     np.testing.assert_allclose(model.layers[0].weight.data, w_true, atol=1e-2)
     res = model.evaluate(x, t, loss="mse")

@@ -74,6 +74,14 @@ class Layer:
     def eval(self):
         return self.train(False)
 
+    def get_config(self):
+        """The constructor arguments, as a JSON-able dict (``{}`` for a layer without any).
+
+        ``type(layer)(**layer.get_config())`` builds the same architecture (with
+        fresh weights); :mod:`fastcnn.serialize` stores it in checkpoints.
+        """
+        return {}
+
     def _cached(self, value, what):
         if value is None:
             raise RuntimeError(

@@ -92,6 +92,19 @@ class Conv2d(Layer):
             self.bias.grad += db
         return dx
 
+    def get_config(self):
+        """Constructor arguments as a JSON-able dict (pairs as lists, dtype by name)."""
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.bias is not None,
+            "algorithm": self.algorithm,
+            "dtype": self.weight.dtype.name,
+        }
+
     def __repr__(self):
         extra = format_args([
             ("stride", self.stride, (1, 1)),

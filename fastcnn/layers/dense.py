@@ -76,6 +76,15 @@ class Linear(Layer):
             self.bias.grad += db
         return dx
 
+    def get_config(self):
+        """Constructor arguments as a JSON-able dict (dtype by name)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "dtype": self.weight.dtype.name,
+        }
+
     def __repr__(self):
         extra = format_args([("bias", self.bias is not None, True), ("dtype", self.weight.dtype.name, "float32")])
         return f"Linear({self.in_features}, {self.out_features}" + (f", {extra})" if extra else ")")
@@ -113,6 +122,11 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             return dy
         return dy * self._cached(self._mask, "mask")
+
+    def get_config(self):
+        """Constructor arguments: ``p`` and ``seed`` (an int or None)."""
+        seed = self.seed if self.seed is None or isinstance(self.seed, int) else None
+        return {"p": self.p, "seed": seed}
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

@@ -33,6 +33,17 @@ class _Pool2d(Layer):
             raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
         return self.output_shape_of((1, *input_shape))[1:]
 
+    def get_config(self):
+        """Constructor arguments as a JSON-able dict (pairs as lists)."""
+        def plain(v):
+            return list(v) if isinstance(v, (tuple, list)) else v
+        return {
+            "kernel_size": plain(self.kernel_size),
+            "stride": plain(self.stride),
+            "padding": plain(self.padding),
+            "ceil_mode": self.ceil_mode,
+        }
+
     def __repr__(self):
         extra = format_args([
             ("stride", self.stride, None),

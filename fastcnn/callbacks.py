@@ -1,0 +1,380 @@
+"""Training callbacks for :meth:`fastcnn.Sequential.fit`, and :func:`save_history`.
+
+A callback is any object with some of these hooks (the :class:`Callback` base
+class gives no-op defaults):
+
+.. code-block:: text
+
+    on_train_begin(model, state)          before the first epoch
+    on_epoch_end(model, epoch, logs)      after each epoch (and its validation and schedule step);
+                                          return True to stop training
+    on_train_end(model, history)          after the last epoch, also when training stopped early
+
+``epoch`` is the 0-based epoch index (Keras's convention; ``logs["epoch"]`` and
+``history["epoch"]`` hold the 1-based number that the progress line prints).
+``logs`` holds this epoch's values (``loss``, ``accuracy``, ``val_loss``,
+``val_accuracy``, ``lr``, ``epoch_time``, ``epoch``); keys that a callback adds to
+``logs`` are recorded in the history too.  ``state`` is a dict with ``epochs``,
+``initial_epoch``, ``optimizer``, ``schedule``, ``history``, ``batch_size`` and
+``n`` (the number of training examples).
+
+Training already stops on a NaN or infinite loss (before that step is applied,
+with a RuntimeWarning), so there is no TerminateOnNaN callback.
+"""
+
+import csv
+import json
+import math
+import numbers
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "save_history"]
+
+
+class Callback:
+    """Base class with no-op hooks; subclass and override what you need."""
+
+    def on_train_begin(self, model, state):
+        pass
+
+    def on_epoch_end(self, model, epoch, logs):
+        return None
+
+    def on_train_end(self, model, history):
+        pass
+
+
+def _resolve_mode(mode, monitor, owner):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+    return mode
+
+
+def _monitored(logs, monitor, owner):
+    value = logs.get(monitor)
+    if value is None:
+        warnings.warn(
+            f"{owner}: monitored value {monitor!r} is not in the logs (available: {sorted(logs)}); "
+            "pass validation_data to fit or monitor 'loss'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return float(value)
+
+
+def _parameters(model):
+    params = model.parameters() if callable(getattr(model, "parameters", None)) else None
+    if params is None:
+        raise TypeError(f"callback: model must have parameters(), got {type(model).__name__}")
+    return list(params)
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored value has stopped improving (Keras's ``EarlyStopping``).
+
+    After each epoch the monitored value counts as an improvement when
+    ``value < best - min_delta`` (mode ``"min"``) or ``value > best + min_delta``
+    (``"max"``); ``"auto"`` picks ``"max"`` for names containing ``acc``.  An
+    improvement resets the wait counter; otherwise it grows by one, and when
+    it reaches ``patience`` (and this is not the first epoch) training stops.
+    A NaN value is never an improvement.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch logs: ``"val_loss"`` (default), ``"loss"``, ``"val_accuracy"``, ...
+    mode : {"auto", "min", "max"}
+    patience : int >= 0
+    min_delta : float >= 0
+    restore_best_weights : bool
+        When training is stopped by this callback, copy back every parameter's
+        values from the best epoch (in place, so an optimizer keeps working on
+        them).  As in Keras, nothing is restored when training runs to its
+        last epoch.
+    baseline : float, optional
+        Training also stops if the value does not beat this within ``patience`` epochs.
+
+    Attributes
+    ----------
+    best, best_epoch, wait, stopped_epoch : the state after training
+        (``stopped_epoch`` is the 0-based epoch index at which training stopped, 0 if it did not).
+
+    Examples
+    --------
+    >>> from fastcnn.callbacks import EarlyStopping
+    >>> stop = EarlyStopping(monitor="loss", patience=2)
+    """
+
+    def __init__(self, monitor="val_loss", mode="auto", patience=5, min_delta=0.0, restore_best_weights=True,
+                 baseline=None):
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"EarlyStopping: monitor must be a log name like 'val_loss', got {monitor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0 \
+                or not math.isfinite(min_delta):
+            raise ValueError(f"EarlyStopping: min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.monitor = monitor
+        self.mode = _resolve_mode(mode, monitor, "EarlyStopping")
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.baseline = None if baseline is None else float(baseline)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def _is_improvement(self, value, reference):
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, model, state):
+        self._reset()
+
+    def on_epoch_end(self, model, epoch, logs):
+        current = _monitored(logs, self.monitor, "EarlyStopping")
+        if current is None:
+            return None
+        if self.restore_best_weights and self.best_weights is None:
+            # restore at least the first epoch's weights
+            self.best_weights = [p.data.copy() for p in _parameters(model)]
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = [p.data.copy() for p in _parameters(model)]
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return None
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            if self.restore_best_weights and self.best_weights is not None:
+                for p, w in zip(_parameters(model), self.best_weights):
+                    p.data[...] = w
+            return True
+        return None
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, restore_best_weights={self.restore_best_weights})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with ``model.save(path)`` every ``every`` epochs, or only when the monitored value improves.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        May contain ``{epoch}`` (the 1-based epoch number) and any log name,
+        e.g. ``"ckpt/lenet-{epoch:03d}-{val_loss:.3f}.npz"``.
+    monitor : str
+        Used with ``save_best_only``.
+    save_best_only : bool
+        Save only when the monitored value improves on the best so far.
+    every : int >= 1
+        Consider saving every ``every`` epochs (counted by the 1-based epoch number).
+    mode : {"auto", "min", "max"}
+    include_optimizer : bool
+        Also pass fit's optimizer and schedule and ``extra={"epoch": N}`` to
+        ``model.save`` (``save(path, optimizer=..., schedule=..., extra=...)``),
+        so the checkpoint can resume training.
+
+    Attributes
+    ----------
+    saved : list of str
+        The paths written, in order.
+
+    The model must have a ``save(path)`` method; without one, ``fit`` fails
+    before the first epoch.
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, every=1, mode="auto", include_optimizer=False):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"ModelCheckpoint: path must be a str or path, got {type(path).__name__}")
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"ModelCheckpoint: every must be a positive int, got {every!r}")
+        self.path = os.fspath(path)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.every = int(every)
+        self.mode = _resolve_mode(mode, monitor, "ModelCheckpoint")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.include_optimizer = bool(include_optimizer)
+        self.saved = []
+        self._state = {}
+
+    def on_train_begin(self, model, state):
+        if not callable(getattr(model, "save", None)):
+            raise TypeError(
+                f"ModelCheckpoint: the model ({type(model).__name__}) has no save(path) method, so it cannot "
+                "write checkpoints; update fastcnn or remove the ModelCheckpoint callback"
+            )
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self._state = state if isinstance(state, dict) else {}
+
+    def format_path(self, epoch, logs):
+        """The path for the 0-based epoch index ``epoch``, formatted with ``{epoch}`` = epoch + 1 and the logs."""
+        fields = {k: v for k, v in logs.items() if k != "epoch"}
+        try:
+            return self.path.format(epoch=epoch + 1, **fields)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"ModelCheckpoint: cannot format path {self.path!r} ({type(e).__name__}: {e}); it may use "
+                f"{{epoch}} and the log names {sorted(set(fields) | {'epoch'})}"
+            ) from None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if (epoch + 1) % self.every != 0:
+            return None
+        if self.save_best_only:
+            current = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if current is None:
+                return None
+            better = current < self.best if self.mode == "min" else current > self.best
+            if not better:
+                return None
+            self.best = current
+        path = self.format_path(epoch, logs)
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.include_optimizer:
+            kwargs = {"optimizer": self._state.get("optimizer"), "extra": {"epoch": epoch + 1}}
+            if self._state.get("schedule") is not None:
+                kwargs["schedule"] = self._state["schedule"]
+            model.save(path, **kwargs)
+        else:
+            model.save(path)
+        self.saved.append(path)
+        return None
+
+    def __repr__(self):
+        return (f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only}, "
+                f"every={self.every})")
+
+
+class LearningRateScheduler(Callback):
+    """Step a schedule (``fastcnn.optim.StepLR``, ``ExponentialLR``, ``ReduceLROnPlateau``) after each epoch.
+
+    Equivalent to ``fit(..., schedule=schedule)``.  A schedule whose
+    ``needs_metric`` is true (ReduceLROnPlateau) is stepped with
+    ``logs[monitor]``; ``monitor=None`` means ``"val_loss"`` when present, else
+    ``"loss"``.
+    """
+
+    def __init__(self, schedule, monitor=None):
+        if not callable(getattr(schedule, "step", None)):
+            raise TypeError(f"LearningRateScheduler: schedule must have a step() method, got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.monitor = monitor
+
+    def on_epoch_end(self, model, epoch, logs):
+        step_schedule(self.schedule, logs, self.monitor)
+        return None
+
+    def __repr__(self):
+        return f"LearningRateScheduler({self.schedule!r})"
+
+
+def step_schedule(schedule, logs, monitor=None):
+    """Step ``schedule`` once; with ``needs_metric``, pass it ``logs[monitor]`` (default val_loss, else loss)."""
+    if not getattr(schedule, "needs_metric", False):
+        schedule.step()
+        return
+    key = monitor if monitor is not None else ("val_loss" if "val_loss" in logs else "loss")
+    if key not in logs:
+        raise ValueError(f"{type(schedule).__name__}: monitored value {key!r} is not in the logs "
+                         f"(available: {sorted(logs)})")
+    schedule.step(logs[key])
+
+
+# --------------------------------------------------------------------------- history files
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"save_history: cannot write a {type(value).__name__} value")
+
+
+def save_history(history, path):
+    """Write a ``fit`` history (dict of per-epoch lists) to ``path``, atomically.
+
+    The format follows the extension: ``.json`` writes the dict as one JSON
+    object; ``.csv`` writes a header of the keys and one row per epoch (a
+    shorter list leaves empty cells; None is empty).  The text is written to a
+    temporary file in the same directory and moved into place with
+    ``os.replace``, so a reader never sees half a file.
+
+    Parameters
+    ----------
+    history : dict of str -> list
+    path : str or os.PathLike
+        Ends in ``.json`` or ``.csv``.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from fastcnn.callbacks import save_history
+    >>> path = os.path.join(tempfile.mkdtemp(), "history.csv")
+    >>> _ = save_history({"epoch": [1, 2], "loss": [0.5, 0.25]}, path)
+    >>> print(open(path).read().strip())
+    epoch,loss
+    1,0.5
+    2,0.25
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".json", ".csv"):
+        raise ValueError(f"save_history: path must end in .json or .csv, got {path!r}")
+    if not isinstance(history, dict):
+        raise TypeError(f"save_history: history must be a dict of lists, got {type(history).__name__}")
+    columns = {str(k): list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in history.items()}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=ext, dir=directory)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            if ext == ".json":
+                json.dump(columns, f, indent=1, default=_plain)
+                f.write("\n")
+            else:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(list(columns))
+                rows = max((len(v) for v in columns.values()), default=0)
+                for i in range(rows):
+                    row = []
+                    for values in columns.values():
+                        v = values[i] if i < len(values) else None
+                        v = _plain(v) if isinstance(v, (np.generic, np.ndarray)) else v
+                        row.append("" if v is None else repr(v) if isinstance(v, float) else v)
+                    writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
