@@ -26,6 +26,12 @@ def _restore_num_threads():
     fastcnn.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """``fastcnn train`` writes its checkpoint to the current directory; keep it out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run_main(argv, capsys):
     """Run ``main(argv)`` in-process; return (status, stdout, stderr)."""
     try:
@@ -254,10 +260,10 @@ def _env():
     return env
 
 
-def test_python_m_fastcnn_train():
+def test_python_m_fastcnn_train(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fastcnn", "train", "--epochs", "1", "--limit", "256"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = ACCURACY_LINE.search(proc.stdout)

@@ -1,0 +1,235 @@
+"""The checkpoint workflow of the command line: train --out/--resume, evaluate, predict, summary."""
+
+import gzip
+import re
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import serialize
+from fastcnn.cli import main
+from fastcnn.data import load_sample
+
+TINY = ["--limit", "256", "--batch-size", "64"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_num_threads():
+    before = fastcnn.get_num_threads()
+    yield
+    fastcnn.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FASTCNN_DATA", raising=False)
+
+
+def run(argv, capsys):
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, out, err
+
+
+def assert_one_line_error(status, err, expected_status, *fragments):
+    assert status == expected_status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastcnn: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def arrays(path):
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """One tiny trained checkpoint, shared by the evaluate / predict / summary tests."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.npz"
+    assert main(["train", "--epochs", "1", "--seed", "1", "--out", str(path), *TINY]) == 0
+    return path
+
+
+# --------------------------------------------------------------------------- train / resume
+
+
+def test_default_out_is_written_in_the_current_directory(tmp_path, capsys):
+    status, out, err = run(["train", "--epochs", "1", *TINY], capsys)
+    assert status == 0, err
+    path = tmp_path / "fastcnn-lenet5.npz"
+    assert path.is_file()
+    assert "checkpoint written to fastcnn-lenet5.npz (epoch 1)" in out
+    assert out.rstrip().splitlines()[-1].startswith("test accuracy: ")
+    ck = serialize.load_checkpoint(path)
+    assert ck["epoch"] == 1 and ck["extra"]["seed"] == 0
+    assert len(ck["history"]["loss"]) == 1
+    assert ck["normalizer_state"]["mode"] == "standardize"
+    assert ck["optimizer_state"]["momentum"] == 0.9
+    assert all(b is not None for b in ck["optimizer_state"]["momentum_buffers"])
+    assert ck["model"].input_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("options", [[], ["--augment", "--schedule", "step:1:0.5", "--val-split", "0.25"]],
+                         ids=["plain", "augment-schedule-val"])
+def test_resume_gives_the_same_weights(tmp_path, capsys, options):
+    def train(*argv):
+        status, out, err = run(["train", *argv], capsys)
+        assert status == 0, err
+        return out
+
+    train("--epochs", "1", "--seed", "5", "--out", "a.npz", *TINY, *options)
+    out = train("--resume", "a.npz", "--epochs", "2", "--seed", "5", "--out", "b.npz")
+    assert "resuming a.npz after epoch 1" in out and "epoch 2/2" in out and "epoch 1/2" not in out
+    train("--epochs", "2", "--seed", "5", "--out", "c.npz", *TINY, *options)
+    b, c = arrays(tmp_path / "b.npz"), arrays(tmp_path / "c.npz")
+    assert sorted(b) == sorted(c)
+    for key in b:
+        if key != "config":
+            np.testing.assert_array_equal(b[key], c[key], err_msg=key)
+    hb = serialize.load_checkpoint(tmp_path / "b.npz")["history"]
+    hc = serialize.load_checkpoint(tmp_path / "c.npz")["history"]
+    assert hb["loss"] == hc["loss"] and hb["epoch"] == [1, 2]
+    a = arrays(tmp_path / "a.npz")
+    assert not np.array_equal(a["param_0"], b["param_0"])
+
+
+def test_resume_needs_more_epochs(tmp_path, capsys, checkpoint):
+    status, _, err = run(["train", "--resume", str(checkpoint), "--epochs", "1"], capsys)
+    assert_one_line_error(status, err, 2, "--epochs", "already trained 1 epoch")
+
+
+def test_early_stopping_is_not_a_failure(capsys):
+    status, out, err = run(["train", "--epochs", "3", "--early-stopping", "1", "--lr", "1e-6",
+                            "--val-split", "0.5", "--out", "es.npz", *TINY], capsys)
+    assert status == 0, err
+    assert "checkpoint written to es.npz" in out
+
+
+def test_train_errors(tmp_path, capsys):
+    status, _, err = run(["train", "--out", str(tmp_path / "no" / "such" / "x.npz")], capsys)
+    assert_one_line_error(status, err, 2, "--out")
+    status, _, err = run(["train", "--data", "mnist"], capsys)
+    assert_one_line_error(status, err, 1, "--data-dir", "FASTCNN_DATA")
+    status, _, err = run(["train", "--schedule", "cosine:3"], capsys)
+    assert_one_line_error(status, err, 2, "--schedule", "cosine")
+    status, _, err = run(["train", "--val-split", "1.5"], capsys)
+    assert_one_line_error(status, err, 2, "--val-split")
+    status, _, err = run(["train", "--resume", "missing.npz"], capsys)
+    assert_one_line_error(status, err, 1, "missing.npz")
+
+
+def _write_idx_gz(path, arr):
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+
+def test_mnist_from_fastcnn_data(tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "data" / "fashion-mnist"
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 64), ("t10k", 16)):
+        _write_idx_gz(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx_gz(directory / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    monkeypatch.setenv("FASTCNN_DATA", str(tmp_path / "data"))
+    status, out, err = run(["train", "--data", "fashion-mnist", "--epochs", "1", "--out", "f.npz"], capsys)
+    assert status == 0, err
+    assert f"Fashion-MNIST from {directory}" in out
+    status, out, err = run(["evaluate", "f.npz"], capsys)  # the checkpoint remembers its data
+    assert status == 0, err
+    assert "16 test images" in out
+
+
+# --------------------------------------------------------------------------- evaluate / predict / summary
+
+
+def _expected_logits(checkpoint, images):
+    ck = serialize.load_checkpoint(checkpoint)
+    state = ck["normalizer_state"]
+    x = images.astype(np.float32) / np.float32(255)
+    x = (x - state["mean"].astype(np.float32)[None, :, None, None]) / state["std"].astype(np.float32)[None, :, None, None]
+    return ck["model"].predict(x)
+
+
+def test_evaluate(checkpoint, capsys):
+    status, out, err = run(["evaluate", str(checkpoint), "--limit", "200"], capsys)
+    assert status == 0, err
+    (_, _), (x_test, y_test) = load_sample()
+    logits = _expected_logits(checkpoint, x_test[:200])
+    accuracy = (logits.argmax(axis=1) == y_test[:200]).mean()
+    assert re.search(r"^loss: \d+\.\d{4}$", out, re.M), out
+    assert f"accuracy: {100 * accuracy:.2f}%" in out
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d\s", line)]
+    assert len(rows) == 10 and all(len(r) == 12 for r in rows)
+    counts = np.array([[int(v) for v in r[1:11]] for r in rows])
+    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y_test[:200], minlength=10))
+    assert np.trace(counts) == round(accuracy * 200)
+
+
+def test_predict(checkpoint, tmp_path, capsys):
+    (_, _), (x_test, _) = load_sample()
+    images = x_test[:7]
+    expected = _expected_logits(checkpoint, images).argmax(axis=1)
+    np.save(tmp_path / "u8.npy", images)                      # (N, 1, 28, 28) uint8
+    np.save(tmp_path / "flat.npy", images[:, 0])              # (N, 28, 28) uint8
+    np.save(tmp_path / "f32.npy", images[:, 0].astype(np.float32) / np.float32(255))  # float in [0, 1]
+    for name in ("u8.npy", "flat.npy", "f32.npy"):
+        status, out, err = run(["predict", str(checkpoint), name], capsys)
+        assert status == 0, err
+        assert [int(v) for v in out.split()] == expected.tolist(), name
+    status, out, err = run(["predict", str(checkpoint), "u8.npy", "--out", "labels.npy"], capsys)
+    assert status == 0, err
+    assert "7 labels written to labels.npy" in out
+    labels = np.load(tmp_path / "labels.npy", allow_pickle=False)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_predict_errors(checkpoint, tmp_path, capsys):
+    np.save(tmp_path / "bad_shape.npy", np.zeros((3, 32, 32), np.uint8))
+    np.save(tmp_path / "bad_dtype.npy", np.zeros((3, 28, 28), np.int32))
+    np.save(tmp_path / "objects.npy", np.array([object()] * 3, dtype=object), allow_pickle=True)
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    for name, fragment in (("bad_shape.npy", "(3, 1, 32, 32)"), ("bad_dtype.npy", "int32"),
+                           ("objects.npy", "objects.npy"), ("junk.npy", "junk.npy"), ("none.npy", "none.npy")):
+        status, _, err = run(["predict", str(checkpoint), name], capsys)
+        assert_one_line_error(status, err, 1, fragment)
+
+
+def test_summary(checkpoint, capsys):
+    status, out, err = run(["summary", str(checkpoint)], capsys)
+    assert status == 0, err
+    assert "Total params: 61,706" in out and "trained 1 epoch" in out
+    assert "Conv2d(1, 6, kernel_size=5" in out
+    status, out, err = run(["summary", "--model", "lenet5"], capsys)
+    assert status == 0, err
+    assert "Total params: 61,706" in out and "Input shape: (None, 1, 28, 28)" in out
+    status, _, err = run(["summary"], capsys)
+    assert_one_line_error(status, err, 2, "checkpoint")
+    status, _, err = run(["summary", "--model", "resnet"], capsys)
+    assert_one_line_error(status, err, 2, "resnet")
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "IMAGES"], ["summary"], ["train", "--resume"]])
+@pytest.mark.parametrize("damage", ["truncated", "random", "missing"])
+def test_corrupt_checkpoint_is_one_line(checkpoint, tmp_path, capsys, command, damage):
+    path = tmp_path / "bad.npz"
+    if damage == "truncated":
+        data = checkpoint.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    np.save(tmp_path / "images.npy", np.zeros((2, 28, 28), np.uint8))
+    argv = [command[0], str(path)] if command[0] != "train" else ["train", "--resume", str(path)]
+    if command[0] == "predict":
+        argv.append(str(tmp_path / "images.npy"))
+    status, out, err = run(argv, capsys)
+    assert_one_line_error(status, err, 1, "bad.npz")
