@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from .callbacks import step_schedule
 from .config import DEFAULT_DTYPE
 from .kernels import mse_loss, softmax_cross_entropy
 from .layers.base import Layer
@@ -259,8 +260,6 @@ class Sequential:
         >>> hist["epoch"], hist["lr"]
         ([1, 2, 3, 4], [0.1, 0.1, 0.05, 0.05])
         """
-        from .callbacks import step_schedule
-
         if loss not in LOSSES:
             raise ValueError(f"Sequential.fit: loss must be one of {sorted(LOSSES)}, got {loss!r}")
         for name, value in (("epochs", epochs), ("batch_size", 1 if batch_size is None else batch_size)):
