@@ -14,6 +14,9 @@ Subcommands
     Class labels for images, normalised with the checkpoint's statistics.
 ``fastcnn summary CKPT`` / ``fastcnn summary --model lenet5``
     The layer table.
+``fastcnn plot CKPT --curves PNG --filters PNG --feature-maps PNG``
+    Pictures of a checkpoint: its training curves, its first convolution's
+    filters, and the feature maps of one test image (see :mod:`fastcnn.plot`).
 ``fastcnn bench conv|train|startup``
     Benchmark the convolution kernels, LeNet-5 training throughput or process
     start-up, against PyTorch when it is installed (see :mod:`fastcnn.bench`).
@@ -23,7 +26,7 @@ options.  The same commands are available as ``python -m fastcnn``.  Errors in
 the arguments or the data are reported on one line, ``fastcnn: error: ...``, on
 standard error, with exit status 2 (bad arguments) or 1 (missing or corrupt
 data or checkpoint, or a missing optional package such as matplotlib for
-``--plot``).
+``--plot`` and ``fastcnn plot``).
 """
 
 import argparse
@@ -212,7 +215,8 @@ def _build_parser():
                             "test images (for quick checks; default: all, or the checkpoint's)")
     train.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
                        help="where to write the checkpoint (default: %(default)s in the current "
-                            "directory)")
+                            "directory); the history per epoch goes beside it as JSON, "
+                            "PATH without .npz + '.history.json'")
     train.add_argument("--resume", default=None, metavar="CKPT",
                        help="continue training from a checkpoint written by 'fastcnn train'")
     train.add_argument("--plot", default=None, metavar="PATH",
@@ -274,6 +278,29 @@ def _build_parser():
     summary.add_argument("--model", default=None, choices=sorted(MODELS),
                          help="a built-in model instead of a checkpoint")
     summary.set_defaults(func=_summary)
+
+    plot = commands.add_parser(
+        "plot",
+        help="pictures of a checkpoint: training curves, filters, feature maps",
+        description=(
+            "Draw PNG pictures of a checkpoint written by 'fastcnn train': the loss and "
+            "accuracy per epoch (--curves), the kernels of its first convolution (--filters), "
+            "and the activations of one test image of the packaged MNIST sample after every "
+            "convolution, activation and pooling layer (--feature-maps), normalised with the "
+            "checkpoint's statistics. Needs matplotlib: pip install 'fastcnn[plot]'."
+        ),
+    )
+    plot.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'fastcnn train'")
+    plot.add_argument("--curves", default=None, metavar="PATH",
+                      help="write the training curves (the checkpoint's history) here")
+    plot.add_argument("--filters", default=None, metavar="PATH",
+                      help="write the first convolution's filters here")
+    plot.add_argument("--feature-maps", default=None, metavar="PATH",
+                      help="write the feature maps of test image --image-index here")
+    plot.add_argument("--image-index", type=_nonnegative_int, default=0, metavar="I",
+                      help="which of the packaged sample's 1,000 test images --feature-maps draws "
+                           "(default: %(default)s)")
+    plot.set_defaults(func=_plot)
     _add_bench_parser(commands)
     return parser
 
@@ -482,7 +509,7 @@ def _train(args):
     _check_output(args.out, "--out")
     _check_output(args.plot, "--plot")
     if args.plot is not None:
-        from .bench import require_matplotlib
+        from .plot import require_matplotlib
 
         try:
             require_matplotlib()
@@ -628,9 +655,19 @@ def _train(args):
             _fail(f"cannot write {args.out}: {exc}", EXIT_FAILURE)
         stop = f"; stopped early, weights of the best epoch ({stopper.best_epoch + 1})" if stopped_early else ""
         print(f"checkpoint written to {args.out} (epoch {done}{stop})", flush=True)
-    if args.plot is not None:
+        history_path = _history_path(args.out)
         try:
-            _plot_history(history, args.plot)
+            from .callbacks import save_history
+
+            save_history(_jsonable_history(history), history_path)
+        except OSError as exc:
+            _fail(f"cannot write {history_path}: {exc}", EXIT_FAILURE)
+        print(f"history written to {history_path}", flush=True)
+    if args.plot is not None:
+        from .plot import plot_history
+
+        try:
+            plot_history(history, args.plot)
         except OSError as exc:
             _fail(f"cannot write {args.plot}: {exc}", EXIT_FAILURE)
         print(f"training curves written to {args.plot}", flush=True)
@@ -644,26 +681,58 @@ def _train(args):
     return 0
 
 
-def _plot_history(history, path):
-    """Loss and accuracy per epoch, written with matplotlib's Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _history_path(out):
+    """Where ``train`` writes the history: the checkpoint path without ``.npz``, plus ``.history.json``."""
+    return (out[:-4] if out.lower().endswith(".npz") else out) + ".history.json"
 
-    fig = Figure(figsize=(9, 3.5))
-    FigureCanvasAgg(fig)
-    epochs = range(1, len(history.get("loss", [])) + 1)
-    for ax, key, title in ((fig.add_subplot(1, 2, 1), "loss", "loss"),
-                           (fig.add_subplot(1, 2, 2), "accuracy", "accuracy")):
-        for prefix, label in (("", "training"), ("val_", "validation")):
-            values = history.get(prefix + key)
-            if values:
-                ax.plot(list(epochs)[: len(values)], values, marker="o", label=label)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+
+def _plot(args):
+    """``fastcnn plot``: training curves, filters and feature maps of a checkpoint."""
+    from . import plot
+
+    wanted = [(opt, path) for opt, path in (("--curves", args.curves), ("--filters", args.filters),
+                                            ("--feature-maps", args.feature_maps)) if path is not None]
+    if not wanted:
+        _fail("plot needs at least one of --curves, --filters, --feature-maps PATH", EXIT_USAGE)
+    for option, path in wanted:
+        _check_output(path, option)
+    try:
+        plot.require_matplotlib()
+    except ImportError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    checkpoint = _load_checkpoint(args.checkpoint)
+    model = checkpoint["model"]
+    history = checkpoint.get("history")
+    if args.curves is not None and not (isinstance(history, dict) and history.get("loss")):
+        _fail(f"{args.checkpoint}: the checkpoint holds no training history for --curves", EXIT_DATA_ERROR)
+    if args.filters is not None and not plot._conv_layers(model):
+        _fail(f"{args.checkpoint}: the model has no Conv2d layer for --filters", EXIT_DATA_ERROR)
+    image = None
+    if args.feature_maps is not None:
+        name, (_, (x_test, y_test)) = _load_data("sample")
+        if args.image_index >= len(x_test):
+            _fail(f"argument --image-index: the {name} has {len(x_test)} test images (0 to "
+                  f"{len(x_test) - 1}), got {args.image_index}", EXIT_USAGE)
+        i = args.image_index
+        image = _normalize(x_test[i:i + 1], checkpoint.get("normalizer_state"))[0]
+
+    def write(option, path, draw, what):
+        try:
+            draw()
+        except OSError as exc:
+            _fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+        except (TypeError, ValueError) as exc:
+            _fail(f"{args.checkpoint}: cannot draw {option}: {exc}", EXIT_DATA_ERROR)
+        print(f"{what} written to {path}", flush=True)
+
+    if args.curves is not None:
+        write("--curves", args.curves, lambda: plot.plot_history(history, args.curves), "training curves")
+    if args.filters is not None:
+        write("--filters", args.filters, lambda: plot.plot_filters(model, args.filters), "filters")
+    if args.feature_maps is not None:
+        write("--feature-maps", args.feature_maps, lambda: plot.plot_feature_maps(model, image, args.feature_maps),
+              f"feature maps of test image {args.image_index} (label {int(y_test[args.image_index])})")
+    return 0
 
 
 # --- evaluate / predict / summary ---------------------------------------------------
@@ -901,6 +970,7 @@ def main(argv=None):
         $ fastcnn train --epochs 1 --out a.npz && fastcnn train --resume a.npz --epochs 3 --out b.npz
         $ fastcnn evaluate b.npz
         $ fastcnn predict b.npz images.npy --out labels.npy
+        $ fastcnn plot b.npz --curves curves.png --filters filters.png --feature-maps maps.png
         $ python -m fastcnn train --help
 
     From Python:

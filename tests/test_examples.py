@@ -9,9 +9,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("script", ["train_lenet_mnist.py"])
-def test_example_runs_in_tiny_mode(script):
+@pytest.mark.parametrize("script, expected", [
+    ("train_lenet_mnist.py", "final test accuracy"),
+    ("image_filters.py", "equals the loop convolution"),
+    ("direct_vs_im2col.py", "winner f+b"),
+])
+def test_example_runs_in_tiny_mode(script, expected, tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--tiny"], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "final test accuracy" in done.stdout
+    assert expected in done.stdout
+    assert list(tmp_path.iterdir()) == []  # --tiny writes nowhere near the working directory
