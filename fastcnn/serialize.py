@@ -13,6 +13,9 @@ numeric (or unicode) arrays, never pickles:
     The parameters in ``model.parameters()`` order.
 ``momentum_i``
     The optimizer's momentum buffer for parameter ``i`` (absent while it is None).
+``buffer_<i>_<name>``
+    Non-trainable layer state from layer ``i``'s ``buffers()`` (BatchNorm's
+    ``running_mean`` and ``running_var``), listed in the JSON under ``buffers``.
 ``normalizer_<key>``
     Array entries of the normalizer state; str, bool, int and float entries
     live in the JSON.
@@ -60,12 +63,40 @@ LAYERS = {
         _layers.ReLU,
         _layers.Sigmoid,
         _layers.Tanh,
+        _layers.LeakyReLU,
+        _layers.Softmax,
+        _layers.BatchNorm2d,
+        _layers.BatchNorm1d,
         _layers.Flatten,
         _layers.Dropout,
+        _layers.Residual,
+        _layers.LocallyConnected2d,
     )
 }
 
 _NORMALIZER_PREFIX = "normalizer_"
+_BUFFER_PREFIX = "buffer_"  # buffer_<layer index>_<name>: a layer's buffers() (BatchNorm running stats)
+
+
+def _load_buffers(model, arrays, header, path):
+    """Copy ``buffer_<i>_<name>`` arrays into each layer's ``buffers()``, in place.
+
+    Checkpoints written before buffers were saved have no ``buffers`` list in
+    their header; their layers keep the fresh buffers they were built with.
+    """
+    listed = header.get("buffers")
+    for i, layer in enumerate(model.layers):
+        for name, buf in (layer.buffers() if hasattr(layer, "buffers") else {}).items():
+            key = f"{_BUFFER_PREFIX}{i}_{name}"
+            arr = arrays.get(key)
+            if arr is None:
+                if listed is None:
+                    continue
+                raise ValueError(f"{path}: corrupt checkpoint: {key} (layer {i} {layer!r}) is missing")
+            if arr.shape != buf.shape or arr.dtype != buf.dtype:
+                raise ValueError(f"{path}: corrupt checkpoint: {key} is {arr.dtype}{list(arr.shape)}, "
+                                 f"layer {i} {layer!r} needs {buf.dtype}{list(buf.shape)}")
+            buf[...] = arr
 
 
 # --------------------------------------------------------------------------- architecture
@@ -92,6 +123,46 @@ def _dumps(obj, what):
         raise ValueError(f"save: {what} must be JSON-serialisable (numbers, strings, lists, dicts): {exc}") from None
 
 
+def _check_saveable(layer, where):
+    """ValueError unless ``layer`` and any layers nested in it (``sublayers()``) are in :data:`LAYERS`."""
+    name = type(layer).__name__
+    if LAYERS.get(name) is not type(layer):
+        raise ValueError(
+            f"save: {where} ({layer!r}) is a {name}, which checkpoints cannot hold; "
+            f"supported layers: {', '.join(sorted(LAYERS))}"
+        )
+    for j, inner in enumerate(getattr(layer, "sublayers", list)()):
+        _check_saveable(inner, f"{where}, inner layer {j}")
+
+
+def _layer_from_config(entry, where):
+    """Build one layer from ``{"class": name, "config": {...}}``; layers nested in it are built first.
+
+    A class's ``nested_config_keys`` names the constructor arguments that hold
+    lists of such entries (``Residual``'s ``block`` and ``shortcut``).
+    """
+    if not isinstance(entry, dict) or entry.get("class") not in LAYERS:
+        got = entry.get("class") if isinstance(entry, dict) else entry
+        raise ValueError(f"{where}: unknown layer class {got!r}; known: {', '.join(sorted(LAYERS))}")
+    cls = LAYERS[entry["class"]]
+    kwargs = entry.get("config") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where}: 'config' must be a dict, got {type(kwargs).__name__}")
+    nested = getattr(cls, "nested_config_keys", ())
+    built = {}
+    for k, v in kwargs.items():
+        if k in nested and v is not None:
+            if not isinstance(v, list):
+                raise ValueError(f"{where} ({entry['class']}): {k!r} must be a list of layer entries")
+            built[k] = [_layer_from_config(e, f"{where}, {k}[{j}]") for j, e in enumerate(v)]
+        else:
+            built[k] = tuple(v) if isinstance(v, list) else v
+    try:
+        return cls(**built)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} ({entry['class']}): cannot be built from {kwargs}: {exc}") from None
+
+
 def model_to_config(model):
     """The architecture of a :class:`~fastcnn.Sequential` as a JSON-able dict.
 
@@ -100,11 +171,7 @@ def model_to_config(model):
     layer_configs = []
     for i, layer in enumerate(model.layers):
         name = type(layer).__name__
-        if LAYERS.get(name) is not type(layer):
-            raise ValueError(
-                f"save: layer {i} ({layer!r}) is a {name}, which checkpoints cannot hold; "
-                f"supported layers: {', '.join(sorted(LAYERS))}"
-            )
+        _check_saveable(layer, f"layer {i}")
         layer_configs.append({"class": name, "config": layer.get_config()})
     return {
         "class": "Sequential",
@@ -128,17 +195,7 @@ def model_from_config(config):
     _init._rng = np.random.default_rng(0)  # weights are overwritten; keep the user's stream untouched
     try:
         for i, entry in enumerate(config["layers"]):
-            if not isinstance(entry, dict) or entry.get("class") not in LAYERS:
-                got = entry.get("class") if isinstance(entry, dict) else entry
-                raise ValueError(f"layer {i}: unknown layer class {got!r}; known: {', '.join(sorted(LAYERS))}")
-            kwargs = entry.get("config") or {}
-            if not isinstance(kwargs, dict):
-                raise ValueError(f"layer {i}: 'config' must be a dict, got {type(kwargs).__name__}")
-            kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-            try:
-                built.append(LAYERS[entry["class"]](**kwargs))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"layer {i} ({entry['class']}): cannot be built from {kwargs}: {exc}") from None
+            built.append(_layer_from_config(entry, f"layer {i}"))
     finally:
         _init._rng = saved_rng
     input_shape = config.get("input_shape")
@@ -198,7 +255,13 @@ def save_model(model, path, optimizer=None, normalizer=None, schedule=None, extr
     path = os.fspath(path)
     params = model.parameters()
     arrays = {f"param_{i}": p.data for i, p in enumerate(params)}
+    buffer_keys = []
+    for i, layer in enumerate(model.layers):
+        for name, buf in (layer.buffers() if hasattr(layer, "buffers") else {}).items():
+            buffer_keys.append(f"{_BUFFER_PREFIX}{i}_{name}")
+            arrays[buffer_keys[-1]] = buf
     header = {
+        "buffers": buffer_keys,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fastcnn_version": _version(),
@@ -362,6 +425,7 @@ def load_checkpoint(path):
                              f"the architecture needs {p.data.dtype}{list(p.data.shape)}")
     for i, p in enumerate(params):
         p.data[...] = arrays[f"param_{i}"]
+    _load_buffers(model, arrays, header, path)
 
     optimizer_state = None
     opt = header.get("optimizer")

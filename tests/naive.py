@@ -469,3 +469,53 @@ POOL_CASES = {
     "1x1_kernel_stride2": (1, 2, 5, 5, 1, 2, 0, False),
     "stride1_pad1_ceil": (1, 1, 5, 5, 3, 1, 1, True),
 }
+
+
+# ---------------------------------------------------------------------------
+# locally connected (unshared convolution): w (P, Q, K, C, R, S), b (K, P, Q)
+# ---------------------------------------------------------------------------
+def locally_connected2d_forward(x, w, b=None, stride=1, padding=0):
+    x, w = _f64(x), _f64(w)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    P, Q, K, C2, R, S = w.shape
+    assert C == C2 and (P, Q) == (conv_out(H, R, sh, ph), conv_out(W, S, sw, pw))
+    y = np.zeros((N, K, P, Q))
+    for n in range(N):
+        for k in range(K):
+            for p in range(P):
+                for q in range(Q):
+                    acc = 0.0 if b is None else float(b[k, p, q])
+                    for c in range(C):
+                        for r in range(R):
+                            for s in range(S):
+                                ih, iw = p * sh - ph + r, q * sw - pw + s
+                                if 0 <= ih < H and 0 <= iw < W:
+                                    acc += float(x[n, c, ih, iw]) * float(w[p, q, k, c, r, s])
+                    y[n, k, p, q] = acc
+    return y
+
+
+def locally_connected2d_backward(dy, x, w, stride=1, padding=0):
+    """(dx, dw, db) of :func:`locally_connected2d_forward`, by the chain rule on each term."""
+    dy, x, w = _f64(dy), _f64(x), _f64(w)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    N, C, H, W = x.shape
+    P, Q, K, _, R, S = w.shape
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    db = dy.sum(axis=0)
+    for n in range(N):
+        for k in range(K):
+            for p in range(P):
+                for q in range(Q):
+                    g = dy[n, k, p, q]
+                    for c in range(C):
+                        for r in range(R):
+                            for s in range(S):
+                                ih, iw = p * sh - ph + r, q * sw - pw + s
+                                if 0 <= ih < H and 0 <= iw < W:
+                                    dx[n, c, ih, iw] += g * w[p, q, k, c, r, s]
+                                    dw[p, q, k, c, r, s] += g * x[n, c, ih, iw]
+    return dx, dw, db

@@ -9,14 +9,20 @@ nothing, and can be called from your own ``@njit`` functions.
 Images are NCHW: x (N, C, H, W); conv weights are (K, C, R, S) as PyTorch's.
 """
 
+import numbers
+
 import numpy as np
 
 from .._shapes import conv_output_size, pool_output_size
 from ._activations import (
+    leaky_relu_backward_kernel,
+    leaky_relu_forward_kernel,
     relu_backward_kernel,
     relu_forward_kernel,
     sigmoid_backward_kernel,
     sigmoid_forward_kernel,
+    softmax_backward_kernel,
+    softmax_forward_kernel,
     tanh_backward_kernel,
     tanh_forward_kernel,
 )
@@ -49,6 +55,13 @@ from ._direct import (
 )
 from ._im2col import col2im_kernel, conv2d_backward_gemm, conv2d_forward_gemm, im2col_kernel
 from ._losses import mse_kernel, softmax_cross_entropy_kernel
+from ._norm import batch_norm_backward_kernel, batch_norm_forward_eval_kernel, batch_norm_forward_train_kernel
+from ._local import (
+    locally_connected2d_backward_bias_kernel,
+    locally_connected2d_backward_input_kernel,
+    locally_connected2d_backward_weight_kernel,
+    locally_connected2d_forward_kernel,
+)
 from ._pool import (
     avg_pool2d_backward_kernel,
     avg_pool2d_forward_kernel,
@@ -80,10 +93,21 @@ __all__ = [
     "sigmoid_backward",
     "tanh_forward",
     "tanh_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "batch_norm2d_forward",
+    "batch_norm2d_backward",
+    "batch_norm1d_forward",
+    "batch_norm1d_backward",
     "linear_forward",
     "linear_backward",
     "softmax_cross_entropy",
     "mse_loss",
+    "locally_connected2d_output_shape",
+    "locally_connected2d_forward",
+    "locally_connected2d_backward",
     # raw @njit kernels
     "conv2d_forward_direct",
     "conv2d_backward_input_direct",
@@ -107,6 +131,13 @@ __all__ = [
     "sigmoid_backward_kernel",
     "tanh_forward_kernel",
     "tanh_backward_kernel",
+    "leaky_relu_forward_kernel",
+    "leaky_relu_backward_kernel",
+    "softmax_forward_kernel",
+    "softmax_backward_kernel",
+    "batch_norm_forward_train_kernel",
+    "batch_norm_forward_eval_kernel",
+    "batch_norm_backward_kernel",
     "linear_forward_kernel",
     "linear_backward_input_kernel",
     "linear_backward_weight_kernel",
@@ -114,6 +145,10 @@ __all__ = [
     "softmax_cross_entropy_kernel",
     "mse_kernel",
     "sgd_update_kernel",
+    "locally_connected2d_forward_kernel",
+    "locally_connected2d_backward_input_kernel",
+    "locally_connected2d_backward_weight_kernel",
+    "locally_connected2d_backward_bias_kernel",
 ]
 
 
@@ -172,8 +207,52 @@ def _batch_last(a):
     return out
 
 
+def _fast_path(x_shape, w_shape, sh, sw, ph, pw):
+    """Which matrix-multiply shortcut :func:`conv2d_forward` / :func:`conv2d_backward` take, if any.
+
+    ``"1x1"``: a 1x1 kernel with stride 1 and no padding, a per-pixel linear map
+    of the channels.  ``"full"``: a kernel exactly as large as the padded input
+    (``R == H + 2*ph`` and ``S == W + 2*pw``, so the output is 1x1 whatever the
+    stride), a fully connected layer written as a convolution; it wins over
+    ``"1x1"`` for 1x1 images (one GEMM over the batch instead of one per image).
+    None: the general direct loops.
+    """
+    _, _, H, W = x_shape
+    _, _, R, S = w_shape
+    if R == H + 2 * ph and S == W + 2 * pw:
+        return "full"
+    if R == 1 and S == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        return "1x1"
+    return None
+
+
+def _padded(x, ph, pw):
+    """``x`` zero-padded by (ph, pw) on H and W (``x`` itself when there is no padding)."""
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
 def _direct_forward(x, w, b, y, sh, sw, ph, pw):
-    """The direct algorithm, with the loop order chosen by shape."""
+    """The direct algorithm: a matrix-multiply fast path when :func:`_fast_path` finds one, else loops chosen by shape."""
+    path = _fast_path(x.shape, w.shape, sh, sw, ph, pw)
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    if path == "1x1":
+        # y[n] = w (K, C) @ x[n] (C, H*W): one GEMM per image on views, no copies
+        np.matmul(w.reshape(K, C), x.reshape(N, C, H * W), out=y.reshape(N, K, H * W))
+        y += b.reshape(1, K, 1, 1)
+    elif path == "full":
+        # y = xp (N, C*R*S) @ w (K, C*R*S).T + b; output is (N, K, 1, 1)
+        xp = _padded(x, ph, pw)
+        np.matmul(xp.reshape(N, -1), w.reshape(K, -1).T, out=y.reshape(N, K))
+        y += b.reshape(1, K, 1, 1)
+    else:
+        _general_direct_forward(x, w, b, y, sh, sw, ph, pw)
+
+
+def _general_direct_forward(x, w, b, y, sh, sw, ph, pw):
+    """The direct loops, with the loop order chosen by the batch size."""
     if x.shape[0] >= BATCHLAST_MIN_BATCH:
         conv2d_forward_batchlast(_batch_last(x), w, b, y, sh, sw, ph, pw)
     else:
@@ -181,7 +260,35 @@ def _direct_forward(x, w, b, y, sh, sw, ph, pw):
 
 
 def _direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
-    """Direct gradients (``dx`` None to skip it), with the loop order chosen by shape."""
+    """Direct gradients (``dx`` None to skip it): a matrix-multiply fast path when :func:`_fast_path` finds one, else loops."""
+    path = _fast_path(x.shape, w.shape, sh, sw, ph, pw)
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    if path == "1x1":
+        conv2d_backward_bias(dy, db)
+        dy3 = dy.reshape(N, K, H * W)
+        x3 = x.reshape(N, C, H * W)
+        # dw = sum_n dy[n] (K, H*W) @ x[n].T (H*W, C): N GEMMs on transposed views, then an (N, K, C) sum
+        np.sum(np.matmul(dy3, x3.transpose(0, 2, 1)), axis=0, out=dw.reshape(K, C))
+        if dx is not None:
+            # dx[n] = w.T (C, K) @ dy[n] (K, H*W); a contiguous w.T is the faster GEMM operand
+            np.matmul(np.ascontiguousarray(w.reshape(K, C).T), dy3, out=dx.reshape(N, C, H * W))
+    elif path == "full":
+        dy2 = dy.reshape(N, K)
+        db[...] = dy2.sum(axis=0)
+        xp = _padded(x, ph, pw)
+        # dw (K, C*R*S) = dy.T (K, N) @ xp (N, C*R*S)
+        np.matmul(dy2.T, xp.reshape(N, -1), out=dw.reshape(K, -1))
+        if dx is not None:
+            # dxp (N, C*R*S) = dy (N, K) @ w (K, C*R*S), then drop the padding
+            dxp = (dy2 @ w.reshape(K, -1)).reshape(xp.shape)
+            dx[...] = dxp[:, :, ph:ph + H, pw:pw + W]
+    else:
+        _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw)
+
+
+def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
+    """The direct gradient loops, with the loop order chosen by the batch size."""
     conv2d_backward_bias(dy, db)
     if x.shape[0] >= BATCHLAST_MIN_BATCH:
         dyt = _batch_last(dy)
@@ -219,6 +326,14 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     the kernel rotated by 180 degrees, i.e. ``conv2d_forward(x, w[:, :, ::-1, ::-1], b)``.
     Output size: ``P = floor((H + 2*ph - R) / sh) + 1``, ``Q`` likewise.
 
+    Two shapes skip the loops for one matrix multiply (BLAS), with the same result:
+    a 1x1 kernel with stride 1 and no padding (``y[n] = w.reshape(K, C) @
+    x[n].reshape(C, H*W) + b``, on views, no copies), and a kernel exactly as
+    large as the padded input (``R == H + 2*ph``, ``S == W + 2*pw``: output 1x1,
+    ``y = xp.reshape(N, C*R*S) @ w.reshape(K, C*R*S).T + b``, a fully connected
+    layer written as a convolution; ``xp`` is a padded copy when padding > 0).
+    Other shapes run the NCHW loops (batch < 8) or the batch-last kernels.
+
     Parameters
     ----------
     x : ndarray, (N, C, H, W), float32 or float64
@@ -253,6 +368,12 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True):
     - ``dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * xp[n, c, p*sh + r, q*sw + s]``:
       the correlation of the input with the output gradient.
     - ``db[k] = sum_{n, p, q} dy[n, k, p, q]``.
+
+    The same two shapes as :func:`conv2d_forward` take matrix multiplies: 1x1,
+    stride 1, no padding: ``dx[n] = w.reshape(K, C).T @ dy[n]`` and
+    ``dw = sum_n dy[n] @ x[n].T`` (over (K, H*W) and (C, H*W) views); kernel as
+    large as the padded input: ``dw = dy.reshape(N, K).T @ xp.reshape(N, C*R*S)``
+    and ``dx`` the interior of ``dy.reshape(N, K) @ w.reshape(K, C*R*S)``.
 
     Parameters
     ----------
@@ -378,6 +499,120 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     dx = np.empty(x_shape, dtype=cols.dtype)
     col2im_kernel(cols, dx, R, S, *positive_pair(stride, "stride", fn), *nonnegative_pair(padding, "padding", fn))
     return dx
+
+
+# --------------------------------------------------------------------------- locally connected
+
+
+def locally_connected2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="locally_connected2d"):
+    """Output shape (N, K, P, Q) of a locally connected layer, after checking the geometry.
+
+    ``w_shape`` is (P, Q, K, C, R, S); ``P = floor((H + 2*ph - R) / sh) + 1`` (Q
+    likewise) must equal the weight's first two axes.
+    """
+    if len(w_shape) != 6:
+        raise ValueError(f"{fn}: weight must have 6 dimensions (P, Q, K, C, R, S), got shape {tuple(w_shape)}")
+    P, Q, K, C, R, S = w_shape
+    N, K2, P2, Q2 = conv2d_output_shape(x_shape, (K, C, R, S), stride, padding, fn)
+    if (P2, Q2) != (P, Q):
+        raise ValueError(
+            f"{fn}: input {tuple(x_shape)} gives a {P2}x{Q2} output with kernel {R}x{S}, stride {stride!r} "
+            f"and padding {padding!r}, but the weight {tuple(w_shape)} has filters for {P}x{Q} positions; "
+            "build the layer for this input size"
+        )
+    return N, K, P, Q
+
+
+def _local_args(x, w, stride, padding, fn):
+    x = as_float_array(x, "x", fn, ndim=4)
+    w = as_float_array(w, "weight", fn, ndim=6, dtype=x.dtype)
+    out_shape = locally_connected2d_output_shape(x.shape, w.shape, stride, padding, fn)
+    return x, w, positive_pair(stride, "stride", fn) + nonnegative_pair(padding, "padding", fn), out_shape
+
+
+def locally_connected2d_forward(x, w, b, stride=1, padding=0):
+    """Locally connected layer forward: a convolution whose filters are not shared across positions.
+
+    ``y[n, k, p, q] = b[k, p, q] + sum_{c, r, s} w[p, q, k, c, r, s] * xp[n, c, p*sh + r, q*sw + s]``
+    where ``xp`` is ``x`` zero-padded by ``padding``; output size as
+    :func:`conv2d_forward`.  PyTorch has no such layer; Keras'
+    ``LocallyConnected2D`` is the reference (its kernel is laid out
+    (P*Q, R*S*C, K); fastcnn keeps PyTorch's (K, C, R, S) per position).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    w : ndarray, (P, Q, K, C, R, S), same dtype: one (K, C, R, S) filter bank per output pixel
+    b : ndarray (K, P, Q) of the same dtype, or None
+    stride, padding : int or (int, int)
+
+    Returns
+    -------
+    y : ndarray, (N, K, P, Q), dtype of x
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import locally_connected2d_forward
+    >>> x = np.arange(4.0).reshape(1, 1, 1, 4)  # one 1x4 image: [0, 1, 2, 3]
+    >>> w = np.ones((1, 2, 1, 1, 1, 2))         # 1x2 filters at the two output positions (0, 0), (0, 1)
+    >>> w[0, 1] *= 10                           # the second position has its own filter
+    >>> locally_connected2d_forward(x, w, None, stride=(1, 2))[0, 0]
+    array([[ 1., 50.]])
+    """
+    fn = "locally_connected2d_forward"
+    x, w, geometry, out_shape = _local_args(x, w, stride, padding, fn)
+    b = _local_bias(b, out_shape, w.dtype, fn)
+    y = np.empty(out_shape, dtype=x.dtype)
+    locally_connected2d_forward_kernel(x, w, b, y, *geometry)
+    return y
+
+
+def _local_bias(b, out_shape, dtype, fn):
+    _, K, P, Q = out_shape
+    if b is None:
+        return np.zeros((K, P, Q), dtype=dtype)
+    b = as_float_array(b, "bias", fn, ndim=3, dtype=dtype)
+    check_shape(b, (K, P, Q), "bias", fn)
+    return b
+
+
+def locally_connected2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True):
+    """Gradients of :func:`locally_connected2d_forward`.
+
+    - ``dx[n, c, i, j] = sum w[p, q, k, c, r, s] * dy[n, k, p, q]`` over the
+      (p, q, k, r, s) with ``i = p*sh - ph + r``, ``j = q*sw - pw + s``;
+    - ``dw[p, q, k, c, r, s] = sum_n dy[n, k, p, q] * xp[n, c, p*sh + r, q*sw + s]``
+      (0 for taps in the padding);
+    - ``db[k, p, q] = sum_n dy[n, k, p, q]``.
+
+    Parameters
+    ----------
+    dy : ndarray, (N, K, P, Q)
+    x, w, stride, padding
+        As given to :func:`locally_connected2d_forward`.
+    need_input_grad : bool
+        False skips ``dx``.
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W) or None
+    dw : ndarray (P, Q, K, C, R, S)
+    db : ndarray (K, P, Q)
+    """
+    fn = "locally_connected2d_backward"
+    x, w, geometry, out_shape = _local_args(x, w, stride, padding, fn)
+    dy = as_float_array(dy, "dy", fn, ndim=4, dtype=x.dtype)
+    check_shape(dy, out_shape, "dy", fn)
+    dx = None
+    if need_input_grad:
+        dx = np.empty(x.shape, dtype=x.dtype)
+        locally_connected2d_backward_input_kernel(dy, w, dx, *geometry)
+    dw = np.empty(w.shape, dtype=w.dtype)
+    locally_connected2d_backward_weight_kernel(dy, x, dw, *geometry)
+    db = np.empty(out_shape[1:], dtype=w.dtype)
+    locally_connected2d_backward_bias_kernel(dy, db)
+    return dx, dw, db
 
 
 # --------------------------------------------------------------------------- pooling
@@ -608,6 +843,304 @@ def tanh_forward(x):
 def tanh_backward(dy, y):
     """Tanh gradient ``dy * (1 - y**2)`` from the forward output ``y``."""
     return _elementwise(tanh_backward_kernel, "tanh_backward", dy, y, names=("dy", "y"))
+
+
+def _slope(negative_slope, fn):
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) \
+            or not np.isfinite(negative_slope):
+        raise ValueError(f"{fn}: negative_slope must be a finite real number, got {negative_slope!r}")
+    return float(negative_slope)
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """Leaky ReLU, ``x if x > 0 else negative_slope * x``, any shape.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    negative_slope : float
+        Slope for negative inputs (cast to x's dtype).
+
+    Returns
+    -------
+    y : ndarray, shape and dtype of x
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import leaky_relu_forward
+    >>> leaky_relu_forward(np.array([-2.0, 3.0]), 0.5)
+    array([-1.,  3.])
+    """
+    fn = "leaky_relu_forward"
+    slope = _slope(negative_slope, fn)
+    x = as_float_array(x, "x", fn)
+    y = np.empty(x.shape, dtype=x.dtype)
+    leaky_relu_forward_kernel(x.reshape(-1), slope, y.reshape(-1))
+    return y
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    """Leaky ReLU gradient: ``dy`` where ``x > 0``, else ``negative_slope * dy`` (x is the forward input).
+
+    At ``x == 0`` the slope is ``negative_slope``, as in PyTorch.
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of dy
+    """
+    fn = "leaky_relu_backward"
+    slope = _slope(negative_slope, fn)
+    dy = as_float_array(dy, "dy", fn)
+    x = as_float_array(x, "x", fn, dtype=dy.dtype)
+    check_shape(x, dy.shape, "x", fn)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    leaky_relu_backward_kernel(dy.reshape(-1), x.reshape(-1), slope, dx.reshape(-1))
+    return dx
+
+
+def softmax_forward(x):
+    """Softmax over each row of x (N, K): ``exp(x - max) / sum(exp(x - max))``.
+
+    Subtracting the row maximum makes it finite for logits of any magnitude;
+    a NaN in a row makes that row NaN.
+
+    Parameters
+    ----------
+    x : ndarray, (N, K), float32 or float64, K >= 1
+
+    Returns
+    -------
+    y : ndarray, (N, K), dtype of x; each row sums to 1
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import softmax_forward
+    >>> softmax_forward(np.array([[0.0, np.log(3.0)]]))
+    array([[0.25, 0.75]])
+    """
+    fn = "softmax_forward"
+    x = as_float_array(x, "x", fn, ndim=2)
+    if x.shape[1] == 0:
+        raise ValueError(f"{fn}: x must have at least one column (class), got shape {x.shape}")
+    y = np.empty(x.shape, dtype=x.dtype)
+    softmax_forward_kernel(x, y)
+    return y
+
+
+def softmax_backward(dy, y):
+    """Softmax gradient from the forward output ``y``: ``dx = y * (dy - sum(dy * y, axis=1))``.
+
+    Parameters
+    ----------
+    dy, y : ndarray, (N, K), same dtype
+
+    Returns
+    -------
+    dx : ndarray, (N, K)
+    """
+    fn = "softmax_backward"
+    dy = as_float_array(dy, "dy", fn, ndim=2)
+    y = as_float_array(y, "y", fn, ndim=2, dtype=dy.dtype)
+    check_shape(y, dy.shape, "y", fn)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    softmax_backward_kernel(dy, y, dx)
+    return dx
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+def _channel_vector(a, name, C, dtype, fn, default=None):
+    """A (C,) array of ``dtype``, or ``default`` filled in when ``a`` is None."""
+    if a is None:
+        if default is None:
+            return None
+        return np.full(C, default, dtype=dtype)
+    a = as_float_array(a, name, fn, ndim=1, dtype=dtype)
+    if a.shape[0] != C:
+        raise ValueError(f"{fn}: {name} has {a.shape[0]} entries but the input has {C} channels "
+                         f"(num_features); {name} must have shape ({C},)")
+    return a
+
+
+def _norm_scalars(momentum, eps, fn):
+    for name, value in (("momentum", momentum), ("eps", eps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise ValueError(f"{fn}: {name} must be a finite real number, got {value!r}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum!r}")
+    if eps <= 0:
+        raise ValueError(f"{fn}: eps must be positive, got {eps!r}")
+    return float(momentum), float(eps)
+
+
+def _as_3d(x, fn, ndim):
+    """x as a float array viewed (N, C, L): 4-D (N, C, H, W) -> (N, C, H*W); 2-D (N, C) -> (N, C, 1)."""
+    x = as_float_array(x, "x", fn, ndim=ndim)
+    if x.shape[0] == 0 or x.shape[1] == 0 or x.size == 0:
+        raise ValueError(f"{fn}: x must not be empty, got shape {x.shape}")
+    return x, x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, fn, ndim):
+    momentum, eps = _norm_scalars(momentum, eps, fn)
+    x, x3 = _as_3d(x, fn, ndim)
+    N, C, L = x3.shape
+    dtype = x.dtype
+    weight = _channel_vector(weight, "weight", C, dtype, fn, default=1)
+    bias = _channel_vector(bias, "bias", C, dtype, fn, default=0)
+    stats = []
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        if a is None:
+            stats.append(None)
+            continue
+        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+            raise TypeError(f"{fn}: {name} must be a C-contiguous numpy array (it is updated in place), "
+                            f"got {type(a).__name__}")
+        stats.append(_channel_vector(a, name, C, dtype, fn))
+    running_mean, running_var = stats
+    y = np.empty(x.shape, dtype=dtype)
+    if training:
+        M = N * L
+        if M < 2:
+            raise ValueError(f"{fn}: training needs more than 1 value per channel to estimate a variance, "
+                             f"got input shape {x.shape}; use a larger batch or eval mode")
+        mean = np.empty(C, dtype=dtype)
+        var = np.empty(C, dtype=dtype)
+        inv_std = np.empty(C, dtype=dtype)
+        batch_norm_forward_train_kernel(x3, weight, bias, eps, y.reshape(x3.shape), mean, var, inv_std)
+        m = dtype.type(momentum)
+        keep = dtype.type(1.0 - momentum)
+        if running_mean is not None:
+            running_mean *= keep
+            running_mean += m * mean
+        if running_var is not None:
+            running_var *= keep
+            running_var += (m * dtype.type(M / (M - 1))) * var
+        return y, mean, inv_std
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{fn}: eval mode (training=False) needs running_mean and running_var")
+    mean = running_mean.copy()
+    inv_std = (dtype.type(1) / np.sqrt(running_var + dtype.type(eps))).astype(dtype)
+    batch_norm_forward_eval_kernel(x3, weight, bias, mean, inv_std, y.reshape(x3.shape))
+    return y, mean, inv_std
+
+
+def _batch_norm_backward(dy, x, weight, mean, inv_std, training, fn, ndim):
+    x, x3 = _as_3d(x, fn, ndim)
+    dy = as_float_array(dy, "dy", fn, dtype=x.dtype)
+    check_shape(dy, x.shape, "dy", fn)
+    N, C, L = x3.shape
+    weight = _channel_vector(weight, "weight", C, x.dtype, fn, default=1)
+    mean = _channel_vector(mean, "mean", C, x.dtype, fn)
+    inv_std = _channel_vector(inv_std, "inv_std", C, x.dtype, fn)
+    if mean is None or inv_std is None:
+        raise TypeError(f"{fn}: mean and inv_std must be the arrays returned by the forward function, got None")
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dweight = np.empty(C, dtype=x.dtype)
+    dbias = np.empty(C, dtype=x.dtype)
+    batch_norm_backward_kernel(dy.reshape(x3.shape), x3, weight, mean, inv_std, bool(training),
+                               dx.reshape(x3.shape), dweight, dbias)
+    return dx, dweight, dbias
+
+
+def batch_norm2d_forward(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch normalisation over (N, H, W) for each channel, as PyTorch's ``F.batch_norm``.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` per channel.  In
+    training mode mean and var are the batch mean and the biased batch variance
+    over the ``M = N*H*W`` values of each channel, and the running statistics
+    are updated in place::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)
+
+    (the unbiased variance goes into the running estimate).  In eval mode
+    mean and var are ``running_mean`` and ``running_var``, left unchanged.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    weight, bias : ndarray (C,) of x's dtype, or None (no scale / no shift)
+    running_mean, running_var : ndarray (C,) of x's dtype, C-contiguous, or None
+        Updated in place in training mode (None skips the update); required
+        in eval mode.
+    training : bool
+    momentum : float in [0, 1]
+    eps : float > 0
+
+    Returns
+    -------
+    y : ndarray, (N, C, H, W), dtype of x
+    mean : ndarray (C,)
+        The mean used: the batch mean (training) or a copy of running_mean (eval).
+    inv_std : ndarray (C,)
+        ``1 / sqrt(var + eps)`` of the variance used.  Pass ``mean`` and
+        ``inv_std`` to :func:`batch_norm2d_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import batch_norm2d_forward
+    >>> x = np.array([1.0, 3.0]).reshape(2, 1, 1, 1)
+    >>> rm, rv = np.zeros(1), np.ones(1)
+    >>> y, mean, inv_std = batch_norm2d_forward(x, None, None, rm, rv)
+    >>> y.ravel().round(4), mean, rm, rv
+    (array([-1.,  1.]), array([2.]), array([0.2]), array([1.1]))
+    """
+    return _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                               "batch_norm2d_forward", 4)
+
+
+def batch_norm2d_backward(dy, x, weight, mean, inv_std, training=True):
+    """Gradients of :func:`batch_norm2d_forward` with respect to x, weight and bias.
+
+    With ``xhat = (x - mean) * inv_std`` and sums over each channel's
+    ``M = N*H*W`` values: ``dbias = sum(dy)``, ``dweight = sum(dy * xhat)``;
+    in training mode (batch statistics, which depend on x)
+    ``dx = weight * inv_std / M * (M*dy - sum(dy) - xhat * sum(dy * xhat))``,
+    in eval mode (fixed running statistics) ``dx = dy * weight * inv_std``.
+
+    Parameters
+    ----------
+    dy, x : ndarray, (N, C, H, W), same dtype
+    weight : ndarray (C,) or None (as 1)
+    mean, inv_std : ndarray (C,), as returned by the forward call
+    training : bool
+        The mode the forward call ran in.
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+    dweight, dbias : ndarray (C,)
+        Returned even when there is no affine transform (then ignore them).
+    """
+    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, "batch_norm2d_backward", 4)
+
+
+def batch_norm1d_forward(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch normalisation of features: x (N, C) or (N, C, L), statistics over N (and L) per channel.
+
+    Same rule, arguments and returns as :func:`batch_norm2d_forward` with
+    ``M = N`` (or ``N*L``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import batch_norm1d_forward
+    >>> y, mean, inv_std = batch_norm1d_forward(np.array([[0.0], [4.0]]), None, None, None, None)
+    >>> y.ravel().round(4), mean
+    (array([-1.,  1.]), array([2.]))
+    """
+    return _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                               "batch_norm1d_forward", (2, 3))
+
+
+def batch_norm1d_backward(dy, x, weight, mean, inv_std, training=True):
+    """Gradients of :func:`batch_norm1d_forward`; see :func:`batch_norm2d_backward` (x (N, C) or (N, C, L))."""
+    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, "batch_norm1d_backward", (2, 3))
 
 
 # --------------------------------------------------------------------------- fully connected

@@ -62,3 +62,60 @@ def tanh_backward_kernel(dy, y, dx):
     one = dx.dtype.type(1)
     for i in prange(y.shape[0]):
         dx[i] = dy[i] * (one - y[i] * y[i])
+
+
+@pjit
+def leaky_relu_forward_kernel(x, negative_slope, y):
+    """y = x if x > 0 else negative_slope * x (NaN propagates); the slope is cast to y's dtype."""
+    zero = y.dtype.type(0)
+    slope = y.dtype.type(negative_slope)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = v if v > zero else v * slope
+
+
+@pjit
+def leaky_relu_backward_kernel(dy, x, negative_slope, dx):
+    """dx = dy where x > 0, else negative_slope * dy (PyTorch's choice at x == 0)."""
+    zero = dx.dtype.type(0)
+    slope = dx.dtype.type(negative_slope)
+    for i in prange(x.shape[0]):
+        g = dy[i]
+        dx[i] = g if x[i] > zero else g * slope
+
+
+@pjit
+def softmax_forward_kernel(x, y):
+    """Row-wise softmax of x (N, K) into y (N, K): ``exp(x - max) / sum(exp(x - max))``.
+
+    Subtracting the row maximum keeps exp from overflowing; one prange task per row.
+    """
+    N, K = x.shape
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    for n in prange(N):
+        top = x[n, 0]
+        for k in range(1, K):
+            v = x[n, k]
+            top = v if v > top else top
+        total = zero
+        for k in range(K):
+            e = np.exp(x[n, k] - top)
+            y[n, k] = e
+            total += e
+        inv = one / total
+        for k in range(K):
+            y[n, k] *= inv
+
+
+@pjit
+def softmax_backward_kernel(dy, y, dx):
+    """Softmax gradient per row from the forward output: ``dx = y * (dy - sum(dy * y))``. All (N, K)."""
+    N, K = y.shape
+    zero = dx.dtype.type(0)
+    for n in prange(N):
+        dot = zero
+        for k in range(K):
+            dot += dy[n, k] * y[n, k]
+        for k in range(K):
+            dx[n, k] = y[n, k] * (dy[n, k] - dot)

@@ -1,0 +1,160 @@
+"""Batch normalisation layers: BatchNorm2d and BatchNorm1d (PyTorch's semantics)."""
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import kernels
+from .base import Layer, Parameter, check_dtype, check_positive_int, format_args
+
+
+class _BatchNorm(Layer):
+    """Shared body of :class:`BatchNorm2d` and :class:`BatchNorm1d`.
+
+    Subclasses set ``_ndims`` (allowed input dimensions, batch axis included)
+    and ``_forward`` / ``_backward`` (the checked kernel functions).
+    """
+
+    _ndims = ()
+    _what = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=None):
+        owner = type(self).__name__
+        self.num_features = check_positive_int(num_features, "num_features", owner)
+        for name, value in (("eps", eps), ("momentum", momentum)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{owner}: {name} must be a finite real number, got {value!r}")
+        if eps <= 0:
+            raise ValueError(f"{owner}: eps must be positive, got {eps!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{owner}: momentum must be in [0, 1], got {momentum!r} "
+                             "(momentum=None, PyTorch's cumulative average, is not supported)")
+        if not isinstance(affine, (bool, np.bool_)):
+            raise ValueError(f"{owner}: affine must be True or False, got {affine!r}")
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        self.dtype = check_dtype(dtype, owner)
+        C = self.num_features
+        self.weight = Parameter(np.ones(C, dtype=self.dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(C, dtype=self.dtype)) if self.affine else None
+        self.running_mean = np.zeros(C, dtype=self.dtype)
+        self.running_var = np.ones(C, dtype=self.dtype)
+        self._cache = None
+
+    def parameters(self):
+        return [self.weight, self.bias] if self.affine else []
+
+    def buffers(self):
+        """Non-trainable state saved in checkpoints: ``{"running_mean": (C,), "running_var": (C,)}``.
+
+        The arrays themselves, not copies: writing into them (as loading does)
+        changes the layer.
+        """
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def _check_shape(self, shape, what):
+        """Raise ValueError unless a full input shape (batch axis included) fits the layer."""
+        if len(shape) not in self._ndims:
+            raise ValueError(f"{self!r}: {what} must be {self._what}, got shape {tuple(shape)}")
+        if shape[1] != self.num_features:
+            raise ValueError(
+                f"{self!r}: input has {shape[1]} channels but the layer expects num_features="
+                f"{self.num_features} (input shape {tuple(shape)}); build {type(self).__name__}"
+                f"({shape[1]}) or fix the layer before it"
+            )
+
+    def output_shape(self, input_shape):
+        self._check_shape((1,) + tuple(input_shape), "input")
+        return tuple(input_shape)
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{self!r}: input must be a numeric array, got dtype {x.dtype}")
+        self._check_shape(x.shape, "input")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        w = self.weight.data if self.affine else None
+        b = self.bias.data if self.affine else None
+        y, mean, inv_std = type(self)._forward(x, w, b, self.running_mean, self.running_var,
+                                               training=self.training, momentum=self.momentum, eps=self.eps)
+        self._cache = (x, mean, inv_std) if self.training else None
+        return y
+
+    def backward(self, dy):
+        x, mean, inv_std = self._cached(self._cache, "input and batch statistics")
+        dy = np.asarray(dy)
+        if dy.shape != x.shape:
+            raise ValueError(f"{self!r}: dy must have the forward input's shape {x.shape}, got {dy.shape}")
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        w = self.weight.data if self.affine else None
+        dx, dw, db = type(self)._backward(dy, x, w, mean, inv_std, training=True)
+        if self.affine:
+            self.weight.grad += dw
+            self.bias.grad += db
+        return dx
+
+    def get_config(self):
+        """Constructor arguments as a JSON-able dict (dtype by name)."""
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+            "dtype": self.dtype.name,
+        }
+
+    def __repr__(self):
+        extra = format_args([("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1),
+                             ("affine", self.affine, True), ("dtype", self.dtype.name, "float32")])
+        return f"{type(self).__name__}({self.num_features}" + (f", {extra})" if extra else ")")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) images, per channel over N, H and W (PyTorch's ``nn.BatchNorm2d``).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``.  In training mode
+    mean and var are the batch's (var biased, over ``M = N*H*W`` values) and
+    the running statistics move towards them::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)
+
+    In eval mode the running statistics normalise and nothing is updated.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels.
+    eps : float
+        Added to the variance.
+    momentum : float in [0, 1]
+    affine : bool
+        Learn ``weight`` (init 1) and ``bias`` (init 0); False means no scale and shift.
+    dtype : float32 (default) or float64
+
+    Attributes
+    ----------
+    weight, bias : Parameter (C,) or None
+    running_mean, running_var : ndarray (C,)
+        Buffers (init 0 and 1), not parameters; see :meth:`buffers`.
+    """
+
+    _ndims = (4,)
+    _what = "4-D (N, C, H, W)"
+    _forward = staticmethod(kernels.batch_norm2d_forward)
+    _backward = staticmethod(kernels.batch_norm2d_backward)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of features (N, C) or sequences (N, C, L), per channel (PyTorch's ``nn.BatchNorm1d``).
+
+    Same rule and arguments as :class:`BatchNorm2d`, with ``M = N`` (or ``N*L``).
+    """
+
+    _ndims = (2, 3)
+    _what = "2-D (N, C) or 3-D (N, C, L)"
+    _forward = staticmethod(kernels.batch_norm1d_forward)
+    _backward = staticmethod(kernels.batch_norm1d_backward)

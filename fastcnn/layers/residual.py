@@ -1,0 +1,147 @@
+"""Residual block: ``y = block(x) + shortcut(x)``."""
+
+from .base import Layer
+
+
+def _as_layer_list(value, what):
+    """A Sequential (anything with a ``.layers`` list), a list/tuple of layers or one layer -> list of layers."""
+    if isinstance(value, Layer):
+        return [value]
+    layers = getattr(value, "layers", value)
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise TypeError(f"Residual: {what} must be a Sequential, a non-empty list of layers or a layer, "
+                        f"got {type(value).__name__}")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Residual: {what}[{i}] must be a fastcnn Layer, got {type(layer).__name__}")
+    return list(layers)
+
+
+class Residual(Layer):
+    """A residual block: ``y = block(x) + shortcut(x)``, the identity shortcut by default.
+
+    No activation follows the sum; add one after, as
+    ``Sequential(..., Residual(block), ReLU())``.  Backward sends ``dy`` down
+    both paths and returns the sum of their input gradients.
+
+    Parameters
+    ----------
+    block : Sequential, list of layers, or a layer
+        Stored as a list of layers in ``self.block``.
+    shortcut : None, a layer, a Sequential or a list of layers
+        None is the identity (``block`` must then keep the shape); use a
+        projection such as ``Conv2d(c_in, c_out, 1, stride=s, bias=False)``
+        (optionally followed by a normalisation layer) when the block changes
+        the channels or the size.  Stored as a list in ``self.shortcut``
+        (empty for the identity).
+
+    The parameters are the block's, then the shortcut's, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcnn
+    >>> from fastcnn.layers import Conv2d, ReLU, Residual
+    >>> res = Residual([Conv2d(4, 8, 3, stride=2, padding=1), ReLU(), Conv2d(8, 8, 3, padding=1)],
+    ...                shortcut=Conv2d(4, 8, 1, stride=2, bias=False))
+    >>> model = fastcnn.Sequential(res, ReLU(), input_shape=(4, 8, 8))
+    >>> model.forward(np.zeros((2, 4, 8, 8), np.float32)).shape
+    (2, 8, 4, 4)
+    """
+
+    #: Constructor arguments that hold layers: serialisation rebuilds them recursively.
+    nested_config_keys = ("block", "shortcut")
+
+    def __init__(self, block, shortcut=None):
+        self.block = _as_layer_list(block, "block")
+        self.shortcut = [] if shortcut is None else _as_layer_list(shortcut, "shortcut")
+        dtypes = {p.data.dtype for p in self.parameters()}
+        if len(dtypes) > 1:
+            raise ValueError(f"Residual: all inner layers must share one dtype, got {sorted(d.name for d in dtypes)}")
+        self.training = True
+
+    def sublayers(self):
+        """The inner layers: the block's, then the shortcut's."""
+        return self.block + self.shortcut
+
+    def parameters(self):
+        return [p for layer in self.sublayers() for p in layer.parameters()]
+
+    def buffers(self):
+        """Non-trainable state of the inner layers (e.g. BatchNorm running statistics), by name.
+
+        A dict ``{"block<j>_<name>": array, "shortcut<j>_<name>": array}`` gathered
+        from the inner layers' own ``buffers()`` dicts (``j`` is the layer's index
+        in its path); the arrays are the layers' own, so writing into them (as
+        loading a checkpoint does) updates the layers.
+        """
+        out = {}
+        for path, layers in (("block", self.block), ("shortcut", self.shortcut)):
+            for j, layer in enumerate(layers):
+                if hasattr(layer, "buffers"):
+                    for name, buf in layer.buffers().items():
+                        out[f"{path}{j}_{name}"] = buf
+        return out
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.sublayers():
+            layer.train(mode)
+        return self
+
+    @staticmethod
+    def _path_shape(layers, shape, name):
+        for i, layer in enumerate(layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as e:
+                raise ValueError(f"Residual {name}[{i}] ({layer!r}) cannot take shape {shape}: {e}") from None
+        return shape
+
+    def output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        main = self._path_shape(self.block, input_shape, "block")
+        side = self._path_shape(self.shortcut, input_shape, "shortcut")
+        if main != side:
+            raise ValueError(
+                f"Residual: the block maps {input_shape} to {main} but the "
+                f"{'shortcut' if self.shortcut else 'identity shortcut'} gives {side}; both paths must give "
+                "the same shape to be added (use a projection shortcut, e.g. "
+                "Conv2d(c_in, c_out, 1, stride=s, bias=False))"
+            )
+        return main
+
+    def forward(self, x):
+        h = x
+        for layer in self.block:
+            h = layer.forward(h)
+        s = x
+        for layer in self.shortcut:
+            s = layer.forward(s)
+        if h.shape != s.shape:
+            self.output_shape(x.shape[1:])  # raises with the per-example shapes
+            raise ValueError(f"Residual: block output {h.shape} and shortcut output {s.shape} differ")
+        return h + s
+
+    def backward(self, dy):
+        d_main = dy
+        for layer in reversed(self.block):
+            d_main = layer.backward(d_main)
+        d_side = dy
+        for layer in reversed(self.shortcut):
+            d_side = layer.backward(d_side)
+        return d_main + d_side
+
+    def get_config(self):
+        """``{"block": [...], "shortcut": [...] or None}``, each inner layer as ``{"class": name, "config": {...}}``."""
+        def configs(layers):
+            return [{"class": type(layer).__name__, "config": layer.get_config()} for layer in layers]
+
+        return {"block": configs(self.block), "shortcut": configs(self.shortcut) if self.shortcut else None}
+
+    def __repr__(self):
+        block = ", ".join(repr(layer) for layer in self.block)
+        if not self.shortcut:
+            return f"Residual([{block}])"
+        shortcut = ", ".join(repr(layer) for layer in self.shortcut)
+        return f"Residual([{block}], shortcut=[{shortcut}])"
