@@ -58,10 +58,12 @@ __all__ = [
     "run_conv_suite",
     "bench_train",
     "bench_startup",
+    "bench_models",
     "machine_info",
     "format_conv",
     "format_train",
     "format_startup",
+    "format_models_table",
     "write_json",
     "plot_conv",
     "require_matplotlib",
@@ -1233,3 +1235,227 @@ def plot_conv(suite, path):
                  f"(higher is better)\n{m.get('cpu_model')}; numba {m.get('numba')}, "
                  f"torch {m.get('torch') or 'n/a'}", fontsize=10)
     fig.savefig(path, dpi=110)
+
+
+# --------------------------------------------------------------------------- model-zoo benchmark
+
+#: Models timed by :func:`bench_models`: name -> (fastcnn builder name, description).
+BENCH_MODELS = {
+    "vgg_small": "VGG-small-BN (3 stages 32-64-128, 2 convs each, FC 256; 815k params)",
+    "resnet_small": "ResNet-small (16-32-64, 2 basic blocks per stage, GAP head; 175k params)",
+}
+
+
+def _torch_vgg_small(torch, num_classes=10, in_channels=3, widths=(32, 64, 128), fc_units=256, image_size=32):
+    """PyTorch twin of :func:`fastcnn.models.vgg_small` (batch norm, bias-free convs, flatten head)."""
+    nn = torch.nn
+    layers, c, size = [], in_channels, image_size
+    for width in widths:
+        for _ in range(2):
+            layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            c = width
+        layers.append(nn.MaxPool2d(2))
+        size //= 2
+    layers += [nn.Flatten(), nn.Linear(c * size * size, fc_units), nn.ReLU(), nn.Linear(fc_units, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _torch_resnet_small(torch, num_classes=10, in_channels=3, widths=(16, 32, 64), blocks_per_stage=2):
+    """PyTorch twin of :func:`fastcnn.models.resnet_small` (same layers, same parameter order)."""
+    nn = torch.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or c_in != c_out:
+                self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                              nn.BatchNorm2d(c_out))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + self.shortcut(x))
+
+    layers = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    c = widths[0]
+    for s, width in enumerate(widths):
+        for b in range(blocks_per_stage):
+            layers.append(BasicBlock(c, width, 2 if s > 0 and b == 0 else 1))
+            c = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)
+
+
+_TORCH_TWINS = {"vgg_small": _torch_vgg_small, "resnet_small": _torch_resnet_small}
+
+
+def _fastcnn_step(model, x, y):
+    """One forward + backward of ``model`` on (x, y): zero the gradients, forward, cross-entropy, backward."""
+    from .kernels import softmax_cross_entropy
+
+    params = model.parameters()
+
+    def step():
+        for p in params:
+            p.grad.fill(0)
+        out = model.forward(x)
+        _, dout = softmax_cross_entropy(out, y)
+        model.backward(dout)
+
+    return step
+
+
+def _torch_step(torch, tmodel, x, y):
+    F = torch.nn.functional
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        tmodel.zero_grad()
+        F.cross_entropy(tmodel(xt), yt).backward()
+
+    return step
+
+
+def bench_models(threads=None, batch=64, repeat=5, models=("vgg_small", "resnet_small"), seed=0, settle=0.2,
+                 target=0.25, algorithm="direct"):
+    """Forward + backward time per batch of the model zoo's CIFAR-sized networks, fastcnn vs PyTorch.
+
+    For each model in ``models`` (``"vgg_small"``, ``"resnet_small"``) one
+    step is: zero the gradients, forward a batch of ``batch`` float32
+    3x32x32 random images (10 classes, train mode, so BatchNorm uses batch
+    statistics), softmax cross-entropy, backward; no optimizer step.  PyTorch
+    runs its twin of the same architecture (``_torch_vgg_small``,
+    ``_torch_resnet_small``: equal parameter counts and order).
+
+    Measurement discipline as :func:`bench_train`: the same thread count for
+    both (and BLAS); two warm-up steps of each excluded (JIT compilation,
+    first-touch memory); then ``repeat`` rounds in which every (model,
+    framework) pair is timed once, in an order rotated by one place every
+    round, each after a ``settle`` seconds pause (so the other library's
+    busy-waiting worker threads are asleep); medians over the rounds.  A
+    sample is ``calls`` back-to-back steps, ``calls`` chosen from the second
+    warm-up step so that a sample lasts about ``target`` seconds (1 for slow
+    steps); times are reported per step.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads for fastcnn (Numba), BLAS and PyTorch; default fastcnn's current count.
+    batch : int
+        Images per step.
+    repeat : int
+        Timed rounds (the median is over these).
+    models : sequence of str
+        Names from :data:`BENCH_MODELS`.
+    seed : int
+        Seeds the weights and the random batch.
+    settle : float
+        Seconds of pause before every timed sample.
+    target : float
+        Seconds one sample should last (more calls per sample for fast steps).
+    algorithm : {"direct", "im2col"}
+        fastcnn's convolution algorithm.
+
+    Returns
+    -------
+    dict
+        ``benchmark`` ("models"), ``batch``, ``repeat``, ``threads``,
+        ``input_shape``, ``algorithm``, ``models``: per model ``description``,
+        ``params`` (fastcnn's count; ``torch_params`` too) and ``frameworks``:
+        per framework ``calls``, ``samples_s`` (per step), ``median_s``,
+        ``ms_per_batch``, ``images_per_s``; and ``ratio``: torch's median time
+        over fastcnn's (fastcnn's throughput relative to PyTorch's: above 1 is
+        faster), None without torch; ``machine``.
+    """
+    import fastcnn
+    from .models import get_model
+
+    for name, value in (("batch", batch), ("repeat", repeat)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"bench_models: {name} must be an int >= 1, got {value!r}")
+    models = tuple(models)
+    unknown = [m for m in models if m not in BENCH_MODELS]
+    if unknown or not models:
+        raise ValueError(f"bench_models: models must be names from {sorted(BENCH_MODELS)}, got {list(models)}")
+    torch = _import_torch()
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int64)
+
+    result = {"benchmark": "models", "batch": batch, "repeat": repeat, "settle": settle, "input_shape": (3, 32, 32),
+              "algorithm": algorithm, "models": {}}
+    steps = {}
+    for name in models:
+        fastcnn.manual_seed(seed)
+        model = get_model(name, algorithm=algorithm).train()
+        entry = {"description": BENCH_MODELS[name], "params": sum(p.size for p in model.parameters()),
+                 "frameworks": {}}
+        steps[(name, "fastcnn")] = _fastcnn_step(model, x, y)
+        if torch is not None:
+            torch.manual_seed(seed)
+            tmodel = _TORCH_TWINS[name](torch).train()
+            entry["torch_params"] = sum(p.numel() for p in tmodel.parameters())
+            steps[(name, "torch")] = _torch_step(torch, tmodel, x, y)
+        result["models"][name] = entry
+
+    keys = list(steps)
+    samples = {key: [] for key in keys}
+    calls = {}
+    with _threads(threads, torch) as nthreads:
+        for key in keys:
+            steps[key]()
+            calls[key] = _calls_per_sample(_time_call(steps[key]), target)
+        with _no_gc():
+            for i in range(repeat):
+                shift = i % len(keys)
+                for key in keys[shift:] + keys[:shift]:
+                    time.sleep(settle)
+                    fn, number = steps[key], calls[key]
+                    t0 = time.perf_counter()
+                    for _ in range(number):
+                        fn()
+                    samples[key].append((time.perf_counter() - t0) / number)
+        machine = machine_info(nthreads, torch)
+    result["threads"] = nthreads
+    for (name, fw), xs in samples.items():
+        med = _median(xs)
+        result["models"][name]["frameworks"][fw] = {"calls": calls[(name, fw)], "samples_s": xs, "median_s": med,
+                                                    "ms_per_batch": 1e3 * med, "images_per_s": batch / med}
+    for entry in result["models"].values():
+        fw = entry["frameworks"]
+        entry["ratio"] = fw["torch"]["median_s"] / fw["fastcnn"]["median_s"] if "torch" in fw else None
+    result["machine"] = machine
+    return result
+
+
+def format_models_table(result):
+    """The table of a :func:`bench_models` result, as a string."""
+    rows = []
+    for name, entry in result["models"].items():
+        for fw, e in entry["frameworks"].items():
+            rows.append([name if fw == "fastcnn" else "", fw, f"{entry['params']:,}", f"{e['ms_per_batch']:.1f}",
+                         f"{e['images_per_s']:,.0f}", _ratio(entry["ratio"]) if fw == "fastcnn" else "",
+                         ", ".join(f"{1e3 * s:.1f}" for s in e["samples_s"])])
+    out = [
+        f"Model zoo forward+backward, batch {result['batch']} x {'x'.join(map(str, result['input_shape']))} float32, "
+        f"train mode, cross-entropy, no optimizer step; {_threads_text(result['threads'])}; "
+        f"fastcnn conv algorithm {result['algorithm']!r}",
+        f"machine: {_machine_line(result['machine'])}",
+        f"median of {result['repeat']} interleaved rounds (rotating order, {result['settle']:g} s pause before each "
+        "run), warm-up excluded",
+        "",
+        _table(["model", "framework", "params", "ms/batch", "images/s", "fastcnn/torch", "rounds (ms)"], rows,
+               "<<>>>><"),
+        "",
+    ]
+    if any(entry["ratio"] is not None for entry in result["models"].values()):
+        out.append("fastcnn/torch: PyTorch's time over fastcnn's (fastcnn's relative throughput; above 1x is faster). "
+                   "PyTorch runs a twin of the same architecture (same parameter count).")
+    else:
+        out.append("PyTorch is not installed: no comparison.")
+    return "\n".join(out)
