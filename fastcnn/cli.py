@@ -47,13 +47,18 @@ AUGMENT = {"shift": 2, "rotation": 10.0}  # what --augment applies to every trai
 DATA_ENV = "FASTCNN_DATA"
 
 
-def _lenet5():
+MODELS = ("lenet5", "convnet", "vgg_small", "resnet_small")
+
+
+def _build_model(name):
+    """A network of ``fastcnn.models`` for 1x28x28 images and 10 classes (what ``train`` reads)."""
     from . import models
 
-    return models.lenet5()
-
-
-MODELS = {"lenet5": _lenet5}
+    if name == "lenet5":
+        return models.lenet5()
+    if name == "convnet":
+        return models.convnet((1, 28, 28), 10)
+    return models.get_model(name, num_classes=10, in_channels=1, image_size=28)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,9 +159,10 @@ def _build_parser():
 
     train = commands.add_parser(
         "train",
-        help="train LeNet-5 on MNIST, report the test accuracy and save a checkpoint",
+        help="train a CNN (LeNet-5 by default) on MNIST, report the test accuracy and save a checkpoint",
         description=(
-            "Train LeNet-5 on MNIST with SGD, report the test accuracy and save a checkpoint "
+            "Train a CNN (--model: LeNet-5 by default, or convnet, vgg_small, resnet_small sized for "
+            "1x28x28 images) on MNIST with SGD, report the test accuracy and save a checkpoint "
             "(weights, optimizer momentum, normalisation statistics, epoch, history). Images are "
             "scaled to [0, 1], then standardised with the mean and standard deviation of the "
             "training images. --epochs is the total: '--resume CKPT --epochs 5' trains the "
@@ -175,7 +181,7 @@ def _build_parser():
                        help="where --data mnist|fashion-mnist looks for the IDX files "
                             "(DIR/mnist or DIR itself; default: $FASTCNN_DATA)")
     train.add_argument("--model", default=None, choices=sorted(MODELS),
-                       help="network to train (default: lenet5)")
+                       help="network to train, from fastcnn.models (default: lenet5)")
     train.add_argument("--epochs", type=_positive_int, default=3, metavar="N",
                        help="total passes over the training set, counting those of a "
                             "resumed checkpoint (default: %(default)s)")
@@ -213,8 +219,8 @@ def _build_parser():
     train.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                        help="use only the first N training images and the first N//4 "
                             "test images (for quick checks; default: all, or the checkpoint's)")
-    train.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
-                       help="where to write the checkpoint (default: %(default)s in the current "
+    train.add_argument("--out", default=None, metavar="PATH",
+                       help="where to write the checkpoint (default: fastcnn-MODEL.npz in the current "
                             "directory); the history per epoch goes beside it as JSON, "
                             "PATH without .npz + '.history.json'")
     train.add_argument("--resume", default=None, metavar="CKPT",
@@ -387,6 +393,23 @@ def _add_bench_parser(commands):
                          help="write every raw number and the machine's description to FILE")
     startup.set_defaults(func=_bench_startup)
 
+    zoo = kinds.add_parser(
+        "models",
+        help="vgg_small and resnet_small forward+backward time vs their PyTorch twins",
+        description=(
+            "Forward plus backward time of a batch of 64 3x32x32 images through vgg_small and "
+            "resnet_small (train mode, cross-entropy, no optimizer step) against PyTorch twins "
+            "of the same architectures (when installed), with the same thread count."
+        ),
+    )
+    zoo.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="threads for fastcnn and PyTorch (default: fastcnn's)")
+    zoo.add_argument("--repeat", type=_positive_int, default=5, metavar="R",
+                     help="timed rounds of each (default: %(default)s)")
+    zoo.add_argument("--json", default=None, metavar="FILE",
+                     help="write every raw number and the machine's description to FILE")
+    zoo.set_defaults(func=_bench_models)
+
 
 # --- data and checkpoints ----------------------------------------------------------
 
@@ -430,7 +453,7 @@ def _load_data(spec, data_dir=None):
 def _check_images(spec, pairs):
     for split, (x, y) in pairs:
         if x.shape[1:] != (1, 28, 28):
-            _fail(f"{spec}: LeNet-5 needs 28x28 images, the {split} images are "
+            _fail(f"{spec}: the models of 'fastcnn train' take 1x28x28 images, the {split} images are "
                   f"{x.shape[2]}x{x.shape[3]}", EXIT_DATA_ERROR)
         if len(y) and not 0 <= y.min() <= y.max() <= 9:
             _fail(f"{spec}: expected {split} labels 0-9, got values from "
@@ -506,6 +529,8 @@ def _train(args):
     import fastcnn.models
     import fastcnn.optim
 
+    if args.out is None:
+        args.out = DEFAULT_OUT.replace("lenet5", args.model or DEFAULTS["model"])
     _check_output(args.out, "--out")
     _check_output(args.plot, "--plot")
     if args.plot is not None:
@@ -556,7 +581,7 @@ def _train(args):
     else:
         if hasattr(fastcnn, "manual_seed"):
             fastcnn.manual_seed(settings["seed"])
-        model = MODELS[settings["model"]]()
+        model = _build_model(settings["model"])
     optimizer = fastcnn.optim.SGD(
         model.parameters(), lr=settings["lr"], momentum=settings["momentum"],
         weight_decay=settings["weight_decay"],
@@ -590,7 +615,7 @@ def _train(args):
     validation = (f"{len(x_val)} validation / " if x_val is not None else "")
     resumed = f"; resuming {args.resume} after epoch {start}" if checkpoint is not None else ""
     print(
-        f"LeNet-5 on {name}: {len(x_train)} training / {validation}{len(x_test)} test images; "
+        f"{settings['model']} on {name}: {len(x_train)} training / {validation}{len(x_test)} test images; "
         f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, batch {settings['batch_size']}, "
         f"SGD lr={settings['lr']:g} momentum={settings['momentum']:g} "
         f"weight_decay={settings['weight_decay']:g}; "
@@ -824,7 +849,7 @@ def _summary(args):
     if (args.checkpoint is None) == (args.model is None):
         _fail("summary needs a checkpoint or --model NAME (one of them)", EXIT_USAGE)
     if args.model is not None:
-        model = MODELS[args.model]()
+        model = _build_model(args.model)
         title = args.model
     else:
         checkpoint = _load_checkpoint(args.checkpoint)
@@ -911,6 +936,19 @@ def _bench_train(args):
     _log(f"training LeNet-5: {args.repeat} repeats of {args.batches} batches per framework ...")
     result = bench.bench_train(threads=threads, batches=args.batches, repeat=args.repeat)
     print(bench.format_train(result), flush=True)
+    if args.json is not None:
+        _write_json(args.json, result)
+    return 0
+
+
+def _bench_models(args):
+    from . import bench
+
+    _check_output(args.json, "--json")
+    threads = _set_threads(args.threads)
+    _log(f"vgg_small and resnet_small forward+backward: {args.repeat} rounds per framework ...")
+    result = bench.bench_models(threads=threads, repeat=args.repeat)
+    print(bench.format_models_table(result), flush=True)
     if args.json is not None:
         _write_json(args.json, result)
     return 0

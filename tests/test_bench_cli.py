@@ -225,3 +225,10 @@ def test_bench_startup_runs():
     assert m["wall_s"] > m["import_s"] > 0 and m["step_s"] > 0
     assert "torch" not in result and "fastcnn_cold" not in result
     assert "fastcnn (warm Numba cache)" in bench.format_startup(result)
+
+
+def test_bench_models_help_and_bad_arguments(capsys):
+    status, out, err = run_main(["bench", "models", "--help"], capsys)
+    assert status == 0 and "resnet_small" in out
+    status, out, err = run_main(["bench", "models", "--repeat", "0"], capsys)
+    assert_one_line_error(status, out, err, 2, "--repeat")

@@ -233,3 +233,24 @@ def test_corrupt_checkpoint_is_one_line(checkpoint, tmp_path, capsys, command, d
         argv.append(str(tmp_path / "images.npy"))
     status, out, err = run(argv, capsys)
     assert_one_line_error(status, err, 1, "bad.npz")
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet_small"])
+def test_train_and_summary_take_zoo_models(name, tmp_path, capsys):
+    from fastcnn.cli import main
+
+    out = tmp_path / "zoo.npz"
+    assert main(["train", "--model", name, "--epochs", "1", "--limit", "64", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{name} on MNIST sample" in text and "test accuracy:" in text
+    assert main(["summary", "--model", name]) == 0
+    assert "Total params" in capsys.readouterr().out
+    assert fastcnn.load(out).parameters()
+
+
+def test_train_default_checkpoint_is_named_after_the_model(tmp_path, monkeypatch, capsys):
+    from fastcnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--model", "convnet", "--epochs", "1", "--limit", "64"]) == 0
+    assert (tmp_path / "fastcnn-convnet.npz").is_file()
