@@ -8,7 +8,7 @@ import pytest
 import fastcnn
 from fastcnn import bench
 from fastcnn.bench import ConvShape, parse_shape
-from fastcnn.cli import main
+from cli_helpers import assert_one_line_error, run_main
 
 TINY = "8x2x8x8:4k3s1p1"
 
@@ -26,23 +26,8 @@ def _quick(monkeypatch):
     fastcnn.set_num_threads(before)
 
 
-def run_main(argv, capsys):
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
-def assert_one_line_error(status, out, err, expected_status, *fragments):
-    assert status == expected_status, (status, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastcnn: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # --------------------------------------------------------------------------- shape parser
@@ -143,7 +128,7 @@ def test_bench_conv_table_and_json(tmp_path, capsys):
 ])
 def test_bench_conv_bad_arguments(argv, fragments, capsys):
     status, out, err = run_main(["bench", "conv"] + argv, capsys)
-    assert_one_line_error(status, out, err, 2, *fragments)
+    assert_one_line_error(status, err, 2, *fragments)
     assert out == ""
 
 
@@ -151,12 +136,12 @@ def test_bench_conv_json_folder_missing(tmp_path, capsys):
     status, out, err = run_main(
         ["bench", "conv", "--shapes", TINY, "--json", str(tmp_path / "nowhere" / "x.json")], capsys
     )
-    assert_one_line_error(status, out, err, 2, "--json", "does not exist")
+    assert_one_line_error(status, err, 2, "--json", "does not exist")
 
 
 def test_bench_needs_a_benchmark(capsys):
     status, out, err = run_main(["bench"], capsys)
-    assert_one_line_error(status, out, err, 2)
+    assert_one_line_error(status, err, 2)
 
 
 def test_bench_conv_plot(tmp_path, capsys):
@@ -178,7 +163,7 @@ def test_bench_conv_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
     called = []
     monkeypatch.setattr(bench, "run_conv_suite", lambda *a, **k: called.append(1))
     status, out, err = run_main(["bench", "conv", "--shapes", TINY, "--plot", str(tmp_path / "c.png")], capsys)
-    assert_one_line_error(status, out, err, 1, "pip install 'fastcnn[plot]'")
+    assert_one_line_error(status, err, 1, "pip install 'fastcnn[plot]'")
     assert not called  # refused before measuring anything
 
 
@@ -231,4 +216,4 @@ def test_bench_models_help_and_bad_arguments(capsys):
     status, out, err = run_main(["bench", "models", "--help"], capsys)
     assert status == 0 and "resnet_small" in out
     status, out, err = run_main(["bench", "models", "--repeat", "0"], capsys)
-    assert_one_line_error(status, out, err, 2, "--repeat")
+    assert_one_line_error(status, err, 2, "--repeat")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcnn.cli import main
+from cli_helpers import assert_one_line_error, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 ACCURACY_LINE = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+) images\)$", re.M)
@@ -32,24 +32,8 @@ def _in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def run_main(argv, capsys):
-    """Run ``main(argv)`` in-process; return (status, stdout, stderr)."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
-def assert_one_line_error(status, out, err, expected_status, *fragments):
-    assert status == expected_status, (status, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastcnn: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def write_idx_gz(path, arr):
@@ -214,17 +198,17 @@ BAD_ARGUMENTS = [
 )
 def test_bad_arguments(argv, fragments, capsys):
     status, out, err = run_main(argv, capsys)
-    assert_one_line_error(status, out, err, 2, *fragments)
+    assert_one_line_error(status, err, 2, *fragments)
 
 
 def test_missing_data_directory(capsys):
     status, out, err = run_main(["train", "--data", "/nonexistent"], capsys)
-    assert_one_line_error(status, out, err, 1, "/nonexistent")
+    assert_one_line_error(status, err, 1, "/nonexistent")
 
 
 def test_data_directory_without_files(tmp_path, capsys):
     status, out, err = run_main(["train", "--data", str(tmp_path)], capsys)
-    assert_one_line_error(status, out, err, 1, str(tmp_path), "train-images-idx3-ubyte")
+    assert_one_line_error(status, err, 1, str(tmp_path), "train-images-idx3-ubyte")
 
 
 def test_corrupt_data_file(tmp_path, capsys):
@@ -232,14 +216,14 @@ def test_corrupt_data_file(tmp_path, capsys):
     path = directory / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100])
     status, out, err = run_main(["train", "--data", str(directory)], capsys)
-    assert_one_line_error(status, out, err, 1, "t10k-images-idx3-ubyte.gz")
+    assert_one_line_error(status, err, 1, "t10k-images-idx3-ubyte.gz")
 
 
 def test_data_with_bad_labels(tmp_path, capsys):
     directory = make_fake_mnist(tmp_path / "mnist")
     write_idx_gz(directory / "t10k-labels-idx1-ubyte.gz", np.full(32, 12, np.uint8))
     status, out, err = run_main(["train", "--data", str(directory)], capsys)
-    assert_one_line_error(status, out, err, 1, "labels 0-9", "12")
+    assert_one_line_error(status, err, 1, "labels 0-9", "12")
 
 
 def test_help(capsys):

@@ -10,6 +10,7 @@ import fastcnn
 from fastcnn import serialize
 from fastcnn.cli import main
 from fastcnn.data import load_sample
+from cli_helpers import assert_one_line_error, run_main
 
 TINY = ["--limit", "256", "--batch-size", "64"]
 
@@ -27,23 +28,8 @@ def _in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTCNN_DATA", raising=False)
 
 
-def run(argv, capsys):
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return status, out, err
 
 
-def assert_one_line_error(status, err, expected_status, *fragments):
-    assert status == expected_status, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("fastcnn: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def arrays(path):
@@ -63,7 +49,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_default_out_is_written_in_the_current_directory(tmp_path, capsys):
-    status, out, err = run(["train", "--epochs", "1", *TINY], capsys)
+    status, out, err = run_main(["train", "--epochs", "1", *TINY], capsys)
     assert status == 0, err
     path = tmp_path / "fastcnn-lenet5.npz"
     assert path.is_file()
@@ -82,7 +68,7 @@ def test_default_out_is_written_in_the_current_directory(tmp_path, capsys):
                          ids=["plain", "augment-schedule-val"])
 def test_resume_gives_the_same_weights(tmp_path, capsys, options):
     def train(*argv):
-        status, out, err = run(["train", *argv], capsys)
+        status, out, err = run_main(["train", *argv], capsys)
         assert status == 0, err
         return out
 
@@ -103,27 +89,27 @@ def test_resume_gives_the_same_weights(tmp_path, capsys, options):
 
 
 def test_resume_needs_more_epochs(tmp_path, capsys, checkpoint):
-    status, _, err = run(["train", "--resume", str(checkpoint), "--epochs", "1"], capsys)
+    status, _, err = run_main(["train", "--resume", str(checkpoint), "--epochs", "1"], capsys)
     assert_one_line_error(status, err, 2, "--epochs", "already trained 1 epoch")
 
 
 def test_early_stopping_is_not_a_failure(capsys):
-    status, out, err = run(["train", "--epochs", "3", "--early-stopping", "1", "--lr", "1e-6",
+    status, out, err = run_main(["train", "--epochs", "3", "--early-stopping", "1", "--lr", "1e-6",
                             "--val-split", "0.5", "--out", "es.npz", *TINY], capsys)
     assert status == 0, err
     assert "checkpoint written to es.npz" in out
 
 
 def test_train_errors(tmp_path, capsys):
-    status, _, err = run(["train", "--out", str(tmp_path / "no" / "such" / "x.npz")], capsys)
+    status, _, err = run_main(["train", "--out", str(tmp_path / "no" / "such" / "x.npz")], capsys)
     assert_one_line_error(status, err, 2, "--out")
-    status, _, err = run(["train", "--data", "mnist"], capsys)
+    status, _, err = run_main(["train", "--data", "mnist"], capsys)
     assert_one_line_error(status, err, 1, "--data-dir", "FASTCNN_DATA")
-    status, _, err = run(["train", "--schedule", "cosine:3"], capsys)
+    status, _, err = run_main(["train", "--schedule", "cosine:3"], capsys)
     assert_one_line_error(status, err, 2, "--schedule", "cosine")
-    status, _, err = run(["train", "--val-split", "1.5"], capsys)
+    status, _, err = run_main(["train", "--val-split", "1.5"], capsys)
     assert_one_line_error(status, err, 2, "--val-split")
-    status, _, err = run(["train", "--resume", "missing.npz"], capsys)
+    status, _, err = run_main(["train", "--resume", "missing.npz"], capsys)
     assert_one_line_error(status, err, 1, "missing.npz")
 
 
@@ -140,10 +126,10 @@ def test_mnist_from_fastcnn_data(tmp_path, monkeypatch, capsys):
         _write_idx_gz(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _write_idx_gz(directory / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     monkeypatch.setenv("FASTCNN_DATA", str(tmp_path / "data"))
-    status, out, err = run(["train", "--data", "fashion-mnist", "--epochs", "1", "--out", "f.npz"], capsys)
+    status, out, err = run_main(["train", "--data", "fashion-mnist", "--epochs", "1", "--out", "f.npz"], capsys)
     assert status == 0, err
     assert f"Fashion-MNIST from {directory}" in out
-    status, out, err = run(["evaluate", "f.npz"], capsys)  # the checkpoint remembers its data
+    status, out, err = run_main(["evaluate", "f.npz"], capsys)  # the checkpoint remembers its data
     assert status == 0, err
     assert "16 test images" in out
 
@@ -160,7 +146,7 @@ def _expected_logits(checkpoint, images):
 
 
 def test_evaluate(checkpoint, capsys):
-    status, out, err = run(["evaluate", str(checkpoint), "--limit", "200"], capsys)
+    status, out, err = run_main(["evaluate", str(checkpoint), "--limit", "200"], capsys)
     assert status == 0, err
     (_, _), (x_test, y_test) = load_sample()
     logits = _expected_logits(checkpoint, x_test[:200])
@@ -182,10 +168,10 @@ def test_predict(checkpoint, tmp_path, capsys):
     np.save(tmp_path / "flat.npy", images[:, 0])              # (N, 28, 28) uint8
     np.save(tmp_path / "f32.npy", images[:, 0].astype(np.float32) / np.float32(255))  # float in [0, 1]
     for name in ("u8.npy", "flat.npy", "f32.npy"):
-        status, out, err = run(["predict", str(checkpoint), name], capsys)
+        status, out, err = run_main(["predict", str(checkpoint), name], capsys)
         assert status == 0, err
         assert [int(v) for v in out.split()] == expected.tolist(), name
-    status, out, err = run(["predict", str(checkpoint), "u8.npy", "--out", "labels.npy"], capsys)
+    status, out, err = run_main(["predict", str(checkpoint), "u8.npy", "--out", "labels.npy"], capsys)
     assert status == 0, err
     assert "7 labels written to labels.npy" in out
     labels = np.load(tmp_path / "labels.npy", allow_pickle=False)
@@ -200,21 +186,21 @@ def test_predict_errors(checkpoint, tmp_path, capsys):
     (tmp_path / "junk.npy").write_bytes(b"junk")
     for name, fragment in (("bad_shape.npy", "(3, 1, 32, 32)"), ("bad_dtype.npy", "int32"),
                            ("objects.npy", "objects.npy"), ("junk.npy", "junk.npy"), ("none.npy", "none.npy")):
-        status, _, err = run(["predict", str(checkpoint), name], capsys)
+        status, _, err = run_main(["predict", str(checkpoint), name], capsys)
         assert_one_line_error(status, err, 1, fragment)
 
 
 def test_summary(checkpoint, capsys):
-    status, out, err = run(["summary", str(checkpoint)], capsys)
+    status, out, err = run_main(["summary", str(checkpoint)], capsys)
     assert status == 0, err
     assert "Total params: 61,706" in out and "trained 1 epoch" in out
     assert "Conv2d(1, 6, kernel_size=5" in out
-    status, out, err = run(["summary", "--model", "lenet5"], capsys)
+    status, out, err = run_main(["summary", "--model", "lenet5"], capsys)
     assert status == 0, err
     assert "Total params: 61,706" in out and "Input shape: (None, 1, 28, 28)" in out
-    status, _, err = run(["summary"], capsys)
+    status, _, err = run_main(["summary"], capsys)
     assert_one_line_error(status, err, 2, "checkpoint")
-    status, _, err = run(["summary", "--model", "resnet"], capsys)
+    status, _, err = run_main(["summary", "--model", "resnet"], capsys)
     assert_one_line_error(status, err, 2, "resnet")
 
 
@@ -231,7 +217,7 @@ def test_corrupt_checkpoint_is_one_line(checkpoint, tmp_path, capsys, command, d
     argv = [command[0], str(path)] if command[0] != "train" else ["train", "--resume", str(path)]
     if command[0] == "predict":
         argv.append(str(tmp_path / "images.npy"))
-    status, out, err = run(argv, capsys)
+    status, out, err = run_main(argv, capsys)
     assert_one_line_error(status, err, 1, "bad.npz")
 
 

@@ -1,6 +1,5 @@
 """Sequential: structure, summary, fit/evaluate/predict, refusals, divergence, input gradient."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -13,6 +13,7 @@ from fastcnn import plot
 from fastcnn.cli import main
 from fastcnn.data import load_sample, to_float
 from fastcnn.layers import Conv2d
+from cli_helpers import assert_one_line_error, run_main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = {"epoch": [1, 2, 3], "loss": [1.2, 0.6, 0.4], "accuracy": [0.6, 0.8, 0.9],
@@ -39,22 +40,8 @@ def assert_only(folder, *names):
     assert sorted(os.listdir(folder)) == sorted(names)
 
 
-def run(argv, capsys):
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return status, out, err
 
 
-def assert_one_line_error(status, err, expected, *fragments):
-    assert status == expected, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fastcnn: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 # --------------------------------------------------------------------------- the functions
@@ -181,7 +168,7 @@ def test_plot_command_writes_the_three_pictures(checkpoint, tmp_path, capsys):
     needs_matplotlib()
     out, _ = checkpoint
     curves, filters, maps = tmp_path / "c.png", tmp_path / "f.png", tmp_path / "m.png"
-    status, printed, err = run(["plot", str(out), "--curves", str(curves), "--filters", str(filters),
+    status, printed, err = run_main(["plot", str(out), "--curves", str(curves), "--filters", str(filters),
                                 "--feature-maps", str(maps), "--image-index", "7"], capsys)
     assert status == 0, err
     for path in (curves, filters, maps):
@@ -198,19 +185,19 @@ def test_plot_command_writes_the_three_pictures(checkpoint, tmp_path, capsys):
 ])
 def test_plot_command_rejects_bad_arguments(checkpoint, tmp_path, capsys, monkeypatch, argv, expected, fragment):
     monkeypatch.chdir(tmp_path)
-    status, _, err = run(["plot", str(checkpoint[0]), *argv], capsys)
+    status, _, err = run_main(["plot", str(checkpoint[0]), *argv], capsys)
     assert_one_line_error(status, err, expected, fragment)
     assert_only(tmp_path)
 
 
 def test_plot_command_on_a_missing_checkpoint(tmp_path, capsys):
     needs_matplotlib()
-    status, _, err = run(["plot", str(tmp_path / "none.npz"), "--filters", str(tmp_path / "f.png")], capsys)
+    status, _, err = run_main(["plot", str(tmp_path / "none.npz"), "--filters", str(tmp_path / "f.png")], capsys)
     assert_one_line_error(status, err, 1, "none.npz")
 
 
 def test_plot_command_without_matplotlib(checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    status, _, err = run(["plot", str(checkpoint[0]), "--filters", str(tmp_path / "f.png")], capsys)
+    status, _, err = run_main(["plot", str(checkpoint[0]), "--filters", str(tmp_path / "f.png")], capsys)
     assert_one_line_error(status, err, 1, "pip install 'fastcnn[plot]'")
     assert_only(tmp_path)

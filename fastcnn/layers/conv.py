@@ -1,6 +1,5 @@
 """Convolution layer."""
 
-import numpy as np
 
 from .. import kernels
 from .._shapes import pair
