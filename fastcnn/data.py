@@ -1005,6 +1005,29 @@ class Normalizer:
             out /= self.std.astype(np.float32)[None, :, None, None]
         return out.reshape(arr.shape)
 
+    def as_layer(self, dtype=None):
+        """This normalisation as a :class:`fastcnn.layers.Normalize` layer, to put first in a model.
+
+        The model then takes raw images (uint8 or float, as ``fit`` saw them) in ``fit``, ``evaluate``
+        and ``predict``, and its checkpoints carry the statistics.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastcnn
+        >>> x = np.random.default_rng(0).integers(0, 256, (8, 1, 28, 28), dtype=np.uint8)
+        >>> norm = Normalizer("standardize").fit(x)
+        >>> model = fastcnn.Sequential(norm.as_layer(), *fastcnn.models.lenet5().layers, input_shape=(1, 28, 28))
+        >>> bool(np.allclose(model.layers[0].forward(x.astype(np.float32)), norm.transform(x), atol=1e-5))
+        True
+        """
+        from .layers import Normalize
+
+        if not self.fitted:
+            raise RuntimeError("Normalizer.as_layer: call fit(x_train) first")
+        scale = 1.0 / 255.0 if self.input_dtype == "uint8" else 1.0
+        return Normalize(len(self.mean), scale=scale, mean=self.mean, std=self.std, dtype=dtype)
+
     def fit_transform(self, x):
         """:meth:`fit` on ``x`` then :meth:`transform` it."""
         return self.fit(x).transform(x)

@@ -67,6 +67,7 @@ LAYERS = {
         _layers.Softmax,
         _layers.BatchNorm2d,
         _layers.BatchNorm1d,
+        _layers.Normalize,
         _layers.Flatten,
         _layers.Dropout,
         _layers.Residual,

@@ -9,7 +9,7 @@ from .base import Layer, Parameter
 from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .init import manual_seed
-from .norm import BatchNorm1d, BatchNorm2d
+from .norm import BatchNorm1d, BatchNorm2d, Normalize
 from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .local import LocallyConnected2d, count_connections
 from .residual import Residual
@@ -27,6 +27,7 @@ __all__ = [
     "LeakyReLU",
     "Softmax",
     "BatchNorm2d",
+    "Normalize",
     "BatchNorm1d",
     "Flatten",
     "Linear",

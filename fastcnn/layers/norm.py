@@ -158,3 +158,80 @@ class BatchNorm1d(_BatchNorm):
     _what = "2-D (N, C) or 3-D (N, C, L)"
     _forward = staticmethod(kernels.batch_norm1d_forward)
     _backward = staticmethod(kernels.batch_norm1d_backward)
+
+
+class Normalize(Layer):
+    """Fixed per-channel normalisation as the first layer of a model: ``y = (x * scale - mean) / std``.
+
+    The statistics come from the training data (``fastcnn.data.Normalizer(...).fit(x_train).as_layer()``)
+    and are buffers, not parameters: training never changes them, and checkpoints save them with the
+    weights, so ``predict`` on raw images applies the same normalisation as training did (Keras's
+    ``Normalization`` layer plays this role).  ``scale`` is 1/255 for statistics fitted on uint8 images
+    (a model converts uint8 input to its float dtype without rescaling).
+
+    Parameters
+    ----------
+    num_channels : int
+    scale : float > 0
+    mean, std : array-like (num_channels,), optional
+        Default 0 and 1; ``std`` must be positive.
+    dtype : float32 (default) or float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.layers import Normalize
+    >>> Normalize(1, scale=1 / 255, mean=[0.5], std=[0.25]).forward(np.full((1, 1, 1, 1), 255.0, np.float32))
+    array([[[[2.]]]], dtype=float32)
+    """
+
+    def __init__(self, num_channels, scale=1.0, mean=None, std=None, dtype=None):
+        owner = "Normalize"
+        self.num_channels = check_positive_int(num_channels, "num_channels", owner)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"{owner}: scale must be a positive finite number, got {scale!r}")
+        self.scale = float(scale)
+        dtype = check_dtype(dtype, owner)
+        self.mean = self._stat(mean, 0.0, "mean", dtype)
+        self.std = self._stat(std, 1.0, "std", dtype)
+        if not (self.std > 0).all():
+            raise ValueError(f"{owner}: std must be positive, got {self.std}")
+
+    def _stat(self, value, default, name, dtype):
+        if value is None:
+            return np.full(self.num_channels, default, dtype=dtype)
+        arr = np.array(value, dtype=dtype).reshape(-1)
+        if arr.shape != (self.num_channels,) or not np.isfinite(arr).all():
+            raise ValueError(f"Normalize: {name} must be {self.num_channels} finite numbers, got {value!r}")
+        return arr
+
+    def buffers(self):
+        """``{"mean": (C,), "std": (C,)}``: the arrays themselves, saved and restored with checkpoints."""
+        return {"mean": self.mean, "std": self.std}
+
+    def get_config(self):
+        return {"num_channels": self.num_channels, "scale": self.scale, "dtype": self.mean.dtype.name}
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1 or input_shape[0] != self.num_channels:
+            raise ValueError(f"{self!r}: expects {self.num_channels} channels, got input shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def _broadcast(self, a, ndim):
+        return a.reshape((1, self.num_channels) + (1,) * (ndim - 2))
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(
+                f"{self!r}: input must be a float array (N, {self.num_channels}, ...), "
+                f"got {getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}"
+            )
+        mean, std = self._broadcast(self.mean, x.ndim), self._broadcast(self.std, x.ndim)
+        return ((x * x.dtype.type(self.scale) - mean) / std).astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        return (dy * (self._broadcast(self.scale / self.std, dy.ndim))).astype(dy.dtype, copy=False)
+
+    def __repr__(self):
+        extra = format_args([("scale", self.scale, 1.0), ("dtype", self.mean.dtype.name, "float32")])
+        return f"Normalize({self.num_channels}" + (f", {extra})" if extra else ")")
