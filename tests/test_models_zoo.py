@@ -332,3 +332,17 @@ def test_bench_twins_match_models():
 
     for name, twin in _TORCH_TWINS.items():
         assert [tuple(p.shape) for p in twin(torch).parameters()] == [p.shape for p in get_model(name).parameters()]
+
+
+def test_resnet_trains_on_3_channel_32x32_images():
+    """Multi-channel end to end at CIFAR's size: 3x32x32 colour images through resnet_small."""
+    fastcnn.manual_seed(1)
+    model = resnet_small(3, widths=(4, 8), blocks_per_stage=1)
+    assert model.input_shape == (3, 32, 32)
+    x, y = colour_set(n=64, size=32, seed=1)
+    before = model.evaluate(x, y)["loss"]
+    model.fit(x, y, epochs=5, batch_size=16, optimizer=SGD(model.parameters(), lr=0.05, momentum=0.9),
+              verbose=False, seed=0)
+    after = model.evaluate(x, y)
+    assert after["loss"] < 0.7 * before
+    assert after["accuracy"] >= 0.8  # chance is 1/3
