@@ -59,3 +59,14 @@ def assert_close(actual, expected, dtype, rtol=None, atol=None, err_msg=""):
 def randn(rng, shape, dtype):
     """Standard-normal array of ``dtype`` (C-contiguous)."""
     return np.ascontiguousarray(rng.standard_normal(shape).astype(dtype))
+
+
+@pytest.fixture
+def one_thread():
+    """Finite differences make hundreds of tiny parallel launches: run them on one thread, then restore."""
+    import fastcnn
+
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(1)
+    yield
+    fastcnn.set_num_threads(before)

@@ -519,3 +519,21 @@ def locally_connected2d_backward(dy, x, w, stride=1, padding=0):
                                     dx[n, c, ih, iw] += g * w[p, q, k, c, r, s]
                                     dw[p, q, k, c, r, s] += g * x[n, c, ih, iw]
     return dx, dw, db
+
+
+def numerical_grad(f, a, eps=1e-6):
+    """Central-difference gradient of the scalar ``f()`` with respect to array ``a``.
+
+    ``f`` reads ``a``, which is perturbed in place element by element and restored;
+    the gradient is float64 whatever ``a``'s dtype (use float64 arrays for checks).
+    """
+    g = np.zeros(a.shape, dtype=np.float64)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        fp = f()
+        a[idx] = old - eps
+        fm = f()
+        a[idx] = old
+        g[idx] = (fp - fm) / (2 * eps)
+    return g

@@ -7,31 +7,13 @@ import fastcnn
 from fastcnn import kernels as K
 from fastcnn import serialize
 from fastcnn.layers import Flatten, LeakyReLU, Linear, Softmax
+from naive import numerical_grad
 
 F64 = np.float64
-EPS = 1e-6
 
 
-def numerical_grad(f, a, eps=EPS):
-    """Central-difference gradient of the scalar ``f()`` with respect to ``a`` (perturbed in place)."""
-    g = np.zeros(a.shape, dtype=F64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
 
 
-@pytest.fixture
-def one_thread():
-    before = fastcnn.get_num_threads()
-    fastcnn.set_num_threads(1)
-    yield
-    fastcnn.set_num_threads(before)
 
 
 def check_input_grad(layer, x, rng, rtol=1e-6):

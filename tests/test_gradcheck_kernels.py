@@ -11,24 +11,12 @@ import pytest
 import naive as nv
 
 from fastcnn import kernels as K
+from naive import numerical_grad
 
 F64 = np.float64
 EPS = 1e-6
 
 
-def numerical_grad(f, a, eps=EPS):
-    """d f / d a by central differences; ``f`` reads ``a`` (perturbed in place)."""
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_grad(analytic, f, a, name, rtol=1e-6):

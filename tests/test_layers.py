@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastcnn
+from naive import numerical_grad
 from fastcnn.layers import (
     AvgPool2d,
     Conv2d,
@@ -35,18 +36,6 @@ ATOL = 1e-8
 # --------------------------------------------------------------------------- helpers
 
 
-def numerical_grad(f, a, eps=EPS):
-    """Central-difference gradient of the scalar ``f()`` with respect to array ``a`` (perturbed in place)."""
-    g = np.zeros(a.shape, dtype=np.float64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_layer_grads(layer, x, rng):
