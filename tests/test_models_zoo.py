@@ -173,33 +173,10 @@ def torch_convnet(torch, in_shape, classes, widths, convs, fc_layers, fc_units, 
 
 
 def torch_resnet(torch, c_in, classes, widths, blocks):
-    nn = torch.nn
+    """The benchmark's PyTorch twin of resnet_small (written once, in fastcnn.bench)."""
+    from fastcnn.bench import _torch_resnet_small
 
-    class BasicBlock(nn.Module):
-        def __init__(self, c_in, c_out, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or c_in != c_out:
-                self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                              nn.BatchNorm2d(c_out))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + self.shortcut(x))
-
-    layers = [nn.Conv2d(c_in, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
-    c = widths[0]
-    for s, w in enumerate(widths):
-        for b in range(blocks):
-            layers.append(BasicBlock(c, w, 2 if s > 0 and b == 0 else 1))
-            c = w
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes)]
-    return nn.Sequential(*layers)
+    return _torch_resnet_small(torch, num_classes=classes, in_channels=c_in, widths=widths, blocks_per_stage=blocks)
 
 
 def copy_into_torch(torch, model, tmodel):
