@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .._shapes import conv_output_size, pool_output_size
+from ..config import get_num_threads
 from ._activations import (
     leaky_relu_backward_kernel,
     leaky_relu_forward_kernel,
@@ -46,6 +47,12 @@ from ._batchlast import (
     conv2d_backward_weight_batchlast,
     conv2d_forward_batchlast,
     to_batch_last,
+)
+from ._channellast import (
+    conv2d_backward_input_channellast,
+    conv2d_backward_weight_channellast,
+    conv2d_forward_channellast,
+    to_channel_last,
 )
 from ._direct import (
     conv2d_backward_bias,
@@ -117,6 +124,10 @@ __all__ = [
     "conv2d_forward_batchlast",
     "conv2d_backward_input_batchlast",
     "conv2d_backward_weight_batchlast",
+    "to_channel_last",
+    "conv2d_forward_channellast",
+    "conv2d_backward_input_channellast",
+    "conv2d_backward_weight_channellast",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",
@@ -207,6 +218,26 @@ def _batch_last(a):
     return out
 
 
+# From this many output channels (input channels for the input gradient) the
+# channel-last kernels, which vectorise over channels 16 at a time, take over
+# from the batch-last ones (``fastcnn bench conv`` measures both).
+CHANNEL_LAST_MIN_CHANNELS = 16
+
+
+def _channel_last(a, ph, pw):
+    """(N, C, H, W) -> a new zero-padded (N, H + 2*ph, W + 2*pw, C) array."""
+    N, C, H, W = a.shape
+    out = np.empty((N, H + 2 * ph, W + 2 * pw, C), dtype=a.dtype)
+    to_channel_last(a, out, ph, pw)
+    return out
+
+
+def _forward_weight(w):
+    """(K, C, R, S) -> (R, S*C, K), the layout of :func:`conv2d_forward_channellast`."""
+    K, C, R, S = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(R, S * C, K)
+
+
 def _fast_path(x_shape, w_shape, sh, sw, ph, pw):
     """Which matrix-multiply shortcut :func:`conv2d_forward` / :func:`conv2d_backward` take, if any.
 
@@ -252,8 +283,10 @@ def _direct_forward(x, w, b, y, sh, sw, ph, pw):
 
 
 def _general_direct_forward(x, w, b, y, sh, sw, ph, pw):
-    """The direct loops, with the loop order chosen by the batch size."""
-    if x.shape[0] >= BATCHLAST_MIN_BATCH:
+    """The direct loops, with the layout chosen by the channel counts and the batch size."""
+    if w.shape[0] >= CHANNEL_LAST_MIN_CHANNELS:
+        conv2d_forward_channellast(_channel_last(x, ph, pw), _forward_weight(w), b, y, sh, sw)
+    elif x.shape[0] >= BATCHLAST_MIN_BATCH:
         conv2d_forward_batchlast(_batch_last(x), w, b, y, sh, sw, ph, pw)
     else:
         conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw)
@@ -288,18 +321,30 @@ def _direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
 
 
 def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
-    """The direct gradient loops, with the loop order chosen by the batch size."""
+    """The direct gradient loops, with the layout chosen per gradient by the channel counts and the batch size."""
+    N, C = x.shape[0], x.shape[1]
+    K, _, R, S = w.shape
     conv2d_backward_bias(dy, db)
-    if x.shape[0] >= BATCHLAST_MIN_BATCH:
+    dyl = dyt = None
+    if K >= CHANNEL_LAST_MIN_CHANNELS:
+        dyl = _channel_last(dy, 0, 0)
+        partial = np.empty((min(get_num_threads(), N), R, S * C, K), dtype=x.dtype)
+        conv2d_backward_weight_channellast(_channel_last(x, ph, pw), dyl, dw, partial, sh, sw)
+    elif N >= BATCHLAST_MIN_BATCH:
         dyt = _batch_last(dy)
         conv2d_backward_weight_batchlast(dyt, _batch_last(x), dw, sh, sw, ph, pw)
-        if dx is not None:
-            wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
-            conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw)
     else:
         conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)
-        if dx is not None:
-            conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw)
+    if dx is None:
+        return
+    if C >= CHANNEL_LAST_MIN_CHANNELS:
+        wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (R, S, K, C)
+        conv2d_backward_input_channellast(_channel_last(dy, 0, 0) if dyl is None else dyl, wt, dx, sh, sw, ph, pw)
+    elif N >= BATCHLAST_MIN_BATCH:
+        wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
+        conv2d_backward_input_batchlast(_batch_last(dy) if dyt is None else dyt, wt, dx, sh, sw, ph, pw)
+    else:
+        conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw)
 
 
 def _conv_forward(x, w, b, stride, padding, fn, impl):

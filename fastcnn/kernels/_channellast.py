@@ -1,0 +1,168 @@
+"""Raw direct-convolution kernels for wide layers: channel-last, register-blocked.
+
+With 16 or more channels the channels are the better vector axis.  Inputs are
+copied once per call into a zero-padded *channel-last* layout ``xp[n, i, j, c]``
+(``to_channel_last``), where the window of output pixel q on input row i is
+the contiguous span ``xp[n, i, q*sw:q*sw + S, :]`` of ``S*C`` numbers.  Each
+kernel row r is then a small matrix product with no copy: the ``Q`` windows of
+an output row (rows ``sw*C`` apart) times ``w[r]`` as an ``(S*C, K)`` matrix,
+which :func:`fastcnn.kernels._gemm.gemm_acc` runs with a 4 x 16
+register-blocked micro-kernel.  No workspace proportional to the im2col
+matrix is used: the extra memory is the padded copy of x (and of dy), an
+output row per task and, for the weight gradient, one partial gradient per
+thread.
+
+Weight layouts (built by the caller, tiny): ``w2[r, s*C + c, k] = w[k, c, r, s]``
+for the forward pass and ``wt[r, s, k, c] = w[k, c, r, s]`` for the input
+gradient.
+
+Parallel work never writes the same element from two tasks: forward over
+output rows (image, row), input gradient over (image, block of 16 input
+channels), weight gradient over chunks of images with one partial sum each,
+added up afterwards in a fixed order (so results do not depend on timing).
+"""
+
+import numpy as np
+from numba import prange
+
+from ..config import pjit
+from ._gemm import gemm_acc
+
+#: Input channels per input-gradient task (the micro-kernel's width).
+DX_BLOCK = 16
+
+
+@pjit
+def to_channel_last(x, xp, ph, pw):
+    """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border."""
+    N, C, H, W = x.shape
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    zero = xp.dtype.type(0)
+    for t in prange(N * Hp):
+        n = t // Hp
+        i = t - n * Hp
+        row = xp[n, i]
+        if i < ph or i >= ph + H:
+            row[:, :] = zero
+            continue
+        row[:pw, :] = zero
+        row[pw + W:, :] = zero
+        for c in range(C):
+            src = x[n, c, i - ph]
+            for j in range(W):
+                row[pw + j, c] = src[j]
+
+
+@pjit
+def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
+    """Convolution forward from a padded channel-last input, one output row per task.
+
+    Parameters
+    ----------
+    xp : (N, Hp, Wp, C) float array, the zero-padded input (``to_channel_last``)
+    w2 : (R, S*C, K) float array, ``w2[r, s*C + c, k] = w[k, c, r, s]``
+    b : (K,) float array
+    y : (N, K, P, Q) float array, NCHW, written in full
+    sh, sw : int
+    """
+    N, Hp, Wp, C = xp.shape
+    R, L, K = w2.shape
+    P, Q = y.shape[2], y.shape[3]
+    for t in prange(N * P):
+        n = t // P
+        p = t - n * P
+        acc = np.empty((Q, K), dtype=y.dtype)
+        for q in range(Q):
+            acc[q, :] = b
+        for r in range(R):
+            a_off = ((n * Hp + p * sh + r) * Wp) * C
+            gemm_acc(acc, 0, K, xp, a_off, sw * C, 1, w2, r * L * K, K, L, Q, K)
+        for k in range(K):
+            out = y[n, k, p]
+            for q in range(Q):
+                out[q] = acc[q, k]
+
+
+@pjit
+def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
+    """Input gradient from a channel-last ``dy``: each output pixel scatters ``dy @ w[:, :, r, s]``.
+
+    A task owns one image and a block of up to 16 input channels: it adds,
+    for every output row p and tap (r, s), the product of dy's row (Q, K) and
+    ``wt[r, s]`` (K, C)'s block into a padded channel-last scratch image, then
+    writes the scratch's interior to ``dx`` in NCHW.
+
+    Parameters
+    ----------
+    dyl : (N, P, Q, K) float array, dy in channel-last layout
+    wt : (R, S, K, C) float array, ``wt[r, s, k, c] = w[k, c, r, s]``
+    dx : (N, C, H, W) float array, NCHW, written in full
+    sh, sw, ph, pw : int
+    """
+    N, P, Q, K = dyl.shape
+    R, S, C = wt.shape[0], wt.shape[1], wt.shape[3]
+    H, W = dx.shape[2], dx.shape[3]
+    # rows and columns the taps reach, padding included (all inside the image's padded frame)
+    Hp = max(H + 2 * ph, (P - 1) * sh + R)
+    Wp = max(W + 2 * pw, (Q - 1) * sw + S)
+    blocks = (C + DX_BLOCK - 1) // DX_BLOCK
+    zero = dx.dtype.type(0)
+    for t in prange(N * blocks):
+        n = t // blocks
+        c0 = (t - n * blocks) * DX_BLOCK
+        width = min(DX_BLOCK, C - c0)
+        work = np.empty((Hp, Wp, DX_BLOCK), dtype=dx.dtype)
+        work[:, :, :] = zero
+        for p in range(P):
+            for r in range(R):
+                for s in range(S):
+                    gemm_acc(work, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
+                             dyl, (n * P + p) * Q * K, K, 1,
+                             wt, ((r * S + s) * K) * C + c0, C, K, Q, width)
+        for cc in range(width):
+            for i in range(H):
+                out = dx[n, c0 + cc, i]
+                for j in range(W):
+                    out[j] = work[i + ph, j + pw, cc]
+
+
+@pjit
+def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
+    """Weight gradient from the padded channel-last x and channel-last dy.
+
+    ``dw[k, c, r, s] = sum_{n, p, q} dy[n, p, q, k] * xp[n, p*sh + r, q*sw + s, c]``:
+    for each image row and kernel row, the (S*C, Q) transposed windows of x
+    times dy's row (Q, K).  Images are split into ``partial.shape[0]`` chunks,
+    one per task, each summing into its own ``partial[t]`` (R, S*C, K); the
+    partial sums are then added in chunk order.
+
+    Parameters
+    ----------
+    xp : (N, Hp, Wp, C) float array, the zero-padded input
+    dyl : (N, P, Q, K) float array
+    dw : (K, C, R, S) float array, written in full
+    partial : (T, R, S*C, K) float array, scratch (T >= 1 chunks)
+    sh, sw : int
+    """
+    N, Hp, Wp, C = xp.shape
+    P, Q, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    T, R, L = partial.shape[0], partial.shape[1], partial.shape[2]
+    S = L // C
+    zero = dw.dtype.type(0)
+    for t in prange(T):
+        part = partial[t]
+        part[:, :, :] = zero
+        for n in range(t * N // T, (t + 1) * N // T):
+            for p in range(P):
+                for r in range(R):
+                    gemm_acc(part, r * L * K, K,
+                             xp, ((n * Hp + p * sh + r) * Wp) * C, 1, sw * C,
+                             dyl, (n * P + p) * Q * K, K, Q, L, K)
+    for k in prange(K):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    total = zero
+                    for t in range(T):
+                        total += partial[t, r, s * C + c, k]
+                    dw[k, c, r, s] = total
