@@ -337,8 +337,9 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
         conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)
     if dx is None:
         return
-    if C >= CHANNEL_LAST_MIN_CHANNELS:
-        wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (R, S, K, C)
+    if K >= CHANNEL_LAST_MIN_CHANNELS:
+        wt = np.zeros((R, S, K, -(-C // 8) * 8), dtype=w.dtype)  # columns padded to a multiple of 8
+        wt[..., :C] = w.transpose(2, 3, 0, 1)
         conv2d_backward_input_channellast(_channel_last(dy, 0, 0) if dyl is None else dyl, wt, dx, sh, sw, ph, pw)
     elif N >= BATCHLAST_MIN_BATCH:
         wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)

@@ -25,18 +25,48 @@ added up afterwards in a fixed order (so results do not depend on timing).
 import numpy as np
 from numba import prange
 
-from ..config import pjit
+from ..config import njit, pjit
 from ._gemm import gemm_acc
 
 #: Input channels per input-gradient task (the micro-kernel's width).
 DX_BLOCK = 16
+
+#: Multiply-adds a forward task should at least have.
+TASK_FMAS = 1 << 18
+
+
+@njit(inline="always")
+def transpose_into(src, dst):
+    """``dst[b, a] = src[a, b]`` for 2-D views, in 8 x 8 tiles.
+
+    A tile's reads and writes stay in a few cache lines and LLVM turns the
+    fixed-size loops into vector shuffles: several times faster than a plain
+    loop whose stores (or loads) stride through memory.
+    """
+    A, B = src.shape
+    a0 = 0
+    while a0 + 8 <= A:
+        b0 = 0
+        while b0 + 8 <= B:
+            for bb in range(8):
+                d = dst[b0 + bb]
+                for aa in range(8):
+                    d[a0 + aa] = src[a0 + aa, b0 + bb]
+            b0 += 8
+        for b in range(b0, B):
+            for aa in range(8):
+                dst[b, a0 + aa] = src[a0 + aa, b]
+        a0 += 8
+    for a in range(a0, A):
+        for b in range(B):
+            dst[b, a] = src[a, b]
 
 
 @pjit
 def to_channel_last(x, xp, ph, pw):
     """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border."""
     N, C, H, W = x.shape
-    Hp, Wp = xp.shape[1], xp.shape[2]
+    Hp = xp.shape[1]
     zero = xp.dtype.type(0)
     for t in prange(N * Hp):
         n = t // Hp
@@ -47,10 +77,7 @@ def to_channel_last(x, xp, ph, pw):
             continue
         row[:pw, :] = zero
         row[pw + W:, :] = zero
-        for c in range(C):
-            src = x[n, c, i - ph]
-            for j in range(W):
-                row[pw + j, c] = src[j]
+        transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
 
 
 @pjit
@@ -68,19 +95,20 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
     N, Hp, Wp, C = xp.shape
     R, L, K = w2.shape
     P, Q = y.shape[2], y.shape[3]
-    for t in prange(N * P):
-        n = t // P
-        p = t - n * P
+    # several output rows per task when a row is cheap (few channels), so that
+    # a task is at least ~2**18 multiply-adds and its overhead stays small
+    rows = min(P, max(1, TASK_FMAS // max(1, Q * K * R * L)))
+    blocks = (P + rows - 1) // rows
+    for t in prange(N * blocks):
+        n = t // blocks
+        p0 = (t - n * blocks) * rows
         acc = np.empty((Q, K), dtype=y.dtype)
-        for q in range(Q):
-            acc[q, :] = b
-        for r in range(R):
-            a_off = ((n * Hp + p * sh + r) * Wp) * C
-            gemm_acc(acc, 0, K, xp, a_off, sw * C, 1, w2, r * L * K, K, L, Q, K)
-        for k in range(K):
-            out = y[n, k, p]
+        for p in range(p0, min(P, p0 + rows)):
             for q in range(Q):
-                out[q] = acc[q, k]
+                acc[q, :] = b
+            # rows r of the kernel are the outer level of the reduction, (s, c) the inner
+            gemm_acc(acc, 0, K, xp, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1, w2, 0, L * K, K, R, L, Q, K)
+            transpose_into(acc, y[n, :, p, :])
 
 
 @pjit
@@ -95,13 +123,15 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
     Parameters
     ----------
     dyl : (N, P, Q, K) float array, dy in channel-last layout
-    wt : (R, S, K, C) float array, ``wt[r, s, k, c] = w[k, c, r, s]``
+    wt : (R, S, K, Cw) float array, ``wt[r, s, k, c] = w[k, c, r, s]``, Cw >= C;
+        columns past C are read (when C is not a multiple of 8, pass them
+        zero-padded to a multiple of 8: the micro-kernel then runs 8 wide)
     dx : (N, C, H, W) float array, NCHW, written in full
     sh, sw, ph, pw : int
     """
     N, P, Q, K = dyl.shape
-    R, S, C = wt.shape[0], wt.shape[1], wt.shape[3]
-    H, W = dx.shape[2], dx.shape[3]
+    R, S, Cw = wt.shape[0], wt.shape[1], wt.shape[3]
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     # rows and columns the taps reach, padding included (all inside the image's padded frame)
     Hp = max(H + 2 * ph, (P - 1) * sh + R)
     Wp = max(W + 2 * pw, (Q - 1) * sw + S)
@@ -111,19 +141,17 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
         n = t // blocks
         c0 = (t - n * blocks) * DX_BLOCK
         width = min(DX_BLOCK, C - c0)
+        columns = min(DX_BLOCK, Cw - c0)
         work = np.empty((Hp, Wp, DX_BLOCK), dtype=dx.dtype)
         work[:, :, :] = zero
         for p in range(P):
             for r in range(R):
                 for s in range(S):
                     gemm_acc(work, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
-                             dyl, (n * P + p) * Q * K, K, 1,
-                             wt, ((r * S + s) * K) * C + c0, C, K, Q, width)
-        for cc in range(width):
-            for i in range(H):
-                out = dx[n, c0 + cc, i]
-                for j in range(W):
-                    out[j] = work[i + ph, j + pw, cc]
+                             dyl, (n * P + p) * Q * K, K, 0, 1,
+                             wt, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
+        for i in range(H):
+            transpose_into(work[i + ph, pw:pw + W, :width], dx[n, c0:c0 + width, i, :])
 
 
 @pjit
@@ -156,8 +184,8 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
             for p in range(P):
                 for r in range(R):
                     gemm_acc(part, r * L * K, K,
-                             xp, ((n * Hp + p * sh + r) * Wp) * C, 1, sw * C,
-                             dyl, (n * P + p) * Q * K, K, Q, L, K)
+                             xp, ((n * Hp + p * sh + r) * Wp) * C, 1, 0, sw * C,
+                             dyl, (n * P + p) * Q * K, 0, K, 1, Q, L, K)
     for k in prange(K):
         for c in range(C):
             for r in range(R):

@@ -30,23 +30,27 @@ LANES = 8
 
 
 def _make_microkernel(mr, nv):
-    """An intrinsic ``c[i*ldc + j] += sum_l a[i*sai + l*sal] * b[l*ldb + j]`` for ``i < mr``, ``j < 8*nv``, ``l < L``.
+    """An intrinsic for an ``mr x 8*nv`` block of ``c += a @ b`` with a two-level reduction.
 
-    Called as ``kernel(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L)``;
-    ``*_off`` are flat element offsets of element (0, 0) of each operand.
+    ``c[i*ldc + j] += sum_{u < U, l < L} a[i*sai + u*sau + l*sal] * b[u*sbu + l*sbl + j]``
+    for ``i < mr``, ``j < 8*nv``, called as
+    ``kernel(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L)``;
+    ``*_off`` are flat element offsets of element (0, 0) of each operand.  The
+    outer level (u) lets a convolution sum over kernel rows, which are not
+    evenly spaced from the windows' last element, without leaving registers.
     """
 
     @intrinsic
-    def microkernel(typingctx, c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L):
+    def microkernel(typingctx, c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L):
         arrays = (c, a, b)
-        ints = (c_off, ldc, a_off, sai, sal, b_off, ldb, L)
+        ints = (c_off, ldc, a_off, sai, sau, sal, b_off, sbu, sbl, U, L)
         if not all(isinstance(t, types.Array) and t.layout == "C" for t in arrays):
             return None
         if not c.dtype == a.dtype == b.dtype or c.dtype not in (types.float32, types.float64):
             return None
         if not all(isinstance(t, types.Integer) for t in ints):
             return None
-        sig = types.void(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L)
+        sig = types.void(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L)
 
         def codegen(context, builder, signature, args):
             sig_args = signature.args
@@ -60,8 +64,10 @@ def _make_microkernel(mr, nv):
             def data(pos):
                 return context.make_array(sig_args[pos])(context, builder, value=args[pos]).data
 
-            cdata, adata, bdata = data(0), data(3), data(7)
-            c_off, ldc, a_off, sai, sal, b_off, ldb, length = (intp(k) for k in (1, 2, 4, 5, 6, 8, 9, 10))
+            cdata, adata, bdata = data(0), data(3), data(8)
+            c_off, ldc, a_off, sai, sau, sal, b_off, sbu, sbl, outer, length = (
+                intp(k) for k in (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13)
+            )
             suffix = "f32" if sig_args[0].dtype == types.float32 else "f64"
             fmuladd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fmuladd.v{LANES}{suffix}"
@@ -83,11 +89,11 @@ def _make_microkernel(mr, nv):
                     builder.store(builder.load(c_at(i, v), align=1), acc[i][v])
             zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undef = ir.Constant(vec, ir.Undefined)
-            with cgutils.for_range(builder, length) as loop:
-                l = loop.index
-                b_row = builder.add(b_off, builder.mul(l, ldb))
+            with cgutils.for_range(builder, outer) as outer_loop, cgutils.for_range(builder, length) as loop:
+                u, l = outer_loop.index, loop.index
+                b_row = builder.add(builder.add(b_off, builder.mul(u, sbu)), builder.mul(l, sbl))
                 bv = [builder.load(vector_at(bdata, builder.add(b_row, const(v * LANES))), align=1) for v in range(nv)]
-                a_col = builder.add(a_off, builder.mul(l, sal))
+                a_col = builder.add(builder.add(a_off, builder.mul(u, sau)), builder.mul(l, sal))
                 for i in range(mr):
                     scalar = builder.load(builder.gep(adata, [builder.add(a_col, builder.mul(sai, const(i)))], inbounds=True))
                     splat = builder.shuffle_vector(
@@ -110,50 +116,51 @@ _mk4x8, _mk3x8, _mk2x8, _mk1x8 = (_make_microkernel(mr, 1) for mr in (4, 3, 2, 1
 
 
 @njit(inline="always")
-def _rows16(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L, M):
+def _rows16(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
     i = 0
     while i + 4 <= M:
-        _mk4x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk4x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
         i += 4
     rest = M - i
     if rest == 3:
-        _mk3x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk3x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
     elif rest == 2:
-        _mk2x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk2x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
     elif rest == 1:
-        _mk1x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk1x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
 
 
 @njit(inline="always")
-def _rows8(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L, M):
+def _rows8(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
     i = 0
     while i + 4 <= M:
-        _mk4x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk4x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
         i += 4
     rest = M - i
     if rest == 3:
-        _mk3x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk3x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
     elif rest == 2:
-        _mk2x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk2x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
     elif rest == 1:
-        _mk1x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sal, b, b_off, ldb, L)
+        _mk1x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
 
 
 @njit(inline="always")
-def gemm_acc(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L, M, N):
-    """``c[c_off + i*ldc + j] += sum_l a[a_off + i*sai + l*sal] * b[b_off + l*ldb + j]``.
+def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
+    """``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``.
 
-    For ``i < M``, ``j < N``, ``l < L``; ``a``, ``b`` and ``c`` are C-contiguous
-    arrays of one float dtype, addressed by flat element offsets (any number
-    of dimensions).  Columns go 16, then 8, at a time through the micro-kernels;
+    For ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain
+    matrix product); ``a``, ``b`` and ``c`` are C-contiguous arrays of one
+    float dtype, addressed by flat element offsets (any number of
+    dimensions).  Columns go 16, then 8, at a time through the micro-kernels;
     the last ``N % 8`` with plain loops.
     """
     j = 0
     while j + 16 <= N:
-        _rows16(c, c_off + j, ldc, a, a_off, sai, sal, b, b_off + j, ldb, L, M)
+        _rows16(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
         j += 16
     if j + 8 <= N:
-        _rows8(c, c_off + j, ldc, a, a_off, sai, sal, b, b_off + j, ldb, L, M)
+        _rows8(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
         j += 8
     if j < N:
         cf = c.reshape(c.size)
@@ -162,6 +169,7 @@ def gemm_acc(c, c_off, ldc, a, a_off, sai, sal, b, b_off, ldb, L, M, N):
         for i in range(M):
             for jj in range(j, N):
                 s = cf[c_off + i * ldc + jj]
-                for l in range(L):
-                    s += af[a_off + i * sai + l * sal] * bf[b_off + l * ldb + jj]
+                for u in range(U):
+                    for l in range(L):
+                        s += af[a_off + i * sai + u * sau + l * sal] * bf[b_off + u * sbu + l * sbl + jj]
                 cf[c_off + i * ldc + jj] = s
