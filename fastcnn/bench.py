@@ -375,14 +375,25 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     returned arrays (y, or dx/dw/db): this is a model of the code, not a
     measurement (compare with the tracemalloc figure of :func:`bench_conv`).
 
-    * ``direct``, batch >= ``BATCHLAST_MIN_BATCH``: batch-last copies of x
-      (C*H*W*N) and, in backward, of dy (K*P*Q*N); the transposed weights
-      (C*K*R*S) for dx, allocated after the batch-last x is freed; and per parallel task an
+    * ``direct``, at least ``CHANNEL_LAST_MIN_CHANNELS`` output channels: a
+      zero-padded channel-last copy of x, the weight in the forward layout and
+      per parallel task a Q*K output-row accumulator (Numba); in backward, a
+      channel-last copy of dy, one R*S*C*K partial weight gradient per thread,
+      the weight padded for dx and per task a padded (H, W, 16) scratch image
+      (Numba).
+    * ``direct``, fewer channels and batch >= ``BATCHLAST_MIN_BATCH``:
+      batch-last copies of x (C*H*W*N) and, in backward, of dy (K*P*Q*N); the
+      transposed weights (C*K*R*S) for dx; and per parallel task an
       accumulator of BLOCK*Q*N (forward) or BLOCK*W*N (dx) elements allocated
-      inside the Numba kernel, counted once per thread.  Smaller batches: nothing.
+      inside the Numba kernel.  Smaller batches: nothing.
     * ``im2col``: the cols workspace N*C*R*S*P*Q; in backward also the
       (N, K, C*R*S) per-image weight-gradient product summed afterwards (dx
       reuses cols).
+
+    The layout copies and partial gradients of ``direct`` stay allocated in
+    the kernels' workspace between calls (:func:`fastcnn.kernels.clear_workspace`),
+    so they are counted as alive for the whole call.  Numba-kernel buffers are
+    counted once per thread.
 
     Parameters
     ----------
@@ -401,8 +412,10 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     """
     from . import kernels
 
-    block = getattr(kernels, "BLOCK", 4)
-    min_batch = getattr(kernels, "BATCHLAST_MIN_BATCH", 8)
+    block = kernels.BLOCK
+    min_batch = kernels.BATCHLAST_MIN_BATCH
+    cl_min = kernels.CHANNEL_LAST_MIN_CHANNELS
+    task_fmas, dx_block = kernels.TASK_FMAS, kernels.DX_BLOCK
     s = shape
     R = S = s.r
     P, Q = s.p, s.q
@@ -412,18 +425,34 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     # phases of the call: (numpy elements alive, Numba-runtime elements alive); peaks are over phases
     phases = [(0, 0)]
     if algorithm == "direct":
-        if s.n >= min_batch:
+        if s.k >= cl_min:
+            xp = s.n * (s.h + 2 * s.pad) * (s.w + 2 * s.pad) * s.c  # padded channel-last x
+            if op == "forward":
+                rows = min(P, max(1, task_fmas // (Q * s.k * R * S * s.c)))
+                tasks = s.n * -(-P // rows)
+                phases.append((xp + R * S * s.c * s.k, min(threads, tasks) * Q * s.k))
+            else:
+                dyl = s.n * P * Q * s.k  # channel-last dy
+                partial = min(threads, s.n) * R * S * s.c * s.k
+                phases.append((xp + dyl + partial, 0))
+                if op == "backward":
+                    wt = R * S * s.k * -(-s.c // 8) * 8  # weight for dx, columns padded to 8
+                    hp = max(s.h + 2 * s.pad, (P - 1) * s.stride + R)
+                    wp = max(s.w + 2 * s.pad, (Q - 1) * s.stride + S)
+                    tasks = s.n * -(-s.c // dx_block)
+                    phases.append((xp + dyl + partial + wt, min(threads, tasks) * hp * wp * dx_block))
+        elif s.n >= min_batch:
             xt = s.c * s.h * s.w * s.n  # batch-last x
             if op == "forward":
                 tasks = -(-s.k // block) * P
                 phases.append((xt, min(threads, tasks) * block * Q * s.n))
             else:
-                dyt = s.k * P * Q * s.n  # batch-last dy, alive to the end
-                phases.append((dyt + xt, 0))  # weight gradient; xt is a temporary of that call
+                dyt = s.k * P * Q * s.n  # batch-last dy
+                phases.append((dyt + xt, 0))
                 if op == "backward":
                     wt = s.c * s.k * R * S  # w transposed to (C, K, R, S)
                     tasks = -(-s.c // block) * s.h
-                    phases.append((dyt + wt, min(threads, tasks) * block * s.w * s.n))
+                    phases.append((dyt + xt + wt, min(threads, tasks) * block * s.w * s.n))
     elif algorithm == "im2col":
         cols = s.n * s.c * R * S * P * Q
         phases.append((cols, 0))
@@ -440,12 +469,16 @@ def _traced_extra_bytes(fn):
     """Peak bytes traced by tracemalloc during ``fn()``, minus the arrays it returns.
 
     numpy registers its array buffers with tracemalloc; Numba's runtime (NRT)
-    allocations inside kernels are not traced.
+    allocations inside kernels are not traced.  The kernels' workspace is
+    emptied first, so the scratch arrays they keep between calls count.
     """
+    from . import kernels
+
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     try:
+        kernels.clear_workspace()  # so the call allocates (and tracemalloc sees) its scratch arrays
         gc.collect()
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]

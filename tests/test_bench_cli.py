@@ -168,14 +168,14 @@ def test_bench_conv_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
 
 
 def test_workspace_model_matches_tracemalloc():
-    """The computed numpy workspace is what tracemalloc sees (both paths of the direct algorithm).
+    """The computed numpy workspace is what tracemalloc sees (every path of the direct algorithm).
 
     The slack (64 KiB) covers the Python objects (array headers, Numba's
     dispatch) that tracemalloc also counts; the shapes' workspaces are larger.
     A failure here means the kernels' allocations changed: update
     fastcnn.bench.conv_workspace_bytes to match.
     """
-    for text in ("16x8x16x16:12k3s1p1", "4x3x8x8:5k3s2p1", "12x6x20x20:8k5s2p0"):
+    for text in ("16x8x16x16:12k3s1p1", "4x3x8x8:5k3s2p1", "12x6x20x20:8k5s2p0", "6x5x9x9:20k3s2p1", "3x24x12x10:32k3s1p1"):
         result = bench.bench_conv(text, repeat=1, threads=1, algorithms=("direct", "im2col"))
         for name, entry in result["algorithms"].items():
             for op, computed in entry["workspace_bytes"].items():

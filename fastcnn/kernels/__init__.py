@@ -9,7 +9,9 @@ nothing, and can be called from your own ``@njit`` functions.
 Images are NCHW: x (N, C, H, W); conv weights are (K, C, R, S) as PyTorch's.
 """
 
+import collections
 import numbers
+import threading
 
 import numpy as np
 
@@ -48,7 +50,9 @@ from ._batchlast import (
     conv2d_forward_batchlast,
     to_batch_last,
 )
-from ._channellast import (
+from ._channellast import (  # noqa: F401  (DX_BLOCK, TASK_FMAS: read by fastcnn.bench)
+    DX_BLOCK,
+    TASK_FMAS,
     conv2d_backward_input_channellast,
     conv2d_backward_weight_channellast,
     conv2d_forward_channellast,
@@ -115,6 +119,7 @@ __all__ = [
     "locally_connected2d_output_shape",
     "locally_connected2d_forward",
     "locally_connected2d_backward",
+    "clear_workspace",
     # raw @njit kernels
     "conv2d_forward_direct",
     "conv2d_backward_input_direct",
@@ -211,9 +216,46 @@ def _bias(b, w, fn):
 BATCHLAST_MIN_BATCH = 8
 
 
-def _batch_last(a):
-    """(N, C, H, W) -> a new (C, H, W, N) array."""
-    out = np.empty(a.shape[1:] + a.shape[:1], dtype=a.dtype)
+class _Workspace(threading.local):
+    """Scratch arrays of the direct convolution (layout copies, partial sums), reused across calls.
+
+    Training calls every layer with the same shapes batch after batch, so the
+    copies are allocated once instead of per call (fresh pages cost as much
+    as a small layer).  Per thread, so concurrent calls never share one;
+    least recently used arrays beyond ``SLOTS`` are dropped.
+    """
+
+    SLOTS = 32
+
+    def __init__(self):
+        self.arrays = collections.OrderedDict()
+
+    def get(self, role, shape, dtype):
+        key = (role, tuple(shape), np.dtype(dtype).str)
+        a = self.arrays.pop(key, None)
+        if a is None:
+            a = np.empty(shape, dtype=dtype)
+        self.arrays[key] = a  # most recently used last
+        while len(self.arrays) > self.SLOTS:
+            self.arrays.popitem(last=False)
+        return a
+
+
+_WORKSPACE = _Workspace()
+
+
+def clear_workspace():
+    """Free the scratch arrays the direct convolution keeps between calls (in this thread).
+
+    They are the layout copies of the last inputs seen per shape (about the
+    size of one activation each); they are reallocated when next needed.
+    """
+    _WORKSPACE.arrays.clear()
+
+
+def _batch_last(a, role):
+    """(N, C, H, W) -> (C, H, W, N), into the workspace array ``role``."""
+    out = _WORKSPACE.get(role, a.shape[1:] + a.shape[:1], a.dtype)
     to_batch_last(a, out)
     return out
 
@@ -224,10 +266,10 @@ def _batch_last(a):
 CHANNEL_LAST_MIN_CHANNELS = 16
 
 
-def _channel_last(a, ph, pw):
-    """(N, C, H, W) -> a new zero-padded (N, H + 2*ph, W + 2*pw, C) array."""
+def _channel_last(a, ph, pw, role):
+    """(N, C, H, W) -> zero-padded (N, H + 2*ph, W + 2*pw, C), into the workspace array ``role``."""
     N, C, H, W = a.shape
-    out = np.empty((N, H + 2 * ph, W + 2 * pw, C), dtype=a.dtype)
+    out = _WORKSPACE.get(role, (N, H + 2 * ph, W + 2 * pw, C), a.dtype)
     to_channel_last(a, out, ph, pw)
     return out
 
@@ -285,9 +327,9 @@ def _direct_forward(x, w, b, y, sh, sw, ph, pw):
 def _general_direct_forward(x, w, b, y, sh, sw, ph, pw):
     """The direct loops, with the layout chosen by the channel counts and the batch size."""
     if w.shape[0] >= CHANNEL_LAST_MIN_CHANNELS:
-        conv2d_forward_channellast(_channel_last(x, ph, pw), _forward_weight(w), b, y, sh, sw)
+        conv2d_forward_channellast(_channel_last(x, ph, pw, "x"), _forward_weight(w), b, y, sh, sw)
     elif x.shape[0] >= BATCHLAST_MIN_BATCH:
-        conv2d_forward_batchlast(_batch_last(x), w, b, y, sh, sw, ph, pw)
+        conv2d_forward_batchlast(_batch_last(x, "x"), w, b, y, sh, sw, ph, pw)
     else:
         conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw)
 
@@ -327,12 +369,12 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
     conv2d_backward_bias(dy, db)
     dyl = dyt = None
     if K >= CHANNEL_LAST_MIN_CHANNELS:
-        dyl = _channel_last(dy, 0, 0)
-        partial = np.empty((min(get_num_threads(), N), R, S * C, K), dtype=x.dtype)
-        conv2d_backward_weight_channellast(_channel_last(x, ph, pw), dyl, dw, partial, sh, sw)
+        dyl = _channel_last(dy, 0, 0, "dy")
+        partial = _WORKSPACE.get("partial", (min(get_num_threads(), N), R, S * C, K), x.dtype)
+        conv2d_backward_weight_channellast(_channel_last(x, ph, pw, "x"), dyl, dw, partial, sh, sw)
     elif N >= BATCHLAST_MIN_BATCH:
-        dyt = _batch_last(dy)
-        conv2d_backward_weight_batchlast(dyt, _batch_last(x), dw, sh, sw, ph, pw)
+        dyt = _batch_last(dy, "dy")
+        conv2d_backward_weight_batchlast(dyt, _batch_last(x, "x"), dw, sh, sw, ph, pw)
     else:
         conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)
     if dx is None:
@@ -340,10 +382,10 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
     if K >= CHANNEL_LAST_MIN_CHANNELS:
         wt = np.zeros((R, S, K, -(-C // 8) * 8), dtype=w.dtype)  # columns padded to a multiple of 8
         wt[..., :C] = w.transpose(2, 3, 0, 1)
-        conv2d_backward_input_channellast(_channel_last(dy, 0, 0) if dyl is None else dyl, wt, dx, sh, sw, ph, pw)
+        conv2d_backward_input_channellast(_channel_last(dy, 0, 0, "dy") if dyl is None else dyl, wt, dx, sh, sw, ph, pw)
     elif N >= BATCHLAST_MIN_BATCH:
         wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
-        conv2d_backward_input_batchlast(_batch_last(dy) if dyt is None else dyt, wt, dx, sh, sw, ph, pw)
+        conv2d_backward_input_batchlast(_batch_last(dy, "dy") if dyt is None else dyt, wt, dx, sh, sw, ph, pw)
     else:
         conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw)
 
