@@ -428,9 +428,10 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
         if s.k >= cl_min:
             xp = s.n * (s.h + 2 * s.pad) * (s.w + 2 * s.pad) * s.c  # padded channel-last x
             if op == "forward":
-                rows = min(P, max(1, task_fmas // (Q * s.k * R * S * s.c)))
+                kw = -(-s.k // 8) * 8  # weight columns padded to a multiple of 8
+                rows = min(P, max(1, task_fmas // (Q * kw * R * S * s.c)))
                 tasks = s.n * -(-P // rows)
-                phases.append((xp + R * S * s.c * s.k, min(threads, tasks) * Q * s.k))
+                phases.append((xp + R * S * s.c * kw, min(threads, tasks) * Q * kw))
             else:
                 dyl = s.n * P * Q * s.k  # channel-last dy
                 partial = min(threads, s.n) * R * S * s.c * s.k

@@ -275,9 +275,11 @@ def _channel_last(a, ph, pw, role):
 
 
 def _forward_weight(w):
-    """(K, C, R, S) -> (R, S*C, K), the layout of :func:`conv2d_forward_channellast`."""
+    """(K, C, R, S) -> (R, S*C, Kw), the layout of :func:`conv2d_forward_channellast`, K zero-padded to a multiple of 8."""
     K, C, R, S = w.shape
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(R, S * C, K)
+    w2 = np.zeros((R, S, C, -(-K // 8) * 8), dtype=w.dtype)
+    w2[..., :K] = w.transpose(2, 3, 1, 0)
+    return w2.reshape(R, S * C, w2.shape[3])
 
 
 def _fast_path(x_shape, w_shape, sh, sw, ph, pw):

@@ -87,28 +87,31 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
     Parameters
     ----------
     xp : (N, Hp, Wp, C) float array, the zero-padded input (``to_channel_last``)
-    w2 : (R, S*C, K) float array, ``w2[r, s*C + c, k] = w[k, c, r, s]``
+    w2 : (R, S*C, Kw) float array, ``w2[r, s*C + c, k] = w[k, c, r, s]``, Kw >= K;
+        columns past K are computed and dropped (zero-pad K to a multiple of
+        8 when it is not one, so that the micro-kernel runs full width)
     b : (K,) float array
     y : (N, K, P, Q) float array, NCHW, written in full
     sh, sw : int
     """
     N, Hp, Wp, C = xp.shape
-    R, L, K = w2.shape
-    P, Q = y.shape[2], y.shape[3]
+    R, L, Kw = w2.shape
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
     # several output rows per task when a row is cheap (few channels), so that
     # a task is at least ~2**18 multiply-adds and its overhead stays small
-    rows = min(P, max(1, TASK_FMAS // max(1, Q * K * R * L)))
+    rows = min(P, max(1, TASK_FMAS // max(1, Q * Kw * R * L)))
     blocks = (P + rows - 1) // rows
     for t in prange(N * blocks):
         n = t // blocks
         p0 = (t - n * blocks) * rows
-        acc = np.empty((Q, K), dtype=y.dtype)
+        acc = np.empty((Q, Kw), dtype=y.dtype)
         for p in range(p0, min(P, p0 + rows)):
             for q in range(Q):
-                acc[q, :] = b
+                acc[q, :K] = b
+                acc[q, K:] = 0
             # rows r of the kernel are the outer level of the reduction, (s, c) the inner
-            gemm_acc(acc, 0, K, xp, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1, w2, 0, L * K, K, R, L, Q, K)
-            transpose_into(acc, y[n, :, p, :])
+            gemm_acc(acc, 0, Kw, xp, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1, w2, 0, L * Kw, Kw, R, L, Q, Kw)
+            transpose_into(acc[:, :K], y[n, :, p, :])
 
 
 @pjit
