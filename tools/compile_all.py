@@ -27,6 +27,8 @@ def touch_everything(dtype):
         for fwd, bwd in ((K.conv2d_forward, K.conv2d_backward), (K.conv2d_forward_im2col, K.conv2d_backward_im2col)):
             y = fwd(x, w, b, 1, 1)
             bwd(y, x, w, 1, 1)
+    w16 = rng.standard_normal((16, 3, 3, 3)).astype(dtype)  # 16+ output channels: the channel-last kernels
+    K.conv2d_backward(K.conv2d_forward(x, w16, None, 1, 1), x, w16, 1, 1)
     y, a = K.max_pool2d_forward(x, 2)
     K.max_pool2d_backward(y, a, x.shape)
     K.avg_pool2d_backward(K.avg_pool2d_forward(x, 2), x.shape, 2)
