@@ -1,0 +1,129 @@
+"""The channel-last convolution path: its micro-kernel, its workspace and its raw kernels.
+
+The convolution results themselves are checked against the naive loops, the
+float64 central differences and PyTorch through the ``channellast_*`` cases
+of ``naive.CONV_CASES``; this file covers what those cannot see.
+"""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import naive as nv
+from fastcnn import kernels
+from fastcnn.kernels._gemm import gemm_acc
+
+
+@numba.njit
+def _gemm(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
+    gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,N,U,L", [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0)])
+def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
+    """c += a @ b over a two-level reduction, with strided a and an offset block of c."""
+    a = rng.standard_normal((M, U, L, 2)).astype(dtype)  # the last axis doubles the stride of l
+    b = rng.standard_normal((U, L, N + 5)).astype(dtype)  # 5 extra columns that must not be touched
+    c = rng.standard_normal((M + 1, N + 3)).astype(dtype)
+    expected = c.copy()
+    expected[1:, 2:2 + N] += np.einsum("iul,ulj->ij", a[..., 0].astype(np.float64), b[..., :N].astype(np.float64))
+    _gemm(c, (N + 3) + 2, N + 3, a, 0, U * L * 2, L * 2, 2, b, 0, L * (N + 5), N + 5, U, L, M, N)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+
+
+def _case(name, dtype, rng):
+    N, C, H, W, K, R, S, stride, padding = nv.CONV_CASES[name]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, R, S)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    return x, w, b, stride, padding
+
+
+def test_workspace_reuse_never_returns_stale_results(rng):
+    """Two inputs of one shape, alternated: every call sees its own input (the copies are rewritten)."""
+    x1, w, b, s, p = _case("channellast_K27_C17_rect_stride_pad", np.float64, rng)
+    x2 = rng.standard_normal(x1.shape)
+    y1 = kernels.conv2d_forward(x1, w, b, s, p)
+    y2 = kernels.conv2d_forward(x2, w, b, s, p)
+    y1_again = kernels.conv2d_forward(x1, w, b, s, p)
+    np.testing.assert_array_equal(y1, y1_again)
+    np.testing.assert_allclose(y2, nv.conv2d_forward(x2, w, b, s, p), rtol=1e-10, atol=1e-10)
+    g1 = kernels.conv2d_backward(y1, x1, w, s, p)
+    g2 = kernels.conv2d_backward(y2, x2, w, s, p)
+    for got, want in zip(g2, nv.conv2d_backward(y2, x2, w, s, p)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    for got, want in zip(kernels.conv2d_backward(y1, x1, w, s, p), g1):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_results_are_not_workspace_views(rng):
+    x, w, b, s, p = _case("channellast_K16_C16_pad1", np.float32, rng)
+    y = kernels.conv2d_forward(x, w, b, s, p)
+    dx, dw, db = kernels.conv2d_backward(y, x, w, s, p)
+    before = [a.copy() for a in (y, dx, dw, db)]
+    kernels.conv2d_backward(rng.standard_normal(y.shape).astype(np.float32), x + 1, w, s, p)
+    for a, was in zip((y, dx, dw, db), before):
+        np.testing.assert_array_equal(a, was)
+
+
+def test_clear_workspace(rng):
+    x, w, b, s, p = _case("channellast_K16_C16_pad1", np.float32, rng)
+    y = kernels.conv2d_forward(x, w, b, s, p)
+    assert kernels._WORKSPACE.arrays
+    kernels.clear_workspace()
+    assert not kernels._WORKSPACE.arrays
+    np.testing.assert_array_equal(kernels.conv2d_forward(x, w, b, s, p), y)
+
+
+def test_workspace_is_bounded(rng):
+    kernels.clear_workspace()
+    w = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
+    for n in range(1, kernels._Workspace.SLOTS + 6):
+        kernels.conv2d_forward(rng.standard_normal((n, 2, 5, 5)).astype(np.float32), w, None, 1, 1)
+    assert len(kernels._WORKSPACE.arrays) == kernels._Workspace.SLOTS
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """Each Python thread has its own workspace: concurrent calls give the single-threaded results."""
+    cases = [_case("channellast_K16_C40_padding_ge_kernel", np.float32, rng) for _ in range(4)]
+    expected = [kernels.conv2d_backward(kernels.conv2d_forward(x, w, b, s, p), x, w, s, p)
+                for x, w, b, s, p in cases]
+    results = [None] * len(cases)
+
+    def work(i):
+        x, w, b, s, p = cases[i]
+        for _ in range(5):
+            results[i] = kernels.conv2d_backward(kernels.conv2d_forward(x, w, b, s, p), x, w, s, p)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        for a, e in zip(got, want):
+            np.testing.assert_array_equal(a, e)
+
+
+def test_raw_channel_last_kernels_from_numba(rng):
+    """The raw kernels compose inside user @njit code and agree with the checked function."""
+    from fastcnn.kernels import conv2d_forward_channellast, to_channel_last
+
+    @numba.njit
+    def conv_same_3x3(x, w2, b):
+        N, C, H, W = x.shape
+        xp = np.empty((N, H + 2, W + 2, C), dtype=x.dtype)
+        to_channel_last(x, xp, 1, 1)
+        y = np.empty((N, b.shape[0], H, W), dtype=x.dtype)
+        conv2d_forward_channellast(xp, w2, b, y, 1, 1)
+        return y
+
+    x = rng.standard_normal((3, 5, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((16, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    w2 = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(3, 3 * 5, 16)
+    np.testing.assert_allclose(conv_same_3x3(x, w2, b), kernels.conv2d_forward(x, w, b, 1, 1), rtol=1e-5, atol=1e-5)
