@@ -16,11 +16,6 @@ from fastcnn import kernels
 from fastcnn.kernels._gemm import gemm_acc
 
 
-@numba.njit
-def _gemm(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
-    gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M,N,U,L", [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0)])
 def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
@@ -30,7 +25,8 @@ def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
     c = rng.standard_normal((M + 1, N + 3)).astype(dtype)
     expected = c.copy()
     expected[1:, 2:2 + N] += np.einsum("iul,ulj->ij", a[..., 0].astype(np.float64), b[..., :N].astype(np.float64))
-    _gemm(c, (N + 3) + 2, N + 3, a, 0, U * L * 2, L * 2, 2, b, 0, L * (N + 5), N + 5, U, L, M, N)
+    gemm_acc(c.reshape(-1), (N + 3) + 2, N + 3, a.reshape(-1), 0, U * L * 2, L * 2, 2,
+             b.reshape(-1), 0, L * (N + 5), N + 5, U, L, M, N)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
 

@@ -36,6 +36,15 @@ TASK_FMAS = 1 << 18
 
 
 @njit(inline="always")
+def _zero(flat, start, stop):
+    """flat[start:stop] = 0 as a plain loop (an array expression inside a prange
+    body would become a nested parallel loop, which costs compile time)."""
+    zero = flat.dtype.type(0)
+    for m in range(start, stop):
+        flat[m] = zero
+
+
+@njit(inline="always")
 def transpose_into(src, dst):
     """``dst[b, a] = src[a, b]`` for 2-D views, in 8 x 8 tiles.
 
@@ -66,17 +75,17 @@ def transpose_into(src, dst):
 def to_channel_last(x, xp, ph, pw):
     """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border."""
     N, C, H, W = x.shape
-    Hp = xp.shape[1]
-    zero = xp.dtype.type(0)
+    Hp, Wp = xp.shape[1], xp.shape[2]
     for t in prange(N * Hp):
         n = t // Hp
         i = t - n * Hp
         row = xp[n, i]
+        flat = row.reshape(Wp * C)
         if i < ph or i >= ph + H:
-            row[:, :] = zero
+            _zero(flat, 0, Wp * C)
             continue
-        row[:pw, :] = zero
-        row[pw + W:, :] = zero
+        _zero(flat, 0, pw * C)
+        _zero(flat, (pw + W) * C, Wp * C)
         transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
 
 
@@ -100,17 +109,21 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
     # several output rows per task when a row is cheap (few channels), so that
     # a task is at least ~2**18 multiply-adds and its overhead stays small
     rows = min(P, max(1, TASK_FMAS // max(1, Q * Kw * R * L)))
+    x_flat, w_flat = xp.reshape(xp.size), w2.reshape(w2.size)  # gemm_acc takes flat operands
     blocks = (P + rows - 1) // rows
     for t in prange(N * blocks):
         n = t // blocks
         p0 = (t - n * blocks) * rows
         acc = np.empty((Q, Kw), dtype=y.dtype)
+        acc_flat = acc.reshape(acc.size)
         for p in range(p0, min(P, p0 + rows)):
             for q in range(Q):
-                acc[q, :K] = b
-                acc[q, K:] = 0
+                for k in range(K):
+                    acc[q, k] = b[k]
+                _zero(acc_flat, q * Kw + K, (q + 1) * Kw)
             # rows r of the kernel are the outer level of the reduction, (s, c) the inner
-            gemm_acc(acc, 0, Kw, xp, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1, w2, 0, L * Kw, Kw, R, L, Q, Kw)
+            gemm_acc(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
+                     w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
             transpose_into(acc[:, :K], y[n, :, p, :])
 
 
@@ -140,19 +153,21 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
     Wp = max(W + 2 * pw, (Q - 1) * sw + S)
     blocks = (C + DX_BLOCK - 1) // DX_BLOCK
     zero = dx.dtype.type(0)
+    dy_flat, w_flat = dyl.reshape(dyl.size), wt.reshape(wt.size)
     for t in prange(N * blocks):
         n = t // blocks
         c0 = (t - n * blocks) * DX_BLOCK
         width = min(DX_BLOCK, C - c0)
         columns = min(DX_BLOCK, Cw - c0)
         work = np.empty((Hp, Wp, DX_BLOCK), dtype=dx.dtype)
-        work[:, :, :] = zero
+        work_flat = work.reshape(work.size)
+        _zero(work_flat, 0, work.size)
         for p in range(P):
             for r in range(R):
                 for s in range(S):
-                    gemm_acc(work, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
-                             dyl, (n * P + p) * Q * K, K, 0, 1,
-                             wt, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
+                    gemm_acc(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
+                             dy_flat, (n * P + p) * Q * K, K, 0, 1,
+                             w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
         for i in range(H):
             transpose_into(work[i + ph, pw:pw + W, :width], dx[n, c0:c0 + width, i, :])
 
@@ -180,15 +195,17 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     T, R, L = partial.shape[0], partial.shape[1], partial.shape[2]
     S = L // C
     zero = dw.dtype.type(0)
+    x_flat, dy_flat = xp.reshape(xp.size), dyl.reshape(dyl.size)
     for t in prange(T):
         part = partial[t]
-        part[:, :, :] = zero
+        part_flat = part.reshape(part.size)
+        _zero(part_flat, 0, part.size)
         for n in range(t * N // T, (t + 1) * N // T):
             for p in range(P):
                 for r in range(R):
-                    gemm_acc(part, r * L * K, K,
-                             xp, ((n * Hp + p * sh + r) * Wp) * C, 1, 0, sw * C,
-                             dyl, (n * P + p) * Q * K, 0, K, 1, Q, L, K)
+                    gemm_acc(part_flat, r * L * K, K,
+                             x_flat, ((n * Hp + p * sh + r) * Wp) * C, 1, 0, sw * C,
+                             dy_flat, (n * P + p) * Q * K, 0, K, 1, Q, L, K)
     for k in prange(K):
         for c in range(C):
             for r in range(R):

@@ -111,8 +111,10 @@ def _make_microkernel(mr, nv):
     return microkernel
 
 
-_mk4x16, _mk3x16, _mk2x16, _mk1x16 = (_make_microkernel(mr, 2) for mr in (4, 3, 2, 1))
-_mk4x8, _mk3x8, _mk2x8, _mk1x8 = (_make_microkernel(mr, 1) for mr in (4, 3, 2, 1))
+# Rows go 4 at a time, the last 0-3 one at a time: fewer variants compile faster,
+# and the convolutions' row counts (output widths) are mostly multiples of 4.
+_mk4x16, _mk1x16 = _make_microkernel(4, 2), _make_microkernel(1, 2)
+_mk4x8, _mk1x8 = _make_microkernel(4, 1), _make_microkernel(1, 1)
 
 
 @njit(inline="always")
@@ -121,13 +123,9 @@ def _rows16(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M)
     while i + 4 <= M:
         _mk4x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
         i += 4
-    rest = M - i
-    if rest == 3:
-        _mk3x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-    elif rest == 2:
-        _mk2x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-    elif rest == 1:
+    while i < M:
         _mk1x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+        i += 1
 
 
 @njit(inline="always")
@@ -136,24 +134,22 @@ def _rows8(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
     while i + 4 <= M:
         _mk4x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
         i += 4
-    rest = M - i
-    if rest == 3:
-        _mk3x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-    elif rest == 2:
-        _mk2x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-    elif rest == 1:
+    while i < M:
         _mk1x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+        i += 1
 
 
-@njit(inline="always")
+@njit
 def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
     """``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``.
 
     For ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain
-    matrix product); ``a``, ``b`` and ``c`` are C-contiguous arrays of one
-    float dtype, addressed by flat element offsets (any number of
-    dimensions).  Columns go 16, then 8, at a time through the micro-kernels;
-    the last ``N % 8`` with plain loops.
+    matrix product); ``a``, ``b`` and ``c`` are flat (1-D, contiguous) arrays
+    of one float dtype, addressed by element offsets.  Columns go 16, then 8,
+    at a time through the micro-kernels; the last ``N % 8`` with plain loops.
+
+    A function of its own, not inlined: every kernel calls the same compiled
+    code (one compilation per dtype), which keeps the first-ever compile short.
     """
     j = 0
     while j + 16 <= N:
@@ -162,14 +158,10 @@ def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M
     if j + 8 <= N:
         _rows8(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
         j += 8
-    if j < N:
-        cf = c.reshape(c.size)
-        af = a.reshape(a.size)
-        bf = b.reshape(b.size)
-        for i in range(M):
-            for jj in range(j, N):
-                s = cf[c_off + i * ldc + jj]
-                for u in range(U):
-                    for l in range(L):
-                        s += af[a_off + i * sai + u * sau + l * sal] * bf[b_off + u * sbu + l * sbl + jj]
-                cf[c_off + i * ldc + jj] = s
+    for i in range(M):
+        for jj in range(j, N):
+            s = c[c_off + i * ldc + jj]
+            for u in range(U):
+                for l in range(L):
+                    s += a[a_off + i * sai + u * sau + l * sal] * b[b_off + u * sbu + l * sbl + jj]
+            c[c_off + i * ldc + jj] = s
