@@ -415,7 +415,7 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     block = kernels.BLOCK
     min_batch = kernels.BATCHLAST_MIN_BATCH
     cl_min = kernels.CHANNEL_LAST_MIN_CHANNELS
-    task_fmas, dx_block = kernels.TASK_FMAS, kernels.DX_BLOCK
+    dx_block = kernels.DX_BLOCK
     s = shape
     R = S = s.r
     P, Q = s.p, s.q
@@ -429,9 +429,8 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
             xp = s.n * (s.h + 2 * s.pad) * (s.w + 2 * s.pad) * s.c  # padded channel-last x
             if op == "forward":
                 kw = -(-s.k // 8) * 8  # weight columns padded to a multiple of 8
-                rows = min(P, max(1, task_fmas // (Q * kw * R * S * s.c)))
-                tasks = s.n * -(-P // rows)
-                phases.append((xp + R * S * s.c * kw, min(threads, tasks) * Q * kw))
+                rows = min(threads, s.n * P) * Q * kw  # one output-row buffer per task
+                phases.append((xp + R * S * s.c * kw + rows, 0))
             else:
                 dyl = s.n * P * Q * s.k  # channel-last dy
                 partial = min(threads, s.n) * R * S * s.c * s.k
@@ -440,8 +439,8 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
                     wt = R * S * s.k * -(-s.c // 8) * 8  # weight for dx, columns padded to 8
                     hp = max(s.h + 2 * s.pad, (P - 1) * s.stride + R)
                     wp = max(s.w + 2 * s.pad, (Q - 1) * s.stride + S)
-                    tasks = s.n * -(-s.c // dx_block)
-                    phases.append((xp + dyl + partial + wt, min(threads, tasks) * hp * wp * dx_block))
+                    frames = min(threads, s.n * -(-s.c // dx_block)) * hp * wp * dx_block  # one per task
+                    phases.append((xp + dyl + partial + wt + frames, 0))
         elif s.n >= min_batch:
             xt = s.c * s.h * s.w * s.n  # batch-last x
             if op == "forward":

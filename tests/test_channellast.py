@@ -115,7 +115,8 @@ def test_raw_channel_last_kernels_from_numba(rng):
         xp = np.empty((N, H + 2, W + 2, C), dtype=x.dtype)
         to_channel_last(x, xp, 1, 1)
         y = np.empty((N, b.shape[0], H, W), dtype=x.dtype)
-        conv2d_forward_channellast(xp, w2, b, y, 1, 1)
+        scratch = np.empty((2, W, w2.shape[2]), dtype=x.dtype)  # two tasks' output-row buffers
+        conv2d_forward_channellast(xp, w2, b, y, 1, 1, scratch)
         return y
 
     x = rng.standard_normal((3, 5, 7, 6)).astype(np.float32)

@@ -50,12 +50,12 @@ from ._batchlast import (
     conv2d_forward_batchlast,
     to_batch_last,
 )
-from ._channellast import (  # noqa: F401  (DX_BLOCK, TASK_FMAS: read by fastcnn.bench)
+from ._channellast import (  # noqa: F401  (DX_BLOCK: read by fastcnn.bench)
     DX_BLOCK,
-    TASK_FMAS,
     conv2d_backward_input_channellast,
     conv2d_backward_weight_channellast,
     conv2d_forward_channellast,
+    input_grad_frame,
     to_channel_last,
 )
 from ._direct import (
@@ -329,7 +329,10 @@ def _direct_forward(x, w, b, y, sh, sw, ph, pw):
 def _general_direct_forward(x, w, b, y, sh, sw, ph, pw):
     """The direct loops, with the layout chosen by the channel counts and the batch size."""
     if w.shape[0] >= CHANNEL_LAST_MIN_CHANNELS:
-        conv2d_forward_channellast(_channel_last(x, ph, pw, "x"), _forward_weight(w), b, y, sh, sw)
+        w2 = _forward_weight(w)
+        tasks = min(get_num_threads(), y.shape[0] * y.shape[2])
+        scratch = _WORKSPACE.get("rows", (tasks, y.shape[3], w2.shape[2]), x.dtype)
+        conv2d_forward_channellast(_channel_last(x, ph, pw, "x"), w2, b, y, sh, sw, scratch)
     elif x.shape[0] >= BATCHLAST_MIN_BATCH:
         conv2d_forward_batchlast(_batch_last(x, "x"), w, b, y, sh, sw, ph, pw)
     else:
@@ -384,7 +387,11 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
     if K >= CHANNEL_LAST_MIN_CHANNELS:
         wt = np.zeros((R, S, K, -(-C // 8) * 8), dtype=w.dtype)  # columns padded to a multiple of 8
         wt[..., :C] = w.transpose(2, 3, 0, 1)
-        conv2d_backward_input_channellast(_channel_last(dy, 0, 0, "dy") if dyl is None else dyl, wt, dx, sh, sw, ph, pw)
+        hp, wp = input_grad_frame(dx.shape, dy.shape, (R, S), (sh, sw), (ph, pw))
+        tasks = min(get_num_threads(), N * -(-C // DX_BLOCK))
+        scratch = _WORKSPACE.get("frames", (tasks, hp, wp, DX_BLOCK), x.dtype)
+        dyl = _channel_last(dy, 0, 0, "dy") if dyl is None else dyl
+        conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch)
     elif N >= BATCHLAST_MIN_BATCH:
         wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
         conv2d_backward_input_batchlast(_batch_last(dy, "dy") if dyt is None else dyt, wt, dx, sh, sw, ph, pw)

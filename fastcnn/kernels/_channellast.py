@@ -31,8 +31,6 @@ from ._gemm import gemm_acc
 #: Input channels per input-gradient task (the micro-kernel's width).
 DX_BLOCK = 16
 
-#: Multiply-adds a forward task should at least have.
-TASK_FMAS = 1 << 18
 
 
 @njit(inline="always")
@@ -90,8 +88,13 @@ def to_channel_last(x, xp, ph, pw):
 
 
 @pjit
-def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
-    """Convolution forward from a padded channel-last input, one output row per task.
+def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
+    """Convolution forward from a padded channel-last input.
+
+    The N*P output rows are split into ``scratch.shape[0]`` equal chunks, one
+    per task (use the thread count); a task accumulates each of its rows in
+    its own ``scratch[t]`` and writes it to ``y``, so nothing is allocated
+    per image.
 
     Parameters
     ----------
@@ -102,21 +105,19 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
     b : (K,) float array
     y : (N, K, P, Q) float array, NCHW, written in full
     sh, sw : int
+    scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
     """
     N, Hp, Wp, C = xp.shape
     R, L, Kw = w2.shape
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    # several output rows per task when a row is cheap (few channels), so that
-    # a task is at least ~2**18 multiply-adds and its overhead stays small
-    rows = min(P, max(1, TASK_FMAS // max(1, Q * Kw * R * L)))
+    T = scratch.shape[0]
     x_flat, w_flat = xp.reshape(xp.size), w2.reshape(w2.size)  # gemm_acc takes flat operands
-    blocks = (P + rows - 1) // rows
-    for t in prange(N * blocks):
-        n = t // blocks
-        p0 = (t - n * blocks) * rows
-        acc = np.empty((Q, Kw), dtype=y.dtype)
+    for t in prange(T):
+        acc = scratch[t]
         acc_flat = acc.reshape(acc.size)
-        for p in range(p0, min(P, p0 + rows)):
+        for row in range(t * N * P // T, (t + 1) * N * P // T):
+            n = row // P
+            p = row - n * P
             for q in range(Q):
                 for k in range(K):
                     acc[q, k] = b[k]
@@ -127,14 +128,22 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw):
             transpose_into(acc[:, :K], y[n, :, p, :])
 
 
+def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):
+    """(Hp, Wp): the padded frame :func:`conv2d_backward_input_channellast`'s scratch images need."""
+    (H, W), (P, Q), (R, S), (sh, sw), (ph, pw) = dx_shape[2:], dy_shape[2:], kernel_size, stride, padding
+    return max(H + 2 * ph, (P - 1) * sh + R), max(W + 2 * pw, (Q - 1) * sw + S)
+
+
 @pjit
-def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
+def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     """Input gradient from a channel-last ``dy``: each output pixel scatters ``dy @ w[:, :, r, s]``.
 
-    A task owns one image and a block of up to 16 input channels: it adds,
-    for every output row p and tap (r, s), the product of dy's row (Q, K) and
-    ``wt[r, s]`` (K, C)'s block into a padded channel-last scratch image, then
-    writes the scratch's interior to ``dx`` in NCHW.
+    The work is (image, block of up to 16 input channels) pairs, split into
+    ``scratch.shape[0]`` equal chunks, one per task.  For each pair a task
+    adds, for every output row p and tap (r, s), the product of dy's row
+    (Q, K) and ``wt[r, s]`` (K, C)'s block into its padded channel-last
+    scratch image ``scratch[t]``, then writes the image's interior to ``dx``
+    in NCHW.
 
     Parameters
     ----------
@@ -144,32 +153,31 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw):
         zero-padded to a multiple of 8: the micro-kernel then runs 8 wide)
     dx : (N, C, H, W) float array, NCHW, written in full
     sh, sw, ph, pw : int
+    scratch : (T, Hp, Wp, 16) float array, T >= 1; (Hp, Wp) from :func:`input_grad_frame`
     """
     N, P, Q, K = dyl.shape
     R, S, Cw = wt.shape[0], wt.shape[1], wt.shape[3]
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    # rows and columns the taps reach, padding included (all inside the image's padded frame)
-    Hp = max(H + 2 * ph, (P - 1) * sh + R)
-    Wp = max(W + 2 * pw, (Q - 1) * sw + S)
+    T, Hp, Wp = scratch.shape[0], scratch.shape[1], scratch.shape[2]
     blocks = (C + DX_BLOCK - 1) // DX_BLOCK
-    zero = dx.dtype.type(0)
     dy_flat, w_flat = dyl.reshape(dyl.size), wt.reshape(wt.size)
-    for t in prange(N * blocks):
-        n = t // blocks
-        c0 = (t - n * blocks) * DX_BLOCK
-        width = min(DX_BLOCK, C - c0)
-        columns = min(DX_BLOCK, Cw - c0)
-        work = np.empty((Hp, Wp, DX_BLOCK), dtype=dx.dtype)
+    for t in prange(T):
+        work = scratch[t]
         work_flat = work.reshape(work.size)
-        _zero(work_flat, 0, work.size)
-        for p in range(P):
-            for r in range(R):
-                for s in range(S):
-                    gemm_acc(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
-                             dy_flat, (n * P + p) * Q * K, K, 0, 1,
-                             w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
-        for i in range(H):
-            transpose_into(work[i + ph, pw:pw + W, :width], dx[n, c0:c0 + width, i, :])
+        for task in range(t * N * blocks // T, (t + 1) * N * blocks // T):
+            n = task // blocks
+            c0 = (task - n * blocks) * DX_BLOCK
+            width = min(DX_BLOCK, C - c0)
+            columns = min(DX_BLOCK, Cw - c0)
+            _zero(work_flat, 0, work.size)
+            for p in range(P):
+                for r in range(R):
+                    for s in range(S):
+                        gemm_acc(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
+                                 dy_flat, (n * P + p) * Q * K, K, 0, 1,
+                                 w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
+            for i in range(H):
+                transpose_into(work[i + ph, pw:pw + W, :width], dx[n, c0:c0 + width, i, :])
 
 
 @pjit
