@@ -8,18 +8,19 @@ kernel row r is then a small matrix product with no copy: the ``Q`` windows of
 an output row (rows ``sw*C`` apart) times ``w[r]`` as an ``(S*C, K)`` matrix,
 which :func:`fastcnn.kernels._gemm.gemm_acc` runs with a 4 x 16
 register-blocked micro-kernel.  No workspace proportional to the im2col
-matrix is used: the extra memory is the padded copy of x (and of dy), an
-output row per task and, for the weight gradient, one partial gradient per
-thread.
+matrix is used: the extra memory is the padded copy of x (and of dy) and,
+per task (one per thread, passed in by the caller), an output-row buffer, a
+scratch image for the input gradient or a partial weight gradient.
 
 Weight layouts (built by the caller, tiny): ``w2[r, s*C + c, k] = w[k, c, r, s]``
 for the forward pass and ``wt[r, s, k, c] = w[k, c, r, s]`` for the input
 gradient.
 
 Parallel work never writes the same element from two tasks: forward over
-output rows (image, row), input gradient over (image, block of 16 input
-channels), weight gradient over chunks of images with one partial sum each,
-added up afterwards in a fixed order (so results do not depend on timing).
+chunks of output rows (image, row), input gradient over chunks of (image,
+block of 16 input channels), weight gradient over chunks of images with one
+partial sum each, added up afterwards in a fixed order (so results do not
+depend on timing).
 """
 
 import numpy as np
