@@ -130,6 +130,7 @@ __all__ = [
     "conv2d_backward_input_batchlast",
     "conv2d_backward_weight_batchlast",
     "to_channel_last",
+    "input_grad_frame",
     "conv2d_forward_channellast",
     "conv2d_backward_input_channellast",
     "conv2d_backward_weight_channellast",
