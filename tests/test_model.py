@@ -460,3 +460,46 @@ def test_evaluate_on_empty_data_raises():
     model = fastcnn.Sequential(Flatten(), Linear(4, 2))
     with pytest.raises(ValueError, match="empty"):
         model.evaluate(np.zeros((0, 1, 2, 2), np.float32), np.zeros(0, np.int64))
+
+
+@pytest.mark.parametrize("pool", [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding=1),           # overlapping windows, padding
+    dict(kernel_size=3, stride=2, ceil_mode=True),      # a partial last window
+])
+def test_relu_then_maxpool_runs_pooled_first_with_identical_results(pool):
+    """Sequential runs MaxPool2d before a ReLU that precedes it: outputs and every gradient are unchanged."""
+    from fastcnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+
+    rng = np.random.default_rng(0)
+
+    def build():
+        r = np.random.default_rng(1)
+        layers = [Conv2d(2, 4, 3, padding=1, dtype=np.float64), ReLU(), MaxPool2d(**pool), ReLU(), MaxPool2d(2, ceil_mode=True),
+                  Flatten()]
+        for layer in layers:
+            for p in layer.parameters():
+                p.data[...] = r.standard_normal(p.data.shape)
+        return layers
+
+    x = rng.standard_normal((3, 2, 9, 9))
+    x[0, :, :4, :4] = -np.abs(x[0, :, :4, :4])  # windows with no positive value
+    x[1, :, 2:6, 2:6] = 0.0  # ties at zero
+    model = fastcnn.Sequential(*build())
+    assert model._order()[:5] == [0, 2, 1, 4, 3]
+
+    # the same layers run one by one in the written order
+    plain = build()
+    h = x
+    for layer in plain:
+        h = layer.forward(h)
+    out = model.forward(x)
+    np.testing.assert_array_equal(out, h)
+
+    d = rng.standard_normal(out.shape)
+    dx = model.backward(d, input_grad=True)
+    for layer in reversed(plain):
+        d = layer.backward(d)
+    np.testing.assert_array_equal(dx, d)
+    for p, q in zip(model.parameters(), [p for layer in plain for p in layer.parameters()]):
+        np.testing.assert_array_equal(p.grad, q.grad)
