@@ -377,10 +377,9 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
 
     * ``direct``, at least ``CHANNEL_LAST_MIN_CHANNELS`` output channels: a
       zero-padded channel-last copy of x, the weight in the forward layout and
-      per parallel task a Q*K output-row accumulator (Numba); in backward, a
-      channel-last copy of dy, one R*S*C*K partial weight gradient per thread,
-      the weight padded for dx and per task a padded (H, W, 16) scratch image
-      (Numba).
+      one output-row buffer per thread; in backward, a channel-last copy of
+      dy, one R*S*C*K partial weight gradient per thread, the weight padded
+      for dx and one padded (H, W, 16) scratch image per thread.
     * ``direct``, fewer channels and batch >= ``BATCHLAST_MIN_BATCH``:
       batch-last copies of x (C*H*W*N) and, in backward, of dy (K*P*Q*N); the
       transposed weights (C*K*R*S) for dx; and per parallel task an
