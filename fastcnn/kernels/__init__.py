@@ -391,7 +391,6 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
         hp, wp = input_grad_frame(dx.shape, dy.shape, (R, S), (sh, sw), (ph, pw))
         tasks = min(get_num_threads(), N * -(-C // DX_BLOCK))
         scratch = _WORKSPACE.get("frames", (tasks, hp, wp, DX_BLOCK), x.dtype)
-        dyl = _channel_last(dy, 0, 0, "dy") if dyl is None else dyl
         conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch)
     elif N >= BATCHLAST_MIN_BATCH:
         wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
