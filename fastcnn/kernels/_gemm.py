@@ -111,32 +111,29 @@ def _make_microkernel(mr, nv):
     return microkernel
 
 
-# Rows go 4 at a time, the last 0-3 one at a time: fewer variants compile faster,
-# and the convolutions' row counts (output widths) are mostly multiples of 4.
-_mk4x16, _mk1x16 = _make_microkernel(4, 2), _make_microkernel(1, 2)
-_mk4x8, _mk1x8 = _make_microkernel(4, 1), _make_microkernel(1, 1)
+def _make_rows(nv):
+    """An inlined driver for ``M`` rows of one ``8*nv``-wide column block.
+
+    Rows go 4 at a time, the last 0-3 one at a time: fewer variants compile
+    faster, and the convolutions' row counts (output widths) are mostly
+    multiples of 4.
+    """
+    block, single = _make_microkernel(4, nv), _make_microkernel(1, nv)
+
+    @njit(inline="always")
+    def rows(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
+        i = 0
+        while i + 4 <= M:
+            block(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+            i += 4
+        while i < M:
+            single(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+            i += 1
+
+    return rows
 
 
-@njit(inline="always")
-def _rows16(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
-    i = 0
-    while i + 4 <= M:
-        _mk4x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-        i += 4
-    while i < M:
-        _mk1x16(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-        i += 1
-
-
-@njit(inline="always")
-def _rows8(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
-    i = 0
-    while i + 4 <= M:
-        _mk4x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-        i += 4
-    while i < M:
-        _mk1x8(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-        i += 1
+_rows16, _rows8 = _make_rows(2), _make_rows(1)
 
 
 @njit
