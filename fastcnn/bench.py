@@ -378,13 +378,17 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     * ``direct``, at least ``CHANNEL_LAST_MIN_CHANNELS`` output channels: a
       zero-padded channel-last copy of x, the weight in the forward layout and
       one output-row buffer per thread; in backward, a channel-last copy of
-      dy, one R*S*C*K partial weight gradient per thread, the weight padded
-      for dx and one padded (H, W, 16) scratch image per thread.
-    * ``direct``, fewer channels and batch >= ``BATCHLAST_MIN_BATCH``:
-      batch-last copies of x (C*H*W*N) and, in backward, of dy (K*P*Q*N); the
-      transposed weights (C*K*R*S) for dx; and per parallel task an
-      accumulator of BLOCK*Q*N (forward) or BLOCK*W*N (dx) elements allocated
-      inside the Numba kernel.  Smaller batches: nothing.
+      dy and one R*S*C*K partial weight gradient per thread.
+    * ``direct``, fewer output channels and batch >= ``BATCHLAST_MIN_BATCH``:
+      a batch-last copy of x (C*H*W*N) and per parallel task an accumulator
+      of BLOCK*Q*N elements allocated inside the Numba kernel; in backward,
+      batch-last copies of x and dy (K*P*Q*N).  Smaller batches: nothing.
+    * ``direct`` dx, at least ``CHANNEL_LAST_MIN_CHANNELS`` input channels:
+      dy's channel-last copy (unless the weight gradient made it), the weight
+      padded for dx and one padded (H, W, 16) scratch image per thread; fewer
+      input channels and batch >= ``BATCHLAST_MIN_BATCH``: a pixel-major
+      batch-last copy of dy (P*Q*K*N, N padded to 8), the reversed weight
+      (C padded to 4) and one (C, W, N) row buffer per thread.
     * ``im2col``: the cols workspace N*C*R*S*P*Q; in backward also the
       (N, K, C*R*S) per-image weight-gradient product summed afterwards (dx
       reuses cols).
@@ -424,34 +428,35 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=_ITEMSIZE):
     # phases of the call: (numpy elements alive, Numba-runtime elements alive); peaks are over phases
     phases = [(0, 0)]
     if algorithm == "direct":
-        if s.k >= cl_min:
-            xp = s.n * (s.h + 2 * s.pad) * (s.w + 2 * s.pad) * s.c  # padded channel-last x
-            if op == "forward":
+        channel_last = s.k >= cl_min  # forward and weight gradient
+        xp = s.n * (s.h + 2 * s.pad) * (s.w + 2 * s.pad) * s.c  # padded channel-last x
+        dyl = s.n * P * Q * s.k  # channel-last dy
+        if op == "forward":
+            if channel_last:
                 kw = -(-s.k // 8) * 8  # weight columns padded to a multiple of 8
                 rows = min(threads, s.n * P) * Q * kw  # one output-row buffer per task
                 phases.append((xp + R * S * s.c * kw + rows, 0))
-            else:
-                dyl = s.n * P * Q * s.k  # channel-last dy
-                partial = min(threads, s.n) * R * S * s.c * s.k
-                phases.append((xp + dyl + partial, 0))
-                if op == "backward":
-                    wt = R * S * s.k * -(-s.c // 8) * 8  # weight for dx, columns padded to 8
-                    hp = max(s.h + 2 * s.pad, (P - 1) * s.stride + R)
-                    wp = max(s.w + 2 * s.pad, (Q - 1) * s.stride + S)
-                    frames = min(threads, s.n * -(-s.c // dx_block)) * hp * wp * dx_block  # one per task
-                    phases.append((xp + dyl + partial + wt + frames, 0))
-        elif s.n >= min_batch:
-            xt = s.c * s.h * s.w * s.n  # batch-last x
-            if op == "forward":
+            elif s.n >= min_batch:
                 tasks = -(-s.k // block) * P
-                phases.append((xt, min(threads, tasks) * block * Q * s.n))
-            else:
-                dyt = s.k * P * Q * s.n  # batch-last dy
-                phases.append((dyt + xt, 0))
-                if op == "backward":
-                    wt = s.c * s.k * R * S  # w transposed to (C, K, R, S)
-                    tasks = -(-s.c // block) * s.h
-                    phases.append((dyt + xt + wt, min(threads, tasks) * block * s.w * s.n))
+                phases.append((s.c * s.h * s.w * s.n, min(threads, tasks) * block * Q * s.n))
+        else:
+            base = 0  # the weight gradient's copies, kept in the workspace
+            if channel_last:
+                base = xp + dyl + min(threads, s.n) * R * S * s.c * s.k  # and one partial dw per task
+            elif s.n >= min_batch:
+                base = s.k * P * Q * s.n + s.c * s.h * s.w * s.n  # batch-last dy and x
+            phases.append((base, 0))
+            if op == "backward" and s.c >= cl_min:
+                wt = R * S * s.k * -(-s.c // 8) * 8  # weight for dx, columns padded to 8
+                hp = max(s.h + 2 * s.pad, (P - 1) * s.stride + R)
+                wp = max(s.w + 2 * s.pad, (Q - 1) * s.stride + S)
+                frames = min(threads, s.n * -(-s.c // dx_block)) * hp * wp * dx_block  # one per task
+                phases.append((base + (0 if channel_last else dyl) + wt + frames, 0))
+            elif op == "backward" and s.n >= min_batch:
+                nw, cw = -(-s.n // 8) * 8, -(-s.c // 4) * 4  # images and channels padded
+                dyb = P * Q * s.k * nw  # pixel-major batch-last dy
+                rows = min(threads, s.h) * cw * s.w * nw  # one dx row buffer per task
+                phases.append((base + dyb + cw * R * S * s.k + rows, 0))
     elif algorithm == "im2col":
         cols = s.n * s.c * R * S * P * Q
         phases.append((cols, 0))

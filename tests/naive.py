@@ -449,13 +449,15 @@ CONV_CASES = {
     "batchlast_N13_stride_gt_kernel": (13, 5, 7, 7, 5, 2, 2, 3, 0),
     "batchlast_N16_kernel_eq_padded_input": (16, 3, 3, 3, 4, 5, 5, 1, 1),
     "batchlast_N10_padding_ge_kernel": (10, 2, 3, 4, 3, 2, 2, 1, 2),
-    # 16 or more output channels take the channel-last kernels (16 or more input
-    # channels for dx too): 16-wide column blocks, then 8, then single columns
+    # 16 or more output channels take the channel-last kernels (for dx: 16 or
+    # more input channels; fewer take the batch-last dx when N >= 8):
+    # 16-wide column blocks, then 8, then single columns
     "channellast_K16_C16_pad1": (2, 16, 5, 6, 16, 3, 3, 1, 1),
     "channellast_K27_C17_rect_stride_pad": (3, 17, 7, 6, 27, 3, 2, (2, 1), (1, 0)),
     "channellast_K33_C3_stride_gt_kernel": (2, 3, 7, 7, 33, 2, 2, 3, 0),
     "channellast_K16_C40_padding_ge_kernel": (1, 40, 3, 4, 16, 2, 2, 1, 2),
     "channellast_N9_K24_C6_5x5": (9, 6, 9, 9, 24, 5, 5, 1, 2),
+    "channellast_dx_only_N10_C20_K6_stride2": (10, 20, 7, 8, 6, 3, 3, 2, 1),
 }
 
 # pooling: (N, C, H, W, kernel_size, stride, padding, ceil_mode)

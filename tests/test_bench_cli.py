@@ -175,7 +175,8 @@ def test_workspace_model_matches_tracemalloc():
     A failure here means the kernels' allocations changed: update
     fastcnn.bench.conv_workspace_bytes to match.
     """
-    for text in ("16x8x16x16:12k3s1p1", "4x3x8x8:5k3s2p1", "12x6x20x20:8k5s2p0", "6x5x9x9:20k3s2p1", "3x24x12x10:32k3s1p1"):
+    for text in ("16x8x16x16:12k3s1p1", "4x3x8x8:5k3s2p1", "12x6x20x20:8k5s2p0", "6x5x9x9:20k3s2p1", "3x24x12x10:32k3s1p1",
+                 "9x6x10x10:16k5s1p0", "10x20x8x8:6k3s1p1"):
         result = bench.bench_conv(text, repeat=1, threads=1, algorithms=("direct", "im2col"))
         for name, entry in result["algorithms"].items():
             for op, computed in entry["workspace_bytes"].items():

@@ -29,6 +29,9 @@ def touch_everything(dtype):
             bwd(y, x, w, 1, 1)
     w16 = rng.standard_normal((16, 3, 3, 3)).astype(dtype)  # 16+ output channels: the channel-last kernels
     K.conv2d_backward(K.conv2d_forward(x, w16, None, 1, 1), x, w16, 1, 1)
+    x16 = rng.standard_normal((2, 16, 6, 6)).astype(dtype)  # 16+ input channels: the channel-last dx
+    w4 = rng.standard_normal((4, 16, 3, 3)).astype(dtype)
+    K.conv2d_backward(K.conv2d_forward(x16, w4, None, 1, 1), x16, w4, 1, 1)
     y, a = K.max_pool2d_forward(x, 2)
     K.max_pool2d_backward(y, a, x.shape)
     K.avg_pool2d_backward(K.avg_pool2d_forward(x, 2), x.shape, 2)

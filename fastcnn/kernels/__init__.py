@@ -49,6 +49,7 @@ from ._batchlast import (
     conv2d_backward_weight_batchlast,
     conv2d_forward_batchlast,
     to_batch_last,
+    to_pixel_batch_last,
 )
 from ._channellast import (  # noqa: F401  (DX_BLOCK: read by fastcnn.bench)
     DX_BLOCK,
@@ -126,6 +127,7 @@ __all__ = [
     "conv2d_backward_weight_direct",
     "conv2d_backward_bias",
     "to_batch_last",
+    "to_pixel_batch_last",
     "conv2d_forward_batchlast",
     "conv2d_backward_input_batchlast",
     "conv2d_backward_weight_batchlast",
@@ -373,19 +375,21 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
     N, C = x.shape[0], x.shape[1]
     K, _, R, S = w.shape
     conv2d_backward_bias(dy, db)
-    dyl = dyt = None
+    dyl = None
     if K >= CHANNEL_LAST_MIN_CHANNELS:
         dyl = _channel_last(dy, 0, 0, "dy")
         partial = _WORKSPACE.get("partial", (min(get_num_threads(), N), R, S * C, K), x.dtype)
         conv2d_backward_weight_channellast(_channel_last(x, ph, pw, "x"), dyl, dw, partial, sh, sw)
     elif N >= BATCHLAST_MIN_BATCH:
-        dyt = _batch_last(dy, "dy")
-        conv2d_backward_weight_batchlast(dyt, _batch_last(x, "x"), dw, sh, sw, ph, pw)
+        conv2d_backward_weight_batchlast(_batch_last(dy, "dy"), _batch_last(x, "x"), dw, sh, sw, ph, pw)
     else:
         conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw)
     if dx is None:
         return
-    if K >= CHANNEL_LAST_MIN_CHANNELS:
+    # dx's channels are the input channels: the vector axis is C when there are enough, else the batch
+    if C >= CHANNEL_LAST_MIN_CHANNELS:
+        if dyl is None:
+            dyl = _channel_last(dy, 0, 0, "dy")
         wt = np.zeros((R, S, K, -(-C // 8) * 8), dtype=w.dtype)  # columns padded to a multiple of 8
         wt[..., :C] = w.transpose(2, 3, 0, 1)
         hp, wp = input_grad_frame(dx.shape, dy.shape, (R, S), (sh, sw), (ph, pw))
@@ -393,8 +397,15 @@ def _general_direct_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw):
         scratch = _WORKSPACE.get("frames", (tasks, hp, wp, DX_BLOCK), x.dtype)
         conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch)
     elif N >= BATCHLAST_MIN_BATCH:
-        wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))  # (C, K, R, S)
-        conv2d_backward_input_batchlast(_batch_last(dy, "dy") if dyt is None else dyt, wt, dx, sh, sw, ph, pw)
+        P, Q = dy.shape[2], dy.shape[3]
+        nw, cw = -(-N // 8) * 8, -(-C // 4) * 4  # images to a multiple of 8, channels of 4: full-width blocks
+        dyb = _WORKSPACE.get("dy_pixel", (P, Q, K, nw), x.dtype)
+        to_pixel_batch_last(dy, dyb)
+        wf = np.zeros((cw, R, S, K), dtype=w.dtype)
+        wf[:C] = w.transpose(1, 2, 3, 0)[:, :, ::-1, :]  # wf[c, r, S-1-s, k] = w[k, c, r, s]
+        tasks = min(get_num_threads(), dx.shape[2])
+        scratch = _WORKSPACE.get("dx_rows", (tasks, cw, dx.shape[3], nw), x.dtype)
+        conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch)
     else:
         conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw)
 

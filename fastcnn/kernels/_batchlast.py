@@ -1,29 +1,38 @@
 """Raw direct-convolution kernels that vectorise over the batch.
 
-The images of a batch are the vector axis: inputs are read in a *batch-last*
-layout, ``xt[c, i, j, :]`` holding pixel (i, j) of channel c for every image
-(``to_batch_last`` converts, once per call).  With 64 images the innermost loop
-is 8 AVX2 vectors long, unit-stride and branch-free whatever the channel
-counts or image sizes, which is what LeNet-sized layers (6 or 16 channels,
-10-28 pixel rows) need.  Each task also computes 4 output channels at once
-(register blocking), so every input vector loaded feeds 4 multiply-adds.
+The images of a batch are the vector axis, for layers with too few channels
+to vectorise over (LeNet's 1, 6 and 16).  The forward pass and the weight
+gradient read a *batch-last* layout, ``xt[c, i, j, :]`` holding pixel (i, j)
+of channel c for every image (``to_batch_last`` converts, once per call):
+with 64 images the innermost loop is 8 AVX2 vectors long, unit-stride and
+branch-free whatever the channel counts or image sizes, and each task
+computes 4 output channels at once, so every input vector loaded feeds 4
+multiply-adds.  When the channel count is not a multiple of ``BLOCK``, the
+last task of a row handles the 1-3 channels left with a narrower loop.
+
+The input gradient reads dy in the *pixel-major* batch-last layout
+``dyb[p, q, k, :]`` (``to_pixel_batch_last``), where the taps that reach one
+input pixel are a few contiguous (K, N) blocks, and runs each pixel as a
+register-blocked matrix product (4 input channels x 16 images per block).
 
 Outputs are written straight back in NCHW, so no layout leaks out.  No
-workspace proportional to the im2col matrix is used: the only extra memory is
-the batch-last copy of the input (and of ``dy`` for the backward pass).
-
-When the channel count is not a multiple of ``BLOCK``, the last task of a
-row handles the 1-3 channels left with a narrower loop, so no work is spent
-on padding.
+workspace proportional to the im2col matrix is used: the extra memory is the
+layout copies of the input and of ``dy``, the per-task accumulators, and
+one row buffer per task for the input gradient.
 """
 
 import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
+from ._channellast import _zero, transpose_into
 from ._direct import valid_range
+from ._gemm import gemm_acc
 
 BLOCK = 4
+
+# images per column block of the input-gradient kernel (the micro-kernel's width)
+_COLUMNS = 16
 
 
 @njit(inline="always")
@@ -125,57 +134,118 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
 
 
 @pjit
-def conv2d_backward_input_batchlast(dyt, wt, dx, sh, sw, ph, pw):
-    """Input gradient from a batch-last ``dy``, 4 input channels per task (a gather).
+def to_pixel_batch_last(a, out):
+    """Write ``a`` (N, C, H, W) into ``out`` (H, W, C, Nw), Nw >= N, zeroing the columns past N.
 
-    ``dx[n, c, i, j] = sum_{k, r, s} w[k, c, r, s] * dy[n, k, p, q]`` over the
-    (p, q) with ``p*sh - ph + r = i`` and ``q*sw - pw + s = j``: the full
-    correlation of dy with the 180-degree-rotated kernel.  A task owns one row
-    of 4 channels of dx for every image, so there is no race; with stride 1
-    along the width each tap adds a contiguous span of dy.
+    Copied in 8 x 8 tiles of (images, columns), each written as 8 short
+    contiguous spans: a plain loop strides through memory on one side, and
+    both sides' strides are often multiples of 4 KiB, which thrashes the cache.
+    """
+    N, C, H, W = a.shape
+    Nw = out.shape[3]
+    zero = out.dtype.type(0)
+    for i in prange(H):
+        for c in range(C):
+            j0 = 0
+            while j0 + 8 <= W:
+                n0 = 0
+                while n0 + 8 <= N:
+                    for jj in range(8):
+                        d = out[i, j0 + jj, c]
+                        for nn in range(8):
+                            d[n0 + nn] = a[n0 + nn, c, i, j0 + jj]
+                    n0 += 8
+                for n in range(n0, N):
+                    for jj in range(8):
+                        out[i, j0 + jj, c, n] = a[n, c, i, j0 + jj]
+                j0 += 8
+            for j in range(j0, W):
+                for n in range(N):
+                    out[i, j, c, n] = a[n, c, i, j]
+            for j in range(W):
+                for n in range(N, Nw):
+                    out[i, j, c, n] = zero
+
+
+@pjit
+def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
+    """Input gradient as a register-blocked matrix product per input pixel, the batch as columns.
+
+    ``dx[n, c, i, j] = sum_{r, s, k} w[k, c, r, s] * dy[n, k, p, q]`` over the
+    taps with ``p*sh = i + ph - r`` and ``q*sw = j + pw - s`` inside dy (a
+    gather: the full correlation of dy with the 180-degree-rotated kernel).
+    For one pixel (i, j) that is a (Cw, taps*K) @ (taps*K, N) product: the
+    weights against dy's rows, which in the (P, Q, K, N) layout
+    (:func:`to_pixel_batch_last`) are N contiguous numbers each, so
+    :func:`fastcnn.kernels._gemm.gemm_acc` runs it with its 4 x 16
+    micro-kernel, blocks of 4 input channels by 16 images in registers over
+    the whole reduction.  With stride 1 the valid taps of a pixel form one
+    (rows) x (columns x K) block, one call; otherwise one call per valid
+    kernel row.  Images go 16 at a time across a whole output row, so the dy
+    rows a task reads stay in cache.
+
+    Rows of dx are split into ``scratch.shape[0]`` equal chunks, one per task,
+    accumulated in ``scratch[t]`` and written out in NCHW: no race, nothing
+    allocated.
 
     Parameters
     ----------
-    dyt : (K, P, Q, N) float array, dy in batch-last layout
-    wt : (C, K, R, S) float array: the weight with its first two axes swapped
+    dyb : (P, Q, K, Nw) float array, dy in pixel-major batch-last layout, Nw >= N
+        (columns past N are computed and dropped; zero them, and use a
+        multiple of 8 so the micro-kernel runs full width)
+    wf : (Cw, R, S, K) float array, ``wf[c, r, S-1-s, k] = w[k, c, r, s]``
+        (kernel columns reversed), Cw >= C (rows past C are computed and
+        dropped; zero-pad C to a multiple of 4)
     dx : (N, C, H, W) float array, NCHW, written in full
     sh, sw, ph, pw : int
+    scratch : (T, Cw, W, Nw) float array, T >= 1 tasks' row buffers
     """
-    K, P, Q, N = dyt.shape
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    R, S = wt.shape[2], wt.shape[3]
-    dy_rows = dyt.reshape(K, P, Q * N)
-    blocks = (C + BLOCK - 1) // BLOCK
-    for t in prange(blocks * H):
-        cb = t // H
-        i = t - cb * H
-        c0 = cb * BLOCK
-        width = min(BLOCK, C - c0)
-        c1, c2, c3 = min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1)  # repeat the last past C
-        acc = np.zeros((BLOCK, W * N), dtype=dx.dtype)
-        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        for r in range(R):
-            pr = i + ph - r
-            if pr < 0 or pr % sh != 0:
-                continue
-            p = pr // sh
-            if p >= P:
-                continue
-            for s in range(S):
-                # output columns q in [q_lo, q_hi) reach input column q*sw - pw + s
-                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
-                for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):  # as in the forward kernel
-                    span = (q_hi - q_lo if sw == 1 else 1) * N
-                    o = (q * sw - pw + s) * N
-                    for k in range(K):
-                        w0, w1, w2, w3 = wt[c0, k, r, s], wt[c1, k, r, s], wt[c2, k, r, s], wt[c3, k, r, s]
-                        _fma_span(dy_rows[k, p][q * N:q * N + span], a0[o:o + span], a1[o:o + span],
-                                  a2[o:o + span], a3[o:o + span], w0, w1, w2, w3, width)
-        for cc in range(min(BLOCK, C - c0)):
-            row = acc[cc]
-            for n in range(N):
+    P, Q, K, Nw = dyb.shape
+    Cw, R, S = wf.shape[0], wf.shape[1], wf.shape[2]
+    N, C, H, W = dx.shape
+    T = scratch.shape[0]
+    dy_flat, w_flat = dyb.reshape(dyb.size), wf.reshape(wf.size)
+    row = Q * K * Nw  # elements per dy row
+    for t in prange(T):
+        acc = scratch[t]
+        acc_flat = acc.reshape(acc.size)
+        for i in range(t * H // T, (t + 1) * H // T):
+            _zero(acc_flat, 0, acc.size)
+            for n0 in range(0, Nw, _COLUMNS):
+                width = min(_COLUMNS, Nw - n0)
                 for j in range(W):
-                    dx[n, c0 + cc, i, j] = row[j * N + n]
+                    # kernel columns s reaching pixel j: q*sw = j + pw - s with 0 <= q < Q
+                    jp = j + pw
+                    s_first = jp % sw
+                    if jp - (Q - 1) * sw > s_first:
+                        s_first += (jp - (Q - 1) * sw - s_first + sw - 1) // sw * sw
+                    s_last = min(S - 1, jp)
+                    if s_first > s_last:
+                        continue
+                    ns = (s_last - s_first) // sw + 1
+                    if sh == 1 and sw == 1:
+                        # kernel rows r_lo..r_hi-1 (dy rows descending) as the outer level;
+                        # columns s_last down to s_first (q ascending) times K as one inner
+                        # level, contiguous in both dyb and wf
+                        r_lo = max(0, i + ph - P + 1)
+                        r_hi = min(R, i + ph + 1)
+                        if r_lo < r_hi:
+                            gemm_acc(acc_flat, j * Nw + n0, W * Nw,
+                                     w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
+                                     dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
+                                     r_hi - r_lo, ns * K, Cw, width)
+                        continue
+                    for r in range(R):
+                        pr = i + ph - r
+                        if pr < 0 or pr % sh != 0 or pr // sh >= P:
+                            continue
+                        # columns s_first, s_first + sw, ... (q descending) outer, K inner
+                        gemm_acc(acc_flat, j * Nw + n0, W * Nw,
+                                 w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
+                                 dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
+                                 ns, K, Cw, width)
+            for c in range(C):
+                transpose_into(acc[c, :, :N], dx[:, c, i, :])
 
 
 @pjit
