@@ -186,10 +186,11 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     """Weight gradient from the padded channel-last x and channel-last dy.
 
     ``dw[k, c, r, s] = sum_{n, p, q} dy[n, p, q, k] * xp[n, p*sh + r, q*sw + s, c]``:
-    for each image row and kernel row, the (S*C, Q) transposed windows of x
-    times dy's row (Q, K).  Images are split into ``partial.shape[0]`` chunks,
-    one per task, each summing into its own ``partial[t]`` (R, S*C, K); the
-    partial sums are then added in chunk order.
+    for each image and kernel row, the (S*C, P*Q) transposed windows of x
+    times dy's pixels (P*Q, K), one register-blocked product over the image.
+    Images are split into ``partial.shape[0]`` chunks, one per task, each
+    summing into its own ``partial[t]`` (R, S*C, K); the partial sums are
+    then added in chunk order.
 
     Parameters
     ----------
@@ -210,11 +211,11 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
         part_flat = part.reshape(part.size)
         _zero(part_flat, 0, part.size)
         for n in range(t * N // T, (t + 1) * N // T):
-            for p in range(P):
-                for r in range(R):
-                    gemm_acc(part_flat, r * L * K, K,
-                             x_flat, ((n * Hp + p * sh + r) * Wp) * C, 1, 0, sw * C,
-                             dy_flat, (n * P + p) * Q * K, 0, K, 1, Q, L, K)
+            for r in range(R):
+                # the whole image's (p, q) as the two-level reduction: one long product per kernel row
+                gemm_acc(part_flat, r * L * K, K,
+                         x_flat, ((n * Hp + r) * Wp) * C, 1, sh * Wp * C, sw * C,
+                         dy_flat, n * P * Q * K, Q * K, K, P, Q, L, K)
     for k in prange(K):
         for c in range(C):
             for r in range(R):
