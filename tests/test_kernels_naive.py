@@ -207,6 +207,36 @@ def test_max_pool2d_ties_first_max_row_major(tie, dtype, rng):
     assert_close(dx, nv.max_pool2d_backward(dy, eam, x.shape), dtype)
 
 
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (2, 1), (3, 2)])
+def test_max_pool2d_first_nan_wins_and_infinities(kernel, stride, dtype):
+    """A NaN wins its window (the first one in row-major order when there are two);
+    windows without NaN in the same row keep their ordinary maximum; +inf and
+    -inf together are not a NaN.  (2x2 stride 2 takes a row-at-a-time path.)"""
+    nan, inf = np.nan, np.inf
+    plane = np.array([
+        [1.0, 5.0, 2.0, nan, -inf, inf, 0.0, 1.0],
+        [3.0, 4.0, nan, 9.0, inf, -inf, 2.0, 2.0],
+        [0.0, 0.0, 7.0, 7.0, 1.0, 1.0, 1.0, 1.0],
+        [0.0, 0.0, 7.0, 7.0, 1.0, 1.0, 1.0, 1.0],
+    ], dtype=dtype)
+    x = np.stack([plane, -plane])[None]  # (1, 2, 4, 8)
+    y, am = K.max_pool2d_forward(x, kernel, stride=stride)
+    W = x.shape[3]
+    for c in range(2):
+        xc = x[0, c]
+        for p in range(y.shape[2]):
+            for q in range(y.shape[3]):
+                window = [(i, j) for i in range(p * stride, p * stride + kernel)
+                          for j in range(q * stride, q * stride + kernel)]
+                nans = [(i, j) for i, j in window if np.isnan(xc[i, j])]
+                if nans:
+                    want = nans[0]
+                else:
+                    want = window[int(np.argmax([xc[i, j] for i, j in window]))]  # first maximum
+                assert am[0, c, p, q] == want[0] * W + want[1], (c, p, q)
+                np.testing.assert_array_equal(y[0, c, p, q], xc[want])
+
+
 def test_max_pool2d_argmax_indexes_unpadded_plane(rng):
     """argmax is a flat index into the (H, W) plane of the unpadded input, so
     x.reshape(N, C, H*W) gathered at argmax reproduces y."""
