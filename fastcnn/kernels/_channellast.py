@@ -186,8 +186,9 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     """Weight gradient from the padded channel-last x and channel-last dy.
 
     ``dw[k, c, r, s] = sum_{n, p, q} dy[n, p, q, k] * xp[n, p*sh + r, q*sw + s, c]``:
-    for each image and kernel row, the (S*C, P*Q) transposed windows of x
-    times dy's pixels (P*Q, K), one register-blocked product over the image.
+    for each image, kernel row and chunk of output rows, the (S*C, pixels)
+    transposed windows of x times dy's pixels (pixels, K), one register-blocked
+    product per chunk (chunks as large as keep dy's part in L1).
     Images are split into ``partial.shape[0]`` chunks, one per task, each
     summing into its own ``partial[t]`` (R, S*C, K); the partial sums are
     then added in chunk order.
@@ -206,16 +207,20 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     S = L // C
     zero = dw.dtype.type(0)
     x_flat, dy_flat = xp.reshape(xp.size), dyl.reshape(dyl.size)
+    # output rows per product: as many as keep their dy (rows*Q*K numbers) within
+    # 16 KiB of float32, so it stays in L1 while every block of dw's rows reads it
+    rows = max(1, min(P, 4096 // (Q * K)))
     for t in prange(T):
         part = partial[t]
         part_flat = part.reshape(part.size)
         _zero(part_flat, 0, part.size)
         for n in range(t * N // T, (t + 1) * N // T):
-            for r in range(R):
-                # the whole image's (p, q) as the two-level reduction: one long product per kernel row
-                gemm_acc(part_flat, r * L * K, K,
-                         x_flat, ((n * Hp + r) * Wp) * C, 1, sh * Wp * C, sw * C,
-                         dy_flat, n * P * Q * K, Q * K, K, P, Q, L, K)
+            for p0 in range(0, P, rows):
+                for r in range(R):
+                    # output rows p0.. as the outer level of the reduction, their pixels as the inner
+                    gemm_acc(part_flat, r * L * K, K,
+                             x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
+                             dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
     for k in prange(K):
         for c in range(C):
             for r in range(R):
