@@ -818,11 +818,11 @@ def max_pool2d_backward(dy, argmax, x_shape):
     check_shape(argmax, dy.shape, "argmax", fn)
     if dy.shape[:2] != x_shape[:2]:
         raise ValueError(f"{fn}: dy shape {dy.shape} does not match x_shape {x_shape} in N and C")
-    plane = x_shape[2] * x_shape[3]
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
-        raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
     dx = np.empty(x_shape, dtype=dy.dtype)
-    max_pool2d_backward_kernel(dy, np.ascontiguousarray(argmax, dtype=np.int64), dx)
+    # the kernel skips (and counts) indices outside the plane: checked there, in the same pass
+    if max_pool2d_backward_kernel(dy, np.ascontiguousarray(argmax, dtype=np.int64), dx):
+        plane = x_shape[2] * x_shape[3]
+        raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
     return dx
 
 

@@ -127,14 +127,23 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
 def max_pool2d_backward_kernel(dy, argmax, dx):
     """Route each dy[n, c, p, q] to the input element that won its window.
 
+    Indices outside the plane are skipped, not written (the checked
+    :func:`fastcnn.kernels.max_pool2d_backward` refuses the call then).
+
     Parameters
     ----------
     dy : (N, C, P, Q) float array
     argmax : (N, C, P, Q) int64 array from the forward kernel
     dx : (N, C, H, W) float array, written in full
+
+    Returns
+    -------
+    int
+        How many argmax values were outside ``[0, H*W)`` (0 for the forward kernel's).
     """
     N, C, H, W = dx.shape
     P, Q = dy.shape[2], dy.shape[3]
+    bad = 0
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -143,7 +152,12 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
             plane[m] = 0
         for p in range(P):
             for q in range(Q):
-                plane[argmax[n, c, p, q]] += dy[n, c, p, q]
+                m = argmax[n, c, p, q]
+                if 0 <= m < H * W:
+                    plane[m] += dy[n, c, p, q]
+                else:
+                    bad += 1
+    return bad
 
 
 @pjit

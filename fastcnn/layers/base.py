@@ -108,7 +108,11 @@ def check_dtype(dtype, owner):
 
 
 def as_input(x, dtype, owner, ndim):
-    """Convert ``x`` to a C-contiguous array of the layer's dtype (a no-op when it already is)."""
+    """Convert ``x`` to a C-contiguous array of the layer's dtype (a no-op when it already is).
+
+    ``owner`` (the layer itself) names the caller in error messages; it is
+    formatted only when there is an error, not on every call.
+    """
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.dtype.kind not in "biuf":

@@ -74,7 +74,7 @@ class Conv2d(Layer):
         return shape[1:]
 
     def forward(self, x):
-        x = as_input(x, self.weight.dtype, repr(self), 4)
+        x = as_input(x, self.weight.dtype, self, 4)
         forward, _ = ALGORITHMS[self.algorithm]
         b = None if self.bias is None else self.bias.data
         y = forward(x, self.weight.data, b, self.stride, self.padding)

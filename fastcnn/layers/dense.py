@@ -62,7 +62,7 @@ class Linear(Layer):
         return (self.out_features,)
 
     def forward(self, x):
-        x = as_input(x, self.weight.dtype, repr(self), 2)
+        x = as_input(x, self.weight.dtype, self, 2)
         b = None if self.bias is None else self.bias.data
         y = kernels.linear_forward(x, self.weight.data, b)
         self._x = x if self.training else None

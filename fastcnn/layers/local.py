@@ -95,7 +95,7 @@ class LocallyConnected2d(Layer):
         return (K, P, Q)
 
     def forward(self, x):
-        x = as_input(x, self.weight.dtype, repr(self), 4)
+        x = as_input(x, self.weight.dtype, self, 4)
         self.output_shape(x.shape[1:])
         b = None if self.bias is None else self.bias.data
         y = kernels.locally_connected2d_forward(x, self.weight.data, b, self.stride, self.padding)

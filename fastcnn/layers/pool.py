@@ -67,7 +67,7 @@ class MaxPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        x = _check_pool_input(x, repr(self))
+        x = _check_pool_input(x, self)
         y, argmax = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
         if self.training:
             self._argmax, self._x_shape = argmax, x.shape
@@ -87,7 +87,7 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        x = _check_pool_input(x, repr(self))
+        x = _check_pool_input(x, self)
         self._x_shape = x.shape if self.training else None
         return kernels.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
@@ -108,7 +108,7 @@ class GlobalAvgPool2d(Layer):
         return (input_shape[0],)
 
     def forward(self, x):
-        x = _check_pool_input(x, repr(self))
+        x = _check_pool_input(x, self)
         self._x_shape = x.shape if self.training else None
         return kernels.global_avg_pool2d_forward(x)
 
