@@ -136,7 +136,17 @@ def _make_rows(nv):
 _rows16, _rows8 = _make_rows(2), _make_rows(1)
 
 
-@njit
+def _signatures():
+    """float32 and float64, every offset, stride and size int64 (``a`` and ``b`` read-only, so any array fits)."""
+    i = types.int64
+    sigs = []
+    for dtype in (types.float32, types.float64):
+        out, src = types.Array(dtype, 1, "C"), types.Array(dtype, 1, "C", readonly=True)
+        sigs.append(types.void(out, i, i, src, i, i, i, i, src, i, i, i, i, i, i, i))
+    return sigs
+
+
+@njit(_signatures())
 def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
     """``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``.
 
@@ -145,8 +155,10 @@ def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M
     of one float dtype, addressed by element offsets.  Columns go 16, then 8,
     at a time through the micro-kernels; the last ``N % 8`` with plain loops.
 
-    A function of its own, not inlined: every kernel calls the same compiled
-    code (one compilation per dtype), which keeps the first-ever compile short.
+    A function of its own, not inlined, with explicit signatures: every
+    kernel calls the same two compilations (one per dtype; without the
+    signatures each call site's mix of literal and int64 arguments would be
+    compiled anew), which keeps the first-ever compile short.
     """
     j = 0
     while j + 16 <= N:
