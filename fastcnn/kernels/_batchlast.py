@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
-from ._channellast import _zero, transpose_into
+from ._channellast import _zero
 from ._direct import valid_range
 from ._gemm import gemm_acc
 
@@ -245,7 +245,9 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
                                  dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
                                  ns, K, Cw, width)
             for c in range(C):
-                transpose_into(acc[c, :, :N], dx[:, c, i, :])
+                for n in range(N):
+                    for j in range(W):
+                        dx[n, c, i, j] = acc[c, j, n]
 
 
 @pjit
