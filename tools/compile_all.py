@@ -34,6 +34,7 @@ def touch_everything(dtype):
     K.conv2d_backward(K.conv2d_forward(x16, w4, None, 1, 1), x16, w4, 1, 1)
     y, a = K.max_pool2d_forward(x, 2)
     K.max_pool2d_backward(y, a, x.shape)
+    K.max_pool2d_forward(x, 3, stride=2, padding=1)  # the general kernel (2x2 / stride 2 has its own)
     K.avg_pool2d_backward(K.avg_pool2d_forward(x, 2), x.shape, 2)
     K.global_avg_pool2d_backward(K.global_avg_pool2d_forward(x), x.shape)
     K.col2im(K.im2col(x, 3), x.shape, 3)
