@@ -16,19 +16,20 @@ from ._channellast import transpose_into
 from ._gemm import gemm_acc
 
 
-@njit(inline="always")
-def _matmul_acc(c, a, sai, sal, b, sbl, M, N, L):
-    """``c[i, j] += sum_l a[i*sai + l*sal] * b[l*sbl + j]`` for an (M, N) ``c``, in parallel blocks of 4 rows.
+@pjit
+def matmul_acc(c, a, sai, sal, b, sbl, M, N, L):
+    """``c[i*N + j] += sum_l a[i*sai + l*sal] * b[l*sbl + j]`` for ``i < M``, ``j < N``, in parallel blocks of 4 rows.
 
-    ``c`` is (M, N) C-contiguous, ``a`` and ``b`` flat.
+    ``c``, ``a`` and ``b`` are flat C-contiguous arrays of one float dtype.
+    One parallel function behind all three linear kernels (which are serial
+    wrappers around it), so it is compiled once per dtype, not once per kernel.
     """
-    c_flat = c.reshape(c.size)
     for blk in prange((M + 3) // 4):
         lo = blk * 4
-        gemm_acc(c_flat, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
+        gemm_acc(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
 
 
-@pjit
+@njit
 def linear_forward_kernel(x, w, b, y):
     """y[n, o] = b[o] + sum_i x[n, i] * w[o, i]; pass zeros for no bias.
 
@@ -42,10 +43,10 @@ def linear_forward_kernel(x, w, b, y):
     for n in range(N):
         for o in range(O):
             y[n, o] = b[o]
-    _matmul_acc(y, x.reshape(x.size), I, 1, wt.reshape(wt.size), O, N, O, I)
+    matmul_acc(y.reshape(y.size), x.reshape(x.size), I, 1, wt.reshape(wt.size), O, N, O, I)
 
 
-@pjit
+@njit
 def linear_backward_input_kernel(dy, w, dx):
     """dx[n, i] = sum_o dy[n, o] * w[o, i]: dy (N, O) @ w (O, I)."""
     N, O = dy.shape
@@ -54,10 +55,10 @@ def linear_backward_input_kernel(dy, w, dx):
     for n in range(N):
         for i in range(I):
             dx[n, i] = zero
-    _matmul_acc(dx, dy.reshape(dy.size), O, 1, w.reshape(w.size), I, N, I, O)
+    matmul_acc(dx.reshape(dx.size), dy.reshape(dy.size), O, 1, w.reshape(w.size), I, N, I, O)
 
 
-@pjit
+@njit
 def linear_backward_weight_kernel(dy, x, dw):
     """dw[o, i] = sum_n dy[n, o] * x[n, i]: dy.T (O, N) @ x (N, I), dy read in place."""
     N, O = dy.shape
@@ -66,7 +67,7 @@ def linear_backward_weight_kernel(dy, x, dw):
     for o in range(O):
         for i in range(I):
             dw[o, i] = zero
-    _matmul_acc(dw, dy.reshape(dy.size), 1, O, x.reshape(x.size), I, O, I, N)
+    matmul_acc(dw.reshape(dw.size), dy.reshape(dy.size), 1, O, x.reshape(x.size), I, O, I, N)
 
 
 @pjit
