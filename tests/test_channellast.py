@@ -5,6 +5,10 @@ float64 central differences and PyTorch through the ``channellast_*`` cases
 of ``naive.CONV_CASES``; this file covers what those cannot see.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
 import threading
 
 import numba
@@ -14,6 +18,8 @@ import pytest
 import naive as nv
 from fastcnn import kernels
 from fastcnn.kernels._gemm import gemm_acc
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -124,3 +130,32 @@ def test_raw_channel_last_kernels_from_numba(rng):
     b = rng.standard_normal(16).astype(np.float32)
     w2 = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(3, 3 * 5, 16)
     np.testing.assert_allclose(conv_same_3x3(x, w2, b), kernels.conv2d_forward(x, w, b, 1, 1), rtol=1e-5, atol=1e-5)
+
+
+_CACHED_RUN = """
+import numpy as np
+from fastcnn import kernels as K
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 6, 7, 7)).astype(np.float32)
+w = rng.standard_normal((16, 6, 3, 3)).astype(np.float32)
+y = K.conv2d_forward(x, w, None, 1, 1)            # channel-last forward
+dx, dw, db = K.conv2d_backward(y, x, w, 1, 1)     # channel-last dw, batch-last dx
+z = K.linear_forward(x.reshape(8, -1), rng.standard_normal((5, 294)).astype(np.float32), None)
+np.save({out!r}, np.concatenate([a.ravel() for a in (y, dx, dw, z)]))
+"""
+
+
+def test_kernels_calling_the_micro_kernel_load_from_the_cache(tmp_path):
+    """The kernels call gemm_acc through a symbol registered at import (fastcnn.kernels._gemm.gemm_call);
+    in a second process they load from Numba's cache, link to it and give the same results."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    results = []
+    for run in range(2):
+        out = tmp_path / f"run{run}.npy"
+        proc = subprocess.run([sys.executable, "-c", _CACHED_RUN.format(out=str(out))], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(np.load(out))
+    assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run did write the cache
+    np.testing.assert_array_equal(results[0], results[1])

@@ -27,7 +27,7 @@ from numba import prange
 from ..config import njit, pjit
 from ._channellast import _zero
 from ._direct import valid_range
-from ._gemm import gemm_acc
+from ._gemm import gemm_call
 
 BLOCK = 4
 
@@ -230,7 +230,7 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
                         r_lo = max(0, i + ph - P + 1)
                         r_hi = min(R, i + ph + 1)
                         if r_lo < r_hi:
-                            gemm_acc(acc_flat, j * Nw + n0, W * Nw,
+                            gemm_call(acc_flat, j * Nw + n0, W * Nw,
                                      w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
                                      dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
                                      r_hi - r_lo, ns * K, Cw, width)
@@ -240,7 +240,7 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
                         if pr < 0 or pr % sh != 0 or pr // sh >= P:
                             continue
                         # columns s_first, s_first + sw, ... (q descending) outer, K inner
-                        gemm_acc(acc_flat, j * Nw + n0, W * Nw,
+                        gemm_call(acc_flat, j * Nw + n0, W * Nw,
                                  w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
                                  dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
                                  ns, K, Cw, width)

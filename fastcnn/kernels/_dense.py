@@ -13,7 +13,7 @@ from numba import prange
 
 from ..config import njit, pjit
 from ._channellast import transpose_into
-from ._gemm import gemm_acc
+from ._gemm import gemm_call
 
 
 @pjit
@@ -26,7 +26,7 @@ def matmul_acc(c, a, sai, sal, b, sbl, M, N, L):
     """
     for blk in prange((M + 3) // 4):
         lo = blk * 4
-        gemm_acc(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
+        gemm_call(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
 
 
 @njit
