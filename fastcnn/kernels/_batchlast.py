@@ -231,9 +231,9 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
                         r_hi = min(R, i + ph + 1)
                         if r_lo < r_hi:
                             gemm_call(acc_flat, j * Nw + n0, W * Nw,
-                                     w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
-                                     dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
-                                     r_hi - r_lo, ns * K, Cw, width)
+                                      w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
+                                      dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
+                                      r_hi - r_lo, ns * K, Cw, width)
                         continue
                     for r in range(R):
                         pr = i + ph - r
@@ -241,9 +241,9 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
                             continue
                         # columns s_first, s_first + sw, ... (q descending) outer, K inner
                         gemm_call(acc_flat, j * Nw + n0, W * Nw,
-                                 w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
-                                 dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
-                                 ns, K, Cw, width)
+                                  w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
+                                  dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
+                                  ns, K, Cw, width)
             for c in range(C):
                 for n in range(N):
                     for j in range(W):

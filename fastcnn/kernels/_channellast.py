@@ -127,7 +127,7 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
                 _zero(acc_flat, q * Kw + K, (q + 1) * Kw)
             # rows r of the kernel are the outer level of the reduction, (s, c) the inner
             gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
-                     w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
+                      w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
             for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
                 for q in range(Q):
                     y[n, k, p, q] = acc[q, k]
@@ -179,8 +179,8 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
                 for r in range(R):
                     for s in range(S):
                         gemm_call(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
-                                 dy_flat, (n * P + p) * Q * K, K, 0, 1,
-                                 w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
+                                  dy_flat, (n * P + p) * Q * K, K, 0, 1,
+                                  w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
             for i in range(H):
                 for c in range(width):
                     for j in range(W):
@@ -225,8 +225,8 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
                 for r in range(R):
                     # output rows p0.. as the outer level of the reduction, their pixels as the inner
                     gemm_call(part_flat, r * L * K, K,
-                             x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
-                             dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
+                              x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
+                              dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
     for k in prange(K):
         for c in range(C):
             for r in range(R):

@@ -51,7 +51,7 @@ def max_pool2d_2x2_forward_kernel(x, y, argmax):
     y : (N, C, P, Q) float array with ``2*P <= H`` and ``2*Q <= W``, written in full
     argmax : (N, C, P, Q) int64 array, written in full
     """
-    N, C, H, W = x.shape
+    N, C, _, W = x.shape
     P, Q = y.shape[2], y.shape[3]
     for t in prange(N * C):
         n = t // C
