@@ -443,15 +443,14 @@ CONV_CASES = {
     "stride2_pad1": (1, 2, 6, 6, 2, 3, 3, 2, 1),
     "padding_ge_kernel": (1, 1, 3, 3, 1, 2, 2, 1, 2),
     "wide_channels_pad1": (3, 4, 6, 6, 5, 3, 3, 1, 1),
-    # batches of 8 or more take the batch-last kernels (channels not a multiple of 4 on purpose)
+    # which algorithm each case selects per pass is asserted in test_conv_plan.py (EXPECTED);
+    # batch-last cases: channels not a multiple of 4 on purpose
     "batchlast_N9_K6_pad2": (9, 1, 8, 8, 6, 5, 5, 1, 2),
     "batchlast_N8_C6_K7_rect_stride_pad": (8, 6, 9, 7, 7, 3, 2, (2, 1), (1, 0)),
     "batchlast_N13_stride_gt_kernel": (13, 5, 7, 7, 5, 2, 2, 3, 0),
-    "batchlast_N16_kernel_eq_padded_input": (16, 3, 3, 3, 4, 5, 5, 1, 1),
+    "N16_kernel_eq_padded_input": (16, 3, 3, 3, 4, 5, 5, 1, 1),
     "batchlast_N10_padding_ge_kernel": (10, 2, 3, 4, 3, 2, 2, 1, 2),
-    # 16 or more output channels take the channel-last kernels (for dx: 16 or
-    # more input channels; fewer take the batch-last dx when N >= 8):
-    # 16-wide column blocks, then 8, then single columns
+    # channel-last cases: 16-wide column blocks, then 8, then single columns
     "channellast_K16_C16_pad1": (2, 16, 5, 6, 16, 3, 3, 1, 1),
     "channellast_K27_C17_rect_stride_pad": (3, 17, 7, 6, 27, 3, 2, (2, 1), (1, 0)),
     "channellast_K33_C3_stride_gt_kernel": (2, 3, 7, 7, 33, 2, 2, 3, 0),

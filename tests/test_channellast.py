@@ -74,19 +74,24 @@ def test_results_are_not_workspace_views(rng):
 
 def test_clear_workspace(rng):
     x, w, b, s, p = _case("channellast_K16_C16_pad1", np.float32, rng)
-    y = kernels.conv2d_forward(x, w, b, s, p)
-    assert kernels._WORKSPACE.arrays
     kernels.clear_workspace()
-    assert not kernels._WORKSPACE.arrays
+    y = kernels.conv2d_forward(x, w, b, s, p)
+    held = kernels.workspace_usage()
+    plans = kernels.conv2d_plan(x.shape, w.shape, s, p)
+    kept = sum(b.size for b in plans.forward.buffers if b.kind == "workspace") * 4
+    assert held["arrays"] == 2 and held["bytes"] == kept
+    kernels.clear_workspace()
+    assert kernels.workspace_usage()["arrays"] == 0 and kernels.workspace_usage()["bytes"] == 0
     np.testing.assert_array_equal(kernels.conv2d_forward(x, w, b, s, p), y)
 
 
 def test_workspace_is_bounded(rng):
     kernels.clear_workspace()
     w = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
-    for n in range(1, kernels._Workspace.SLOTS + 6):
+    slots = kernels.workspace_usage()["slots"]
+    for n in range(1, slots + 6):
         kernels.conv2d_forward(rng.standard_normal((n, 2, 5, 5)).astype(np.float32), w, None, 1, 1)
-    assert len(kernels._WORKSPACE.arrays) == kernels._Workspace.SLOTS
+    assert kernels.workspace_usage()["arrays"] == slots
 
 
 def test_concurrent_calls_from_python_threads(rng):

@@ -67,15 +67,15 @@ def nonnegative_pair(value, name, fn):
     return v
 
 
-def check_x_shape(x_shape, fn):
-    """A 4-tuple of positive ints (N, C, H, W)."""
+def check_x_shape(x_shape, fn, name="x_shape", dims="(N, C, H, W)"):
+    """A 4-tuple of positive ints (N, C, H, W), or the ``dims`` named."""
     try:
         shape = tuple(int(d) for d in x_shape)
         ok = len(shape) == 4 and all(isinstance(d, numbers.Integral) for d in x_shape)
     except (TypeError, ValueError):
         ok = False
     if not ok or min(shape) <= 0:
-        raise ValueError(f"{fn}: x_shape must be 4 positive ints (N, C, H, W), got {x_shape!r}")
+        raise ValueError(f"{fn}: {name} must be 4 positive ints {dims}, got {x_shape!r}")
     return shape
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
-from ._channellast import transpose_into
+from ._loops import transpose_into
 from ._gemm import gemm_call
 
 

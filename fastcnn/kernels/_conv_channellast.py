@@ -23,53 +23,15 @@ partial sum each, added up afterwards in a fixed order (so results do not
 depend on timing).
 """
 
-import numpy as np
 from numba import prange
 
-from ..config import njit, pjit
+from ..config import pjit
 from ._gemm import gemm_call
+from ._loops import transpose_into, zero_span
 
 #: Input channels per input-gradient task (the micro-kernel's width).
 DX_BLOCK = 16
 
-
-
-@njit(inline="always")
-def _zero(flat, start, stop):
-    """flat[start:stop] = 0 as a plain loop (an array expression inside a prange
-    body would become a nested parallel loop, which costs compile time)."""
-    zero = flat.dtype.type(0)
-    for m in range(start, stop):
-        flat[m] = zero
-
-
-@njit(inline="always")
-def transpose_into(src, dst):
-    """``dst[b, a] = src[a, b]`` for 2-D views, in 8 x 8 tiles.
-
-    A tile's reads and writes stay in a few cache lines and LLVM turns the
-    fixed-size loops into vector shuffles: 2-3x faster than a plain loop for
-    the input copy, where one side strides through memory by whole image
-    planes.  (Writing results back from the kernels' small buffers, plain
-    loops are as fast and compile in half the time.)
-    """
-    A, B = src.shape
-    a0 = 0
-    while a0 + 8 <= A:
-        b0 = 0
-        while b0 + 8 <= B:
-            for bb in range(8):
-                d = dst[b0 + bb]
-                for aa in range(8):
-                    d[a0 + aa] = src[a0 + aa, b0 + bb]
-            b0 += 8
-        for b in range(b0, B):
-            for aa in range(8):
-                dst[b, a0 + aa] = src[a0 + aa, b]
-        a0 += 8
-    for a in range(a0, A):
-        for b in range(B):
-            dst[b, a] = src[a, b]
 
 
 @pjit
@@ -83,10 +45,10 @@ def to_channel_last(x, xp, ph, pw):
         row = xp[n, i]
         flat = row.reshape(Wp * C)
         if i < ph or i >= ph + H:
-            _zero(flat, 0, Wp * C)
+            zero_span(flat, 0, Wp * C)
             continue
-        _zero(flat, 0, pw * C)
-        _zero(flat, (pw + W) * C, Wp * C)
+        zero_span(flat, 0, pw * C)
+        zero_span(flat, (pw + W) * C, Wp * C)
         transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
 
 
@@ -124,7 +86,7 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
             for q in range(Q):
                 for k in range(K):
                     acc[q, k] = b[k]
-                _zero(acc_flat, q * Kw + K, (q + 1) * Kw)
+                zero_span(acc_flat, q * Kw + K, (q + 1) * Kw)
             # rows r of the kernel are the outer level of the reduction, (s, c) the inner
             gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
                       w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
@@ -163,7 +125,7 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     N, P, Q, K = dyl.shape
     R, S, Cw = wt.shape[0], wt.shape[1], wt.shape[3]
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    T, Hp, Wp = scratch.shape[0], scratch.shape[1], scratch.shape[2]
+    T, Wp = scratch.shape[0], scratch.shape[2]
     blocks = (C + DX_BLOCK - 1) // DX_BLOCK
     dy_flat, w_flat = dyl.reshape(dyl.size), wt.reshape(wt.size)
     for t in prange(T):
@@ -174,7 +136,7 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
             c0 = (task - n * blocks) * DX_BLOCK
             width = min(DX_BLOCK, C - c0)
             columns = min(DX_BLOCK, Cw - c0)
-            _zero(work_flat, 0, work.size)
+            zero_span(work_flat, 0, work.size)
             for p in range(P):
                 for r in range(R):
                     for s in range(S):
@@ -219,7 +181,7 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     for t in prange(T):
         part = partial[t]
         part_flat = part.reshape(part.size)
-        _zero(part_flat, 0, part.size)
+        zero_span(part_flat, 0, part.size)
         for n in range(t * N // T, (t + 1) * N // T):
             for p0 in range(0, P, rows):
                 for r in range(R):

@@ -25,9 +25,8 @@ import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
-from ._channellast import _zero
-from ._direct import valid_range
 from ._gemm import gemm_call
+from ._loops import valid_range, zero_span
 
 BLOCK = 4
 
@@ -210,7 +209,7 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
         acc = scratch[t]
         acc_flat = acc.reshape(acc.size)
         for i in range(t * H // T, (t + 1) * H // T):
-            _zero(acc_flat, 0, acc.size)
+            zero_span(acc_flat, 0, acc.size)
             for n0 in range(0, Nw, _COLUMNS):
                 width = min(_COLUMNS, Nw - n0)
                 for j in range(W):

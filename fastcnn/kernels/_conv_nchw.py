@@ -16,20 +16,8 @@ over output channels.
 
 from numba import prange
 
-from ..config import njit, pjit
-
-
-@njit(inline="always")
-def valid_range(tap, pad, stride, size, out_size):
-    """Output indices ``[lo, hi)`` whose input index ``o*stride - pad + tap`` lies in ``[0, size)``.
-
-    Hoisting this range out of the inner loop leaves it free of bounds tests.
-    """
-    start = pad - tap
-    lo = 0 if start <= 0 else (start + stride - 1) // stride
-    last = size - 1 + pad - tap
-    hi = 0 if last < 0 else min(out_size, last // stride + 1)
-    return lo, max(lo, hi)
+from ..config import pjit
+from ._loops import valid_range
 
 
 @pjit

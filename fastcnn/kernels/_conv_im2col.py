@@ -1,22 +1,22 @@
 """im2col / col2im and the GEMM path of convolution.
 
 Raw ``@njit`` kernels write into caller-allocated arrays and check nothing;
-the GEMM drivers below them use numpy's ``matmul`` (BLAS) and are called by
-the checked functions in :mod:`fastcnn.kernels` with the same signature as the
-direct path.
+the GEMM drivers below them use numpy's ``matmul`` (BLAS), one per pass, and
+are called by the plan executor (:mod:`fastcnn.kernels._conv_exec`) with the
+buffers the plan names.
 
 Layout: ``cols`` is (N, C*R*S, P*Q): for each image, row ``(c*R + r)*S + s``
 holds input channel c shifted by kernel tap (r, s), sampled at every output
 pixel, with zeros where the tap falls in the padding.  Then
-``y[n] = w.reshape(K, C*R*S) @ cols[n]``.  The workspace is
-N * C*R*S * P*Q elements, which the direct path does not need.
+``y[n] = w.reshape(K, C*R*S) @ cols[n]``.  The ``cols`` buffer is
+N * C*R*S * P*Q elements, which the direct algorithms do not need.
 """
 
 import numpy as np
 from numba import prange
 
 from ..config import pjit
-from ._direct import valid_range
+from ._loops import valid_range
 
 
 @pjit
@@ -79,30 +79,30 @@ def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw):
                         dx[n, c, ih, q * sw - pw + s] += cols[n, row, base + q]
 
 
-def conv2d_forward_gemm(x, w, b, y, sh, sw, ph, pw):
-    """y = w @ im2col(x) + b, written into ``y`` (N, K, P, Q). Arguments as the direct kernel."""
-    N, C, H, W = x.shape
-    K, _, R, S = w.shape
-    P, Q = y.shape[2], y.shape[3]
-    cols = np.empty((N, C * R * S, P * Q), dtype=x.dtype)  # (N, C*R*S, P*Q)
+def conv2d_forward_gemm(x, w, b, y, sh, sw, ph, pw, cols):
+    """y = w @ im2col(x) + b, written into ``y`` (N, K, P, Q); ``cols`` (N, C*R*S, P*Q) is scratch."""
+    N = x.shape[0]
+    K, C, R, S = w.shape
     im2col_kernel(x, cols, R, S, sh, sw, ph, pw)
-    y3 = y.reshape(N, K, P * Q)  # (N, K, P*Q), a view of y
+    y3 = y.reshape(N, K, y.shape[2] * y.shape[3])  # (N, K, P*Q), a view of y
     np.matmul(w.reshape(K, C * R * S), cols, out=y3)  # (K, CRS) @ (N, CRS, PQ)
     y3 += b[:, None]
 
 
-def conv2d_backward_gemm(dy, x, w, dx, dw, db, sh, sw, ph, pw):
-    """Weight, bias and (if ``dx`` is not None) input gradients through im2col + GEMM."""
-    N, C, H, W = x.shape
-    K, _, R, S = w.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    dy3 = dy.reshape(N, K, P * Q)  # (N, K, P*Q)
-    cols = np.empty((N, C * R * S, P * Q), dtype=x.dtype)  # (N, C*R*S, P*Q)
+def conv2d_backward_weight_gemm(dy, x, dw, sh, sw, ph, pw, cols, per_image):
+    """dw = sum_n dy[n] @ im2col(x)[n].T; ``cols`` (N, C*R*S, P*Q) and ``per_image`` (N, K, C*R*S) are scratch."""
+    N = x.shape[0]
+    K, C, R, S = dw.shape
+    dy3 = dy.reshape(N, K, dy.shape[2] * dy.shape[3])  # (N, K, P*Q)
     im2col_kernel(x, cols, R, S, sh, sw, ph, pw)
-    # (N, K, PQ) @ (N, PQ, CRS) -> (N, K, CRS), summed over the batch -> (K, CRS)
-    np.sum(np.matmul(dy3, cols.transpose(0, 2, 1)), axis=0, out=dw.reshape(K, C * R * S))
-    np.sum(dy3, axis=(0, 2), out=db)
-    if dx is not None:
-        # (CRS, K) @ (N, K, PQ) -> (N, CRS, PQ), reusing the cols workspace
-        np.matmul(w.reshape(K, C * R * S).T, dy3, out=cols)
-        col2im_kernel(cols, dx, R, S, sh, sw, ph, pw)
+    np.matmul(dy3, cols.transpose(0, 2, 1), out=per_image)  # (N, K, PQ) @ (N, PQ, CRS) -> (N, K, CRS)
+    np.sum(per_image, axis=0, out=dw.reshape(K, C * R * S))
+
+
+def conv2d_backward_input_gemm(dy, w, dx, sh, sw, ph, pw, dcols):
+    """dx = col2im(w.T @ dy); ``dcols`` (N, C*R*S, P*Q) is scratch."""
+    N = dy.shape[0]
+    K, C, R, S = w.shape
+    dy3 = dy.reshape(N, K, dy.shape[2] * dy.shape[3])  # (N, K, P*Q)
+    np.matmul(w.reshape(K, C * R * S).T, dy3, out=dcols)  # (CRS, K) @ (N, K, PQ) -> (N, CRS, PQ)
+    col2im_kernel(dcols, dx, R, S, sh, sw, ph, pw)

@@ -1,0 +1,70 @@
+"""Scratch memory of the convolution kernels: a per-thread cache of arrays reused across calls.
+
+Training calls every layer with the same shapes batch after batch, so the
+layout copies and partial sums a plan asks for (its ``"workspace"`` buffers)
+are allocated once instead of per call: fresh pages cost as much as a small
+layer.  Per thread, so concurrent calls never share an array; least recently
+used arrays beyond ``SLOTS`` are dropped.  A plan's ``"call"`` buffers are
+allocated fresh for each call and freed when it returns.
+"""
+
+import collections
+import threading
+
+import numpy as np
+
+
+class Workspace(threading.local):
+    """Arrays keyed by (role, shape, dtype), most recently used last, at most ``SLOTS`` of them."""
+
+    SLOTS = 32
+
+    def __init__(self):
+        self.arrays = collections.OrderedDict()
+
+    def get(self, role, shape, dtype):
+        """The cached array for ``(role, shape, dtype)``, allocated (uninitialised) on first use."""
+        key = (role, tuple(shape), np.dtype(dtype).str)
+        a = self.arrays.pop(key, None)
+        if a is None:
+            a = np.empty(shape, dtype=dtype)
+        self.arrays[key] = a  # most recently used last
+        while len(self.arrays) > self.SLOTS:
+            self.arrays.popitem(last=False)
+        return a
+
+
+WORKSPACE = Workspace()
+
+
+def clear_workspace():
+    """Free the scratch arrays the direct convolution keeps between calls (in this thread).
+
+    They are the layout copies of the last inputs seen per shape (about the
+    size of one activation each) and per-thread partial sums; they are
+    reallocated when next needed.
+    """
+    WORKSPACE.arrays.clear()
+
+
+def workspace_usage():
+    """What the workspace holds in this thread: ``{"arrays": count, "bytes": total, "slots": SLOTS}``."""
+    arrays = WORKSPACE.arrays
+    return {"arrays": len(arrays), "bytes": sum(a.nbytes for a in arrays.values()), "slots": Workspace.SLOTS}
+
+
+def take(plan, dtype):
+    """{role: array} for the buffers of ``plan`` that Python allocates.
+
+    ``"workspace"`` buffers come from :data:`WORKSPACE` (contents left from
+    the last call: the kernels overwrite them); ``"call"`` buffers are new,
+    zero-filled when the plan says so.  ``"kernel"`` buffers are allocated
+    inside the Numba kernels and are not returned.
+    """
+    arrays = {}
+    for buf in plan.buffers:
+        if buf.kind == "workspace":
+            arrays[buf.role] = WORKSPACE.get(buf.role, buf.shape, dtype)
+        elif buf.kind == "call":
+            arrays[buf.role] = (np.zeros if buf.zeroed else np.empty)(buf.shape, dtype=dtype)
+    return arrays

@@ -1,0 +1,284 @@
+"""Convolution plans: which algorithm computes each pass of a convolution, and with what scratch memory.
+
+A convolution is three passes: ``forward`` (y), ``weight_grad`` (dw, and db
+beside it) and ``input_grad`` (dx).  For each pass, :func:`select` names the
+algorithm and :func:`make_plan` returns a :class:`ConvPlan`: the algorithm,
+the layout it computes in and every buffer it needs besides its inputs and
+outputs.  The checked functions of :mod:`fastcnn.kernels.conv` execute plans
+(they allocate exactly these buffers), ``fastcnn bench``'s memory model sums
+them, and ``tools/compile_all.py`` compiles every algorithm named here.
+
+Shape vocabulary (as everywhere in the kernels): x (N, C, H, W), w (K, C, R, S),
+y and dy (N, K, P, Q), stride (sh, sw), zero padding (ph, pw), T threads.
+
+Algorithms
+----------
+``nchw``
+    Nested loops on the NCHW arrays, no copies (``_conv_nchw.py``).
+``batch_last``
+    The images of the batch are the vector axis (``_conv_batchlast.py``):
+    x as (C, H, W, N); dx through dy as (P, Q, K, N) and a 4 x 16
+    register-blocked product per input pixel.  For layers with few channels.
+``channel_last``
+    The channels are the vector axis (``_conv_channellast.py``): a
+    zero-padded (N, H + 2ph, W + 2pw, C) copy of x (and dy as (N, P, Q, K)),
+    one register-blocked product per kernel row.  For 16 or more channels.
+``im2col``
+    x unfolded into (N, C*R*S, P*Q) columns, one BLAS product per image
+    (``_conv_im2col.py``).  Never chosen by ``"auto"``: it is the reference
+    the direct algorithms are compared with.
+``matmul_1x1``
+    A 1x1 kernel with stride 1 and no padding is a per-pixel linear map of
+    the channels: BLAS on views of x, no copies (``_conv_matmul.py``).
+``matmul_whole_input``
+    A kernel as large as the padded input (``R == H + 2ph``, ``S == W + 2pw``,
+    output 1x1) is a fully connected layer: one BLAS product over the batch.
+
+``"auto"`` (and ``"direct"``, the same today) picks, for every pass:
+``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
+otherwise ``channel_last`` when the pass's vector channels (K for forward and
+weight_grad, C for input_grad) number at least
+:data:`CHANNEL_LAST_MIN_CHANNELS`, else ``batch_last`` when the batch has at
+least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.
+"""
+
+from functools import lru_cache
+from typing import NamedTuple
+
+from ._conv_batchlast import BLOCK as BATCHLAST_BLOCK
+from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
+from ._conv_channellast import input_grad_frame
+
+#: Every named algorithm, in the order the documentation lists them.
+ALGORITHMS = ("nchw", "batch_last", "channel_last", "im2col", "matmul_1x1", "matmul_whole_input")
+#: What ``algorithm=`` accepts: a named algorithm, or "auto" / "direct" (the plan picks per pass; never im2col).
+CHOICES = ("auto", "direct") + ALGORITHMS
+#: The three passes of a convolution.
+PASSES = ("forward", "weight_grad", "input_grad")
+
+#: From this many images the batch fills the vector lanes of the batch-last kernels.
+BATCHLAST_MIN_BATCH = 8
+#: From this many vector channels (K, or C for dx) the channel-last kernels take over (``fastcnn bench conv`` measures both).
+CHANNEL_LAST_MIN_CHANNELS = 16
+
+LAYOUTS = {
+    "nchw": "NCHW",
+    "batch_last": "CHWN (batch last)",
+    "channel_last": "NHWC (channels last, padded)",
+    "im2col": "columns (N, C*R*S, P*Q)",
+    "matmul_1x1": "NCHW as (N, C, H*W)",
+    "matmul_whole_input": "NCHW as (N, C*R*S)",
+}
+
+
+class ConvGeometry(NamedTuple):
+    """The sizes of one convolution, checked (see :func:`fastcnn.kernels.conv2d_output_shape`)."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+
+    @property
+    def is_1x1(self):
+        return (self.R, self.S, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
+
+    @property
+    def is_whole_input(self):
+        return self.R == self.H + 2 * self.ph and self.S == self.W + 2 * self.pw
+
+
+class Buffer(NamedTuple):
+    """One array a plan needs besides its inputs and outputs.
+
+    ``kind`` is ``"workspace"`` (kept in the per-thread workspace between
+    calls), ``"call"`` (allocated for the call, freed when it returns) or
+    ``"kernel"`` (allocated by Numba inside the kernel, one per parallel task).
+    """
+
+    role: str
+    shape: tuple
+    kind: str
+    zeroed: bool = False
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class ConvPlan(NamedTuple):
+    """How one pass of a convolution runs: the algorithm, its layout, its buffers."""
+
+    op: str
+    algorithm: str
+    layout: str
+    buffers: tuple
+    itemsize: int
+
+    def nbytes(self, kinds=("workspace", "call", "kernel")):
+        """Bytes of the buffers of the given kinds."""
+        return sum(b.size for b in self.buffers if b.kind in kinds) * self.itemsize
+
+    @property
+    def workspace_bytes(self):
+        """Bytes of every buffer of this pass (workspace, per-call and in-kernel)."""
+        return self.nbytes()
+
+    def __str__(self):
+        parts = ", ".join(f"{b.role} {b.shape}{'' if b.kind == 'workspace' else ' ' + b.kind}"
+                          for b in self.buffers)
+        return (f"{self.op}: {self.algorithm} [{self.layout}], "
+                f"{_mib(self.workspace_bytes)}" + (f" ({parts})" if parts else ""))
+
+
+class ConvPlans(NamedTuple):
+    """The plans of the three passes of one convolution (``input_grad`` None when dx is not needed)."""
+
+    geometry: ConvGeometry
+    forward: ConvPlan
+    weight_grad: ConvPlan
+    input_grad: ConvPlan
+
+    def memory_bytes(self, op):
+        """Peak bytes of scratch memory of a call: op "forward", "backward_weight" (no dx) or "backward".
+
+        Returns ``{"numpy": ..., "numba": ..., "total": ...}``: buffers
+        allocated from Python (which tracemalloc sees), inside Numba kernels
+        (which it does not), and both.  In a backward call the weight
+        gradient's workspace stays alive while the input gradient runs
+        (its per-call buffers are freed by then); buffers of the same role
+        and shape are one array.
+        """
+        if op == "forward":
+            phases = [self.forward.buffers]
+        elif op in ("backward_weight", "backward"):
+            phases = [self.weight_grad.buffers]
+            if op == "backward" and self.input_grad is not None:
+                kept = tuple(b for b in self.weight_grad.buffers if b.kind == "workspace")
+                keys = {(b.role, b.shape) for b in kept}
+                phases.append(kept + tuple(b for b in self.input_grad.buffers if (b.role, b.shape) not in keys))
+        else:
+            raise ValueError(f"memory_bytes: op must be 'forward', 'backward_weight' or 'backward', got {op!r}")
+        item = self.forward.itemsize
+
+        def peak(kinds):
+            return max(sum(b.size for b in bufs if b.kind in kinds) for bufs in phases) * item
+
+        return {"numpy": peak(("workspace", "call")), "numba": peak(("kernel",)),
+                "total": peak(("workspace", "call", "kernel"))}
+
+    def __str__(self):
+        g = self.geometry
+        head = (f"conv {g.N}x{g.C}x{g.H}x{g.W} -> {g.K} channels, kernel {g.R}x{g.S}, "
+                f"stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}, output {g.P}x{g.Q}")
+        plans = [p for p in (self.forward, self.weight_grad, self.input_grad) if p is not None]
+        return "\n".join([head] + ["  " + str(p) for p in plans])
+
+
+def _mib(n):
+    return f"{n / 2**20:.2f} MiB" if n else "no scratch"
+
+
+def select(op, g, algorithm="auto"):
+    """The algorithm that computes pass ``op`` of convolution ``g``.
+
+    ``algorithm`` is "auto", "direct" or a name from :data:`ALGORITHMS`;
+    a named one is returned as it is when it applies to ``g``, else
+    ValueError says why.
+    """
+    if algorithm in ("auto", "direct"):
+        if g.is_whole_input:
+            return "matmul_whole_input"
+        if g.is_1x1:
+            return "matmul_1x1"
+        channels = g.C if op == "input_grad" else g.K
+        if channels >= CHANNEL_LAST_MIN_CHANNELS:
+            return "channel_last"
+        return "batch_last" if g.N >= BATCHLAST_MIN_BATCH else "nchw"
+    if algorithm == "matmul_1x1" and not g.is_1x1:
+        raise ValueError(
+            f"algorithm 'matmul_1x1' needs a 1x1 kernel with stride 1 and no padding, got kernel "
+            f"{g.R}x{g.S}, stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}; use algorithm='auto'"
+        )
+    if algorithm == "matmul_whole_input" and not g.is_whole_input:
+        raise ValueError(
+            f"algorithm 'matmul_whole_input' needs a kernel as large as the padded input, got kernel "
+            f"{g.R}x{g.S} for a {g.H + 2 * g.ph}x{g.W + 2 * g.pw} padded input; use algorithm='auto'"
+        )
+    return algorithm
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+def _buffers(op, algorithm, g, T):
+    """The buffers of pass ``op`` of ``algorithm`` on ``g`` with ``T`` threads (what the executors allocate)."""
+    N, C, H, W, K, R, S, P, Q = g[:9]
+    if algorithm == "batch_last":
+        if op == "forward":
+            tasks = min(T, -(-K // BATCHLAST_BLOCK) * P)
+            return (Buffer("x_batch_last", (C, H, W, N), "workspace"),
+                    Buffer("accumulators", (tasks, BATCHLAST_BLOCK, Q * N), "kernel"))
+        if op == "weight_grad":
+            return (Buffer("dy_batch_last", (K, P, Q, N), "workspace"),
+                    Buffer("x_batch_last", (C, H, W, N), "workspace"))
+        nw, cw = _round_up(N, 8), _round_up(C, 4)  # full-width blocks of images and channels
+        return (Buffer("dy_pixel_batch_last", (P, Q, K, nw), "workspace"),
+                Buffer("w_flipped", (cw, R, S, K), "call", zeroed=True),
+                Buffer("dx_rows", (min(T, H), cw, W, nw), "workspace"))
+    if algorithm == "channel_last":
+        xp = Buffer("x_channel_last", (N, H + 2 * g.ph, W + 2 * g.pw, C), "workspace")
+        dyl = Buffer("dy_channel_last", (N, P, Q, K), "workspace")
+        if op == "forward":
+            kw = _round_up(K, 8)
+            return (xp, Buffer("w_forward", (R, S * C, kw), "call", zeroed=True),
+                    Buffer("rows", (min(T, N * P), Q, kw), "workspace"))
+        if op == "weight_grad":
+            return (xp, dyl, Buffer("partial_dw", (min(T, N), R, S * C, K), "workspace"))
+        hp, wp = input_grad_frame((N, C, H, W), (N, K, P, Q), (R, S), (g.sh, g.sw), (g.ph, g.pw))
+        tasks = min(T, N * -(-C // CHANNEL_LAST_DX_BLOCK))
+        return (dyl, Buffer("w_input", (R, S, K, _round_up(C, 8)), "call", zeroed=True),
+                Buffer("frames", (tasks, hp, wp, CHANNEL_LAST_DX_BLOCK), "workspace"))
+    if algorithm == "im2col":
+        cols = (N, C * R * S, P * Q)
+        if op == "forward":
+            return (Buffer("cols", cols, "call"),)
+        if op == "weight_grad":
+            return (Buffer("cols", cols, "call"), Buffer("dw_per_image", (N, K, C * R * S), "call"))
+        return (Buffer("dcols", cols, "call"),)
+    if algorithm == "matmul_1x1":
+        if op == "weight_grad":
+            return (Buffer("dw_per_image", (N, K, C), "call"),)
+        if op == "input_grad":
+            return (Buffer("w_transposed", (C, K), "call"),)
+        return ()
+    if algorithm == "matmul_whole_input":
+        if g.ph == 0 and g.pw == 0:
+            return ()
+        padded = (N, C, H + 2 * g.ph, W + 2 * g.pw)
+        return (Buffer("dx_padded" if op == "input_grad" else "x_padded", padded, "call"),)
+    return ()  # nchw
+
+
+@lru_cache(maxsize=512)
+def make_plan(op, g, algorithm, itemsize, threads):
+    """The :class:`ConvPlan` of pass ``op`` (one of :data:`PASSES`) of convolution ``g``.
+
+    ``algorithm`` as :func:`select` takes it; ``itemsize`` is the dtype's
+    (4 or 8); ``threads`` the number of parallel tasks (per-thread buffers).
+    """
+    name = select(op, g, algorithm)
+    return ConvPlan(op, name, LAYOUTS[name], _buffers(op, name, g, threads), itemsize)
