@@ -17,21 +17,19 @@ from fastcnn.augment import Augment  # noqa: E402
 
 t_import = time.perf_counter() - t0
 
+# (N, C, H, W, K, R, S, padding) for the algorithms that apply to particular shapes only
+CONV_SHAPES = {"matmul_1x1": (8, 3, 6, 6, 4, 1, 1, 0), "matmul_whole_input": (8, 3, 6, 6, 4, 6, 6, 0)}
+
 
 def touch_everything(dtype):
     rng = np.random.default_rng(0)
-    for n in (2, 8):  # the NCHW loops (small batches) and the batch-last kernels
-        x = rng.standard_normal((n, 3, 6, 6)).astype(dtype)
-        w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
-        b = np.zeros(4, dtype)
-        for fwd, bwd in ((K.conv2d_forward, K.conv2d_backward), (K.conv2d_forward_im2col, K.conv2d_backward_im2col)):
-            y = fwd(x, w, b, 1, 1)
-            bwd(y, x, w, 1, 1)
-    w16 = rng.standard_normal((16, 3, 3, 3)).astype(dtype)  # 16+ output channels: the channel-last kernels
-    K.conv2d_backward(K.conv2d_forward(x, w16, None, 1, 1), x, w16, 1, 1)
-    x16 = rng.standard_normal((2, 16, 6, 6)).astype(dtype)  # 16+ input channels: the channel-last dx
-    w4 = rng.standard_normal((4, 16, 3, 3)).astype(dtype)
-    K.conv2d_backward(K.conv2d_forward(x16, w4, None, 1, 1), x16, w4, 1, 1)
+    for algorithm in K.CONV_ALGORITHMS:  # every algorithm a plan can name, each pass
+        N, C, H, W, Kout, R, S, pad = CONV_SHAPES.get(algorithm, (8, 3, 6, 6, 4, 3, 3, 1))
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = rng.standard_normal((Kout, C, R, S)).astype(dtype)
+        y = K.conv2d_forward(x, w, None, 1, pad, algorithm=algorithm)
+        K.conv2d_backward(y, x, w, 1, pad, algorithm=algorithm)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
     y, a = K.max_pool2d_forward(x, 2)
     K.max_pool2d_backward(y, a, x.shape)
     K.max_pool2d_forward(x, 3, stride=2, padding=1)  # the general kernel (2x2 / stride 2 has its own)
@@ -49,7 +47,7 @@ def touch_everything(dtype):
     K.softmax_cross_entropy(logits, np.zeros(len(x), np.int64))
     K.mse_loss(logits, logits)
     Augment(shift=1, rotation=5.0, noise=0.1, seed=0)(x)
-    for n in (2, 8):  # batch norm, leaky ReLU, softmax, locally connected, and the 1x1 / full-size fast paths
+    for n in (2, 8):  # batch norm, leaky ReLU, softmax, locally connected
         xb = rng.standard_normal((n, 3, 6, 6)).astype(dtype)
         gamma, beta = np.ones(3, dtype), np.zeros(3, dtype)
         y, mean, inv_std = K.batch_norm2d_forward(xb, gamma, beta, np.zeros(3, dtype), np.ones(3, dtype))
@@ -63,9 +61,6 @@ def touch_everything(dtype):
         wl = rng.standard_normal((4, 4, 2, 3, 3, 3)).astype(dtype)
         yl = K.locally_connected2d_forward(xb, wl, np.zeros((2, 4, 4), dtype))
         K.locally_connected2d_backward(yl, xb, wl)
-        for kernel in ((4, 3, 1, 1), (4, 3, 6, 6)):
-            wk = rng.standard_normal(kernel).astype(dtype)
-            K.conv2d_backward(K.conv2d_forward(xb, wk, None), xb, wk)
     p = fastcnn.layers.Parameter(wl.copy())
     opt = fastcnn.optim.SGD([p], lr=0.1, momentum=0.9)
     opt.step()
