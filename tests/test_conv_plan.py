@@ -211,6 +211,15 @@ def test_plan_refuses_bad_shapes(args, match):
         K.conv2d_plan(*args)
 
 
+def test_plan_sizes_per_thread_buffers_by_num_threads():
+    one = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=1)
+    four = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=4)
+    assert {b.role: b.shape for b in one.weight_grad.buffers}["partial_dw"][0] == 1
+    assert {b.role: b.shape for b in four.weight_grad.buffers}["partial_dw"][0] == 4
+    with pytest.raises(ValueError, match="conv2d_plan: num_threads must be a positive int or None, got 0"):
+        K.conv2d_plan((1, 1, 3, 3), (1, 1, 2, 2), num_threads=0)
+
+
 def test_plan_refuses_bad_dtype():
     with pytest.raises(TypeError, match="conv2d_plan: dtype must be float32 or float64, got int32"):
         K.conv2d_plan((1, 1, 3, 3), (1, 1, 2, 2), dtype=np.int32)

@@ -7,6 +7,8 @@ choose per pass, a name from :data:`~fastcnn.kernels.conv_plan.ALGORITHMS`
 forces one; :func:`conv2d_plan` shows the choice without running anything.
 """
 
+import numbers
+
 import numpy as np
 
 from .._shapes import conv_output_size
@@ -24,6 +26,12 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="conv2d"):
     ``P = floor((H + 2*ph - R) / sh) + 1`` and likewise Q.  Raises ValueError
     for a channel mismatch or a kernel larger than the padded input.
     """
+    g = _geometry(x_shape, w_shape, stride, padding, fn)
+    return (g.N, g.K, g.P, g.Q)
+
+
+def _geometry(x_shape, w_shape, stride, padding, fn):
+    """The checked :class:`ConvGeometry` of a convolution."""
     sh, sw = positive_pair(stride, "stride", fn)
     ph, pw = nonnegative_pair(padding, "padding", fn)
     N, C, H, W = x_shape
@@ -38,16 +46,8 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="conv2d"):
             f"{fn}: kernel {R}x{S} is larger than the padded input "
             f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {(ph, pw)})"
         )
-    return (N, K, conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw))
-
-
-def _geometry(x_shape, w_shape, stride, padding, fn):
-    """The checked :class:`ConvGeometry` of a convolution."""
-    N, K, P, Q = conv2d_output_shape(x_shape, w_shape, stride, padding, fn)
-    _, C, H, W = x_shape
-    R, S = w_shape[2], w_shape[3]
-    return ConvGeometry(N, C, H, W, K, R, S, P, Q, *positive_pair(stride, "stride", fn),
-                        *nonnegative_pair(padding, "padding", fn))
+    P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)
+    return ConvGeometry(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw)
 
 
 def _check_algorithm(algorithm, fn):
@@ -56,14 +56,15 @@ def _check_algorithm(algorithm, fn):
     return algorithm
 
 
-def _plan(op, g, dtype, algorithm, fn):
+def _plan(op, g, dtype, algorithm, fn, threads=None):
     try:
-        return make_plan(op, g, algorithm, np.dtype(dtype).itemsize, get_num_threads())
+        return make_plan(op, g, algorithm, np.dtype(dtype).itemsize, threads or get_num_threads())
     except ValueError as e:
         raise ValueError(f"{fn}: {e}") from None
 
 
-def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorithm="auto", need_input_grad=True):
+def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorithm="auto", need_input_grad=True,
+                num_threads=None):
     """Which algorithm computes each pass of a convolution, in which layout, with how much scratch memory.
 
     Runs nothing.  The plans depend on the shapes, stride, padding, dtype,
@@ -82,6 +83,9 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
         apply to the shape raises ValueError.
     need_input_grad : bool
         False leaves ``input_grad`` None (the first layer of a network).
+    num_threads : int or None
+        Threads the call would run on (sizes the per-thread buffers); None:
+        the current ``fastcnn.get_num_threads()``.
 
     Returns
     -------
@@ -106,8 +110,12 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
         raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
     g = _geometry(x_shape, w_shape, stride, padding, fn)
     algorithm = _check_algorithm(algorithm, fn)
-    forward, weight_grad = (_plan(op, g, dtype, algorithm, fn) for op in ("forward", "weight_grad"))
-    input_grad = _plan("input_grad", g, dtype, algorithm, fn) if need_input_grad else None
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
+                                    or num_threads < 1):
+        raise ValueError(f"{fn}: num_threads must be a positive int or None, got {num_threads!r}")
+    threads = None if num_threads is None else int(num_threads)
+    forward, weight_grad = (_plan(op, g, dtype, algorithm, fn, threads) for op in ("forward", "weight_grad"))
+    input_grad = _plan("input_grad", g, dtype, algorithm, fn, threads) if need_input_grad else None
     return ConvPlans(g, forward, weight_grad, input_grad)
 
 
