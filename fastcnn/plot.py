@@ -2,9 +2,9 @@
 
 Every function draws on matplotlib's Agg canvas (a ``matplotlib.figure.Figure``
 with a ``FigureCanvasAgg``: no pyplot state, no display needed), writes a PNG
-to ``path`` atomically (a temporary file in the same folder, moved into place
-with ``os.replace``, so a reader never sees half a picture) and returns the
-path.  matplotlib is imported inside the functions, never when fastcnn is
+to ``path`` atomically (``fastcnn._util.atomic_write``: a temporary file in
+the same folder, moved into place with ``os.replace``, so a reader never sees
+half a picture; the file gets the umask's mode) and returns the path.  matplotlib is imported inside the functions, never when fastcnn is
 imported; without it they raise ImportError saying
 ``pip install 'fastcnn[plot]'``.
 
@@ -20,26 +20,17 @@ Examples
 >>> path = plot.plot_history(history, os.path.join(folder, "curves.png"))  # doctest: +SKIP
 """
 
-import os
-import tempfile
-
 import numpy as np
 
-__all__ = ["plot_history", "plot_filters", "plot_feature_maps", "require_matplotlib"]
+from ._util import atomic_write, require_matplotlib
+
+__all__ = ["plot_history", "plot_filters", "plot_feature_maps", "conv_layers", "require_matplotlib"]
 
 #: At most this many input channels are drawn one row each by :func:`plot_filters`; more are averaged.
 MAX_INPUT_ROWS = 8
 
 #: At most this many channels per stage are drawn by :func:`plot_feature_maps`.
 MAX_CHANNELS = 16
-
-
-def require_matplotlib():
-    """Import matplotlib, or raise ImportError saying how to install it."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'fastcnn[plot]'") from None
 
 
 def _figure(figsize, layout="constrained"):
@@ -58,20 +49,8 @@ def _figure(figsize, layout="constrained"):
 
 
 def _save(fig, path, dpi=100):
-    """Write ``fig`` as a PNG to ``path`` through a temporary file in the same folder; return the path."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``fig`` as a PNG to ``path`` atomically; return the path (a str)."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 
 def _series(values):
@@ -166,7 +145,18 @@ def plot_history(history, path):
 # --------------------------------------------------------------------------- filters
 
 
-def _conv_layers(model):
+def conv_layers(model):
+    """The Conv2d layers :func:`plot_filters` can draw: those of a Sequential's ``layers``, in order.
+
+    A Conv2d itself gives ``[model]``; anything else ``[]``.
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> from fastcnn.plot import conv_layers
+    >>> len(conv_layers(fastcnn.models.lenet5()))
+    2
+    """
     from .layers import Conv2d
 
     layers = getattr(model, "layers", None)
@@ -214,7 +204,7 @@ def plot_filters(model_or_conv, path, layer=0):
     >>> plot_filters(fastcnn.models.lenet5(), "filters.png", layer=1)  # doctest: +SKIP
     'filters.png'
     """
-    convs = _conv_layers(model_or_conv)
+    convs = conv_layers(model_or_conv)
     if not convs:
         raise ValueError(f"plot_filters: expected a Conv2d or a Sequential holding one, got "
                          f"{type(model_or_conv).__name__} with no Conv2d layer")
@@ -282,6 +272,43 @@ def _mosaic(grid, cols):
 # --------------------------------------------------------------------------- feature maps
 
 
+def _stages(model, image):
+    """``[("input", image), (repr(layer), output), ...]`` for the layers whose output is (C, H, W).
+
+    The model runs in evaluation mode on a batch of one; its mode is restored afterwards.
+    """
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise TypeError(f"plot_feature_maps: expected a Sequential, got {type(model).__name__}")
+    x = np.asarray(image)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"plot_feature_maps: image must be numeric, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3:
+        raise ValueError(f"plot_feature_maps: expected one image shaped (C, H, W), (1, C, H, W) or (H, W), "
+                         f"got shape {np.shape(image)}")
+    try:
+        model.output_shapes(x.shape)
+    except ValueError as exc:
+        raise ValueError(f"plot_feature_maps: {exc}") from None
+    x = np.ascontiguousarray(x[None], dtype=model.dtype)  # a batch of 1
+
+    stages = [("input", x[0])]
+    was_training = model.training
+    model.eval()
+    try:
+        for layer in layers:
+            x = layer.forward(x)
+            if x.ndim == 4:
+                stages.append((repr(layer), x[0]))
+    finally:
+        model.train(was_training)
+    return stages
+
+
 def plot_feature_maps(model, image, path, max_channels=MAX_CHANNELS):
     """One image's activations after every stage of a Sequential that keeps an image shape.
 
@@ -323,36 +350,7 @@ def plot_feature_maps(model, image, path, max_channels=MAX_CHANNELS):
     >>> plot_feature_maps(fastcnn.models.lenet5(), to_float(x_test[0]), "maps.png")  # doctest: +SKIP
     'maps.png'
     """
-    layers = getattr(model, "layers", None)
-    if layers is None:
-        raise TypeError(f"plot_feature_maps: expected a Sequential, got {type(model).__name__}")
-    x = np.asarray(image)
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"plot_feature_maps: image must be numeric, got dtype {x.dtype}")
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 3:
-        raise ValueError(f"plot_feature_maps: expected one image shaped (C, H, W), (1, C, H, W) or (H, W), "
-                         f"got shape {np.shape(image)}")
-    try:
-        model.output_shapes(x.shape)
-    except ValueError as exc:
-        raise ValueError(f"plot_feature_maps: {exc}") from None
-    x = np.ascontiguousarray(x[None], dtype=model.dtype)  # a batch of 1
-
-    stages = [("input", x[0])]
-    was_training = model.training
-    model.eval()
-    try:
-        for layer in layers:
-            x = layer.forward(x)
-            if x.ndim == 4:
-                stages.append((repr(layer), x[0]))
-    finally:
-        model.train(was_training)
-
+    stages = _stages(model, image)
     cols = min(max_channels, max(s.shape[0] for _, s in stages))
     width, row_height = max(6.0, 0.9 * cols + 0.4), 1.25
     height = row_height * len(stages) + 0.5
