@@ -1,4 +1,4 @@
-"""Training callbacks for :meth:`fastcnn.Sequential.fit`, and :func:`save_history`.
+"""Training callbacks for :meth:`fastcnn.Sequential.fit` (see :mod:`fastcnn.training`), and :func:`save_history`.
 
 A callback is any object with some of these hooks (the :class:`Callback` base
 class gives no-op defaults):
@@ -6,39 +6,61 @@ class gives no-op defaults):
 .. code-block:: text
 
     on_train_begin(model, state)          before the first epoch
+    on_epoch_begin(model, epoch, logs)    at the start of each epoch; logs holds "lr"
+    on_batch_end(model, batch, logs)      after each training step; logs holds "size" (examples in
+                                          the batch) and the epoch's running "loss" (and "accuracy")
     on_epoch_end(model, epoch, logs)      after each epoch (and its validation and schedule step);
                                           return True to stop training
     on_train_end(model, history)          after the last epoch, also when training stopped early
 
 ``epoch`` is the 0-based epoch index (Keras's convention; ``logs["epoch"]`` and
-``history["epoch"]`` hold the 1-based number that the progress line prints).
-``logs`` holds this epoch's values (``loss``, ``accuracy``, ``val_loss``,
+``history["epoch"]`` hold the 1-based number that the progress line prints);
+``batch`` is the 0-based index of the batch in its epoch.  The epoch's
+``logs`` hold its values (``loss``, ``accuracy``, ``val_loss``,
 ``val_accuracy``, ``lr``, ``epoch_time``, ``epoch``); keys that a callback adds to
 ``logs`` are recorded in the history too.  ``state`` is a dict with ``epochs``,
 ``initial_epoch``, ``optimizer``, ``schedule``, ``history``, ``batch_size`` and
 ``n`` (the number of training examples).
 
+What ``fit(verbose=True)`` prints comes from two callbacks that ``fit``
+installs itself: :class:`ProgressBar` (first, when stderr is a terminal) and
+:class:`EpochLine` (last, after the callbacks passed to ``fit``).
+
 Training already stops on a NaN or infinite loss (before that step is applied,
-with a RuntimeWarning), so there is no TerminateOnNaN callback.
+with a RuntimeWarning issued after ``on_train_end``), so there is no
+TerminateOnNaN callback.
 """
 
 import csv
+import io
 import json
 import math
 import numbers
 import os
-import tempfile
 import warnings
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "save_history"]
+from ._util import atomic_write, to_jsonable
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ProgressBar", "EpochLine",
+           "progress_bar", "save_history"]
 
 
 class Callback:
-    """Base class with no-op hooks; subclass and override what you need."""
+    """Base class with no-op hooks; subclass and override what you need.
+
+    ``on_batch_end`` runs after every training step: ``fit`` calls it only on
+    callbacks that override it, so the others cost nothing per step.
+    """
 
     def on_train_begin(self, model, state):
+        pass
+
+    def on_epoch_begin(self, model, epoch, logs):
+        pass
+
+    def on_batch_end(self, model, batch, logs):
         pass
 
     def on_epoch_end(self, model, epoch, logs):
@@ -302,15 +324,103 @@ def step_schedule(schedule, logs, monitor=None):
     schedule.step(logs[key])
 
 
+# --------------------------------------------------------------------------- progress output
+
+
+def progress_bar(total, desc):
+    """A tqdm bar counting images: tqdm shows the rate (img/s) and the ETA; :class:`ProgressBar` adds loss and accuracy.
+
+    The bar is cleared when closed (``leave=False``).
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr: images done, img/s, ETA, the running loss and accuracy.
+
+    ``fit(verbose=True)`` installs one, as the first callback, when stderr is
+    a terminal.  The bar ``"epoch e/E"`` opens in ``on_epoch_begin``, advances
+    by each batch's size in ``on_batch_end`` and closes as soon as the
+    epoch's last example is counted, before validation; a bar left open
+    (training stopped on a non-finite loss) closes in ``on_train_end``.  Bars
+    come from the module function :func:`progress_bar` (looked up on every
+    epoch).
+    """
+
+    def __init__(self):
+        self._bar = None
+        self._n = self._epochs = self._seen = 0
+
+    def on_train_begin(self, model, state):
+        self._n, self._epochs = state["n"], state["epochs"]
+
+    def on_epoch_begin(self, model, epoch, logs):
+        self._close()
+        self._bar = progress_bar(self._n, f"epoch {epoch + 1}/{self._epochs}")
+        self._seen = 0
+
+    def on_batch_end(self, model, batch, logs):
+        bar = self._bar
+        if bar is None:
+            return
+        bar.update(logs["size"])
+        self._seen += logs["size"]
+        post = {"loss": f"{logs['loss']:.4f}"}
+        if "accuracy" in logs:
+            post["acc"] = f"{logs['accuracy']:.4f}"
+        bar.set_postfix(post, refresh=False)
+        if self._seen >= self._n:
+            self._close()
+
+    def on_train_end(self, model, history):
+        self._close()
+
+    def _close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class EpochLine(Callback):
+    """Print one line per epoch on stdout: loss, accuracy, validation values, the rate once it moved, img/s, time.
+
+    ``epoch 2/10  loss 0.3121  acc 0.9062  val_loss 0.2874  val_acc 0.9150  lr 0.025  48,102 img/s  1.2s``
+
+    ``fit(verbose=True)`` installs one as the last callback, so it prints
+    after the other callbacks' ``on_epoch_end``.  The learning rate is shown
+    only once it differs from the first epoch's (a schedule moved it).
+    """
+
+    def __init__(self):
+        self._state = {}
+
+    def on_train_begin(self, model, state):
+        self._state = state
+
+    def on_epoch_end(self, model, epoch, logs):
+        lrs = list(self._state.get("history", {}).get("lr", [])) + [logs.get("lr")]
+        rate = self._state.get("n", 0) / logs["epoch_time"]
+        print(epoch_line(logs, epoch, self._state.get("epochs", epoch + 1), rate, lrs[0]), flush=True)
+        return None
+
+
+def epoch_line(logs, epoch, epochs, rate, first_lr=None):
+    """The text :class:`EpochLine` prints for one epoch's ``logs`` (``rate`` in images per second)."""
+    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}"]
+    for key, label in (("accuracy", "acc"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc")):
+        if key in logs:
+            parts.append(f"{label} {logs[key]:.4f}")
+    lr = logs.get("lr")
+    if lr != first_lr and isinstance(lr, float):  # only once a schedule has moved it
+        parts.append(f"lr {lr:.3g}")
+    parts.append(f"{rate:,.0f} img/s")
+    parts.append(f"{logs['epoch_time']:.1f}s")
+    return "  ".join(parts)
+
+
 # --------------------------------------------------------------------------- history files
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"save_history: cannot write a {type(value).__name__} value")
 
 
 def save_history(history, path):
@@ -320,7 +430,8 @@ def save_history(history, path):
     object; ``.csv`` writes a header of the keys and one row per epoch (a
     shorter list leaves empty cells; None is empty).  The text is written to a
     temporary file in the same directory and moved into place with
-    ``os.replace``, so a reader never sees half a file.
+    ``os.replace`` (:func:`fastcnn._util.atomic_write`), so a reader never sees
+    half a file.
 
     Parameters
     ----------
@@ -351,30 +462,28 @@ def save_history(history, path):
     if not isinstance(history, dict):
         raise TypeError(f"save_history: history must be a dict of lists, got {type(history).__name__}")
     columns = {str(k): list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] for k, v in history.items()}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=ext, dir=directory)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            if ext == ".json":
-                json.dump(columns, f, indent=1, default=_plain)
-                f.write("\n")
-            else:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(list(columns))
-                rows = max((len(v) for v in columns.values()), default=0)
-                for i in range(rows):
-                    row = []
-                    for values in columns.values():
-                        v = values[i] if i < len(values) else None
-                        v = _plain(v) if isinstance(v, (np.generic, np.ndarray)) else v
-                        row.append("" if v is None else repr(v) if isinstance(v, float) else v)
-                    writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        columns = to_jsonable(columns, allow_nan=True)
+    except TypeError as exc:
+        raise TypeError(f"save_history: cannot write the history: {exc}") from None
+    if ext == ".json":
+        text = json.dumps(columns, indent=1) + "\n"
+    else:
+        text = _csv_text(columns)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
+
+
+def _csv_text(columns):
+    """A header of the keys, then one row per epoch; a missing or None value is an empty cell."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(columns))
+    rows = max((len(v) for v in columns.values()), default=0)
+    for i in range(rows):
+        row = []
+        for values in columns.values():
+            v = values[i] if i < len(values) else None
+            row.append("" if v is None else repr(v) if isinstance(v, float) else v)
+        writer.writerow(row)
+    return out.getvalue()

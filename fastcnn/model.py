@@ -1,20 +1,18 @@
-"""Sequential: a stack of layers with fit, evaluate, predict and summary."""
+"""Sequential: a stack of layers with forward/backward, predict, evaluate, summary and save; fit trains it.
 
-import math
+The layers run as one :mod:`fastcnn.layers.chain` (the same code runs a
+Residual block's paths); the training loop itself lives in
+:mod:`fastcnn.training`.
+"""
+
 import numbers
-import sys
-import time
-import warnings
 
 import numpy as np
 
-from .callbacks import step_schedule
 from .config import DEFAULT_DTYPE
 from .kernels import mse_loss, softmax_cross_entropy
-from .layers.activation import ReLU
+from .layers import chain
 from .layers.base import Layer
-from .layers.pool import MaxPool2d
-from .optim import SGD
 
 LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": mse_loss}
 
@@ -71,12 +69,19 @@ class Sequential:
     @property
     def dtype(self):
         """The dtype of the model's parameters (float32 unless built otherwise)."""
-        params = self.parameters()
-        return params[0].data.dtype if params else np.dtype(DEFAULT_DTYPE)
+        for layer in self.layers:
+            params = layer.parameters()
+            if params:
+                return params[0].data.dtype
+        return np.dtype(DEFAULT_DTYPE)
+
+    def children(self):
+        """The layers (a copy of the list), as :meth:`fastcnn.layers.Layer.children` gives a layer's sub-layers."""
+        return list(self.layers)
 
     def parameters(self):
-        """All trainable parameters, in layer order (each layer's weight, then bias)."""
-        return [p for layer in self.layers for p in layer.parameters()]
+        """All trainable parameters, in layer order (weight, then bias; nested layers' in place), each once."""
+        return chain.parameters(self.layers)
 
     def train(self, mode=True):
         """Training mode: dropout active, layers keep what backward needs."""
@@ -97,15 +102,9 @@ class Sequential:
         input_shape = tuple(int(d) for d in input_shape)
         shapes = self._checked_shapes.get(input_shape)
         if shapes is None:
-            shapes, shape = [], input_shape
-            for i, layer in enumerate(self.layers):
-                try:
-                    shape = tuple(layer.output_shape(shape))
-                except ValueError as e:
-                    raise ValueError(
-                        f"Sequential: an input of shape {input_shape} cannot pass layer {i} ({layer!r}): {e}"
-                    ) from None
-                shapes.append(shape)
+            shapes = chain.output_shapes(self.layers, input_shape, lambda i, layer, shape:
+                                         f"Sequential: an input of shape {input_shape} cannot pass layer {i} "
+                                         f"({layer!r})")
             self._checked_shapes[input_shape] = shapes
         return shapes
 
@@ -122,30 +121,13 @@ class Sequential:
         self.output_shapes(x.shape[1:])
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def _order(self):
-        """The order the layers run in: a ReLU directly followed by a MaxPool2d runs after it.
-
-        ``maxpool(relu(x)) == relu(maxpool(x))`` exactly, because ReLU never
-        decreases: the same maximum is picked (or one of equal value), and its
-        gradient is routed where it was (zero where the maximum is not
-        positive).  Pooling first leaves the ReLU a quarter of the elements
-        (2x2 pooling) in both passes.  Recomputed per call, since ``layers``
-        is a public list.
-        """
-        layers = self.layers
-        order = list(range(len(layers)))
-        for i in range(len(layers) - 1):
-            if (type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2d
-                    and order[i] == i and order[i + 1] == i + 1):
-                order[i], order[i + 1] = i + 1, i
-        return order
-
     def forward(self, x):
-        """Run a batch through every layer and return the outputs (logits for a classifier)."""
-        x = self._as_input(x)
-        for i in self._order():
-            x = self.layers[i].forward(x)
-        return x
+        """Run a batch through every layer and return the outputs (logits for a classifier).
+
+        The layers run in :func:`fastcnn.layers.chain.run_order`: a ReLU directly
+        followed by a MaxPool2d runs after it (the same result, on fewer elements).
+        """
+        return chain.forward(self.layers, self._as_input(x))
 
     __call__ = forward
 
@@ -153,25 +135,11 @@ class Sequential:
         """Backpropagate ``dlogits`` (gradient of the loss w.r.t. the outputs of the last forward).
 
         Adds into every parameter's ``.grad``.  With ``input_grad=False`` the pass
-        stops at the first layer that has parameters, which skips that layer's
-        input gradient; with True it returns the gradient w.r.t. the model input.
+        stops at the first layer that has parameters, which is told
+        ``need_input_grad=False`` and skips its input gradient, and returns None;
+        with True it returns the gradient w.r.t. the model input.
         """
-        first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), 0)
-        d = dlogits
-        for i in reversed(self._order()):
-            layer = self.layers[i]
-            if i == first and not input_grad:
-                if hasattr(layer, "need_input_grad"):
-                    layer.need_input_grad = False
-                    try:
-                        layer.backward(d)
-                    finally:
-                        layer.need_input_grad = True
-                else:
-                    layer.backward(d)
-                return None
-            d = layer.backward(d)
-        return d
+        return chain.backward(self.layers, dlogits, need_input_grad=input_grad)
 
     # ------------------------------------------------------------------ training
 
@@ -205,7 +173,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entropy", validation_data=None,
             shuffle=True, verbose=True, seed=None, callbacks=None, schedule=None, initial_epoch=0, augment=None):
-        """Train with mini-batch gradient descent.
+        """Train with mini-batch gradient descent (the loop is :func:`fastcnn.training.fit`).
 
         Parameters
         ----------
@@ -227,13 +195,16 @@ class Sequential:
         shuffle : bool
             Shuffle the examples every epoch.
         verbose : bool
-            A tqdm bar per epoch (loss, accuracy, images/s, ETA) when stderr is
-            a terminal, one line per epoch on stdout otherwise; nothing when False.
+            One line per epoch on stdout (:class:`fastcnn.callbacks.EpochLine`)
+            and, when stderr is a terminal, a tqdm bar per epoch with loss,
+            accuracy, images/s and ETA (:class:`fastcnn.callbacks.ProgressBar`);
+            nothing when False.
         seed : int >= 0, optional
             Epoch ``e`` (0-based) is shuffled with ``np.random.default_rng([seed, e])``,
             so a run can be resumed exactly; without a seed the order is random.
         callbacks : list of fastcnn.callbacks.Callback, optional
             Objects with any of ``on_train_begin(model, state)``,
+            ``on_epoch_begin(model, epoch, logs)``, ``on_batch_end(model, batch, logs)``,
             ``on_epoch_end(model, epoch, logs)`` (return True to stop) and
             ``on_train_end(model, history)``; see :mod:`fastcnn.callbacks`.
         schedule : learning-rate schedule, optional
@@ -260,8 +231,9 @@ class Sequential:
             (the 1-based epoch number), and anything callbacks add to the logs.
 
         Everything is checked before the first step: a refused call changes no
-        weight.  If the loss becomes NaN or infinite, training stops with a
-        RuntimeWarning before that step is applied.
+        weight.  If the loss becomes NaN or infinite, training stops before
+        that step is applied, and a RuntimeWarning follows the callbacks'
+        ``on_train_end``.
 
         Examples
         --------
@@ -280,147 +252,11 @@ class Sequential:
         >>> hist["epoch"], hist["lr"]
         ([1, 2, 3, 4], [0.1, 0.1, 0.05, 0.05])
         """
-        if loss not in LOSSES:
-            raise ValueError(f"Sequential.fit: loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        for name, value in (("epochs", epochs), ("batch_size", 1 if batch_size is None else batch_size)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"Sequential.fit: {name} must be a positive int, got {value!r}")
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
-                or not 0 <= initial_epoch < epochs:
-            raise ValueError(
-                f"Sequential.fit: initial_epoch must be an int in [0, epochs) = [0, {epochs}), got {initial_epoch!r}; "
-                "epochs is the number of the last epoch, not a count of further epochs"
-            )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"Sequential.fit: seed must be None or an int >= 0, got {seed!r}")
-        if augment is not None and not callable(augment):
-            raise TypeError(f"Sequential.fit: augment must be a callable batch -> batch, got {type(augment).__name__}")
-        callbacks = _check_callbacks(callbacks)
-        x, y = self._check_xy(x, y, loss, "")
-        if len(x) == 0:
-            raise ValueError("Sequential.fit: x is empty")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
-            xv, yv = self._check_xy(*validation_data, loss, "validation ")
-        if optimizer is None:
-            optimizer = SGD(self.parameters(), lr=0.01)
-        elif not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
-            raise TypeError(f"Sequential.fit: optimizer must have step() and zero_grad(), got {type(optimizer).__name__}")
-        if schedule is not None:
-            if not callable(getattr(schedule, "step", None)):
-                raise TypeError(f"Sequential.fit: schedule must have a step() method, got {type(schedule).__name__}")
-            if getattr(schedule, "optimizer", optimizer) is not optimizer:
-                raise ValueError("Sequential.fit: the schedule was built on a different optimizer than the one "
-                                 "passed to fit; build it as StepLR(optimizer, ...) with fit's optimizer")
+        from .training import fit
 
-        loss_fn = LOSSES[loss]
-        classify = loss == "cross_entropy"
-        n = len(x)
-        batch_size = n if batch_size is None else min(int(batch_size), n)
-        epochs, initial_epoch = int(epochs), int(initial_epoch)
-        unseeded = np.random.default_rng() if seed is None else None
-        x_batch = np.empty((batch_size,) + x.shape[1:], dtype=x.dtype)
-        y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
-        history = {"loss": []}
-        if classify:
-            history["accuracy"] = []
-        if validation_data is not None:
-            history["val_loss"] = []
-            if classify:
-                history["val_accuracy"] = []
-        history["lr"], history["epoch_time"], history["epoch"] = [], [], []
-        bar_ok = verbose and sys.stderr.isatty()
-        state = {"epochs": epochs, "initial_epoch": initial_epoch, "optimizer": optimizer, "schedule": schedule,
-                 "history": history, "batch_size": batch_size, "n": n}
-        for cb in callbacks:
-            _hook(cb, "on_train_begin")(self, state)
-
-        for epoch in range(initial_epoch, epochs):
-            self.train()
-            start = time.perf_counter()
-            lr = getattr(optimizer, "lr", None)
-            if not shuffle:
-                order = np.arange(n)
-            elif seed is None:
-                order = unseeded.permutation(n)
-            else:
-                order = np.random.default_rng([int(seed), epoch]).permutation(n)
-            total_loss, correct, seen = 0.0, 0, 0
-            bar = _progress(n, f"epoch {epoch + 1}/{epochs}") if bar_ok else None
-            diverged = False
-            for lo in range(0, n, batch_size):
-                idx = order[lo:lo + batch_size]
-                m = len(idx)
-                xb, yb = x_batch[:m], y_batch[:m]
-                np.take(x, idx, axis=0, out=xb)
-                np.take(y, idx, axis=0, out=yb)
-                if augment is not None:
-                    xb = augment(xb)
-                    if len(getattr(xb, "shape", ())) < 1 or xb.shape[0] != m:
-                        raise ValueError(
-                            f"Sequential.fit: augment must return a batch of {m} examples, got "
-                            f"{getattr(xb, 'shape', type(xb).__name__)}"
-                        )
-                out = self.forward(xb)
-                batch_loss, dout = loss_fn(out, yb)
-                if not math.isfinite(batch_loss):
-                    diverged = True
-                    break
-                optimizer.zero_grad()
-                self.backward(dout)
-                optimizer.step()
-                total_loss += batch_loss * m
-                seen += m
-                if classify:
-                    correct += int((out.argmax(axis=1) == yb).sum())
-                if bar is not None:
-                    bar.update(m)
-                    post = {"loss": f"{total_loss / seen:.4f}"}
-                    if classify:
-                        post["acc"] = f"{correct / seen:.4f}"
-                    bar.set_postfix(post, refresh=False)
-            if bar is not None:
-                bar.close()
-            if diverged:
-                warnings.warn(
-                    f"Sequential.fit: loss became {batch_loss} in epoch {epoch + 1}; training stopped "
-                    "before that step was applied (try a smaller learning rate)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                break
-            logs = {"loss": total_loss / seen}
-            if classify:
-                logs["accuracy"] = correct / seen
-            if validation_data is not None:
-                val = self.evaluate(xv, yv, loss=loss)
-                logs["val_loss"] = val["loss"]
-                if classify:
-                    logs["val_accuracy"] = val["accuracy"]
-            logs["lr"] = lr
-            elapsed = time.perf_counter() - start
-            logs["epoch_time"] = elapsed
-            logs["epoch"] = epoch + 1
-            if schedule is not None:
-                step_schedule(schedule, logs)
-            stop = False
-            for cb in callbacks:
-                if _hook(cb, "on_epoch_end")(self, epoch, logs) is True:
-                    stop = True
-            done = len(history["epoch"])
-            for key in logs:
-                if key not in history:
-                    history[key] = [None] * done
-            for key, values in history.items():
-                values.append(logs.get(key))
-            if verbose:
-                print(_epoch_line(history, epoch, epochs, n / elapsed), flush=True)
-            if stop:
-                break
-        for cb in callbacks:
-            _hook(cb, "on_train_end")(self, history)
-        return history
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+                   validation_data=validation_data, shuffle=shuffle, verbose=verbose, seed=seed, callbacks=callbacks,
+                   schedule=schedule, initial_epoch=initial_epoch, augment=augment)
 
     def evaluate(self, x, y, batch_size=256, loss="cross_entropy"):
         """Mean loss and accuracy on a data set, in eval mode (the mode is restored after).
@@ -473,18 +309,17 @@ class Sequential:
         """Print (and return) a table of layers, output shapes and parameter counts.
 
         ``input_shape`` (per example) defaults to the model's ``input_shape``.
+        A layer that holds others (Residual) gets one row with its total, then
+        its paths, each layer on its own indented row.
         """
         shape = input_shape or self.input_shape
         shapes = self.output_shapes(shape) if shape is not None else [None] * len(self.layers)
-        rows = [("Layer", "Output shape", "Params")]
-        for layer, out in zip(self.layers, shapes):
-            count = sum(p.size for p in layer.parameters())
-            rows.append((repr(layer), "?" if out is None else str((None, *out)), f"{count:,}"))
+        rows = [("Layer", "Output shape", "Params")] + _summary_rows(self.layers, shape, shapes, "")
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         rule = "-" * (sum(widths) + 4)
         lines = [rule]
         for i, r in enumerate(rows):
-            lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
+            lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}".rstrip())
             if i == 0:
                 lines.append(rule)
         total = sum(p.size for p in self.parameters())
@@ -536,51 +371,21 @@ class Sequential:
         return f"Sequential({inner}\n)"
 
 
-def _progress(total, desc):
-    """A tqdm bar counting images: tqdm shows the rate (img/s) and the ETA; fit adds loss and accuracy."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
-
-
-def _epoch_line(history, epoch, epochs, rate):
-    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {history['loss'][-1]:.4f}"]
-    if "accuracy" in history:
-        parts.append(f"acc {history['accuracy'][-1]:.4f}")
-    if "val_loss" in history:
-        parts.append(f"val_loss {history['val_loss'][-1]:.4f}")
-    if "val_accuracy" in history:
-        parts.append(f"val_acc {history['val_accuracy'][-1]:.4f}")
-    lrs = history.get("lr", [])
-    if len(lrs) > 1 and lrs[-1] != lrs[0] and isinstance(lrs[-1], float):  # only once a schedule has moved it
-        parts.append(f"lr {lrs[-1]:.3g}")
-    parts.append(f"{rate:,.0f} img/s")
-    parts.append(f"{history['epoch_time'][-1]:.1f}s")
-    return "  ".join(parts)
-
-
-_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end")
-
-
-def _check_callbacks(callbacks):
-    """fit's ``callbacks`` argument as a list, each with at least one callable hook."""
-    if callbacks is None:
-        return []
-    if not isinstance(callbacks, (list, tuple)):
-        callbacks = [callbacks]
-    for i, cb in enumerate(callbacks):
-        if not any(callable(getattr(cb, h, None)) for h in _HOOKS):
-            raise TypeError(
-                f"Sequential.fit: callbacks[{i}] ({type(cb).__name__}) has none of the hooks {list(_HOOKS)}; "
-                "subclass fastcnn.callbacks.Callback"
-            )
-    return list(callbacks)
-
-
-def _hook(cb, name):
-    fn = getattr(cb, name, None)
-    return fn if callable(fn) else _no_hook
-
-
-def _no_hook(*args):
-    return None
+def _summary_rows(layers, in_shape, out_shapes, indent):
+    """Summary rows ``(layer, output shape, params)`` for a chain of layers, nested paths indented below their layer."""
+    rows = []
+    for layer, out in zip(layers, out_shapes):
+        count = sum(p.size for p in layer.parameters())
+        branches = layer.branches()
+        rows.append((indent + (type(layer).__name__ if branches else repr(layer)),
+                     "?" if out is None else str((None, *out)), f"{count:,}"))
+        for name, inner in branches:
+            if not inner:
+                rows.append((f"{indent}  {name}: identity", "", ""))
+                continue
+            rows.append((f"{indent}  {name}:", "", ""))
+            inner_shapes = [None] * len(inner) if in_shape is None else chain.output_shapes(
+                inner, in_shape, lambda i, layer, shape, name=name: f"{name}[{i}] ({layer!r}) cannot take {shape}")
+            rows += _summary_rows(inner, in_shape, inner_shapes, indent + "    ")
+        in_shape = out
+    return rows

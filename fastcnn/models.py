@@ -2,8 +2,13 @@
 
 Each builder returns a :class:`fastcnn.Sequential` with ``input_shape`` set and
 its parameters in the order of the PyTorch model of the same layers, so
-weights can be copied across one to one.  :data:`MODELS` maps a name to its
-builder and :func:`get_model` builds one by name (what the command line uses).
+weights can be copied across one to one.
+
+The registry: :data:`MODELS` maps a name to its builder, :func:`names` lists
+the names, :func:`get_model` builds one by name with the builder's own
+arguments, and :func:`build` builds one by name for images of a given size and
+number of classes, the same arguments for every model (what the command line
+uses).
 """
 
 import numbers
@@ -11,7 +16,7 @@ import numbers
 from .layers import BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Residual
 from .model import Sequential
 
-__all__ = ["lenet5", "convnet", "vgg_small", "resnet_small", "get_model", "MODELS"]
+__all__ = ["lenet5", "convnet", "vgg_small", "resnet_small", "get_model", "build", "names", "MODELS"]
 
 
 def lenet5(num_classes=10, in_channels=1):
@@ -390,7 +395,82 @@ def get_model(name, **kwargs):
     >>> fastcnn.models.get_model("resnet_small", num_classes=4).output_shapes((3, 32, 32))[-1]
     (4,)
     """
+    return MODELS[_key(name, "get_model")](**kwargs)
+
+
+def _key(name, owner):
     key = name.replace("-", "_").lower() if isinstance(name, str) else name
     if key not in MODELS:
-        raise ValueError(f"get_model: unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[key](**kwargs)
+        raise ValueError(f"{owner}: unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return key
+
+
+def names():
+    """The registered model names, in registry order.
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> fastcnn.models.names()
+    ('lenet5', 'convnet', 'vgg_small', 'resnet_small')
+    """
+    return tuple(MODELS)
+
+
+def _lenet5_args(num_classes, in_channels, image_size):
+    if image_size != 28:
+        raise ValueError(f"build: lenet5 is built for 28x28 images (its first linear layer has 16*5*5 inputs), "
+                         f"got image_size={image_size!r}; use convnet, vgg_small or resnet_small for other sizes")
+    return {"num_classes": num_classes, "in_channels": in_channels}
+
+
+def _convnet_args(num_classes, in_channels, image_size):
+    return {"in_shape": (in_channels, image_size, image_size), "num_classes": num_classes}
+
+
+def _sized_args(num_classes, in_channels, image_size):
+    return {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+
+
+#: How :func:`build`'s common arguments map onto each builder's own (the rest take them as they are).
+_BUILD_ARGS = {"lenet5": _lenet5_args, "convnet": _convnet_args}
+
+
+def build(name, num_classes=10, in_channels=1, image_size=28, **kwargs):
+    """Build the model called ``name`` for ``in_channels x image_size x image_size`` images and ``num_classes`` classes.
+
+    The same arguments for every model in :data:`MODELS` (the defaults are
+    MNIST's: 1x28x28, 10 classes), mapped onto each builder's own:
+    ``lenet5(num_classes, in_channels)`` (28x28 only),
+    ``convnet((in_channels, image_size, image_size), num_classes)``, and
+    ``vgg_small`` / ``resnet_small(num_classes=..., in_channels=...,
+    image_size=...)``.  Each builder's other arguments pass through
+    ``kwargs``.
+
+    Parameters
+    ----------
+    name : str
+        A name of :func:`names` (a dash works too: ``"vgg-small"``).
+    num_classes, in_channels, image_size : int
+    **kwargs
+        Further arguments of the builder (``batch_norm=False``, ``widths=(8, 16)`` ...).
+
+    Returns
+    -------
+    Sequential
+        With ``input_shape == (in_channels, image_size, image_size)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or an image size the model cannot take.
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> [fastcnn.models.build(name).input_shape for name in fastcnn.models.names()]
+    [(1, 28, 28), (1, 28, 28), (1, 28, 28), (1, 28, 28)]
+    """
+    key = _key(name, "build")
+    args = _BUILD_ARGS.get(key, _sized_args)(num_classes, in_channels, image_size)
+    return MODELS[key](**args, **kwargs)

@@ -15,14 +15,22 @@ numeric (or unicode) arrays, never pickles:
     The optimizer's momentum buffer for parameter ``i`` (absent while it is None).
 ``buffer_<i>_<name>``
     Non-trainable layer state from layer ``i``'s ``buffers()`` (BatchNorm's
-    ``running_mean`` and ``running_var``), listed in the JSON under ``buffers``.
+    ``running_mean`` and ``running_var``, a Normalize layer's ``mean`` and
+    ``std``; a Residual's inner layers' as ``block1_running_mean`` ...),
+    listed in the JSON under ``buffers``.
 ``normalizer_<key>``
     Array entries of the normalizer state; str, bool, int and float entries
     live in the JSON.
 
+Layers are named by their class name and built back from
+:data:`LAYERS`, the registry every :class:`~fastcnn.layers.Layer` subclass
+adds itself to when it is defined.
+
 Files are read with ``np.load(path, allow_pickle=False)`` and written
-atomically: to a temporary file in the same folder, flushed to disk, then
-renamed over the target, so an interrupted save leaves the old file intact.
+atomically (:func:`fastcnn._util.atomic_write`): to a temporary file in the
+same folder, flushed to disk, then renamed over the target, so an interrupted
+save leaves the old file intact.  The file gets the mode the umask gives a
+new file (``0644`` with the usual umask).
 
 Examples
 --------
@@ -38,12 +46,12 @@ True
 import json
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
-from . import layers as _layers
+from ._util import atomic_write, to_jsonable
 from .layers import init as _init
+from .layers.base import LAYER_CLASSES
 
 __all__ = ["LAYERS", "FORMAT", "FORMAT_VERSION", "save_model", "load", "load_checkpoint",
            "model_to_config", "model_from_config"]
@@ -51,29 +59,9 @@ __all__ = ["LAYERS", "FORMAT", "FORMAT_VERSION", "save_model", "load", "load_che
 FORMAT = "fastcnn-checkpoint"
 FORMAT_VERSION = 1
 
-#: Layer classes that checkpoints can hold, by the name stored in the file.
-LAYERS = {
-    cls.__name__: cls
-    for cls in (
-        _layers.Conv2d,
-        _layers.Linear,
-        _layers.MaxPool2d,
-        _layers.AvgPool2d,
-        _layers.GlobalAvgPool2d,
-        _layers.ReLU,
-        _layers.Sigmoid,
-        _layers.Tanh,
-        _layers.LeakyReLU,
-        _layers.Softmax,
-        _layers.BatchNorm2d,
-        _layers.BatchNorm1d,
-        _layers.Normalize,
-        _layers.Flatten,
-        _layers.Dropout,
-        _layers.Residual,
-        _layers.LocallyConnected2d,
-    )
-}
+#: Layer classes that checkpoints can hold, by the name stored in the file: the registry that
+#: :class:`~fastcnn.layers.Layer` subclasses join when they are defined (the same dict object).
+LAYERS = LAYER_CLASSES
 
 _NORMALIZER_PREFIX = "normalizer_"
 _BUFFER_PREFIX = "buffer_"  # buffer_<layer index>_<name>: a layer's buffers() (BatchNorm running stats)
@@ -87,7 +75,7 @@ def _load_buffers(model, arrays, header, path):
     """
     listed = header.get("buffers")
     for i, layer in enumerate(model.layers):
-        for name, buf in (layer.buffers() if hasattr(layer, "buffers") else {}).items():
+        for name, buf in layer.buffers().items():
             key = f"{_BUFFER_PREFIX}{i}_{name}"
             arr = arrays.get(key)
             if arr is None:
@@ -103,36 +91,22 @@ def _load_buffers(model, arrays, header, path):
 # --------------------------------------------------------------------------- architecture
 
 
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.size <= 64:
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
 def _dumps(obj, what):
     try:
-        return json.dumps(obj, default=_json_default, allow_nan=True)
+        return json.dumps(to_jsonable(obj, allow_nan=True), allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"save: {what} must be JSON-serialisable (numbers, strings, lists, dicts): {exc}") from None
 
 
 def _check_saveable(layer, where):
-    """ValueError unless ``layer`` and any layers nested in it (``sublayers()``) are in :data:`LAYERS`."""
+    """ValueError unless ``layer`` and any layers nested in it (``children()``) are in :data:`LAYERS`."""
     name = type(layer).__name__
     if LAYERS.get(name) is not type(layer):
         raise ValueError(
             f"save: {where} ({layer!r}) is a {name}, which checkpoints cannot hold; "
             f"supported layers: {', '.join(sorted(LAYERS))}"
         )
-    for j, inner in enumerate(getattr(layer, "sublayers", list)()):
+    for j, inner in enumerate(layer.children()):
         _check_saveable(inner, f"{where}, inner layer {j}")
 
 
@@ -149,7 +123,7 @@ def _layer_from_config(entry, where):
     kwargs = entry.get("config") or {}
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: 'config' must be a dict, got {type(kwargs).__name__}")
-    nested = getattr(cls, "nested_config_keys", ())
+    nested = cls.nested_config_keys
     built = {}
     for k, v in kwargs.items():
         if k in nested and v is not None:
@@ -258,7 +232,7 @@ def save_model(model, path, optimizer=None, normalizer=None, schedule=None, extr
     arrays = {f"param_{i}": p.data for i, p in enumerate(params)}
     buffer_keys = []
     for i, layer in enumerate(model.layers):
-        for name, buf in (layer.buffers() if hasattr(layer, "buffers") else {}).items():
+        for name, buf in layer.buffers().items():
             buffer_keys.append(f"{_BUFFER_PREFIX}{i}_{name}")
             arrays[buffer_keys[-1]] = buf
     header = {
@@ -275,62 +249,47 @@ def save_model(model, path, optimizer=None, normalizer=None, schedule=None, extr
         "extra": None,
     }
 
-    opt = _state(optimizer, "optimizer")
-    if opt is not None:
-        opt = dict(opt)
-        buffers = list(opt.pop("momentum_buffers", []) or [])
-        if buffers and len(buffers) != len(params):
-            raise ValueError(f"save: the optimizer has {len(buffers)} momentum buffers but the model "
-                             f"has {len(params)} parameters; pass the optimizer built on this model")
-        for i, b in enumerate(buffers):
-            if b is not None:
-                arrays[f"momentum_{i}"] = _plain_array(b, f"momentum buffer {i}")
-        opt["num_buffers"] = len(buffers)
-        if optimizer is not None and not isinstance(optimizer, dict):
-            opt.setdefault("class", type(optimizer).__name__)
-        header["optimizer"] = opt
-
-    norm = _state(normalizer, "normalizer")
-    if norm is not None:
-        scalars = {}
-        for key, value in norm.items():
-            if isinstance(value, (str, bool, numbers.Number)) or value is None:
-                scalars[key] = value
-            else:
-                arrays[_NORMALIZER_PREFIX + key] = _plain_array(value, f"normalizer[{key!r}]")
-        header["normalizer"] = {"scalars": scalars, "arrays": sorted(k for k in norm if k not in scalars)}
-
+    header["optimizer"] = _optimizer_entry(optimizer, len(params), arrays)
+    header["normalizer"] = _normalizer_entry(normalizer, arrays)
     header["schedule"] = _state(schedule, "schedule")
     header["extra"] = extra
     arrays["config"] = np.array(_dumps(header, "the optimizer, schedule and extra"))
     for name, arr in arrays.items():
         _plain_array(arr, name)
-    _atomic_savez(path, arrays)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _atomic_savez(path, arrays):
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".fastcnn-", suffix=".tmp", delete=False)
-    try:
-        with tmp:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp.name)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible everywhere
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+def _optimizer_entry(optimizer, num_params, arrays):
+    """The optimizer's JSON part (or None); its momentum buffers go into ``arrays`` as ``momentum_<i>``."""
+    opt = _state(optimizer, "optimizer")
+    if opt is None:
+        return None
+    opt = dict(opt)
+    buffers = list(opt.pop("momentum_buffers", []) or [])
+    if buffers and len(buffers) != num_params:
+        raise ValueError(f"save: the optimizer has {len(buffers)} momentum buffers but the model "
+                         f"has {num_params} parameters; pass the optimizer built on this model")
+    for i, b in enumerate(buffers):
+        if b is not None:
+            arrays[f"momentum_{i}"] = _plain_array(b, f"momentum buffer {i}")
+    opt["num_buffers"] = len(buffers)
+    if not isinstance(optimizer, dict):
+        opt.setdefault("class", type(optimizer).__name__)
+    return opt
+
+
+def _normalizer_entry(normalizer, arrays):
+    """The normalizer's JSON part (or None): its scalars, and the names of its arrays, which go into ``arrays``."""
+    norm = _state(normalizer, "normalizer")
+    if norm is None:
+        return None
+    scalars = {}
+    for key, value in norm.items():
+        if isinstance(value, (str, bool, numbers.Number)) or value is None:
+            scalars[key] = value
+        else:
+            arrays[_NORMALIZER_PREFIX + key] = _plain_array(value, f"normalizer[{key!r}]")
+    return {"scalars": scalars, "arrays": sorted(k for k in norm if k not in scalars)}
 
 
 def _version():
@@ -391,6 +350,29 @@ def load_checkpoint(path):
     """
     path = os.fspath(path)
     arrays = _read(path)
+    header = _header(arrays, path)
+    try:
+        model = model_from_config(header.get("model"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: corrupt checkpoint: {exc}") from None
+    params = model.parameters()
+    _load_parameters(params, arrays, header, path)
+    _load_buffers(model, arrays, header, path)
+    extra = header.get("extra")
+    return {
+        "model": model,
+        "optimizer_state": _optimizer_state(header.get("optimizer"), arrays, params, path),
+        "normalizer_state": _normalizer_state(header.get("normalizer"), arrays, path),
+        "schedule_state": header.get("schedule"),
+        "extra": extra,
+        "epoch": extra.get("epoch") if isinstance(extra, dict) else None,
+        "history": extra.get("history") if isinstance(extra, dict) else None,
+        "config": header,
+    }
+
+
+def _header(arrays, path):
+    """The parsed JSON ``config`` entry, or ValueError saying why the archive is no (readable) checkpoint."""
     if "config" not in arrays:
         raise ValueError(f"{path}: not a fastcnn checkpoint (no 'config' entry; it holds "
                          f"{', '.join(sorted(arrays)[:5]) or 'nothing'})")
@@ -407,13 +389,12 @@ def load_checkpoint(path):
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format version {version!r} is newer than this fastcnn "
                          f"reads ({FORMAT_VERSION}); upgrade fastcnn")
-    try:
-        model = model_from_config(header.get("model"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: corrupt checkpoint: {exc}") from None
+    return header
 
-    params = model.parameters()
-    stored = sorted((k for k in arrays if k.startswith("param_")), key=lambda k: k)
+
+def _load_parameters(params, arrays, header, path):
+    """Check every ``param_<i>`` against the architecture's parameters, then copy them in (all or nothing)."""
+    stored = [k for k in arrays if k.startswith("param_")]
     if header.get("num_params") != len(params) or len(stored) != len(params):
         raise ValueError(f"{path}: corrupt checkpoint: the architecture has {len(params)} parameters but "
                          f"the file holds {len(stored)} (config says {header.get('num_params')!r})")
@@ -426,40 +407,33 @@ def load_checkpoint(path):
                              f"the architecture needs {p.data.dtype}{list(p.data.shape)}")
     for i, p in enumerate(params):
         p.data[...] = arrays[f"param_{i}"]
-    _load_buffers(model, arrays, header, path)
 
-    optimizer_state = None
-    opt = header.get("optimizer")
-    if opt is not None:
-        optimizer_state = {k: v for k, v in opt.items() if k != "num_buffers"}
-        n = opt.get("num_buffers", 0)
-        buffers = [arrays.get(f"momentum_{i}") for i in range(n)]
-        for i, (b, p) in enumerate(zip(buffers, params)):
-            if b is not None and b.shape != p.data.shape:
-                raise ValueError(f"{path}: corrupt checkpoint: momentum_{i} has shape {list(b.shape)}, "
-                                 f"param_{i} has {list(p.data.shape)}")
-        optimizer_state["momentum_buffers"] = buffers if n else [None] * len(params)
 
-    normalizer_state = None
-    norm = header.get("normalizer")
-    if norm is not None:
-        normalizer_state = dict(norm.get("scalars") or {})
-        for key in norm.get("arrays") or []:
-            if _NORMALIZER_PREFIX + key not in arrays:
-                raise ValueError(f"{path}: corrupt checkpoint: normalizer array {key!r} is missing")
-            normalizer_state[key] = arrays[_NORMALIZER_PREFIX + key]
+def _optimizer_state(opt, arrays, params, path):
+    """``SGD.load_state_dict``'s dict from the header's optimizer entry and the ``momentum_<i>`` arrays (or None)."""
+    if opt is None:
+        return None
+    state = {k: v for k, v in opt.items() if k != "num_buffers"}
+    n = opt.get("num_buffers", 0)
+    buffers = [arrays.get(f"momentum_{i}") for i in range(n)]
+    for i, (b, p) in enumerate(zip(buffers, params)):
+        if b is not None and b.shape != p.data.shape:
+            raise ValueError(f"{path}: corrupt checkpoint: momentum_{i} has shape {list(b.shape)}, "
+                             f"param_{i} has {list(p.data.shape)}")
+    state["momentum_buffers"] = buffers if n else [None] * len(params)
+    return state
 
-    extra = header.get("extra")
-    return {
-        "model": model,
-        "optimizer_state": optimizer_state,
-        "normalizer_state": normalizer_state,
-        "schedule_state": header.get("schedule"),
-        "extra": extra,
-        "epoch": extra.get("epoch") if isinstance(extra, dict) else None,
-        "history": extra.get("history") if isinstance(extra, dict) else None,
-        "config": header,
-    }
+
+def _normalizer_state(norm, arrays, path):
+    """The normalizer's state: its JSON scalars and its ``normalizer_<key>`` arrays (or None)."""
+    if norm is None:
+        return None
+    state = dict(norm.get("scalars") or {})
+    for key in norm.get("arrays") or []:
+        if _NORMALIZER_PREFIX + key not in arrays:
+            raise ValueError(f"{path}: corrupt checkpoint: normalizer array {key!r} is missing")
+        state[key] = arrays[_NORMALIZER_PREFIX + key]
+    return state
 
 
 def load(path):

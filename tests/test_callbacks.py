@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from fastcnn.callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, save_history
+from fastcnn import callbacks
+from fastcnn.callbacks import (Callback, EarlyStopping, EpochLine, LearningRateScheduler, ModelCheckpoint,
+                               ProgressBar, save_history)
 from fastcnn.layers import Parameter
 from fastcnn.optim import SGD, ReduceLROnPlateau, StepLR
 
@@ -230,8 +232,18 @@ def test_save_history_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
         pass
 
     with pytest.raises(TypeError):
-        save_history({"loss": [Boom()]}, path)  # fails while writing
+        save_history({"loss": [Boom()]}, path)  # fails before writing
     assert path.read_text() == before  # the old file is intact
+    assert sorted(os.listdir(tmp_path)) == ["h.json"]
+
+    def disk_full(fd):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", disk_full)
+        with pytest.raises(OSError, match="disk full"):
+            save_history({"loss": [3.0]}, path)  # fails while writing
+    assert path.read_text() == before
     assert sorted(os.listdir(tmp_path)) == ["h.json"]
 
     calls = []
@@ -247,3 +259,60 @@ def test_save_history_rejects_unknown_extension(tmp_path):
     with pytest.raises(ValueError, match=r"\.json or \.csv"):
         save_history({"loss": [1.0]}, tmp_path / "h.txt")
     assert os.listdir(tmp_path) == []
+
+
+def test_save_history_file_gets_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        save_history({"loss": [1.0]}, tmp_path / "h.csv")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "h.csv").st_mode & 0o777 == 0o640
+
+
+# --------------------------------------------------------------------------- progress output
+
+
+class FakeBar:
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n, self.posts, self.closed = total, desc, 0, [], 0
+
+    def update(self, m):
+        self.n += m
+
+    def set_postfix(self, post, refresh=True):
+        self.posts.append(post)
+
+    def close(self):
+        self.closed += 1
+
+
+def test_progress_bar_counts_each_epoch_and_closes_after_its_last_batch(monkeypatch):
+    bars = []
+    monkeypatch.setattr(callbacks, "progress_bar", lambda total, desc: bars.append(FakeBar(total, desc)) or bars[-1])
+    cb = ProgressBar()
+    cb.on_train_begin(None, {"n": 10, "epochs": 3})
+    cb.on_epoch_begin(None, 1, {"lr": 0.1})
+    cb.on_batch_end(None, 0, {"size": 6, "loss": 0.5, "accuracy": 0.25})
+    assert bars[0].desc == "epoch 2/3" and bars[0].total == 10 and not bars[0].closed
+    cb.on_batch_end(None, 1, {"size": 4, "loss": 0.123456})
+    assert bars[0].n == 10 and bars[0].closed == 1  # closed at the last example, before validation
+    assert bars[0].posts == [{"loss": "0.5000", "acc": "0.2500"}, {"loss": "0.1235"}]
+    cb.on_epoch_begin(None, 2, {})
+    cb.on_train_end(None, {})  # stopped in the middle of an epoch
+    assert bars[1].closed == 1 and bars[0].closed == 1
+
+
+def test_epoch_line_text(capsys):
+    history = {"lr": []}
+    line = EpochLine()
+    line.on_train_begin(None, {"n": 1000, "epochs": 10, "history": history})
+    logs = {"loss": 0.31214, "accuracy": 0.90625, "val_loss": 0.28741, "val_accuracy": 0.915, "lr": 0.05,
+            "epoch_time": 0.5, "epoch": 2}
+    assert line.on_epoch_end(None, 1, logs) is None
+    assert capsys.readouterr().out == ("epoch 2/10  loss 0.3121  acc 0.9062  val_loss 0.2874  val_acc 0.9150  "
+                                       "2,000 img/s  0.5s\n")
+    history["lr"].append(0.1)  # a schedule moved the rate since the first epoch: shown
+    line.on_epoch_end(None, 1, dict(logs, lr=0.025, epoch_time=2.0))
+    assert capsys.readouterr().out.endswith("val_acc 0.9150  lr 0.025  500 img/s  2.0s\n")
+    assert callbacks.epoch_line({"loss": 1.0, "epoch_time": 1.0}, 0, 1, 5.0) == "epoch 1/1  loss 1.0000  5 img/s  1.0s"

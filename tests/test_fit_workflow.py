@@ -2,12 +2,13 @@
 and the initialisers of fastcnn.layers.init."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
 
 import fastcnn
-import fastcnn.model as model_module
+import fastcnn.callbacks as callbacks_module
 from fastcnn.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from fastcnn.layers import Conv2d, Flatten, Linear, MaxPool2d, Parameter, ReLU, init
 from fastcnn.optim import SGD, ReduceLROnPlateau, StepLR
@@ -123,6 +124,48 @@ def test_callbacks_hooks_order_stop_and_added_logs():
     assert hist["custom"] == [0, 10, 20]
     assert all(len(v) == 3 for v in hist.values())
     assert rec.state["history"] is hist
+
+
+def test_epoch_begin_and_batch_end_hooks():
+    x, y = data()
+    events = []
+
+    class Steps(Callback):
+        def on_epoch_begin(self, model, epoch, logs):
+            events.append(("epoch", epoch, dict(logs)))
+
+        def on_batch_end(self, model, batch, logs):
+            events.append(("batch", batch, dict(logs)))
+
+    class Plain:  # not a Callback subclass: only the hooks it has are called
+        def on_batch_end(self, model, batch, logs):
+            events.append(("plain", batch))
+
+    model = tiny_net()
+    opt = SGD(model.parameters(), lr=0.1)
+    hist = model.fit(x, y, epochs=2, batch_size=10, optimizer=opt, callbacks=[Steps(), Plain()], seed=0,
+                     verbose=False)
+    assert [e[:2] for e in events[:7]] == [("epoch", 0), ("batch", 0), ("plain", 0), ("batch", 1), ("plain", 1),
+                                           ("batch", 2), ("plain", 2)]
+    assert events[0][2] == {"lr": 0.1} and events[7][:2] == ("epoch", 1)
+    sizes = [e[2]["size"] for e in events if e[0] == "batch"]
+    assert sizes == [10, 10, 4] * 2
+    last = events[5][2]
+    assert last["loss"] == hist["loss"][0] and last["accuracy"] == hist["accuracy"][0]
+
+
+def test_callback_without_its_own_batch_hook_costs_no_call_per_step(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Callback, "on_batch_end", lambda self, model, batch, logs: calls.append(batch))
+
+    class EpochOnly(Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            return None
+
+    x, y = data()
+    tiny_net().fit(x, y, epochs=1, batch_size=5, callbacks=[EpochOnly(), EarlyStopping(monitor="loss")],
+                   seed=0, verbose=False)
+    assert calls == []
 
 
 def test_schedule_in_fit_is_stepped_after_validation_with_val_loss_or_loss():
@@ -328,17 +371,26 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(model_module, "_progress", FakeBar)
-    monkeypatch.setattr(model_module.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(callbacks_module, "progress_bar", FakeBar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     x, y = data()
     tiny_net().fit(x, y, epochs=2, batch_size=7, seed=0)
     assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [("epoch 1/2", 24, 24, True), ("epoch 2/2", 24, 24, True)]
     assert set(bars[0].post) == {"loss", "acc"}
-    capsys.readouterr()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # and the epoch lines
+
+    # a bar left open by a diverged loss is closed too (in on_train_end, before fit warns)
+    bars.clear()
+    model = tiny_net()
+    model.layers[-1].weight.data[...] = 1e308
+    with pytest.warns(RuntimeWarning, match="loss became"):
+        model.fit(x, y, epochs=2, batch_size=7, seed=0)
+    assert [(b.desc, b.n, b.closed) for b in bars] == [("epoch 1/2", 0, True)]
+    assert capsys.readouterr().out == ""
 
 
 def test_real_tqdm_bar_counts_images_and_shows_rate():
-    bar = model_module._progress(10, "epoch 1/1")
+    bar = callbacks_module.progress_bar(10, "epoch 1/1")
     try:
         assert bar.total == 10 and bar.unit == "img"
     finally:

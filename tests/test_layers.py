@@ -6,6 +6,7 @@ gradients are ``layer.backward(R)`` (input) and ``p.grad`` (parameters).
 """
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -523,3 +524,127 @@ def test_parameter_attributes():
 def test_dropout_refuses_integer_input():
     with pytest.raises(TypeError, match="float"):
         Dropout(0.3, seed=0).forward(np.full((4, 5), 10))
+
+
+# --------------------------------------------------------------------------- the layer tree and its protocol
+
+
+@pytest.mark.parametrize("make,shape", _all_layers())
+def test_need_input_grad_false_skips_dx_and_keeps_the_parameter_gradients(make, shape):
+    """Told ``need_input_grad=False`` a layer returns None; its parameters get the same gradients."""
+    fastcnn.manual_seed(30)
+    layer = make()
+    x = np.random.default_rng(30).standard_normal(shape)
+    y = layer.forward(x)
+    dy = np.random.default_rng(31).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    assert dx.shape == x.shape
+    full = [p.grad.copy() for p in layer.parameters()]
+    for p in layer.parameters():
+        p.grad[...] = 0
+    assert layer.backward(dy, need_input_grad=False) is None
+    for p, g in zip(layer.parameters(), full):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_locally_connected_need_input_grad_false():
+    from fastcnn.layers import LocallyConnected2d
+
+    fastcnn.manual_seed(32)
+    layer = LocallyConnected2d(2, 3, 3, input_size=5, dtype=F64)
+    x = np.random.default_rng(32).standard_normal((2, 2, 5, 5))
+    dy = np.ones(layer.forward(x).shape)
+    assert layer.backward(dy).shape == x.shape
+    full = [p.grad.copy() for p in layer.parameters()]
+    for p in layer.parameters():
+        p.grad[...] = 0
+    assert layer.backward(dy, need_input_grad=False) is None
+    for p, g in zip(layer.parameters(), full):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_a_model_first_linear_layer_is_told_to_skip_its_input_gradient(monkeypatch):
+    """The kernel behind a first Linear layer is asked for no dx (Linear used to compute it anyway)."""
+    from fastcnn.layers import dense
+
+    asked = []
+    real = dense.kernels.linear_backward
+
+    def spy(dy, x, w, need_input_grad=True):
+        asked.append(need_input_grad)
+        return real(dy, x, w, need_input_grad=need_input_grad)
+
+    monkeypatch.setattr(dense.kernels, "linear_backward", spy)
+    model = fastcnn.Sequential(Flatten(), Linear(4, 3, dtype=F64), ReLU(), Linear(3, 2, dtype=F64))
+    model.forward(np.ones((2, 1, 2, 2)))
+    assert model.backward(np.ones((2, 2))) is None
+    assert asked == [True, False]
+
+
+def test_tree_methods_of_a_plain_layer_and_a_residual():
+    from fastcnn.layers import BatchNorm2d, Residual
+
+    fastcnn.manual_seed(33)
+    conv, bn, relu, proj = Conv2d(2, 2, 3, padding=1), BatchNorm2d(2), ReLU(), Conv2d(2, 2, 1, bias=False)
+    assert conv.children() == [] and conv.named_children() == [] and list(conv.walk()) == [conv]
+    assert conv.parameters() == [conv.weight, conv.bias] and conv.buffers() == {}
+    res = Residual([conv, bn, relu], shortcut=[proj])
+    assert res.children() == [conv, bn, relu, proj]
+    assert [name for name, _ in res.named_children()] == ["block0", "block1", "block2", "shortcut0"]
+    assert list(res.walk()) == [res, conv, bn, relu, proj]
+    assert res.parameters() == [conv.weight, conv.bias, bn.weight, bn.bias, proj.weight]
+    assert list(res.buffers()) == ["block1_running_mean", "block1_running_var"]
+    assert res.buffers()["block1_running_mean"] is bn.running_mean
+    outer = Residual([res, ReLU()])
+    assert list(outer.buffers()) == ["block0_block1_running_mean", "block0_block1_running_var"]
+    assert outer.eval() is outer and not any(layer.training for layer in outer.walk())
+    assert all(layer.training for layer in outer.train().walk())
+
+
+def test_parameters_of_a_shared_layer_are_listed_once():
+    from fastcnn.layers import Residual
+
+    fastcnn.manual_seed(34)
+    conv = Conv2d(2, 2, 3, padding=1)
+    res = Residual([conv, ReLU(), conv])
+    assert res.parameters() == [conv.weight, conv.bias]
+    assert fastcnn.Sequential(conv, res).parameters() == [conv.weight, conv.bias]
+
+
+def test_layer_classes_register_themselves():
+    from fastcnn.layers import base
+
+    assert base.LAYER_CLASSES["Conv2d"] is Conv2d and base.LAYER_CLASSES["Residual"] is fastcnn.layers.Residual
+    assert not any(name.startswith("_") for name in base.LAYER_CLASSES)
+    assert "Layer" not in base.LAYER_CLASSES
+
+    class Local(ReLU):  # defined in a function: a checkpoint could not find it again
+        pass
+
+    assert "Local" not in base.LAYER_CLASSES
+    def module_level(name, bases, **kwargs):  # as if defined at the top of a module
+        return types.new_class(name, bases, kwargs, lambda ns: ns.update(__module__="fastcnn_test_registry",
+                                                                         __qualname__=name))
+
+    try:
+        twice = module_level("Twice", (Layer,))
+        assert base.LAYER_CLASSES["Twice"] is twice
+        module_level("Unlisted", (Layer,), register=False)
+        assert "Unlisted" not in base.LAYER_CLASSES
+        module_level("ReLU", (ReLU,))
+        assert base.LAYER_CLASSES["ReLU"] is ReLU  # a second class of a taken name does not replace the first
+    finally:
+        base.LAYER_CLASSES.pop("Twice", None)
+
+
+def test_initialize_reaches_every_convolution_of_resnet_small():
+    from fastcnn.layers import init
+
+    fastcnn.manual_seed(35)
+    model = fastcnn.models.resnet_small()
+    convs = [layer for layer in model.layers for layer in layer.walk() if isinstance(layer, Conv2d)]
+    assert len(convs) == 15  # the stem, 12 in the blocks' main paths and 2 projection shortcuts
+    before = [conv.weight.data.copy() for conv in convs]
+    assert init.initialize(model, weight="xavier_uniform") == len(convs) + 1  # and the Linear head
+    for i, (conv, old) in enumerate(zip(convs, before)):
+        assert not np.array_equal(conv.weight.data, old), f"convolution {i} was not re-initialised"

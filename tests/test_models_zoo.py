@@ -147,6 +147,35 @@ def test_registry():
         get_model("lenet5", widths=(1, 2))
 
 
+def test_names_and_build_for_images():
+    """``names()`` lists the registry; ``build`` takes the same size arguments for every model."""
+    from fastcnn.models import build, names
+
+    assert names() == ("lenet5", "convnet", "vgg_small", "resnet_small") and set(names()) == set(MODELS)
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    same = {  # what build(name) must equal, built by hand with each builder's own arguments
+        "lenet5": lambda: lenet5(),
+        "convnet": lambda: convnet((1, 28, 28), 10),
+        "vgg_small": lambda: vgg_small(num_classes=10, in_channels=1, image_size=28),
+        "resnet_small": lambda: resnet_small(num_classes=10, in_channels=1, image_size=28),
+    }
+    for name in names():
+        fastcnn.manual_seed(0)
+        model = build(name)
+        fastcnn.manual_seed(0)
+        ref = same[name]()
+        assert model.input_shape == (1, 28, 28) and repr(model) == repr(ref), name
+        assert all(np.array_equal(p.data, q.data) for p, q in zip(model.parameters(), ref.parameters())), name
+        assert model.predict(x).shape == (2, 10)
+    assert build("vgg-small", num_classes=3, in_channels=3, image_size=16, widths=(4, 8)).input_shape == (3, 16, 16)
+    assert build("convnet", 4, 3, 12).output_shapes((3, 12, 12))[-1] == (4,)
+    assert build("lenet5", num_classes=5, in_channels=3).input_shape == (3, 28, 28)
+    with pytest.raises(ValueError, match="lenet5 is built for 28x28"):
+        build("lenet5", image_size=32)
+    with pytest.raises(ValueError, match="build: unknown model 'resnet50'"):
+        build("resnet50")
+
+
 # --------------------------------------------------------------------------- PyTorch twins
 
 
@@ -173,10 +202,10 @@ def torch_convnet(torch, in_shape, classes, widths, convs, fc_layers, fc_units, 
 
 
 def torch_resnet(torch, c_in, classes, widths, blocks):
-    """The benchmark's PyTorch twin of resnet_small (written once, in fastcnn.bench)."""
-    from fastcnn.bench import _torch_resnet_small
+    """The benchmark's PyTorch twin of resnet_small (written once, in fastcnn.bench.torch_models)."""
+    from fastcnn.bench.torch_models import torch_resnet_small
 
-    return _torch_resnet_small(torch, num_classes=classes, in_channels=c_in, widths=widths, blocks_per_stage=blocks)
+    return torch_resnet_small(torch, num_classes=classes, in_channels=c_in, widths=widths, blocks_per_stage=blocks)
 
 
 def copy_into_torch(torch, model, tmodel):
@@ -305,9 +334,9 @@ def test_bench_models_smoke():
 
 def test_bench_twins_match_models():
     torch = pytest.importorskip("torch")
-    from fastcnn.bench import _TORCH_TWINS
+    from fastcnn.bench.torch_models import TORCH_TWINS
 
-    for name, twin in _TORCH_TWINS.items():
+    for name, twin in TORCH_TWINS.items():
         assert [tuple(p.shape) for p in twin(torch).parameters()] == [p.shape for p in get_model(name).parameters()]
 
 

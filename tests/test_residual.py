@@ -101,8 +101,20 @@ def test_constructor_errors():
         Residual([Conv2d(2, 2, 1)], shortcut=Conv2d(2, 2, 1, dtype=F64))
 
 
+def _record_need_input_grad(layer, calls):
+    """Wrap ``layer.backward`` (on the instance) to record the ``need_input_grad`` it is called with."""
+    original = layer.backward
+
+    def backward(dy, need_input_grad=True):
+        calls.append(need_input_grad)
+        return original(dy, need_input_grad)
+
+    layer.backward = backward
+
+
 def test_in_sequential_training_first_layer_and_summary(rng):
-    """As the first layer with parameters, the inner layers keep need_input_grad True (dx is needed inside)."""
+    """As the model's first layer with parameters, the block is told not to compute its input gradient:
+    both paths' first convolutions skip dx, and every parameter gradient is the one of a full backward."""
     fastcnn.manual_seed(3)
     res = _projection_block(np.float32)
     model = fastcnn.Sequential(res, ReLU(), GlobalAvgPool2d(), Linear(4, 2), input_shape=(2, 6, 6))
@@ -111,12 +123,82 @@ def test_in_sequential_training_first_layer_and_summary(rng):
     before = [p.data.copy() for p in model.parameters()]
     model.fit(x, y, epochs=1, batch_size=8, verbose=False, seed=0)
     assert all(not np.array_equal(b, p.data) for b, p in zip(before, model.parameters()))
-    assert all(getattr(layer, "need_input_grad", True) for layer in res.sublayers())
+
+    dy = rng.random((16, 2), dtype=np.float32)
+    for p in model.parameters():
+        p.grad[...] = 0
+    model.forward(x)
+    dx = model.backward(dy, input_grad=True)
+    full = [p.grad.copy() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad[...] = 0
+    calls = {0: [], 2: [], "s": []}
+    _record_need_input_grad(res.block[0], calls[0])
+    _record_need_input_grad(res.block[2], calls[2])
+    _record_need_input_grad(res.shortcut[0], calls["s"])
+    model.forward(x)
+    assert dx.shape == x.shape and model.backward(dy) is None
+    assert calls == {0: [False], 2: [True], "s": [False]}
+    for p, g in zip(model.parameters(), full):
+        np.testing.assert_array_equal(p.grad, g)
+
     text = model.summary(print_fn=None)
+    lines = text.splitlines()
     n = sum(p.size for p in res.parameters())
-    assert "Residual([Conv2d(2, 4, kernel_size=3, stride=(2, 2), padding=(1, 1)), Tanh()" in text
-    assert "shortcut=[Conv2d(2, 4, kernel_size=1, stride=(2, 2), bias=False)]" in text
-    assert f"{n:,}" in text
+    row = next(line for line in lines if line.startswith("Residual "))
+    assert "(None, 4, 3, 3)" in row and row.endswith(f"{n:,}")
+    i = lines.index(row)
+    assert lines[i + 1].strip() == "block:"
+    assert lines[i + 2].startswith("    Conv2d(2, 4, kernel_size=3, stride=(2, 2), padding=(1, 1))")
+    assert lines[i + 2].split()[-1] == f"{2 * 4 * 9 + 4:,}"
+    assert lines[i + 3].startswith("    Tanh()") and "(None, 4, 3, 3)" in lines[i + 3]
+    assert lines[i + 5].strip() == "shortcut:"
+    assert lines[i + 6].startswith("    Conv2d(2, 4, kernel_size=1, stride=(2, 2), bias=False)")
+    assert lines[i + 7].startswith("ReLU()")
+
+
+def test_a_block_after_a_layer_with_parameters_computes_its_input_gradient(rng):
+    fastcnn.manual_seed(6)
+    res = _identity_block(2)
+    model = fastcnn.Sequential(Conv2d(1, 2, 3, padding=1, dtype=F64), res, Flatten(), Linear(2 * 16, 3, dtype=F64))
+    calls = []
+    _record_need_input_grad(res.block[0], calls)
+    model.forward(rng.standard_normal((2, 1, 4, 4)))
+    assert model.backward(rng.standard_normal((2, 3))) is None
+    assert calls == [True]
+    assert "shortcut: identity" in model.summary(input_shape=(1, 4, 4), print_fn=None)
+
+
+def test_relu_then_maxpool_inside_a_block_runs_pooled_first(rng):
+    """Inside a block, as in a Sequential, MaxPool2d runs before the ReLU that precedes it; results are unchanged."""
+    from fastcnn.layers import MaxPool2d, chain
+
+    fastcnn.manual_seed(7)
+    res = Residual([Conv2d(2, 3, 3, padding=1, dtype=F64), ReLU(), MaxPool2d(2)],
+                   shortcut=[Conv2d(2, 3, 1, stride=2, dtype=F64)])
+    assert chain.run_order(res.block) == [0, 2, 1]
+    x = rng.standard_normal((2, 2, 6, 6))
+    out = res.forward(x)
+    h = x
+    for layer in res.block:  # the written order, one by one (the layers keep the last forward's cache)
+        h = layer.forward(h)
+    np.testing.assert_array_equal(out, h + res.shortcut[0].forward(x))
+    res.forward(x)
+    dy = rng.standard_normal(out.shape)
+    dx = res.backward(dy)
+    grads = [p.grad.copy() for p in res.parameters()]
+    for p in res.parameters():
+        p.grad[...] = 0
+    h = x
+    for layer in res.block:
+        h = layer.forward(h)
+    res.shortcut[0].forward(x)
+    d = dy
+    for layer in reversed(res.block):
+        d = layer.backward(d)
+    np.testing.assert_array_equal(dx, d + res.shortcut[0].backward(dy))
+    for p, g in zip(res.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
 
 
 def test_save_load_nested_config(tmp_path, rng):

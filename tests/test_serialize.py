@@ -296,3 +296,46 @@ def test_unknown_layer_class_is_refused_on_save(tmp_path):
     with pytest.raises(ValueError, match="MyReLU"):
         model.save(tmp_path / "m.npz")
     assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_gets_the_umask_mode(tmp_path):
+    """Checkpoints are ordinary files (they were written 0600, as tempfile makes them)."""
+    old = os.umask(0o022)
+    try:
+        small_model().save(tmp_path / "a.npz")
+        os.umask(0o007)
+        small_model().save(tmp_path / "b.npz")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.npz").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "b.npz").st_mode & 0o777 == 0o660
+
+
+class Scaled(ReLU):
+    """A layer class defined at module level: it registers itself and checkpoints can hold it."""
+
+    def __init__(self, factor=2.0):
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return super().forward(x) * x.dtype.type(self.factor)
+
+    def backward(self, dy, need_input_grad=True):
+        return super().backward(dy * dy.dtype.type(self.factor), need_input_grad)
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+    def __repr__(self):
+        return f"Scaled(factor={self.factor})"
+
+
+def test_a_module_level_layer_class_round_trips(tmp_path):
+    assert serialize.LAYERS["Scaled"] is Scaled
+    fastcnn.manual_seed(3)
+    model = fastcnn.Sequential(Flatten(), Linear(4, 3, dtype=np.float64), Scaled(0.5), input_shape=(1, 2, 2))
+    model.save(tmp_path / "s.npz")
+    same = fastcnn.load(tmp_path / "s.npz")
+    assert type(same.layers[2]) is Scaled and same.layers[2].factor == 0.5
+    x = np.random.default_rng(0).random((2, 1, 2, 2))
+    np.testing.assert_array_equal(same.predict(x), model.predict(x))

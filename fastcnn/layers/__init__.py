@@ -1,9 +1,14 @@
 """Layers: thin classes that hold Parameters, cache what backward needs, and call kernels.
 
-Every layer has ``forward(x)``, ``backward(dy) -> dx``, ``parameters()``,
-``train()`` / ``eval()`` and ``output_shape(per_example_shape)``.
+Every layer has ``forward(x)``, ``backward(dy, need_input_grad=True) -> dx``,
+``output_shape(per_example_shape)`` and the tree methods of
+:class:`~fastcnn.layers.base.Layer`: ``children()``, ``parameters()``,
+``buffers()``, ``train()`` / ``eval()``.  :mod:`fastcnn.layers.chain` runs a
+list of layers (a Sequential's, a Residual's paths); :mod:`fastcnn.layers.init`
+holds the initialisers.
 """
 
+from . import chain
 from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, Parameter
 from .conv import Conv2d

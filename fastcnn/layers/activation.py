@@ -19,7 +19,9 @@ class ReLU(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return kernels.relu_backward(dy, self._cached(self._x, "input"))
 
 
@@ -33,7 +35,9 @@ class Sigmoid(Layer):
         self._y = y if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return kernels.sigmoid_backward(dy, self._cached(self._y, "output"))
 
 
@@ -47,7 +51,9 @@ class Tanh(Layer):
         self._y = y if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return kernels.tanh_backward(dy, self._cached(self._y, "output"))
 
 
@@ -73,7 +79,9 @@ class LeakyReLU(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return kernels.leaky_relu_backward(dy, self._cached(self._x, "input"), self.negative_slope)
 
     def get_config(self):
@@ -126,7 +134,9 @@ class Softmax(Layer):
         self._y = y if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         y = self._cached(self._y, "output")
         if not isinstance(dy, np.ndarray) or dy.shape != y.shape:
             raise ValueError(f"{self!r}: dy must have the output's shape {y.shape}, got {getattr(dy, 'shape', dy)!r}")

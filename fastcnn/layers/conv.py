@@ -61,10 +61,9 @@ class Conv2d(Layer):
         fan_in = self.in_channels * kh * kw
         self.weight = Parameter(init.kaiming_uniform((self.out_channels, self.in_channels, kh, kw), fan_in, dtype))
         self.bias = Parameter(init.bias_uniform((self.out_channels,), fan_in, dtype)) if bias else None
-        self.need_input_grad = True
         self._x = None
 
-    def parameters(self):
+    def own_parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def output_shape(self, input_shape):
@@ -81,11 +80,10 @@ class Conv2d(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         x = self._cached(self._x, "input")
         _, backward = ALGORITHMS[self.algorithm]
-        dx, dw, db = backward(dy, x, self.weight.data, self.stride, self.padding,
-                              need_input_grad=self.need_input_grad)
+        dx, dw, db = backward(dy, x, self.weight.data, self.stride, self.padding, need_input_grad=need_input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

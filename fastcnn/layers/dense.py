@@ -24,8 +24,9 @@ class Flatten(Layer):
         self._shape = x.shape if self.training else None
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        return dy.reshape(self._cached(self._shape, "input shape"))
+    def backward(self, dy, need_input_grad=True):
+        shape = self._cached(self._shape, "input shape")
+        return dy.reshape(shape) if need_input_grad else None
 
 
 class Linear(Layer):
@@ -53,7 +54,7 @@ class Linear(Layer):
         self.bias = Parameter(init.bias_uniform((self.out_features,), self.in_features, dtype)) if bias else None
         self._x = None
 
-    def parameters(self):
+    def own_parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def output_shape(self, input_shape):
@@ -68,9 +69,9 @@ class Linear(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         x = self._cached(self._x, "input")
-        dx, dw, db = kernels.linear_backward(dy, x, self.weight.data)
+        dx, dw, db = kernels.linear_backward(dy, x, self.weight.data, need_input_grad=need_input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -118,7 +119,9 @@ class Dropout(Layer):
         self._mask = keep.astype(x.dtype) * x.dtype.type(scale)
         return x * self._mask
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         if not self.training or self.p == 0.0:
             return dy
         return dy * self._cached(self._mask, "mask")

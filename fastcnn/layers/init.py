@@ -201,15 +201,21 @@ WEIGHT_INITS = {
 BIAS_INITS = ("zeros", "default", "uniform", "normal")
 
 
-def _layers_of(model_or_layers):
+def _walk(model_or_layers):
+    """Every layer of a Sequential, a layer or a list of layers, nested ones included, depth first."""
     layers = getattr(model_or_layers, "layers", model_or_layers)
     if not isinstance(layers, (list, tuple)):
         layers = [layers]
-    return list(layers)
+    for layer in layers:
+        yield from layer.walk()
 
 
 def initialize(model_or_layers, weight="kaiming_uniform", bias="zeros", **kw):
     """Re-initialise every Conv2d and Linear in place, in layer order, from the module generator.
+
+    Layers nested in others (the convolutions inside :class:`~fastcnn.layers.Residual`
+    blocks) are reached too, depth first: a block's layers, then its shortcut's,
+    before the layers that follow the block.
 
     Parameters
     ----------
@@ -251,7 +257,7 @@ def initialize(model_or_layers, weight="kaiming_uniform", bias="zeros", **kw):
     if not callable(bias) and bias not in BIAS_INITS:
         raise ValueError(f"initialize: bias must be one of {list(BIAS_INITS)} or a callable, got {bias!r}")
     count = 0
-    for layer in _layers_of(model_or_layers):
+    for layer in _walk(model_or_layers):
         if not isinstance(layer, (Conv2d, Linear)):
             continue
         weight_fn(layer.weight, **kw)

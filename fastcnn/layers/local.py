@@ -78,10 +78,9 @@ class LocallyConnected2d(Layer):
         shape = (P, Q, self.out_channels, self.in_channels, kh, kw)
         self.weight = Parameter(init.bias_uniform(shape, fan_in, dtype))
         self.bias = Parameter(init.bias_uniform((self.out_channels, P, Q), fan_in, dtype)) if bias else None
-        self.need_input_grad = True
         self._x = None
 
-    def parameters(self):
+    def own_parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def output_shape(self, input_shape):
@@ -102,10 +101,10 @@ class LocallyConnected2d(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         x = self._cached(self._x, "input")
         dx, dw, db = kernels.locally_connected2d_backward(dy, x, self.weight.data, self.stride, self.padding,
-                                                          need_input_grad=self.need_input_grad)
+                                                          need_input_grad=need_input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

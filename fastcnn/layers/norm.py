@@ -43,10 +43,10 @@ class _BatchNorm(Layer):
         self.running_var = np.ones(C, dtype=self.dtype)
         self._cache = None
 
-    def parameters(self):
+    def own_parameters(self):
         return [self.weight, self.bias] if self.affine else []
 
-    def buffers(self):
+    def own_buffers(self):
         """Non-trainable state saved in checkpoints: ``{"running_mean": (C,), "running_var": (C,)}``.
 
         The arrays themselves, not copies: writing into them (as loading does)
@@ -83,7 +83,8 @@ class _BatchNorm(Layer):
         self._cache = (x, mean, inv_std) if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        """Add the gradients of ``weight`` and ``bias``; return ``dx`` (None when not ``need_input_grad``)."""
         x, mean, inv_std = self._cached(self._cache, "input and batch statistics")
         dy = np.asarray(dy)
         if dy.shape != x.shape:
@@ -94,7 +95,7 @@ class _BatchNorm(Layer):
         if self.affine:
             self.weight.grad += dw
             self.bias.grad += db
-        return dx
+        return dx if need_input_grad else None
 
     def get_config(self):
         """Constructor arguments as a JSON-able dict (dtype by name)."""
@@ -139,7 +140,7 @@ class BatchNorm2d(_BatchNorm):
     ----------
     weight, bias : Parameter (C,) or None
     running_mean, running_var : ndarray (C,)
-        Buffers (init 0 and 1), not parameters; see :meth:`buffers`.
+        Buffers (init 0 and 1), not parameters; see :meth:`own_buffers`.
     """
 
     _ndims = (4,)
@@ -158,6 +159,42 @@ class BatchNorm1d(_BatchNorm):
     _what = "2-D (N, C) or 3-D (N, C, L)"
     _forward = staticmethod(kernels.batch_norm1d_forward)
     _backward = staticmethod(kernels.batch_norm1d_backward)
+
+
+def normalize(x, mean, std, scale=1.0):
+    """Per-channel ``(x * scale - mean) / std``: the arithmetic of :class:`Normalize` and ``fastcnn.data.Normalizer``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, floating point, (N, C, ...)
+        Not modified.
+    mean, std : numpy.ndarray (C,)
+        Broadcast over axis 1; ``std`` is not checked here (callers keep it positive).
+    scale : float, default 1.0
+        Cast to ``x.dtype`` before the product.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of ``x``'s shape and dtype, computed in
+        ``np.result_type(x, mean, std)`` and rounded to ``x.dtype`` at the end.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> normalize(np.full((1, 2, 1, 1), 255.0, np.float32), np.array([0.5, 0.0]), np.array([0.25, 1.0]), 1 / 255)
+    array([[[[2.]],
+    <BLANKLINE>
+            [[1.]]]], dtype=float32)
+    """
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean, std = mean.reshape(shape), std.reshape(shape)
+    y = x * x.dtype.type(scale)
+    if np.result_type(y, mean, std) == y.dtype:  # in place: the same roundings, one buffer
+        y -= mean
+        y /= std
+        return y
+    return ((y - mean) / std).astype(x.dtype, copy=False)
 
 
 class Normalize(Layer):
@@ -205,7 +242,7 @@ class Normalize(Layer):
             raise ValueError(f"Normalize: {name} must be {self.num_channels} finite numbers, got {value!r}")
         return arr
 
-    def buffers(self):
+    def own_buffers(self):
         """``{"mean": (C,), "std": (C,)}``: the arrays themselves, saved and restored with checkpoints."""
         return {"mean": self.mean, "std": self.std}
 
@@ -226,10 +263,11 @@ class Normalize(Layer):
                 f"{self!r}: input must be a float array (N, {self.num_channels}, ...), "
                 f"got {getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}"
             )
-        mean, std = self._broadcast(self.mean, x.ndim), self._broadcast(self.std, x.ndim)
-        return ((x * x.dtype.type(self.scale) - mean) / std).astype(x.dtype, copy=False)
+        return normalize(x, self.mean, self.std, self.scale)
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return (dy * (self._broadcast(self.scale / self.std, dy.ndim))).astype(dy.dtype, copy=False)
 
     def __repr__(self):

@@ -75,7 +75,9 @@ class MaxPool2d(_Pool2d):
             self._argmax = self._x_shape = None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         x_shape = self._cached(self._x_shape, "argmax")
         return kernels.max_pool2d_backward(dy, self._argmax, x_shape)
 
@@ -91,7 +93,9 @@ class AvgPool2d(_Pool2d):
         self._x_shape = x.shape if self.training else None
         return kernels.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         x_shape = self._cached(self._x_shape, "input shape")
         return kernels.avg_pool2d_backward(dy, x_shape, self.kernel_size, self.stride, self.padding,
                                            self.ceil_mode)
@@ -112,5 +116,7 @@ class GlobalAvgPool2d(Layer):
         self._x_shape = x.shape if self.training else None
         return kernels.global_avg_pool2d_forward(x)
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
         return kernels.global_avg_pool2d_backward(dy, self._cached(self._x_shape, "input shape"))

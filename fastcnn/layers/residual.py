@@ -1,5 +1,6 @@
 """Residual block: ``y = block(x) + shortcut(x)``."""
 
+from . import chain
 from .base import Layer
 
 
@@ -22,7 +23,11 @@ class Residual(Layer):
 
     No activation follows the sum; add one after, as
     ``Sequential(..., Residual(block), ReLU())``.  Backward sends ``dy`` down
-    both paths and returns the sum of their input gradients.
+    both paths and returns the sum of their input gradients.  Each path runs
+    as a :mod:`~fastcnn.layers.chain`, as a Sequential's layers do: a ReLU
+    followed by a MaxPool2d runs after it, and when the block's own input
+    gradient is not needed (the block is a model's first layer with
+    parameters) neither path computes one.
 
     Parameters
     ----------
@@ -35,7 +40,9 @@ class Residual(Layer):
         the channels or the size.  Stored as a list in ``self.shortcut``
         (empty for the identity).
 
-    The parameters are the block's, then the shortcut's, in order.
+    The parameters are the block's, then the shortcut's, in order; the
+    buffers (BatchNorm running statistics) are named ``block<j>_<name>`` and
+    ``shortcut<j>_<name>`` after the inner layer's index ``j`` in its path.
 
     Examples
     --------
@@ -49,7 +56,6 @@ class Residual(Layer):
     (2, 8, 4, 4)
     """
 
-    #: Constructor arguments that hold layers: serialisation rebuilds them recursively.
     nested_config_keys = ("block", "shortcut")
 
     def __init__(self, block, shortcut=None):
@@ -60,48 +66,18 @@ class Residual(Layer):
             raise ValueError(f"Residual: all inner layers must share one dtype, got {sorted(d.name for d in dtypes)}")
         self.training = True
 
-    def sublayers(self):
-        """The inner layers: the block's, then the shortcut's."""
-        return self.block + self.shortcut
-
-    def parameters(self):
-        return [p for layer in self.sublayers() for p in layer.parameters()]
-
-    def buffers(self):
-        """Non-trainable state of the inner layers (e.g. BatchNorm running statistics), by name.
-
-        A dict ``{"block<j>_<name>": array, "shortcut<j>_<name>": array}`` gathered
-        from the inner layers' own ``buffers()`` dicts (``j`` is the layer's index
-        in its path); the arrays are the layers' own, so writing into them (as
-        loading a checkpoint does) updates the layers.
-        """
-        out = {}
-        for path, layers in (("block", self.block), ("shortcut", self.shortcut)):
-            for j, layer in enumerate(layers):
-                if hasattr(layer, "buffers"):
-                    for name, buf in layer.buffers().items():
-                        out[f"{path}{j}_{name}"] = buf
-        return out
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        for layer in self.sublayers():
-            layer.train(mode)
-        return self
-
-    @staticmethod
-    def _path_shape(layers, shape, name):
-        for i, layer in enumerate(layers):
-            try:
-                shape = tuple(layer.output_shape(shape))
-            except ValueError as e:
-                raise ValueError(f"Residual {name}[{i}] ({layer!r}) cannot take shape {shape}: {e}") from None
-        return shape
+    def branches(self):
+        """``(("block", self.block), ("shortcut", self.shortcut))``: both paths read the block's input."""
+        return (("block", self.block), ("shortcut", self.shortcut))
 
     def output_shape(self, input_shape):
         input_shape = tuple(input_shape)
-        main = self._path_shape(self.block, input_shape, "block")
-        side = self._path_shape(self.shortcut, input_shape, "shortcut")
+        shapes = {}
+        for name, layers in self.branches():
+            found = chain.output_shapes(layers, input_shape, lambda i, layer, shape, name=name:
+                                        f"Residual {name}[{i}] ({layer!r}) cannot take shape {shape}")
+            shapes[name] = found[-1] if found else input_shape
+        main, side = shapes["block"], shapes["shortcut"]
         if main != side:
             raise ValueError(
                 f"Residual: the block maps {input_shape} to {main} but the "
@@ -112,25 +88,19 @@ class Residual(Layer):
         return main
 
     def forward(self, x):
-        h = x
-        for layer in self.block:
-            h = layer.forward(h)
-        s = x
-        for layer in self.shortcut:
-            s = layer.forward(s)
+        h = chain.forward(self.block, x)
+        s = chain.forward(self.shortcut, x)
         if h.shape != s.shape:
             self.output_shape(x.shape[1:])  # raises with the per-example shapes
             raise ValueError(f"Residual: block output {h.shape} and shortcut output {s.shape} differ")
         return h + s
 
-    def backward(self, dy):
-        d_main = dy
-        for layer in reversed(self.block):
-            d_main = layer.backward(d_main)
-        d_side = dy
-        for layer in reversed(self.shortcut):
-            d_side = layer.backward(d_side)
-        return d_main + d_side
+    def backward(self, dy, need_input_grad=True):
+        d_main = chain.backward(self.block, dy, need_input_grad)
+        if not self.shortcut:
+            return d_main + dy if need_input_grad else None
+        d_side = chain.backward(self.shortcut, dy, need_input_grad)
+        return d_main + d_side if need_input_grad else None
 
     def get_config(self):
         """``{"block": [...], "shortcut": [...] or None}``, each inner layer as ``{"class": name, "config": {...}}``."""

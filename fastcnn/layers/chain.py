@@ -1,0 +1,129 @@
+"""A chain of layers, run forward in order and backward in reverse: the body of Sequential and of Residual's paths.
+
+The functions take the list of layers itself, read afresh on every call:
+``Sequential.layers`` and ``Residual.block`` are public lists that may be
+edited.  Two rules apply inside every chain, nested ones included:
+
+* **ReLU before MaxPool2d runs after it.**  ``maxpool(relu(x)) ==
+  relu(maxpool(x))`` exactly, because ReLU never decreases: the same maximum
+  is picked (or one of equal value), and its gradient is routed where it was
+  (zero where the maximum is not positive).  Pooling first leaves the ReLU a
+  quarter of the elements (2x2 pooling) in both passes.  See
+  :func:`run_order`.
+* **The input gradient is computed only when asked for.**  ``backward(...,
+  need_input_grad=False)`` stops at the first layer that has parameters,
+  telling it ``need_input_grad=False`` (a convolution or linear layer then
+  skips ``dx``), and never calls the parameter-free layers before it.  A
+  model asks for this at its first layer; a residual block inside a model is
+  asked for its input gradient, so its chains compute it.
+"""
+
+from .activation import ReLU
+from .base import unique_parameters
+from .pool import MaxPool2d
+
+__all__ = ["backward", "forward", "output_shapes", "parameters", "run_order"]
+
+
+def run_order(layers):
+    """The order the layers run in: indices into ``layers``, a ReLU directly followed by a MaxPool2d swapped.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+
+    Returns
+    -------
+    list of int
+        A permutation of ``range(len(layers))``; only exact ``ReLU`` and
+        ``MaxPool2d`` instances (not subclasses) are swapped, each pair once.
+
+    Examples
+    --------
+    >>> from fastcnn.layers import Conv2d, MaxPool2d, ReLU
+    >>> run_order([Conv2d(1, 2, 3), ReLU(), MaxPool2d(2), ReLU(), MaxPool2d(2)])
+    [0, 2, 1, 4, 3]
+    """
+    n = len(layers)
+    order = list(range(n))
+    i = 0
+    while i < n - 1:
+        if type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2d:
+            order[i], order[i + 1] = i + 1, i
+            i += 2
+        else:
+            i += 1
+    return order
+
+
+def forward(layers, x):
+    """Run ``x`` through the layers in :func:`run_order` and return the output."""
+    for i in run_order(layers):
+        x = layers[i].forward(x)
+    return x
+
+
+def backward(layers, dy, need_input_grad=True):
+    """Backpropagate ``dy`` (the gradient w.r.t. the chain's output) through the layers in reverse run order.
+
+    Every layer adds into its parameters' ``.grad``.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The layers of the last :func:`forward` call.
+    dy : ndarray
+    need_input_grad : bool
+        True: return the gradient w.r.t. the chain's input.  False: stop at
+        the first layer with parameters, call it with
+        ``need_input_grad=False`` and return None (the parameter-free layers
+        before it are not called).
+
+    Returns
+    -------
+    ndarray or None
+    """
+    first = -1
+    if not need_input_grad:
+        first = next((i for i, layer in enumerate(layers) if layer.parameters()), 0)
+    d = dy
+    for i in reversed(run_order(layers)):
+        if i == first:
+            layers[i].backward(d, need_input_grad=False)
+            return None
+        d = layers[i].backward(d)
+    return d
+
+
+def output_shapes(layers, input_shape, describe):
+    """Per-example output shape after each layer.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    input_shape : tuple of int
+        Per-example shape (no batch axis) of the chain's input.
+    describe : callable
+        ``describe(i, layer, shape)`` -> str starts the message of the
+        ValueError raised when layer ``i`` cannot take ``shape``; the layer's
+        own reason follows after a colon.
+
+    Returns
+    -------
+    list of tuple
+        One shape per layer, in list order (the reordering of
+        :func:`run_order` does not change any shape after a pair).
+    """
+    shapes, shape = [], tuple(input_shape)
+    for i, layer in enumerate(layers):
+        try:
+            shape = tuple(layer.output_shape(shape))
+        except ValueError as e:
+            raise ValueError(f"{describe(i, layer, shape)}: {e}") from None
+        shapes.append(shape)
+    return shapes
+
+
+def parameters(layers):
+    """Every layer's parameters (recursively), in order, each Parameter once."""
+    return unique_parameters([layer.parameters() for layer in layers])
