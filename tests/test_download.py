@@ -2,7 +2,9 @@
 
 import gzip
 import hashlib
+import os
 import shutil
+import stat
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +94,16 @@ def test_existing_good_files_are_not_fetched_again(tmp_path):
     # a mirror with nothing in it: any fetch would fail
     download_mnist(dest, base_url=empty.as_uri(), sha256=sums)
     assert {n: (dest / n).stat().st_mtime_ns for n in NAMES} == stamps
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_downloaded_files_get_the_umask_mode_and_no_temporary_is_left(tmp_path):
+    sums = tiny_mirror(tmp_path / "mirror")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    dest = download_mnist(tmp_path / "dest", base_url=(tmp_path / "mirror").as_uri(), sha256=sums)
+    assert listing(dest) == NAMES
+    assert {stat.S_IMODE((dest / n).stat().st_mode) for n in NAMES} == {0o666 & ~umask}
 
 
 def test_existing_bad_file_is_replaced(tmp_path):

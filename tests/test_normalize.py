@@ -154,3 +154,64 @@ def test_constant_float_channel_gets_std_one():
     norm = Normalizer("standardize").fit(x)
     assert norm.std[0] == 1.0
     np.testing.assert_allclose(norm.transform(x), 0, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- one arithmetic with the Normalize layer
+
+
+def test_transform_is_the_float32_formula_bit_for_bit():
+    x = images(c=3)
+    norm = Normalizer("standardize").fit(x)
+    mean = norm.mean.astype(np.float32)[None, :, None, None]
+    std = norm.std.astype(np.float32)[None, :, None, None]
+    want = (x.astype(np.float32) / np.float32(255) - mean) / std
+    assert norm.transform(x).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_equals_as_layer_forward_on_float_images(dtype):
+    x = images(c=3, dtype=dtype)
+    norm = Normalizer("standardize").fit(x)
+    out = norm.transform(x)
+    assert norm.as_layer().forward(x.astype(np.float32)).tobytes() == out.tobytes()
+
+
+def test_transform_and_as_layer_forward_on_uint8_images_differ_only_in_the_scaling_rounding():
+    # the layer multiplies by float32(1/255), transform divides by 255: a few float32 roundings of
+    # numbers <= 1 apart before the mean is subtracted and the result divided by std
+    x = images(c=3)
+    norm = Normalizer("standardize").fit(x)
+    out = norm.transform(x)
+    layer_out = norm.as_layer().forward(x.astype(np.float32))
+    assert layer_out.dtype == np.float32
+    bound = 2.0 ** -22 * (1 + np.abs(out).max()) / norm.std.min()
+    assert np.abs(layer_out.astype(np.float64) - out).max() <= bound
+
+
+@pytest.mark.parametrize("mode", ["scale", "standardize"])
+def test_not_strict_takes_both_kinds_of_images(mode):
+    x = images(c=3)
+    norm = Normalizer(mode).fit(x)
+    with pytest.raises(ValueError, match="fitted on uint8"):
+        norm.transform(to_float(x))
+    # float images in [0, 1] are what uint8 images become: the same result, bit for bit
+    assert norm.transform(to_float(x), strict=False).tobytes() == norm.transform(x).tobytes()
+    fitted_on_float = Normalizer(mode).fit(to_float(x))
+    assert fitted_on_float.transform(x, strict=False).tobytes() == fitted_on_float.transform(to_float(x)).tobytes()
+
+
+def test_load_state_dict_returns_self_fitted_and_checks_like_from_state_dict():
+    x = images(c=2)
+    state = Normalizer("standardize").fit(x).state_dict()
+    norm = Normalizer()
+    assert norm.load_state_dict(state) is norm
+    assert norm.fitted and norm.mode == "standardize" and norm.input_dtype == "uint8"
+    np.testing.assert_array_equal(norm.transform(x), Normalizer.from_state_dict(state).transform(x))
+    fresh = Normalizer()
+    with pytest.raises(ValueError, match="load_state_dict: std must be > 0"):
+        fresh.load_state_dict(dict(state, std=np.zeros(2)))
+    with pytest.raises(ValueError, match="load_state_dict: missing keys"):
+        fresh.load_state_dict({"mode": "scale"})
+    with pytest.raises(ValueError, match="mode"):
+        fresh.load_state_dict(dict(state, mode=np.array("minmax")))
+    assert not fresh.fitted and fresh.mode == "scale"  # unchanged by the refused states
