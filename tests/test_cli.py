@@ -126,6 +126,9 @@ class _FakeModel:
         self.calls["evaluate"] = (x, y)
         return {"loss": 0.1, "accuracy": 0.987}
 
+    def save(self, path, **kwargs):
+        self.calls["save"] = (path, kwargs)
+
 
 class _FakeSGD:
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
@@ -140,7 +143,7 @@ def test_train_preprocessing_and_arguments(monkeypatch, capsys):
 
     _FakeModel.calls = {}
     seeds = []
-    monkeypatch.setattr(fastcnn.models, "lenet5", lambda *a, **k: _FakeModel())
+    monkeypatch.setitem(fastcnn.models.MODELS, "lenet5", lambda *a, **k: _FakeModel())
     monkeypatch.setattr(fastcnn.optim, "SGD", _FakeSGD)
     monkeypatch.setattr(fastcnn, "manual_seed", seeds.append, raising=False)
 
@@ -171,6 +174,9 @@ def test_train_preprocessing_and_arguments(monkeypatch, capsys):
     np.testing.assert_array_equal(y_val, y_test_raw[:250])
     x_eval, _ = _FakeModel.calls["evaluate"]
     assert x_eval is x_val
+    path, saved = _FakeModel.calls["save"]
+    assert path == "fastcnn-lenet5.npz" and saved["extra"]["epoch"] == 2
+    assert saved["normalizer"]["mode"] == "standardize" and isinstance(saved["optimizer"], _FakeSGD)
 
 
 # --------------------------------------------------------------------------- errors

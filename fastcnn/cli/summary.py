@@ -1,0 +1,36 @@
+"""``fastcnn summary CKPT`` / ``fastcnn summary --model NAME``: the layer table."""
+
+from . import common
+from .common import EXIT_USAGE, fail
+
+
+def add_parser(subparsers):
+    """Add ``summary`` and its options to ``subparsers``; return its parser."""
+    parser = subparsers.add_parser(
+        "summary",
+        help="the layer table of a checkpoint or a built-in model",
+        description="Print the layers, output shapes and parameter counts of a checkpoint's "
+                    "model, or of a built-in model with --model.",
+    )
+    parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=None,
+                        help="a checkpoint written by 'fastcnn train'")
+    parser.add_argument("--model", default=None, choices=common.MODEL_NAMES,
+                        help="a built-in model instead of a checkpoint")
+    return parser
+
+
+def run(args):
+    """Print the title and ``model.summary()``; return 0."""
+    if (args.checkpoint is None) == (args.model is None):
+        fail("summary needs a checkpoint or --model NAME (one of them)", EXIT_USAGE)
+    if args.model is not None:
+        model = common.build_model(args.model)
+        title = args.model
+    else:
+        checkpoint = common.load_checkpoint(args.checkpoint)
+        model = checkpoint["model"]
+        epoch = checkpoint.get("epoch")
+        title = args.checkpoint + (f" (trained {epoch} epoch{'s' if epoch != 1 else ''})" if epoch else "")
+    print(title)
+    model.summary()
+    return 0

@@ -1,0 +1,358 @@
+"""``fastcnn train``: train a network of fastcnn.models on MNIST and write a checkpoint.
+
+The steps, in order: check the output paths; read the checkpoint of
+``--resume`` and merge its settings with the command line's; load, limit and
+split the data; standardise it (:func:`common.normalize` with the statistics
+of the training images, or the checkpoint's); build or restore the model,
+the optimizer and the schedule; run ``Sequential.fit``; write the
+checkpoint, the history and the curves; report the test accuracy.
+"""
+
+import sys
+import warnings
+
+import numpy as np
+
+import fastcnn
+
+from .. import optim
+from .._util import to_jsonable
+from ..augment import Augment
+from ..callbacks import EarlyStopping, save_history
+from ..data import Normalizer, train_val_split
+from . import common
+from .common import EXIT_DATA_ERROR, EXIT_FAILURE, EXIT_USAGE, fail
+
+DEFAULT_OUT = "fastcnn-lenet5.npz"
+#: Settings taken from the command line, else from the checkpoint of ``--resume``, else these.
+DEFAULTS = {"data": "sample", "model": "lenet5", "batch_size": 64, "lr": 0.05, "momentum": 0.9,
+            "weight_decay": 5e-4, "seed": 0, "schedule": None, "augment": False}
+#: Settings taken from the command line, else from the checkpoint, else None.
+OPTIONAL = ("data_dir", "limit", "val_split", "early_stopping")
+AUGMENT = {"shift": 2, "rotation": 10.0}  # what --augment applies to every training batch
+
+
+def add_parser(subparsers):
+    """Add ``train`` and its options to ``subparsers``; return its parser."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a CNN (LeNet-5 by default) on MNIST, report the test accuracy and save a checkpoint",
+        description=(
+            "Train a CNN (--model: LeNet-5 by default, or convnet, vgg_small, resnet_small sized for "
+            "1x28x28 images) on MNIST with SGD, report the test accuracy and save a checkpoint "
+            "(weights, optimizer momentum, normalisation statistics, epoch, history). Images are "
+            "scaled to [0, 1], then standardised with the mean and standard deviation of the "
+            "training images. --epochs is the total: '--resume CKPT --epochs 5' trains the "
+            "epochs CKPT has not done yet, giving the same weights as an uninterrupted run."
+        ),
+    )
+    _add_data_options(parser)
+    _add_optimizer_options(parser)
+    _add_run_options(parser)
+    return parser
+
+
+def _add_data_options(parser):
+    parser.add_argument(
+        "--data", default=None, metavar="sample|mnist|fashion-mnist|DIR",
+        help="'sample' for the MNIST subset packaged with fastcnn (6,000 training and "
+             "1,000 test images); 'mnist' or 'fashion-mnist' for the IDX files in --data-dir "
+             "or $FASTCNN_DATA (nothing is downloaded); or a directory holding the four "
+             "MNIST IDX files (train-images-idx3-ubyte[.gz], ...); default: sample, or the "
+             "checkpoint's with --resume",
+    )
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where --data mnist|fashion-mnist looks for the IDX files "
+                             "(DIR/mnist or DIR itself; default: $FASTCNN_DATA)")
+    parser.add_argument("--model", default=None, choices=common.MODEL_NAMES,
+                        help="network to train, from fastcnn.models (default: lenet5)")
+
+
+def _add_optimizer_options(parser):
+    parser.add_argument("--epochs", type=common.positive_int, default=3, metavar="N",
+                        help="total passes over the training set, counting those of a "
+                             "resumed checkpoint (default: %(default)s)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=None, metavar="B",
+                        help="mini-batch size (default: 64, or the checkpoint's)")
+    parser.add_argument("--lr", type=common.positive_float, default=None, metavar="LR",
+                        help="SGD learning rate (default: 0.05; with --resume the checkpoint's)")
+    parser.add_argument("--momentum", type=common.momentum, default=None, metavar="M",
+                        help="SGD momentum, in [0, 1) (default: 0.9; with --resume the checkpoint's)")
+    parser.add_argument("--weight-decay", type=common.nonnegative_float, default=None,
+                        metavar="WD", help="L2 weight decay (default: 0.0005; with --resume the "
+                                           "checkpoint's)")
+    parser.add_argument("--schedule", default=None, metavar="SPEC",
+                        help="learning-rate schedule, stepped after every epoch: "
+                             "'step:STEP[:GAMMA]', 'exp:GAMMA[:EVERY]', "
+                             "'plateau[:PATIENCE[:FACTOR]]' (on the validation loss) or 'none' "
+                             "(default: none, or the checkpoint's)")
+    parser.add_argument("--augment", action="store_true", default=None,
+                        help=f"augment every training batch: random shifts of up to "
+                             f"{AUGMENT['shift']} pixels and rotations of up to "
+                             f"{AUGMENT['rotation']:g} degrees (default: off, or the checkpoint's)")
+    parser.add_argument("--early-stopping", type=common.positive_int, default=None, metavar="PATIENCE",
+                        help="stop when the validation loss (of --val-split, else of the test "
+                             "set) has not improved for PATIENCE epochs, keeping the weights of "
+                             "the best epoch")
+    parser.add_argument("--val-split", type=common.fraction, default=None, metavar="F",
+                        help="hold out a stratified fraction F of the training images for "
+                             "validation after every epoch (default: validate on the test set)")
+
+
+def _add_run_options(parser):
+    parser.add_argument("--threads", type=common.positive_int, default=None, metavar="T",
+                        help="threads for the parallel kernels (default: Numba's, "
+                             "normally the number of cores)")
+    parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="S",
+                        help="seed for weight initialisation, shuffling and the validation split "
+                             "(default: 0, or the checkpoint's)")
+    parser.add_argument("--limit", type=common.positive_int, default=None, metavar="N",
+                        help="use only the first N training images and the first N//4 "
+                             "test images (for quick checks; default: all, or the checkpoint's)")
+    parser.add_argument("--out", default=None, metavar="PATH",
+                        help="where to write the checkpoint (default: fastcnn-MODEL.npz in the current "
+                             "directory); the history per epoch goes beside it as JSON, "
+                             "PATH without .npz + '.history.json'")
+    parser.add_argument("--resume", default=None, metavar="CKPT",
+                        help="continue training from a checkpoint written by 'fastcnn train'")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="write a PNG of the loss and accuracy per epoch "
+                             "(needs matplotlib: pip install 'fastcnn[plot]')")
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def run(args):
+    """Train; return 0, or 1 when ``fit`` stopped because the loss became NaN or infinite."""
+    _check_outputs(args)
+    threads = common.set_threads(args.threads)
+    checkpoint, extra, settings, start = _resume(args)
+    name, (x_train, y_train), val, (x_test, y_test), norm = _prepare_data(settings, checkpoint)
+    model = checkpoint["model"] if checkpoint is not None else _new_model(settings)
+    optimizer = _optimizer(model, checkpoint, settings, args)
+    schedule = _schedule(optimizer, checkpoint, settings, args)
+    _announce(name, settings, args, threads, start, len(x_train), val, len(x_test))
+    stopper = _early_stopping(settings)
+    augment = _augment(settings, extra)
+    new = _fit(model, (x_train, y_train), val if val is not None else (x_test, y_test), args.epochs, settings,
+               optimizer=optimizer, schedule=schedule, initial_epoch=start,
+               callbacks=[stopper] if stopper is not None else None, augment=augment)
+    stopped_early = stopper is not None and stopper.stopped_epoch > 0
+
+    done = start + len(new.get("loss", ()))
+    history = {k: list(v) for k, v in (extra.get("history") or {}).items()}
+    for key, values in new.items():
+        history.setdefault(key, []).extend(values)
+    best = stopper.best_epoch + 1 if stopped_early else None
+    _save(model, args.out, optimizer=optimizer, normalizer=norm, schedule=schedule, augment=augment,
+          settings=settings, epoch=done, history=history, best_epoch=best)
+    if args.plot is not None:
+        _plot_history(history, args.plot)
+
+    result = model.evaluate(x_test, y_test)
+    n = len(x_test)
+    print(f"test accuracy: {100 * result['accuracy']:.2f}% ({n} image{'s' if n != 1 else ''})",
+          flush=True)
+    if done < args.epochs and not stopped_early:  # fit stopped: the loss diverged
+        return EXIT_FAILURE
+    return 0
+
+
+def _check_outputs(args):
+    """Default ``--out`` from the model's name; refuse unwritable outputs and --plot without matplotlib."""
+    if args.out is None:
+        args.out = DEFAULT_OUT.replace("lenet5", args.model or DEFAULTS["model"])
+    common.check_output(args.out, "--out")
+    common.check_output(args.plot, "--plot")
+    if args.plot is not None:
+        from ..plot import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            fail(f"argument --plot: {exc}", EXIT_FAILURE)
+
+
+def _resume(args):
+    """``(checkpoint, extra, settings, start_epoch)``: the ``--resume`` checkpoint (or None) and the settings.
+
+    Each setting is the command line's, else the checkpoint's, else the default.
+    """
+    checkpoint = common.load_checkpoint(args.resume) if args.resume is not None else None
+    extra = (checkpoint or {}).get("extra") or {}
+    saved = extra.get("settings") or {}
+    settings = {}
+    for key, default in DEFAULTS.items():
+        value = getattr(args, key)
+        settings[key] = value if value is not None else saved.get(key, default)
+    for key in OPTIONAL:
+        value = getattr(args, key)
+        settings[key] = value if value is not None else saved.get(key)
+    start = int(extra.get("epoch") or 0) if checkpoint else 0
+    if checkpoint and start >= args.epochs:
+        fail(f"argument --epochs: {args.resume} has already trained {start} epoch"
+             f"{'s' if start != 1 else ''}; --epochs is the total, pass more than {start}", EXIT_USAGE)
+    return checkpoint, extra, settings, start
+
+
+def _prepare_data(settings, checkpoint):
+    """Load, limit, split and standardise the data.
+
+    Returns ``(description, train, validation or None, test, normalizer_state)``,
+    each split an ``(x, y)`` pair with float32 images.  The statistics are the
+    checkpoint's when resuming (those of the original training split), else
+    fitted on the training split.
+    """
+    name, ((x_train, y_train), (x_test, y_test)) = common.load_data(settings["data"], settings["data_dir"])
+    common.check_images(settings["data"], (("training", (x_train, y_train)), ("test", (x_test, y_test))))
+    if settings["limit"] is not None:
+        x_train, y_train = x_train[: settings["limit"]], y_train[: settings["limit"]]
+        n_test = max(1, settings["limit"] // 4)
+        x_test, y_test = x_test[:n_test], y_test[:n_test]
+    val = None
+    if settings["val_split"] is not None:
+        try:
+            (x_train, y_train), val = train_val_split(
+                x_train, y_train, val_fraction=settings["val_split"], seed=settings["seed"], stratify=True)
+        except ValueError as exc:
+            fail(f"argument --val-split: {exc}", EXIT_USAGE)
+    if checkpoint is not None and checkpoint.get("normalizer_state"):
+        norm = checkpoint["normalizer_state"]
+    else:
+        norm = Normalizer("standardize").fit(x_train).state_dict()
+    x_train, x_test = common.normalize(x_train, norm), common.normalize(x_test, norm)
+    if val is not None:
+        val = (common.normalize(val[0], norm), val[1])
+    return name, (x_train, y_train), val, (x_test, y_test), norm
+
+
+def _new_model(settings):
+    """A freshly initialised ``--model``, seeded with ``--seed``."""
+    fastcnn.manual_seed(settings["seed"])
+    return common.build_model(settings["model"])
+
+
+def _optimizer(model, checkpoint, settings, args):
+    """SGD with the settings; when resuming, its state (momentum buffers) from the checkpoint.
+
+    Explicit ``--lr``/``--momentum``/``--weight-decay`` win over the checkpoint's
+    values, and ``settings`` is updated to what the optimizer uses.
+    """
+    optimizer = optim.SGD(model.parameters(), lr=settings["lr"], momentum=settings["momentum"],
+                                  weight_decay=settings["weight_decay"])
+    if checkpoint is None or checkpoint.get("optimizer_state") is None:
+        return optimizer
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"{args.resume}: corrupt optimizer state: {exc}", EXIT_DATA_ERROR)
+    for key in ("lr", "momentum", "weight_decay"):
+        if getattr(args, key) is not None:
+            setattr(optimizer, key, getattr(args, key))
+    settings.update(lr=optimizer.lr, momentum=optimizer.momentum, weight_decay=optimizer.weight_decay)
+    return optimizer
+
+
+def _schedule(optimizer, checkpoint, settings, args):
+    """The ``--schedule`` (or the checkpoint's), None for none; its state from the checkpoint when resuming
+    with the same schedule (no ``--schedule`` on the command line)."""
+    if settings["schedule"] in (None, "", "none"):
+        return None
+    try:
+        schedule = optim.make_schedule(settings["schedule"], optimizer)
+    except (TypeError, ValueError) as exc:
+        fail(f"argument --schedule: {exc}", EXIT_USAGE)
+    saved = (checkpoint or {}).get("schedule_state")
+    if saved and schedule is not None and args.schedule is None:
+        try:
+            schedule.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError) as exc:
+            fail(f"{args.resume}: corrupt schedule state: {exc}", EXIT_DATA_ERROR)
+    return schedule
+
+
+def _early_stopping(settings):
+    """The ``--early-stopping`` callback on the validation loss, None without it."""
+    if settings["early_stopping"] is None:
+        return None
+    return EarlyStopping(monitor="val_loss", patience=settings["early_stopping"])
+
+
+def _augment(settings, extra):
+    """The ``--augment`` transform, None without it; its generator where the resumed run left it."""
+    if not settings["augment"]:
+        return None
+    saved = extra.get("augment_state")
+    if saved:
+        return Augment.from_state_dict(saved)
+    return Augment(**AUGMENT, seed=np.random.default_rng([settings["seed"], 0xA06]))
+
+
+def _announce(name, settings, args, threads, start, n_train, val, n_test):
+    """The first line: model, data sizes, epochs, optimizer, threads and what is resumed."""
+    validation = f"{len(val[0])} validation / " if val is not None else ""
+    resumed = f"; resuming {args.resume} after epoch {start}" if args.resume is not None else ""
+    print(
+        f"{settings['model']} on {name}: {n_train} training / {validation}{n_test} test images; "
+        f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, batch {settings['batch_size']}, "
+        f"SGD lr={settings['lr']:g} momentum={settings['momentum']:g} "
+        f"weight_decay={settings['weight_decay']:g}; "
+        f"{threads} thread{'s' if threads != 1 else ''}{resumed}",
+        flush=True,
+    )
+
+
+def _fit(model, train, validation, epochs, settings, **kwargs):
+    """``model.fit`` with the progress report; its RuntimeWarnings (a diverging loss) become
+    ``fastcnn: warning:`` lines, its argument errors a one-line error.  Returns the new history."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            history = model.fit(*train, epochs=epochs, batch_size=settings["batch_size"],
+                                validation_data=validation, verbose=True, seed=settings["seed"], **kwargs)
+        except (TypeError, ValueError) as exc:
+            fail(f"cannot train: {exc}", EXIT_USAGE)
+    for warning in caught:
+        sys.stderr.write(f"fastcnn: warning: {warning.message}\n")
+    return history
+
+
+def _plain_history(history):
+    """The history with ``epoch`` entries as int and all others as float (None kept)."""
+    return {k: [None if v is None else (int(v) if k == "epoch" else float(v)) for v in values]
+            for k, values in history.items()}
+
+
+def history_path(out):
+    """Where ``train`` writes the history: the checkpoint path without ``.npz``, plus ``.history.json``."""
+    return (out[:-4] if out.lower().endswith(".npz") else out) + ".history.json"
+
+
+def _save(model, out, optimizer, normalizer, schedule, augment, settings, epoch, history, best_epoch):
+    """Write the checkpoint (everything ``--resume`` needs) and the history beside it."""
+    extra = {"epoch": epoch, "seed": settings["seed"], "history": _plain_history(history), "settings": settings}
+    if augment is not None:
+        extra["augment_state"] = to_jsonable(augment.state_dict())
+    try:
+        model.save(out, optimizer=optimizer, normalizer=normalizer, schedule=schedule, extra=extra)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc}", EXIT_FAILURE)
+    stop = f"; stopped early, weights of the best epoch ({best_epoch})" if best_epoch is not None else ""
+    print(f"checkpoint written to {out} (epoch {epoch}{stop})", flush=True)
+    path = history_path(out)
+    try:
+        save_history(_plain_history(history), path)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+    print(f"history written to {path}", flush=True)
+
+
+def _plot_history(history, path):
+    from ..plot import plot_history
+
+    try:
+        plot_history(history, path)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+    print(f"training curves written to {path}", flush=True)
