@@ -12,11 +12,11 @@ reports (GFLOP/s, share of peak, memory, ratios) use ``fastcnn bench``.
 
 import os
 
-import numpy as np
 import pytest
 
 import fastcnn
 from fastcnn.bench import CONV_SUITE
+from fastcnn.bench.conv import conv_arrays  # noqa: F401  (the test files import it from here)
 
 
 def _requested_threads():
@@ -46,17 +46,6 @@ def shape_id(shape):
 @pytest.fixture(params=CONV_SUITE, ids=shape_id)
 def conv_shape(request):
     return request.param
-
-
-def conv_arrays(shape, seed=0):
-    """float32 x, w, b and dy (the output gradient) for a ConvShape."""
-    rng = np.random.default_rng(seed)
-    s = shape
-    x = rng.standard_normal((s.n, s.c, s.h, s.w), dtype=np.float32)
-    w = rng.standard_normal((s.k, s.c, s.r, s.r), dtype=np.float32) / np.float32(np.sqrt(s.c * s.r * s.r))
-    b = rng.standard_normal(s.k, dtype=np.float32)
-    dy = rng.standard_normal((s.n, s.k, s.p, s.q), dtype=np.float32)
-    return x, w, b, dy
 
 
 def record_gflops(benchmark, flops):

@@ -7,32 +7,26 @@ FLOPs per pass: 2*N*K*C*R*S*P*Q (forward+backward: 3 passes).
 import pytest
 from conftest import conv_arrays, record_gflops, run
 
-from fastcnn import kernels
-
-ALGORITHMS = {
-    "direct": (kernels.conv2d_forward, kernels.conv2d_backward),
-    "im2col": (kernels.conv2d_forward_im2col, kernels.conv2d_backward_im2col),
-}
+from fastcnn.bench import FASTCNN_ALGORITHMS
+from fastcnn.kernels import conv2d_backward, conv2d_forward
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", sorted(FASTCNN_ALGORITHMS))
 def test_conv_forward(benchmark, conv_shape, algorithm):
     s = conv_shape
     x, w, b, _ = conv_arrays(s)
-    forward, _ = ALGORITHMS[algorithm]
-    run(benchmark, lambda: forward(x, w, b, s.stride, s.pad), f"conv fwd {s}")
+    run(benchmark, lambda: conv2d_forward(x, w, b, s.stride, s.pad, algorithm=algorithm), f"conv fwd {s}")
     record_gflops(benchmark, s.flops)
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", sorted(FASTCNN_ALGORITHMS))
 def test_conv_forward_backward(benchmark, conv_shape, algorithm):
     s = conv_shape
     x, w, b, dy = conv_arrays(s)
-    forward, backward = ALGORITHMS[algorithm]
 
     def step():
-        forward(x, w, b, s.stride, s.pad)
-        return backward(dy, x, w, s.stride, s.pad)  # dx, dw, db
+        conv2d_forward(x, w, b, s.stride, s.pad, algorithm=algorithm)
+        return conv2d_backward(dy, x, w, s.stride, s.pad, algorithm=algorithm)  # dx, dw, db
 
     run(benchmark, step, f"conv fwd+bwd {s}")
     record_gflops(benchmark, 3 * s.flops)

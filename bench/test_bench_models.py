@@ -2,7 +2,7 @@
 
 fastcnn: zero the gradients, forward, softmax cross-entropy, backward;
 PyTorch: zero_grad, forward, F.cross_entropy, backward on the twin of the
-same architecture (``fastcnn.bench._torch_vgg_small`` / ``_torch_resnet_small``).
+same architecture (``torch_vgg_small`` / ``torch_resnet_small`` in ``fastcnn.bench.torch_models``).
 For the interleaved comparison with ratios use ``fastcnn.bench.bench_models``.
 """
 
@@ -11,7 +11,8 @@ import pytest
 from conftest import run
 
 import fastcnn
-from fastcnn.bench import _TORCH_TWINS, _fastcnn_step, _torch_step
+from fastcnn.bench.models import fastcnn_step, torch_step
+from fastcnn.bench.torch_models import TORCH_TWINS
 from fastcnn.models import get_model
 
 MODELS = ("vgg_small", "resnet_small")
@@ -27,13 +28,13 @@ def batch():
 def test_model_step(benchmark, batch, name):
     fastcnn.manual_seed(0)
     model = get_model(name).train()
-    run(benchmark, _fastcnn_step(model, *batch), f"{name} forward+backward, batch 64")
+    run(benchmark, fastcnn_step(model, *batch), f"{name} forward+backward, batch 64")
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_step_torch(benchmark, batch, name):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    tmodel = _TORCH_TWINS[name](torch).train()
+    tmodel = TORCH_TWINS[name](torch).train()
     assert sum(p.numel() for p in tmodel.parameters()) == sum(p.size for p in get_model(name).parameters())
-    run(benchmark, _torch_step(torch, tmodel, *batch), f"{name} forward+backward, batch 64")
+    run(benchmark, torch_step(torch, tmodel, *batch), f"{name} forward+backward, batch 64")

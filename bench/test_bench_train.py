@@ -41,12 +41,12 @@ def test_lenet5_step(benchmark, batch):
 
 def test_lenet5_step_torch(benchmark, batch):
     torch = pytest.importorskip("torch")
-    from fastcnn.bench import _torch_lenet5
+    from fastcnn.bench.torch_models import torch_lenet5
 
     F = torch.nn.functional
     x, y = (torch.from_numpy(a) for a in batch)
     torch.manual_seed(0)
-    model = _torch_lenet5(torch)
+    model = torch_lenet5(torch)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
     def step():

@@ -4,6 +4,17 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 
 * ``fastcnn/kernels/*`` imports nothing from layers, model, optim, models, cli, data;
 * ``fastcnn/layers/*`` imports nothing from model, optim, models, cli, data;
+* ``fastcnn/data/*`` imports nothing from kernels, model, training, optim, models, cli, bench,
+  serialize; from the layers only ``fastcnn.layers.norm`` (Normalizer's layer and arithmetic);
+* ``fastcnn/bench/*`` imports no private module or name of ``fastcnn.kernels``;
+* ``fastcnn/_util.py`` imports nothing from fastcnn (every tier may use it);
+* nothing outside ``fastcnn/cli/`` (and ``fastcnn/__main__.py``) imports ``fastcnn.cli``, and the
+  ``fastcnn/cli/*`` modules use only public modules and names of the rest of fastcnn;
+* ``fastcnn/model.py`` imports, at module level, only config, kernels and layers: the training
+  loop (``fastcnn.training``) and the serializer sit above it and are imported inside the methods
+  that hand over to them (``fit``, ``save``, ``get_config``);
+* ``fastcnn/training.py`` imports nothing from cli, bench, models or serialize;
+  ``fastcnn/callbacks.py`` nothing from the model, the training loop or anything above;
 * ``fastcnn/optim.py`` sees Parameters only: from the layers it imports ``Parameter``
   from ``fastcnn.layers.base`` and nothing else;
 * kernel files never hard-code Numba's ``fastmath=`` or ``cache=`` (they come from
@@ -23,6 +34,8 @@ ROOT = PACKAGE_DIR.parent
 KERNELS_FORBIDDEN = ("fastcnn.layers", "fastcnn.model", "fastcnn.optim", "fastcnn.models", "fastcnn.cli",
                      "fastcnn.data")
 LAYERS_FORBIDDEN = ("fastcnn.model", "fastcnn.optim", "fastcnn.models", "fastcnn.cli", "fastcnn.data")
+DATA_FORBIDDEN = ("fastcnn.kernels", "fastcnn.model", "fastcnn.training", "fastcnn.callbacks", "fastcnn.optim",
+                  "fastcnn.models", "fastcnn.cli", "fastcnn.bench", "fastcnn.serialize")
 
 
 def module_name(path):
@@ -78,6 +91,7 @@ def modules_under(sub):
 
 KERNEL_FILES = modules_under("kernels")
 LAYER_FILES = modules_under("layers")
+DATA_FILES = modules_under("data")
 
 
 def ids(paths):
@@ -87,6 +101,7 @@ def ids(paths):
 def test_the_package_layout_is_what_the_rules_expect():
     assert len(KERNEL_FILES) >= 5 and (PACKAGE_DIR / "kernels" / "__init__.py") in KERNEL_FILES
     assert len(LAYER_FILES) >= 5 and (PACKAGE_DIR / "layers" / "__init__.py") in LAYER_FILES
+    assert len(DATA_FILES) >= 5 and (PACKAGE_DIR / "data" / "__init__.py") in DATA_FILES
     assert (PACKAGE_DIR / "optim.py").is_file() and (PACKAGE_DIR / "config.py").is_file()
 
 
@@ -123,6 +138,44 @@ def test_kernels_import_no_higher_tier(path):
 def test_layers_import_no_higher_tier(path):
     name, is_package = module_name(path)
     assert violations(path.read_text(), name, is_package, LAYERS_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("path", DATA_FILES, ids=ids(DATA_FILES))
+def test_data_imports_no_higher_tier_and_only_the_norm_layers(path):
+    name, is_package = module_name(path)
+    source = path.read_text()
+    assert violations(source, name, is_package, DATA_FORBIDDEN) == []
+    layer_modules = {t for t, _, _ in imports_of(source, name, is_package)
+                     if t == "fastcnn.layers" or t.startswith("fastcnn.layers.")}
+    assert layer_modules <= {"fastcnn.layers.norm"}, layer_modules
+
+
+BENCH_FILES = modules_under("bench")
+
+
+def private_kernel_imports(source, name, is_package):
+    """Imports in ``source`` of a private module or name of fastcnn.kernels (``fastcnn.kernels._x``)."""
+    out = []
+    for target, imported, line in imports_of(source, name, is_package):
+        full = f"{target}.{imported}" if imported else target
+        parts = full.split(".")
+        if parts[:2] == ["fastcnn", "kernels"] and any(p.startswith("_") for p in parts[2:]):
+            out.append(f"{name}:{line}: imports {full}")
+    return out
+
+
+def test_private_kernel_import_detector_itself():
+    assert private_kernel_imports("from ..kernels import _conv_exec", "fastcnn.bench.conv", False)
+    assert private_kernel_imports("from fastcnn.kernels._workspace import take", "fastcnn.bench", True)
+    assert not private_kernel_imports("from ..kernels import conv2d_plan\nfrom .._util import to_jsonable",
+                                      "fastcnn.bench.conv", False)
+
+
+@pytest.mark.parametrize("path", BENCH_FILES, ids=ids(BENCH_FILES))
+def test_bench_uses_only_public_kernels(path):
+    """The benchmarks read plans and call public kernels; they never reach into kernel internals."""
+    name, is_package = module_name(path)
+    assert private_kernel_imports(path.read_text(), name, is_package) == []
 
 
 def test_optim_imports_only_parameter_from_layers():
@@ -184,3 +237,112 @@ def test_config_holds_the_numba_options():
     assert set(config.JIT) >= {"cache", "fastmath"}
     assert config.PARALLEL_JIT["parallel"] is True
     assert {k: v for k, v in config.PARALLEL_JIT.items() if k != "parallel"} == config.JIT
+
+
+# --------------------------------------------------------------------------- _util and the command line
+
+
+def test_util_imports_nothing_from_fastcnn():
+    path = PACKAGE_DIR / "_util.py"
+    name, is_package = module_name(path)
+    assert violations(path.read_text(), name, is_package, ("fastcnn",)) == []
+
+
+CLI_FILES = modules_under("cli")
+NON_CLI_FILES = [p for p in modules_under("")
+                 if p.relative_to(PACKAGE_DIR).parts[0] != "cli" and p.name != "__main__.py"]
+
+
+@pytest.mark.parametrize("path", NON_CLI_FILES, ids=ids(NON_CLI_FILES))
+def test_nothing_below_the_cli_imports_it(path):
+    name, is_package = module_name(path)
+    assert violations(path.read_text(), name, is_package, ("fastcnn.cli",)) == []
+
+
+def private_uses(source, name, is_package):
+    """Private modules or names of fastcnn outside ``fastcnn.cli`` that ``source`` imports or reads.
+
+    ``fastcnn._util`` is shared by every tier and counts as public.  Reads are
+    attributes of names imported from fastcnn (``plot._conv_layers``).
+    """
+    out, bound = [], set()
+    for target, imported, line in imports_of(source, name, is_package):
+        if not (target == "fastcnn" or target.startswith("fastcnn.")) or target.startswith("fastcnn.cli"):
+            continue
+        full = f"{target}.{imported}" if imported else target
+        if any(p.startswith("_") and not p.startswith("__") and p != "_util" for p in full.split(".")[1:]):
+            out.append(f"{name}:{line}: imports {full}")
+        bound.add(imported or target.split(".")[0])
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            out.append(f"{name}:{node.lineno}: reads {node.value.id}.{node.attr}")
+    return out
+
+
+def test_private_use_detector_itself():
+    assert private_uses("from .. import plot\nplot._conv_layers(m)", "fastcnn.cli.plot", False)
+    assert private_uses("from ..data import _as_nchw", "fastcnn.cli.common", False)
+    assert private_uses("from ..kernels._workspace import take", "fastcnn.cli.bench", False)
+    assert not private_uses("from .. import plot, __version__\nfrom .._util import atomic_write\n"
+                            "from . import common\nfrom .common import _checked\nplot.conv_layers(m)",
+                            "fastcnn.cli.plot", False)
+
+
+def test_the_cli_is_a_package_of_subcommands():
+    import fastcnn.cli
+
+    assert (PACKAGE_DIR / "cli" / "__init__.py").is_file() and not (PACKAGE_DIR / "cli.py").exists()
+    for command in fastcnn.cli.COMMANDS:
+        assert callable(command.add_parser) and callable(command.run), command.__name__
+
+
+@pytest.mark.parametrize("path", CLI_FILES, ids=ids(CLI_FILES))
+def test_cli_uses_only_public_names(path):
+    name, is_package = module_name(path)
+    assert private_uses(path.read_text(), name, is_package) == []
+
+
+# --------------------------------------------------------------------------- model, training, callbacks
+
+
+def module_level_imports(source, name, is_package):
+    """``imports_of`` restricted to imports that run when the module is imported (not inside a function)."""
+    tree = ast.parse(source)
+    top = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                top.append(child)
+            visit(child)
+
+    visit(tree)
+    lines = {node.lineno for node in top}
+    return [(t, n, line) for t, n, line in imports_of(source, name, is_package) if line in lines]
+
+
+def test_module_level_import_detector_itself():
+    source = "from .layers import chain\nclass S:\n    def fit(self):\n        from .training import fit\n"
+    assert [t for t, _, _ in module_level_imports(source, "fastcnn.model", False)] == ["fastcnn.layers"]
+
+
+def test_model_imports_only_lower_tiers_at_module_level():
+    path = PACKAGE_DIR / "model.py"
+    name, is_package = module_name(path)
+    allowed = ("fastcnn.config", "fastcnn.kernels", "fastcnn.layers")
+    found = [t for t, _, _ in module_level_imports(path.read_text(), name, is_package) if t.startswith("fastcnn")]
+    assert found and all(any(t == a or t.startswith(a + ".") for a in allowed) for t in found), found
+
+
+def test_training_and_callbacks_import_no_higher_tier():
+    for file, forbidden in (
+        ("training.py", ("fastcnn.cli", "fastcnn.bench", "fastcnn.models", "fastcnn.serialize")),
+        ("callbacks.py", ("fastcnn.model", "fastcnn.training", "fastcnn.models", "fastcnn.cli", "fastcnn.bench",
+                          "fastcnn.serialize", "fastcnn.data")),
+    ):
+        path = PACKAGE_DIR / file
+        name, is_package = module_name(path)
+        assert violations(path.read_text(), name, is_package, forbidden) == [], file

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastcnn  # noqa: E402
+from fastcnn.bench.torch_models import torch_lenet5  # noqa: E402
 from fastcnn.kernels import softmax_cross_entropy  # noqa: E402
 from fastcnn.layers import Parameter  # noqa: E402
 from fastcnn.optim import SGD  # noqa: E402
@@ -60,22 +61,10 @@ def test_sgd_matches_torch(kwargs, dtype, rtol):
 # --------------------------------------------------------------------------- (b) LeNet-5
 
 
-def torch_lenet5():
-    nn = torch.nn
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
-
-
 def twin_lenets(seed):
     fastcnn.manual_seed(seed)
     model = fastcnn.models.lenet5()
-    tmodel = torch_lenet5()
+    tmodel = torch_lenet5(torch)
     tparams = list(tmodel.parameters())
     params = model.parameters()
     assert [tuple(t.shape) for t in tparams] == [p.shape for p in params]

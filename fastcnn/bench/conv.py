@@ -1,0 +1,380 @@
+"""The convolution benchmark: one shape, or a suite of shapes, timed per algorithm against PyTorch.
+
+Shapes are written ``NxCxHxW:KkR[sS][pP]`` (:func:`parse_shape`).  For each
+algorithm (fastcnn's ``direct`` and ``im2col``, and PyTorch's ``F.conv2d``
+when installed) :func:`bench_conv` times three calls, :data:`TIMED_OPS`:
+``forward``, ``backward_weight`` (dw and db only) and ``backward`` (dx, dw,
+db), and derives ``backward_data`` and ``forward_backward`` from them.
+
+Examples
+--------
+>>> from fastcnn.bench.conv import parse_shape
+>>> s = parse_shape("64x3x32x32:32k3s1p1")
+>>> s.n, s.c, s.h, s.w, s.k, s.r, s.stride, s.pad
+(64, 3, 32, 32, 32, 3, 1, 1)
+>>> str(s), (s.p, s.q)
+('64x3x32x32:32k3s1p1', (32, 32))
+"""
+
+import math
+import re
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from .machine import machine_info
+from .memory import TIMED_OPS, conv_workspace_bytes, traced_extra_bytes
+from .timing import calls_per_sample, measure_peak_gflops, median, no_gc, rotated, time_call, use_threads
+from .torch_models import import_torch
+
+__all__ = [
+    "SHAPE_FORMAT",
+    "FASTCNN_ALGORITHMS",
+    "ConvShape",
+    "CONV_SUITE",
+    "parse_shape",
+    "conv_arrays",
+    "bench_conv",
+    "run_conv_suite",
+]
+
+#: One-paragraph description of the shape strings, used in ``--help``.
+SHAPE_FORMAT = (
+    "NxCxHxW:KkR[sS][pP]: a batch of N images with C channels of H x W pixels, "
+    "convolved with K filters of R x R, stride S (default 1) and zero padding P "
+    "(default 0); e.g. 64x3x32x32:32k3s1p1"
+)
+
+#: The algorithms measured; "torch" only when PyTorch is installed.
+FASTCNN_ALGORITHMS = ("direct", "im2col")
+
+#: Convolution passes each result costs (forward, weight gradient and input gradient are one each).
+_PASSES = {"forward": 1, "backward_weight": 1, "backward_data": 1, "backward": 2, "forward_backward": 3}
+
+#: The results compared between algorithms (winner, ratio to PyTorch).
+_COMPARED = ("forward", "backward", "forward_backward")
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+class ConvShape(NamedTuple):
+    """A convolution problem: input (n, c, h, w), k filters of r x r, stride, pad."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    r: int
+    stride: int = 1
+    pad: int = 0
+
+    @property
+    def p(self):
+        """Output height."""
+        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def q(self):
+        """Output width."""
+        return (self.w + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def flops(self):
+        """Floating-point operations of one pass: ``2 * N*K*C*R*S*P*Q`` (a multiply-add is 2)."""
+        return 2 * self.n * self.k * self.c * self.r * self.r * self.p * self.q
+
+    def __str__(self):
+        return f"{self.n}x{self.c}x{self.h}x{self.w}:{self.k}k{self.r}s{self.stride}p{self.pad}"
+
+    def describe(self):
+        """A longer, human-readable description."""
+        return (f"N={self.n} C={self.c} {self.h}x{self.w} -> K={self.k} {self.r}x{self.r} "
+                f"stride {self.stride} pad {self.pad} -> {self.p}x{self.q}; "
+                f"{self.flops / 1e9:.3f} GFLOP per pass")
+
+
+#: The default convolution suite: LeNet-5's two layers, then CIFAR-sized layers.
+CONV_SUITE = (
+    ConvShape(64, 1, 28, 28, 6, 5, 1, 2),
+    ConvShape(64, 6, 14, 14, 16, 5, 1, 0),
+    ConvShape(64, 3, 32, 32, 32, 3, 1, 1),
+    ConvShape(64, 32, 32, 32, 32, 3, 1, 1),
+    ConvShape(64, 64, 16, 16, 64, 3, 1, 1),
+    ConvShape(32, 32, 32, 32, 64, 3, 2, 1),
+)
+
+_SHAPE_RE = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
+
+
+def parse_shape(text):
+    """Parse ``NxCxHxW:KkR[sS][pP]`` into a :class:`ConvShape`.
+
+    Raises
+    ------
+    ValueError
+        With a one-line message, for a malformed string or an impossible
+        geometry (zero sizes, kernel larger than the padded input).
+
+    Examples
+    --------
+    >>> parse_shape("8x2x8x8:4k3")
+    ConvShape(n=8, c=2, h=8, w=8, k=4, r=3, stride=1, pad=0)
+    """
+    m = _SHAPE_RE.fullmatch(text.strip().lower())
+    if m is None:
+        raise ValueError(f"bad shape {text!r}: expected NxCxHxW:KkR[sS][pP], e.g. 64x3x32x32:32k3s1p1")
+    n, c, h, w, k, r = (int(g) for g in m.groups()[:6])
+    stride = int(m.group(7)) if m.group(7) is not None else 1
+    pad = int(m.group(8)) if m.group(8) is not None else 0
+    shape = ConvShape(n, c, h, w, k, r, stride, pad)
+    if min(n, c, h, w, k, r, stride) < 1:
+        raise ValueError(f"bad shape {text!r}: N, C, H, W, K, R and the stride must be positive")
+    if r > h + 2 * pad or r > w + 2 * pad:
+        raise ValueError(f"bad shape {text!r}: kernel {r}x{r} is larger than the padded input "
+                         f"{h + 2 * pad}x{w + 2 * pad}")
+    return shape
+
+
+def conv_arrays(shape, seed=0):
+    """Seeded float32 ``x``, ``w`` (scaled by 1/sqrt(C*R*S)), ``b`` and ``dy`` (the output gradient)."""
+    rng = np.random.default_rng(seed)
+    s = shape
+    x = rng.standard_normal((s.n, s.c, s.h, s.w), dtype=np.float32)
+    w = rng.standard_normal((s.k, s.c, s.r, s.r), dtype=np.float32) / np.float32(math.sqrt(s.c * s.r * s.r))
+    b = rng.standard_normal(s.k, dtype=np.float32)
+    dy = rng.standard_normal((s.n, s.k, s.p, s.q), dtype=np.float32)
+    return x, w, b, dy
+
+
+# --------------------------------------------------------------------------- the timed calls
+
+
+def _fastcnn_ops(shape, algorithm, arrays):
+    """{op: (fn, None)} for fastcnn's convolution with ``algorithm=algorithm``; ``fn()`` is what is timed."""
+    from ..kernels import conv2d_backward, conv2d_forward
+
+    x, w, b, dy = arrays
+    st, pd, a = shape.stride, shape.pad, algorithm
+    return {
+        "forward": (lambda: conv2d_forward(x, w, b, st, pd, algorithm=a), None),
+        "backward_weight": (lambda: conv2d_backward(dy, x, w, st, pd, need_input_grad=False, algorithm=a), None),
+        "backward": (lambda: conv2d_backward(dy, x, w, st, pd, algorithm=a), None),
+    }
+
+
+def _plan_names(shape, algorithm):
+    """The algorithm each pass of fastcnn's convolution runs: {"forward", "weight_grad", "input_grad": name}."""
+    from ..kernels import conv2d_plan
+
+    s = shape
+    plans = conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, algorithm=algorithm)
+    return {"forward": plans.forward.algorithm, "weight_grad": plans.weight_grad.algorithm,
+            "input_grad": plans.input_grad.algorithm}
+
+
+def _torch_ops(torch, shape, arrays):
+    """{op: (fn, setup)} for PyTorch's F.conv2d; ``fn(setup())`` is timed, the autograd graph built untimed."""
+    F = torch.nn.functional
+    st, pd = shape.stride, shape.pad
+    xt, wt, bt, dyt = (torch.from_numpy(a) for a in arrays)
+    wr = wt.clone().requires_grad_(True)
+    br = bt.clone().requires_grad_(True)
+    xr = xt.clone().requires_grad_(True)
+
+    def forward():
+        with torch.no_grad():
+            return F.conv2d(xt, wt, bt, st, pd)
+
+    def graph_weight():  # x needs no gradient: autograd skips dx
+        return F.conv2d(xt, wr, br, st, pd)
+
+    def graph_full():
+        return F.conv2d(xr, wr, br, st, pd)
+
+    return {
+        "forward": (forward, None),
+        "backward_weight": (lambda y: torch.autograd.grad(y, (wr, br), dyt), graph_weight),
+        "backward": (lambda y: torch.autograd.grad(y, (xr, wr, br), dyt), graph_full),
+    }
+
+
+def _time_ops(ops, repeat, settle, min_sample):
+    """Warm up, then time every algorithm's ops in ``repeat`` rounds, the algorithms' turns rotating.
+
+    Returns ``(number, samples)``: calls per sample and the per-call seconds,
+    each ``{algorithm: {op: ...}}``.
+    """
+    algorithms = tuple(ops)
+    for a in algorithms:  # warm-up: compile / load kernels, first-touch memory
+        for fn, setup in ops[a].values():
+            time_call(fn, setup)
+    number = {a: {op: calls_per_sample(time_call(*ops[a][op]), min_sample) for op in TIMED_OPS}
+              for a in algorithms}
+    samples = {a: {op: [] for op in TIMED_OPS} for a in algorithms}
+    with no_gc():
+        for i in range(repeat):
+            for a in rotated(algorithms, i):
+                if settle:
+                    time.sleep(settle)  # let the previous library's spinning threads sleep
+                for op in TIMED_OPS:
+                    fn, setup = ops[a][op]
+                    samples[a][op].append(time_call(fn, setup, number[a][op]))
+    return number, samples
+
+
+def _algorithm_entry(shape, samples, number, peak_gflops):
+    """One algorithm's medians (timed and derived), GFLOP/s and share of the peak."""
+    med = {op: median(samples[op]) for op in TIMED_OPS}
+    med["backward_data"] = med["backward"] - med["backward_weight"]  # derived
+    med["forward_backward"] = median([f + g for f, g in zip(samples["forward"], samples["backward"])])
+    gflops = {op: (_PASSES[op] * shape.flops / t / 1e9 if t and t > 0 else None) for op, t in med.items()}
+    return {
+        "calls_per_sample": number,
+        "samples_s": samples,
+        "median_s": med,
+        "gflops": gflops,
+        "peak_fraction": {op: (g / peak_gflops if g is not None and peak_gflops else None)
+                          for op, g in gflops.items()},
+    }
+
+
+def _compare(entries):
+    """Add ``vs_torch`` to every entry (when torch was measured); return the winner per compared result."""
+    if "torch" in entries:
+        tmed = entries["torch"]["median_s"]
+        for entry in entries.values():
+            med = entry["median_s"]
+            entry["vs_torch"] = {op: (tmed[op] / med[op] if med[op] and med[op] > 0 and tmed[op] > 0 else None)
+                                 for op in _COMPARED}
+    return {op: min(entries, key=lambda a: entries[a]["median_s"][op]) for op in _COMPARED}
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None, memory=True, seed=0,
+               settle=0.15, min_sample=0.02):
+    """Time one convolution shape with fastcnn's direct and im2col algorithms and PyTorch.
+
+    For each algorithm, the median over ``repeat`` interleaved repeats of:
+    ``forward``; ``backward_weight`` (dw and db only: fastcnn's
+    ``need_input_grad=False``, torch's autograd with ``x.requires_grad=False``);
+    ``backward`` (dx, dw, db).  Derived: ``backward_data`` = backward -
+    backward_weight, ``forward_backward`` = forward + backward (per repeat).
+    The torch forward runs under ``torch.no_grad()``; its backward times
+    ``torch.autograd.grad`` on a graph built (untimed) just before.
+
+    Parameters
+    ----------
+    shape : ConvShape or str
+    repeat : int
+        Timed repeats, after a warm-up call of everything.  Within a repeat the
+        algorithms take turns (in a rotating order), each timing its three
+        operations back to back.
+    threads : int, optional
+        Threads for fastcnn, numpy's BLAS and torch (default: fastcnn's current count).
+    peak_gflops : float, optional
+        The practical peak for the ``peak_fraction`` figures (see :func:`measure_peak_gflops`).
+    algorithms : sequence of str, optional
+        Default: direct, im2col, and torch when installed.  Besides "torch",
+        any name the kernels' ``algorithm=`` accepts (such as "channel_last",
+        see :func:`fastcnn.kernels.conv2d_plan`); one that does not apply to
+        the shape raises ValueError.
+    memory : bool
+        Also measure numpy's peak extra memory per fastcnn call with tracemalloc.
+    seed : int
+        Seeds the random inputs.
+    settle : float
+        Seconds of sleep before each algorithm's turn.  OpenMP (Numba's and
+        PyTorch's) and OpenBLAS worker threads busy-wait for a while after
+        their work; without the pause they steal cores from the next library
+        measured, an artifact of measuring several libraries in one process.
+    min_sample : float
+        An operation quicker than this is called back to back several times
+        (up to 100) per sample and the mean taken, so that a sample lasts
+        about ``min_sample`` seconds; ``calls_per_sample`` in the result.
+
+    Returns
+    -------
+    dict
+        ``shape``, ``dims``, ``flops_per_pass``, ``repeat``, ``threads``,
+        ``algorithms`` (per algorithm: ``samples_s``, ``median_s``, ``gflops``,
+        ``peak_fraction``, ``vs_torch``, and for fastcnn ``plan`` (the
+        algorithm of each pass: ``forward``, ``weight_grad``, ``input_grad``),
+        ``workspace_bytes`` (computed from the plan) and
+        ``traced_extra_bytes``), ``winner``.
+    """
+    if isinstance(shape, str):
+        shape = parse_shape(shape)
+    if repeat < 1:
+        raise ValueError(f"bench_conv: repeat must be >= 1, got {repeat}")
+    torch = import_torch()
+    if algorithms is None:
+        algorithms = FASTCNN_ALGORITHMS + (("torch",) if torch is not None else ())
+    algorithms = tuple(algorithms)
+    if "torch" in algorithms and torch is None:
+        raise ImportError("bench_conv: algorithm 'torch' needs PyTorch installed")
+
+    s = shape
+    arrays = conv_arrays(s, seed)
+    result = {"shape": str(s), "dims": s._asdict() | {"p": s.p, "q": s.q}, "flops_per_pass": s.flops,
+              "repeat": repeat, "settle_s": settle, "algorithms": {}}
+    ours = [a for a in algorithms if a != "torch"]
+    with use_threads(threads, torch if "torch" in algorithms else None) as nthreads:
+        result["threads"] = nthreads
+        plans = {a: _plan_names(s, a) for a in ours}
+        ops = {a: _torch_ops(torch, s, arrays) if a == "torch" else _fastcnn_ops(s, a, arrays) for a in algorithms}
+        number, samples = _time_ops(ops, repeat, settle, min_sample)
+        traced = {a: {op: traced_extra_bytes(ops[a][op][0]) for op in TIMED_OPS} for a in ours} if memory else {}
+
+    for a in algorithms:
+        entry = _algorithm_entry(s, samples[a], number[a], peak_gflops)
+        if a in ours:
+            entry["plan"] = plans[a]
+            entry["workspace_bytes"] = {op: conv_workspace_bytes(s, a, op, nthreads) for op in TIMED_OPS}
+            entry["traced_extra_bytes"] = traced.get(a)
+        result["algorithms"][a] = entry
+    result["winner"] = _compare(result["algorithms"])
+    return result
+
+
+def _merge_peaks(before, after):
+    """One peak for the whole run from the measurements before and after the shapes."""
+    samples = before["samples_s"] + after["samples_s"]
+    n = before["n"]
+    return {"gflops": 2 * n ** 3 / median(samples) / 1e9, "n": n, "samples_s": samples,
+            "blas_threads": before["blas_threads"],
+            "gflops_before": before["gflops"], "gflops_after": after["gflops"]}
+
+
+def run_conv_suite(shapes=CONV_SUITE, repeat=7, threads=None, log=None, memory=True, settle=0.15):
+    """:func:`bench_conv` for every shape, with the peak measured before and after.
+
+    ``log`` (e.g. ``print`` to stderr) receives one progress line per shape.
+    Returns a dict with ``machine``, ``peak``, ``shapes`` (the bench_conv results).
+    """
+    import fastcnn
+
+    log = log or (lambda *_: None)
+    torch = import_torch()
+    if threads is None:
+        threads = fastcnn.get_num_threads()
+    log(f"measuring the practical peak (numpy float32 sgemm, {threads} threads) ...")
+    peak_before = measure_peak_gflops(threads=threads)
+    results = []
+    for i, shape in enumerate(shapes):
+        log(f"[{i + 1}/{len(shapes)}] {shape} ({shape.describe()}) ...")
+        results.append(bench_conv(shape, repeat, threads, peak_before["gflops"], memory=memory,
+                                  settle=settle))
+    peak = _merge_peaks(peak_before, measure_peak_gflops(threads=threads))
+    for r in results:  # one peak for the whole run
+        for entry in r["algorithms"].values():
+            entry["peak_fraction"] = {op: (g / peak["gflops"] if g is not None else None)
+                                      for op, g in entry["gflops"].items()}
+    with use_threads(threads, torch):
+        machine = machine_info(threads, torch)
+    return {"benchmark": "conv", "machine": machine, "peak": peak,
+            "repeat": repeat, "threads": threads, "shapes": results}

@@ -1,0 +1,246 @@
+"""Timing tools shared by the benchmarks: medians, timed calls, thread control and the sgemm peak.
+
+Every benchmark follows the same discipline (see :mod:`fastcnn.bench`):
+medians of several repeats, the libraries compared interleaved in a rotating
+order (:func:`rotated`), warm-up excluded, the garbage collector off while
+timing (:func:`no_gc`) and one thread count for fastcnn, numpy's BLAS and
+PyTorch (:func:`use_threads`).
+"""
+
+import contextlib
+import gc
+import glob
+import os
+import statistics
+import time
+
+import numpy as np
+
+__all__ = [
+    "median",
+    "time_call",
+    "calls_per_sample",
+    "rotated",
+    "no_gc",
+    "Blas",
+    "blas",
+    "loaded_openblas",
+    "use_threads",
+    "measure_peak_gflops",
+]
+
+
+def median(xs):
+    """The median of ``xs``, or None for an empty sequence."""
+    return statistics.median(xs) if xs else None
+
+
+def time_call(fn, setup=None, number=1):
+    """Mean seconds of ``number`` calls of ``fn(setup())`` (or ``fn()``), the setup calls excluded."""
+    total = 0.0
+    for _ in range(number):
+        if setup is not None:
+            arg = setup()
+            t0 = time.perf_counter()
+            fn(arg)
+        else:
+            t0 = time.perf_counter()
+            fn()
+        total += time.perf_counter() - t0
+    return total / number
+
+
+def calls_per_sample(seconds, target):
+    """Back-to-back calls per sample so that one sample lasts about ``target`` seconds (1 to 100)."""
+    if not target or seconds <= 0:
+        return 1
+    return max(1, min(100, int(target / seconds)))
+
+
+def rotated(keys, i):
+    """``keys`` rotated left by ``i`` places (modulo its length): round ``i``'s order of turns.
+
+    With two keys this alternates which goes first.
+    """
+    shift = i % len(keys)
+    return keys[shift:] + keys[:shift]
+
+
+@contextlib.contextmanager
+def no_gc():
+    """Collect garbage, then keep the garbage collector off inside the block (restored after)."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------------- BLAS threads
+
+
+def loaded_openblas():
+    """Paths of the OpenBLAS libraries loaded in this process (Linux; numpy's wheel copy elsewhere)."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if "openblas" in os.path.basename(path).lower() and os.path.isfile(path):
+                    paths.add(path)
+    except OSError:
+        pass
+    if not paths:  # numpy's wheel keeps its OpenBLAS in numpy.libs
+        base = os.path.dirname(os.path.dirname(np.__file__))
+        paths.update(glob.glob(os.path.join(base, "numpy.libs", "*openblas*")))
+    return sorted(paths)
+
+
+class Blas:
+    """Get and set numpy's BLAS thread count: threadpoolctl if installed, else OpenBLAS through ctypes.
+
+    Without either, :meth:`get` returns None and :meth:`limit` changes nothing.
+    """
+
+    def __init__(self):
+        self._libs = []
+        try:
+            import threadpoolctl  # noqa: F401
+
+            self._tpc = True
+            return
+        except ImportError:
+            self._tpc = False
+        import ctypes
+
+        for path in loaded_openblas():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            getter = setter = None
+            for suffix in ("64_", "_64", ""):
+                for prefix in ("scipy_openblas", "openblas"):
+                    getter = getter or getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    setter = setter or getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if getter is not None and setter is not None:
+                getter.restype = ctypes.c_int
+                setter.argtypes = [ctypes.c_int]
+                self._libs.append((getter, setter))
+
+    def get(self):
+        """BLAS's current thread count, or None when it cannot be read."""
+        if self._tpc:
+            from threadpoolctl import threadpool_info
+
+            counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+            return counts[0] if counts else None
+        return int(self._libs[0][0]()) if self._libs else None
+
+    @contextlib.contextmanager
+    def limit(self, n):
+        """Use ``n`` BLAS threads inside the block (None: leave the setting alone)."""
+        if n is None:
+            yield
+            return
+        if self._tpc:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=int(n), user_api="blas"):
+                yield
+            return
+        before = [int(g()) for g, _ in self._libs]
+        for _, s in self._libs:
+            s(int(n))
+        try:
+            yield
+        finally:
+            for (_, s), b in zip(self._libs, before):
+                s(b)
+
+
+_BLAS = None
+
+
+def blas():
+    """The process's :class:`Blas` (created on first use)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = Blas()
+    return _BLAS
+
+
+@contextlib.contextmanager
+def use_threads(threads, torch=None):
+    """Use ``threads`` threads in fastcnn (Numba), numpy's BLAS and ``torch``; restore them after.
+
+    Parameters
+    ----------
+    threads : int or None
+        None: fastcnn's current count.
+    torch : module, optional
+        PyTorch, when it is measured too.
+
+    Yields
+    ------
+    int
+        The thread count in force.
+    """
+    import fastcnn
+
+    if threads is None:
+        threads = fastcnn.get_num_threads()
+    before = fastcnn.get_num_threads()
+    torch_before = torch.get_num_threads() if torch is not None else None
+    fastcnn.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with blas().limit(threads):
+            yield threads
+    finally:
+        fastcnn.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(torch_before)
+
+
+def measure_peak_gflops(n=2048, repeat=3, threads=None, settle=0.15):
+    """The machine's practical float32 peak in this run: numpy's sgemm on n x n matrices.
+
+    Parameters
+    ----------
+    n : int
+        Matrix size; ``2 * n**3`` FLOPs per multiply.
+    repeat : int
+        Timed multiplies (after one warm-up); the median is reported.
+    threads : int, optional
+        BLAS threads (default: BLAS's current setting).
+    settle : float
+        Seconds of sleep first, so other libraries' spinning threads go idle.
+
+    Returns
+    -------
+    dict
+        ``gflops`` (median), ``n``, ``samples_s`` (each multiply's seconds),
+        ``blas_threads``.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    lib = blas()
+    with lib.limit(threads):
+        blas_threads = lib.get()
+        time.sleep(settle)
+        np.matmul(a, b, out=c)
+        samples = []
+        with no_gc():
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                np.matmul(a, b, out=c)
+                samples.append(time.perf_counter() - t0)
+    return {"gflops": 2 * n ** 3 / median(samples) / 1e9, "n": n, "samples_s": samples,
+            "blas_threads": blas_threads}
