@@ -101,7 +101,7 @@ def _check_pools(in_shape, pools, owner, name):
 
 
 def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=None, fc_layers=1, fc_units=128,
-            kernel_size=3, batch_norm=False, dropout=0.0, algorithm="direct"):
+            kernel_size=3, batch_norm=False, dropout=0.0, algorithm="auto"):
     """A plain ConvNet: ``INPUT -> [[CONV -> (BN) -> RELU] x N -> POOL] x M -> [FC -> RELU (-> DROPOUT)] x K -> FC``.
 
     Every CONV is ``kernel_size x kernel_size`` with stride 1 and padding
@@ -133,7 +133,8 @@ def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=
         BatchNorm2d after every convolution.
     dropout : float in [0, 1)
         Dropout probability after every hidden FC layer's ReLU (0: none).
-    algorithm : {"direct", "im2col"}
+    algorithm : str
+        Every convolution's ``Conv2d(algorithm=...)``: "auto" or a name of ``fastcnn.kernels.CONV_ALGORITHMS``.
         Passed to every :class:`~fastcnn.layers.Conv2d`.
 
     Returns
@@ -208,7 +209,7 @@ def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=
 
 
 def vgg_small(num_classes=10, in_channels=3, batch_norm=True, widths=(32, 64, 128), fc_units=256, image_size=32,
-              algorithm="direct"):
+              algorithm="auto"):
     """A small VGG for CIFAR-sized images, with a flatten head.
 
     For the defaults (3x32x32 inputs)::
@@ -241,7 +242,8 @@ def vgg_small(num_classes=10, in_channels=3, batch_norm=True, widths=(32, 64, 12
     image_size : int
         Height and width of the inputs (the flatten head depends on it);
         at least ``2**len(widths)``.
-    algorithm : {"direct", "im2col"}
+    algorithm : str
+        Every convolution's ``Conv2d(algorithm=...)``: "auto" or a name of ``fastcnn.kernels.CONV_ALGORITHMS``.
         Passed to every Conv2d.
 
     Returns
@@ -285,7 +287,7 @@ def _basic_block(c_in, c_out, stride, algorithm):
 
 
 def resnet_small(num_classes=10, in_channels=3, widths=(16, 32, 64), blocks_per_stage=2, image_size=32,
-                 algorithm="direct"):
+                 algorithm="auto"):
     """A small ResNet for CIFAR-sized images (He et al. 2016, the CIFAR variant; ResNet-14 by default).
 
     For the defaults (3x32x32 inputs)::
@@ -320,7 +322,8 @@ def resnet_small(num_classes=10, in_channels=3, widths=(16, 32, 64), blocks_per_
     blocks_per_stage : int >= 1
     image_size : int
         Height and width recorded as ``input_shape``.
-    algorithm : {"direct", "im2col"}
+    algorithm : str
+        Every convolution's ``Conv2d(algorithm=...)``: "auto" or a name of ``fastcnn.kernels.CONV_ALGORITHMS``.
         Passed to every Conv2d.
 
     Returns

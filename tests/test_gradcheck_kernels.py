@@ -33,30 +33,46 @@ def _objective(fwd, G):
 
 
 # ---------------------------------------------------------------------------
-# convolution, direct and im2col
+# convolution: every algorithm a plan can name, on every case it applies to
 # ---------------------------------------------------------------------------
-CONV_IMPLS = {
-    "direct": ("conv2d_forward", "conv2d_backward"),
-    "im2col": ("conv2d_forward_im2col", "conv2d_backward_im2col"),
-}
+def _conv_algorithm_cases():
+    params = []
+    for algorithm in K.CONV_ALGORITHMS:
+        for case, (N, C, H, W, Kout, R, S, s, p) in nv.CONV_CASES.items():
+            try:
+                K.conv2d_plan((N, C, H, W), (Kout, C, R, S), s, p, algorithm=algorithm)
+            except ValueError:
+                continue  # e.g. matmul_1x1 on a 3x3 kernel
+            params.append(pytest.param(algorithm, case, id=f"{algorithm}-{case}"))
+    return params
 
 
-@pytest.mark.parametrize("case", list(nv.CONV_CASES))
-@pytest.mark.parametrize("impl", list(CONV_IMPLS))
-def test_conv2d_gradcheck(impl, case, rng):
-    fwd_name, bwd_name = CONV_IMPLS[impl]
-    fwd, bwd = getattr(K, fwd_name), getattr(K, bwd_name)
+@pytest.mark.parametrize("algorithm,case", _conv_algorithm_cases())
+def test_conv2d_gradcheck(algorithm, case, rng):
     N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
     x = rng.standard_normal((N, C, H, W))
     w = rng.standard_normal((Kout, C, R, S))
     b = rng.standard_normal(Kout)
-    y = fwd(x, w, b, stride=s, padding=p)
+    y = K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm)
     G = rng.standard_normal(y.shape)
-    dx, dw, db = bwd(G, x, w, stride=s, padding=p)
-    L = _objective(lambda: fwd(x, w, b, stride=s, padding=p), G)
+    dx, dw, db = K.conv2d_backward(G, x, w, stride=s, padding=p, algorithm=algorithm)
+    L = _objective(lambda: K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm), G)
     check_grad(dx, L, x, "x")
     check_grad(dw, L, w, "w")
     check_grad(db, L, b, "b")
+
+
+@pytest.mark.parametrize("case", ["rect_stride_and_padding", "batchlast_N9_K6_pad2"])
+def test_conv2d_im2col_functions_gradcheck(case, rng):
+    """The named im2col functions are the algorithm="im2col" plan."""
+    N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kout, C, R, S))
+    y = K.conv2d_forward_im2col(x, w, None, stride=s, padding=p)
+    G = rng.standard_normal(y.shape)
+    dx, dw, _ = K.conv2d_backward_im2col(G, x, w, stride=s, padding=p)
+    L = _objective(lambda: K.conv2d_forward_im2col(x, w, None, stride=s, padding=p), G)
+    check_grad(dx, L, x, "x")
+    check_grad(dw, L, w, "w")
 
 
 # ---------------------------------------------------------------------------

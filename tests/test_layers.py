@@ -102,7 +102,7 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "nchw", "batch_last", "channel_last", "im2col"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cin,cout,k,s,p,H,W", CONV_CASES)
 def test_conv2d_gradcheck(cin, cout, k, s, p, H, W, bias, algorithm):

@@ -6,11 +6,8 @@ from .._shapes import pair
 from . import init
 from .base import Layer, Parameter, as_input, check_dtype, check_positive_int, format_args
 
-# algorithm name -> (forward, backward); both share one signature.
-ALGORITHMS = {
-    "direct": (kernels.conv2d_forward, kernels.conv2d_backward),
-    "im2col": (kernels.conv2d_forward_im2col, kernels.conv2d_backward_im2col),
-}
+#: What ``Conv2d(algorithm=...)`` accepts: "auto", "direct" or a named algorithm of ``kernels.CONV_ALGORITHMS``.
+ALGORITHMS = ("auto", "direct") + tuple(kernels.CONV_ALGORITHMS)
 
 
 class Conv2d(Layer):
@@ -22,8 +19,15 @@ class Conv2d(Layer):
     kernel_size, stride, padding : int or (int, int)
         Output size ``floor((H + 2*padding - kernel_size) / stride) + 1``.
     bias : bool
-    algorithm : {"direct", "im2col"}
-        Direct nested loops (no workspace) or im2col + matrix multiply.
+    algorithm : str
+        ``"auto"`` (default): each pass runs the algorithm
+        :func:`fastcnn.kernels.conv2d_plan` picks for the shapes it sees
+        (``"direct"`` is the same: never im2col).  A name from
+        ``fastcnn.kernels.CONV_ALGORITHMS`` (``"nchw"``, ``"batch_last"``,
+        ``"channel_last"``, ``"im2col"``, ``"matmul_1x1"``,
+        ``"matmul_whole_input"``) forces that algorithm for every pass; one
+        that does not apply to the layer's shapes is refused.  :meth:`plan`
+        shows what runs for an input shape.
     dtype : float32 (default) or float64
 
     Attributes
@@ -41,7 +45,7 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 algorithm="direct", dtype=None):
+                 algorithm="auto", dtype=None):
         owner = "Conv2d"
         self.in_channels = check_positive_int(in_channels, "in_channels", owner)
         self.out_channels = check_positive_int(out_channels, "out_channels", owner)
@@ -53,8 +57,12 @@ class Conv2d(Layer):
                 f"{owner}: kernel_size and stride must be positive and padding non-negative, got "
                 f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}"
             )
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"{owner}: algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise ValueError(f"{owner}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, "
+                             f"got {algorithm!r}")
+        if algorithm == "matmul_1x1" and (self.kernel_size, self.stride, self.padding) != ((1, 1), (1, 1), (0, 0)):
+            raise ValueError(f"{owner}: algorithm 'matmul_1x1' needs kernel_size=1, stride=1 and padding=0, got "
+                             f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}")
         self.algorithm = algorithm
         dtype = check_dtype(dtype, owner)
         kh, kw = self.kernel_size
@@ -72,18 +80,32 @@ class Conv2d(Layer):
         shape = kernels.conv2d_output_shape((1, *input_shape), self.weight.shape, self.stride, self.padding, repr(self))
         return shape[1:]
 
+    def plan(self, x_shape, need_input_grad=True):
+        """Which algorithm computes each pass for a batch of shape ``x_shape`` (N, C, H, W), and its scratch memory.
+
+        Returns the :class:`fastcnn.kernels.ConvPlans` that :meth:`forward` and
+        :meth:`backward` execute for that input (see :func:`fastcnn.kernels.conv2d_plan`).
+
+        Examples
+        --------
+        >>> from fastcnn.layers import Conv2d
+        >>> Conv2d(64, 64, 3, padding=1).plan((64, 64, 16, 16)).input_grad.algorithm
+        'channel_last'
+        """
+        return kernels.conv2d_plan(x_shape, self.weight.shape, self.stride, self.padding, self.weight.dtype,
+                                   self.algorithm, need_input_grad)
+
     def forward(self, x):
         x = as_input(x, self.weight.dtype, self, 4)
-        forward, _ = ALGORITHMS[self.algorithm]
         b = None if self.bias is None else self.bias.data
-        y = forward(x, self.weight.data, b, self.stride, self.padding)
+        y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm)
         self._x = x if self.training else None
         return y
 
     def backward(self, dy, need_input_grad=True):
         x = self._cached(self._x, "input")
-        _, backward = ALGORITHMS[self.algorithm]
-        dx, dw, db = backward(dy, x, self.weight.data, self.stride, self.padding, need_input_grad=need_input_grad)
+        dx, dw, db = kernels.conv2d_backward(dy, x, self.weight.data, self.stride, self.padding,
+                                             need_input_grad=need_input_grad, algorithm=self.algorithm)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -107,7 +129,7 @@ class Conv2d(Layer):
             ("stride", self.stride, (1, 1)),
             ("padding", self.padding, (0, 0)),
             ("bias", self.bias is not None, True),
-            ("algorithm", self.algorithm, "direct"),
+            ("algorithm", self.algorithm, "auto"),
             ("dtype", self.weight.dtype.name, "float32"),
         ])
         ks = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
