@@ -78,9 +78,14 @@ class _BatchNorm(Layer):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         w = self.weight.data if self.affine else None
         b = self.bias.data if self.affine else None
-        y, mean, inv_std = type(self)._forward(x, w, b, self.running_mean, self.running_var,
-                                               training=self.training, momentum=self.momentum, eps=self.eps)
-        self._cache = (x, mean, inv_std) if self.training else None
+        if not self.training:
+            y, _, _ = type(self)._forward(x, w, b, self.running_mean, self.running_var, training=False, eps=self.eps)
+            self._cache = None
+            return y
+        y, mean, var, inv_std = kernels.batch_norm_training_forward(x, w, b, eps=self.eps)
+        count = x.size // self.num_features  # values per channel
+        kernels.batch_norm_update_running(self.running_mean, self.running_var, mean, var, count, self.momentum)
+        self._cache = (x, mean, inv_std)
         return y
 
     def backward(self, dy, need_input_grad=True):
