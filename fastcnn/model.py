@@ -11,8 +11,10 @@ import numpy as np
 
 from .config import DEFAULT_DTYPE
 from .kernels import mse_loss, softmax_cross_entropy
+from ._util import check_positive_int
 from .layers import chain
 from .layers.base import Layer
+from .layers.conv import Conv2d
 
 LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": mse_loss}
 
@@ -305,16 +307,27 @@ class Sequential:
 
     # ------------------------------------------------------------------ description
 
-    def summary(self, input_shape=None, print_fn=print):
+    def summary(self, input_shape=None, print_fn=print, plans=False, batch_size=64):
         """Print (and return) a table of layers, output shapes and parameter counts.
 
         ``input_shape`` (per example) defaults to the model's ``input_shape``.
         A layer that holds others (Residual) gets one row with its total, then
-        its paths, each layer on its own indented row.
+        its paths, each layer on its own indented row.  ``plans=True`` adds,
+        under each convolution, the algorithm of each pass and its scratch
+        memory for a training batch of ``batch_size`` (see
+        :meth:`fastcnn.layers.Conv2d.plan`; the model's first weighted layer
+        computes no input gradient).
         """
         shape = input_shape or self.input_shape
         shapes = self.output_shapes(shape) if shape is not None else [None] * len(self.layers)
-        rows = [("Layer", "Output shape", "Params")] + _summary_rows(self.layers, shape, shapes, "")
+        planner = None
+        if plans:
+            if shape is None:
+                raise ValueError("summary(plans=True) needs an input_shape (the model has none)")
+            batch_size = check_positive_int(batch_size, "batch_size", "summary")
+            weighted = [layer for layer in self.layers if layer.parameters()]
+            planner = _Planner(batch_size, weighted[0] if weighted else None)
+        rows = [("Layer", "Output shape", "Params")] + _summary_rows(self.layers, shape, shapes, "", planner)
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         rule = "-" * (sum(widths) + 4)
         lines = [rule]
@@ -371,7 +384,23 @@ class Sequential:
         return f"Sequential({inner}\n)"
 
 
-def _summary_rows(layers, in_shape, out_shapes, indent):
+class _Planner:
+    """Summary rows with the convolution plans of each Conv2d, for a batch of ``batch_size``."""
+
+    def __init__(self, batch_size, first_weighted):
+        self.batch_size = batch_size
+        self.first_weighted = first_weighted
+
+    def rows(self, layer, in_shape, indent):
+        if not isinstance(layer, Conv2d) or in_shape is None:
+            return []
+        plans = layer.plan((self.batch_size, *in_shape), need_input_grad=layer is not self.first_weighted)
+        return [(f"{indent}    {p.op}: {p.algorithm}",
+                 "scratch " + (f"{p.workspace_bytes / 2**20:.2f} MiB" if p.workspace_bytes else "none"), "")
+                for p in (plans.forward, plans.weight_grad, plans.input_grad) if p is not None]
+
+
+def _summary_rows(layers, in_shape, out_shapes, indent, planner=None):
     """Summary rows ``(layer, output shape, params)`` for a chain of layers, nested paths indented below their layer."""
     rows = []
     for layer, out in zip(layers, out_shapes):
@@ -379,6 +408,8 @@ def _summary_rows(layers, in_shape, out_shapes, indent):
         branches = layer.branches()
         rows.append((indent + (type(layer).__name__ if branches else repr(layer)),
                      "?" if out is None else str((None, *out)), f"{count:,}"))
+        if planner is not None:
+            rows += planner.rows(layer, in_shape, indent)
         for name, inner in branches:
             if not inner:
                 rows.append((f"{indent}  {name}: identity", "", ""))
@@ -386,6 +417,6 @@ def _summary_rows(layers, in_shape, out_shapes, indent):
             rows.append((f"{indent}  {name}:", "", ""))
             inner_shapes = [None] * len(inner) if in_shape is None else chain.output_shapes(
                 inner, in_shape, lambda i, layer, shape, name=name: f"{name}[{i}] ({layer!r}) cannot take {shape}")
-            rows += _summary_rows(inner, in_shape, inner_shapes, indent + "    ")
+            rows += _summary_rows(inner, in_shape, inner_shapes, indent + "    ", planner)
         in_shape = out
     return rows

@@ -198,6 +198,14 @@ def test_summary(checkpoint, capsys):
     status, out, err = run_main(["summary", "--model", "lenet5"], capsys)
     assert status == 0, err
     assert "Total params: 61,706" in out and "Input shape: (None, 1, 28, 28)" in out
+    status, out, err = run_main(["summary", "--model", "lenet5", "--plans"], capsys)
+    assert status == 0, err
+    assert "weight_grad: batch_last" in out and "input_grad: batch_last" in out and "scratch" in out
+    status, out, err = run_main(["summary", str(checkpoint), "--plans", "--batch-size", "4"], capsys)
+    assert status == 0, err
+    assert "forward: nchw" in out and "input_grad: nchw" in out
+    status, _, err = run_main(["summary", "--model", "lenet5", "--plans", "--batch-size", "0"], capsys)
+    assert_one_line_error(status, err, 2, "--batch-size")
     status, _, err = run_main(["summary"], capsys)
     assert_one_line_error(status, err, 2, "checkpoint")
     status, _, err = run_main(["summary", "--model", "resnet"], capsys)

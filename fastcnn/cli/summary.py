@@ -1,4 +1,4 @@
-"""``fastcnn summary CKPT`` / ``fastcnn summary --model NAME``: the layer table."""
+"""``fastcnn summary CKPT`` / ``fastcnn summary --model NAME [--plans]``: the layer table, with convolution plans."""
 
 from . import common
 from .common import EXIT_USAGE, fail
@@ -16,6 +16,11 @@ def add_parser(subparsers):
                         help="a checkpoint written by 'fastcnn train'")
     parser.add_argument("--model", default=None, choices=common.MODEL_NAMES,
                         help="a built-in model instead of a checkpoint")
+    parser.add_argument("--plans", action="store_true",
+                        help="under each convolution, the algorithm of each pass (forward, weight_grad, "
+                             "input_grad) and its scratch memory for a training batch")
+    parser.add_argument("--batch-size", type=common.positive_int, default=64, metavar="N",
+                        help="the batch size the plans are made for (default: 64)")
     return parser
 
 
@@ -32,5 +37,5 @@ def run(args):
         epoch = checkpoint.get("epoch")
         title = args.checkpoint + (f" (trained {epoch} epoch{'s' if epoch != 1 else ''})" if epoch else "")
     print(title)
-    model.summary()
+    model.summary(plans=args.plans, batch_size=args.batch_size)
     return 0
