@@ -10,7 +10,7 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * ``fastcnn/_util.py`` imports nothing from fastcnn (every tier may use it);
 * nothing outside ``fastcnn/cli/`` (and ``fastcnn/__main__.py``) imports ``fastcnn.cli``, and the
   ``fastcnn/cli/*`` modules use only public modules and names of the rest of fastcnn;
-* ``fastcnn/model.py`` imports, at module level, only config, kernels and layers: the training
+* ``fastcnn/model.py`` imports, at module level, only config, _util, kernels and layers: the training
   loop (``fastcnn.training``) and the serializer sit above it and are imported inside the methods
   that hand over to them (``fit``, ``save``, ``get_config``);
 * ``fastcnn/training.py`` imports nothing from cli, bench, models or serialize;
@@ -18,7 +18,10 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * ``fastcnn/optim.py`` sees Parameters only: from the layers it imports ``Parameter``
   from ``fastcnn.layers.base`` and nothing else;
 * kernel files never hard-code Numba's ``fastmath=`` or ``cache=`` (they come from
-  ``fastcnn/config.py``) nor decorate with Numba's own ``njit``/``jit``.
+  ``fastcnn/config.py``) nor decorate with Numba's own ``njit``/``jit``;
+* a raw kernel module imports no other variant, only the shared ``_gemm`` and ``_loops``;
+  ``fastcnn/kernels/__init__.py`` only re-exports;
+* tests, benchmarks, examples and tools use public kernel names only (one listed exception).
 """
 
 import ast
@@ -332,7 +335,7 @@ def test_module_level_import_detector_itself():
 def test_model_imports_only_lower_tiers_at_module_level():
     path = PACKAGE_DIR / "model.py"
     name, is_package = module_name(path)
-    allowed = ("fastcnn.config", "fastcnn.kernels", "fastcnn.layers")
+    allowed = ("fastcnn.config", "fastcnn._util", "fastcnn.kernels", "fastcnn.layers")
     found = [t for t, _, _ in module_level_imports(path.read_text(), name, is_package) if t.startswith("fastcnn")]
     assert found and all(any(t == a or t.startswith(a + ".") for a in allowed) for t in found), found
 
@@ -346,3 +349,69 @@ def test_training_and_callbacks_import_no_higher_tier():
         path = PACKAGE_DIR / file
         name, is_package = module_name(path)
         assert violations(path.read_text(), name, is_package, forbidden) == [], file
+
+
+# --------------------------------------------------------------------------- kernel modules, tests and tools
+
+#: The raw kernel modules may share these two (the micro-kernel and the loop helpers) and nothing else.
+RAW_SHARED = {"fastcnn.kernels._gemm", "fastcnn.kernels._loops"}
+#: Modules of fastcnn/kernels that are not raw kernels: the plan executor, the workspace, the argument checks.
+KERNEL_GLUE = {"_conv_exec.py", "_workspace.py", "_checks.py", "_gemm.py", "_loops.py"}
+RAW_KERNEL_FILES = [p for p in KERNEL_FILES if p.name.startswith("_") and p.name != "__init__.py"
+                    and p.name not in KERNEL_GLUE]
+
+
+@pytest.mark.parametrize("path", RAW_KERNEL_FILES, ids=ids(RAW_KERNEL_FILES))
+def test_raw_kernel_modules_import_no_other_variant(path):
+    """A variant (``_conv_batchlast``, ``_pool``, ...) never imports another: shared njit code lives in ``_loops``."""
+    name, is_package = module_name(path)
+    private = [f"{t}.{n}" if n else t for t, n, _ in imports_of(path.read_text(), name, is_package)
+               if t.startswith("fastcnn.kernels._")]
+    assert {p.rsplit(".", 1)[0] if p.count(".") > 2 else p for p in private} <= RAW_SHARED, private
+
+
+def test_kernels_init_only_re_exports():
+    """``fastcnn/kernels/__init__.py`` holds imports, ``__all__`` and its docstring: no code of its own."""
+    tree = ast.parse((PACKAGE_DIR / "kernels" / "__init__.py").read_text())
+    kinds = {type(node).__name__ for node in tree.body}
+    assert kinds <= {"Expr", "ImportFrom", "Import", "Assign"}, kinds
+    assigned = [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
+    assert assigned == ["__all__"]
+
+
+#: test files allowed one private kernel name, and why
+PRIVATE_KERNEL_ALLOWED = {
+    # the micro-kernel's own unit test against numpy: it has no public checked wrapper
+    "tests/test_channellast.py": {"fastcnn.kernels._gemm.gemm_acc"},
+}
+OUTSIDE_FILES = sorted(p for sub in ("tests", "bench", "examples", "tools") for p in (ROOT / sub).glob("*.py"))
+
+
+def private_kernel_uses(source, name):
+    """Private fastcnn.kernels modules or names that ``source`` imports, or reads as ``kernels._x`` / ``K._x``."""
+    found = {line.split(": imports ")[1] for line in private_kernel_imports(source, name, False)}
+    aliases = {alias.asname or alias.name for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.ImportFrom) and node.module == "fastcnn" for alias in node.names
+               if alias.name == "kernels"}
+    aliases |= {alias.asname for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
+                for alias in node.names if alias.name == "fastcnn.kernels" and alias.asname}
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.add(f"fastcnn.kernels.{node.attr}")
+    return found
+
+
+def test_private_kernel_use_detector_itself():
+    assert private_kernel_uses("from fastcnn import kernels as K\nK._WORKSPACE.arrays", "t") == {
+        "fastcnn.kernels._WORKSPACE"}
+    assert private_kernel_uses("from fastcnn.kernels._workspace import take", "t") == {
+        "fastcnn.kernels._workspace.take"}
+    assert private_kernel_uses("from fastcnn import kernels\nkernels.conv2d_plan", "t") == set()
+
+
+@pytest.mark.parametrize("path", OUTSIDE_FILES, ids=ids(OUTSIDE_FILES))
+def test_tests_benchmarks_examples_and_tools_use_public_kernels(path):
+    """Tests check the public API (and the raw kernels it exports), not kernel internals."""
+    rel = str(path.relative_to(ROOT))
+    assert private_kernel_uses(path.read_text(), path.stem) <= PRIVATE_KERNEL_ALLOWED.get(rel, set())
