@@ -13,6 +13,7 @@ uses).
 
 import numbers
 
+from ._util import check_int
 from .layers import BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Residual
 from .model import Sequential
 
@@ -54,12 +55,6 @@ def lenet5(num_classes=10, in_channels=1):
 # --------------------------------------------------------------------------- argument checks
 
 
-def _positive_int(value, name, owner, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _in_shape(value, owner, name="in_shape"):
     if (not isinstance(value, (tuple, list)) or len(value) != 3
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in value)):
@@ -70,13 +65,13 @@ def _in_shape(value, owner, name="in_shape"):
 def _widths(channels, stages, owner):
     """Per-stage widths from ``channels`` (int or sequence) and ``stages`` (int or None)."""
     if stages is not None:
-        stages = _positive_int(stages, "stages", owner)
+        stages = check_int(stages, "stages", owner, minimum=1)
     if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
-        first = _positive_int(channels, "channels", owner)
+        first = check_int(channels, "channels", owner, minimum=1)
         return tuple(first * 2 ** i for i in range(1 if stages is None else stages))
     if not isinstance(channels, (tuple, list)) or not channels:
         raise ValueError(f"{owner}: channels must be an int or a non-empty sequence of ints, got {channels!r}")
-    widths = tuple(_positive_int(c, "channels[]", owner) for c in channels)
+    widths = tuple(check_int(c, "channels[]", owner, minimum=1) for c in channels)
     if stages is not None and stages != len(widths):
         raise ValueError(f"{owner}: stages={stages} but channels gives {len(widths)} widths {widths}; pass "
                          "one width per stage, a single int (doubled every stage) or stages=None")
@@ -171,12 +166,12 @@ def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=
     """
     owner = "convnet"
     in_shape = _in_shape(in_shape, owner)
-    num_classes = _positive_int(num_classes, "num_classes", owner)
+    num_classes = check_int(num_classes, "num_classes", owner, minimum=1)
     widths = _widths(channels, stages, owner)
-    convs_per_stage = _positive_int(convs_per_stage, "convs_per_stage", owner)
-    fc_layers = _positive_int(fc_layers, "fc_layers", owner, minimum=0)
-    fc_units = _positive_int(fc_units, "fc_units", owner)
-    kernel_size = _positive_int(kernel_size, "kernel_size", owner)
+    convs_per_stage = check_int(convs_per_stage, "convs_per_stage", owner, minimum=1)
+    fc_layers = check_int(fc_layers, "fc_layers", owner, minimum=0)
+    fc_units = check_int(fc_units, "fc_units", owner, minimum=1)
+    kernel_size = check_int(kernel_size, "kernel_size", owner, minimum=1)
     if kernel_size % 2 == 0:
         raise ValueError(f"{owner}: kernel_size must be odd (padding kernel_size // 2 keeps the image size), "
                          f"got {kernel_size}")
@@ -258,7 +253,7 @@ def vgg_small(num_classes=10, in_channels=3, batch_norm=True, widths=(32, 64, 12
     ((3, 32, 32), 814570)
     """
     owner = "vgg_small"
-    image_size = _positive_int(image_size, "image_size", owner)
+    image_size = check_int(image_size, "image_size", owner, minimum=1)
     widths = _widths(tuple(widths) if isinstance(widths, list) else widths, None, owner)
     need = 2 ** len(widths)
     if image_size < need:
@@ -338,11 +333,11 @@ def resnet_small(num_classes=10, in_channels=3, widths=(16, 32, 64), blocks_per_
     175258
     """
     owner = "resnet_small"
-    num_classes = _positive_int(num_classes, "num_classes", owner)
-    in_channels = _positive_int(in_channels, "in_channels", owner)
+    num_classes = check_int(num_classes, "num_classes", owner, minimum=1)
+    in_channels = check_int(in_channels, "in_channels", owner, minimum=1)
     widths = _widths(tuple(widths) if isinstance(widths, list) else widths, None, owner)
-    blocks_per_stage = _positive_int(blocks_per_stage, "blocks_per_stage", owner)
-    image_size = _positive_int(image_size, "image_size", owner)
+    blocks_per_stage = check_int(blocks_per_stage, "blocks_per_stage", owner, minimum=1)
+    image_size = check_int(image_size, "image_size", owner, minimum=1)
     need = 2 ** (len(widths) - 1)
     if image_size < need:
         raise ValueError(f"{owner}: image_size {image_size} is too small for {len(widths)} stages: every stage "

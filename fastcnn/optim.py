@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ._util import check_int
 from .kernels import sgd_update_kernel
 from .layers.base import Parameter
 
@@ -182,12 +183,6 @@ def _check_optimizer(optimizer, owner):
     return optimizer
 
 
-def _check_int(value, name, low, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 class _Schedule:
     """Shared machinery: ``last_epoch`` counts the calls to :meth:`step`."""
 
@@ -260,7 +255,7 @@ class StepLR(_Schedule):
     _repr_keys = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        self.step_size = _check_int(step_size, "step_size", 1, "StepLR")
+        self.step_size = check_int(step_size, "step_size", "StepLR", minimum=1)
         self.gamma = _check_real(gamma, "gamma", 0.0, owner="StepLR")
         if self.gamma == 0.0:
             raise ValueError("StepLR: gamma must be > 0, got 0")
@@ -293,7 +288,7 @@ class ExponentialLR(_Schedule):
         self.gamma = _check_real(gamma, "gamma", 0.0, owner="ExponentialLR")
         if self.gamma == 0.0:
             raise ValueError("ExponentialLR: gamma must be > 0, got 0")
-        self.step_every = _check_int(step_every, "step_every", 1, "ExponentialLR")
+        self.step_every = check_int(step_every, "step_every", "ExponentialLR", minimum=1)
         super().__init__(optimizer)
 
     def step(self):
@@ -354,9 +349,9 @@ class ReduceLROnPlateau(_Schedule):
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"{owner}: factor must be in (0, 1) (it multiplies the lr), got {factor!r}")
         self.mode, self.threshold_mode = mode, threshold_mode
-        self.patience = _check_int(patience, "patience", 0, owner)
+        self.patience = check_int(patience, "patience", owner, minimum=0)
         self.threshold = _check_real(threshold, "threshold", 0.0, owner=owner)
-        self.cooldown = _check_int(cooldown, "cooldown", 0, owner)
+        self.cooldown = check_int(cooldown, "cooldown", owner, minimum=0)
         self.min_lr = _check_real(min_lr, "min_lr", 0.0, owner=owner)
         self.eps = _check_real(eps, "eps", 0.0, owner=owner)
         super().__init__(optimizer)

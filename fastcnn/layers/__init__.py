@@ -8,7 +8,7 @@ list of layers (a Sequential's, a Residual's paths); :mod:`fastcnn.layers.init`
 holds the initialisers.
 """
 
-from . import chain
+from . import chain  # noqa: F401  (fastcnn.layers.chain: the chain Sequential and Residual share)
 from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, Parameter
 from .conv import Conv2d

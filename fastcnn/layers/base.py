@@ -8,10 +8,10 @@ parameters, the non-trainable buffers that checkpoints save, ``train()`` /
 below, so no code needs to know which layers contain others.
 """
 
-import numbers
 
 import numpy as np
 
+from .._util import check_positive_int  # noqa: F401  (re-exported for the layer modules)
 from ..config import DEFAULT_DTYPE
 
 #: Layer classes by class name, filled as the classes are defined; checkpoints name layers by these keys.
@@ -218,12 +218,6 @@ def unique_parameters(groups):
                 seen.add(id(p))
                 out.append(p)
     return out
-
-
-def check_positive_int(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def check_dtype(dtype, owner):
