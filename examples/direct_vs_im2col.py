@@ -5,29 +5,47 @@
     python examples/direct_vs_im2col.py --torch                        # PyTorch's F.conv2d too, if installed
     python examples/direct_vs_im2col.py --tiny                         # seconds: what CI runs
 
-fastcnn has two convolution algorithms with one signature, chosen by name
-(``Conv2d(..., algorithm="direct")`` or ``"im2col"``).  Direct loops over the
-output and needs no workspace; im2col copies every receptive field into a
-column of a ``(C*R*S, P*Q)`` matrix, then does one matrix multiply (BLAS),
-trading ``C*R*S`` times the input's memory for the speed of GEMM.  Which one
-wins depends on the shape: few input channels and small outputs favour direct,
-many channels favour im2col.  Times are medians of interleaved repeats (see
-``fastcnn.bench.bench_conv``); ``fastcnn bench conv`` prints the full tables.
+Every fastcnn convolution takes ``algorithm=`` (``Conv2d(..., algorithm=...)``,
+``kernels.conv2d_forward(..., algorithm=...)``), so two algorithms are compared
+by swapping one string.  ``"direct"`` (the same as the default ``"auto"``) runs
+the plan that :func:`fastcnn.kernels.conv2d_plan` picks for each pass of the
+shape: NCHW loops, the batch-last or channel-last layouts, or one matrix
+product for 1x1 and whole-input kernels.  Those layouts are copies of x (and
+of dy for the gradients), kept in a per-thread workspace reused from call to
+call (``kernels.clear_workspace()`` frees it); the script prints each shape's
+plan, with its buffers, before timing it.  ``"im2col"`` copies every receptive
+field into a column of an ``(N, C*R*S, P*Q)`` matrix, then does one matrix
+multiply (BLAS) per image, trading ``C*R*S`` times the input's memory for the
+speed of GEMM.  In the README's measurements direct is faster than im2col at
+every shape of the suite (forward + backward), and takes less extra memory
+except with very few input channels (3 -> 32 channels, where dy is copied once
+for each gradient and the copies outweigh the column matrix).  Times are
+medians of interleaved repeats (see ``fastcnn.bench.bench_conv``);
+``fastcnn bench conv`` prints the full tables.
 """
 
 import argparse
 
 import fastcnn
+from fastcnn import kernels
 from fastcnn.bench import CONV_SUITE, SHAPE_FORMAT, bench_conv, parse_shape
 
 TINY_SHAPE = "4x2x8x8:3k3s1p1"
 
 
+def plan(shape, threads):
+    """The plans "direct" runs for ``shape`` (a ConvShape): each pass's algorithm, layout and buffers."""
+    s = shape
+    return kernels.conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, algorithm="direct",
+                               num_threads=threads)
+
+
 def compare(shapes, repeat, algorithms, threads=None):
-    """``bench_conv`` for each shape; returns the results, printing one progress line per shape."""
+    """``bench_conv`` for each shape; returns the results, printing each shape and its direct plan first."""
     results = []
     for i, shape in enumerate(shapes):
         print(f"[{i + 1}/{len(shapes)}] {shape} ({shape.describe()}) ...", flush=True)
+        print("  direct plan: " + str(plan(shape, threads)).replace("\n", "\n  "), flush=True)
         results.append(bench_conv(shape, repeat=repeat, threads=threads, algorithms=algorithms, memory=False))
     return results
 

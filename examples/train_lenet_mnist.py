@@ -11,9 +11,8 @@ The recipe: SGD with momentum 0.9 and weight decay 5e-4, batch 64, learning rate
 import argparse
 import time
 
-
 import fastcnn
-from fastcnn.data import load_mnist, to_float
+from fastcnn.data import Normalizer, load_mnist
 
 
 def main():
@@ -27,9 +26,8 @@ def main():
     epochs = args.epochs
     if args.tiny:
         x_train, y_train, x_test, y_test, epochs = x_train[:512], y_train[:512], x_test[:128], y_test[:128], 1
-    x_train, x_test = to_float(x_train), to_float(x_test)
-    mean, std = x_train.mean(), x_train.std()  # statistics of the training images only
-    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    norm = Normalizer("standardize").fit(x_train)  # pixels to [0, 1], then the training images' mean and std
+    x_train, x_test = norm.transform(x_train), norm.transform(x_test)
 
     fastcnn.manual_seed(0)
     model = fastcnn.models.lenet5()

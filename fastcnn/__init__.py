@@ -1,8 +1,15 @@
 """fastcnn: train small convolutional neural networks fast on multicore CPUs.
 
-The compute is Numba: ``fastcnn.kernels`` holds checked numpy functions and
-the raw ``@njit`` kernels behind them; ``fastcnn.layers`` the layer classes;
-``fastcnn.Sequential`` trains them with ``fastcnn.optim.SGD``.
+The compute is Numba: :mod:`fastcnn.kernels` holds checked numpy functions,
+one module per op family, and the raw ``@njit`` kernels behind them; for a
+convolution, :func:`fastcnn.kernels.conv2d_plan` says which algorithm runs
+each pass and with how much scratch memory.  :mod:`fastcnn.layers` holds the
+layer classes and :class:`fastcnn.Sequential` chains them; its ``fit`` runs
+the loop of :mod:`fastcnn.training` (with :mod:`fastcnn.callbacks`) and the
+optimizer and schedules of :mod:`fastcnn.optim`.  Ready-made networks are
+in :mod:`fastcnn.models`, data loaders and normalisation in :mod:`fastcnn.data`;
+``fastcnn.load`` reads a checkpoint, and the ``fastcnn`` command
+(:mod:`fastcnn.cli`) trains, evaluates, summarises and benchmarks from a shell.
 """
 
 from . import kernels, layers, models, optim
