@@ -7,7 +7,7 @@ Each ``format_*`` function turns one benchmark's result dict into the text
 
 import numpy as np
 
-from .._util import atomic_write_json, require_matplotlib
+from .._util import atomic_write, atomic_write_json, require_matplotlib
 from .memory import TIMED_OPS
 
 __all__ = [
@@ -360,4 +360,4 @@ def plot_conv(suite, path):
     fig.suptitle(f"fastcnn convolution, float32, {threads_text(suite['threads'])}, median of {suite['repeat']} "
                  f"(higher is better)\n{m.get('cpu_model')}; numba {m.get('numba')}, "
                  f"torch {m.get('torch') or 'n/a'}", fontsize=10)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))

@@ -3,7 +3,7 @@
 Subcommands
 -----------
 ``fastcnn train``
-    Train LeNet-5 on MNIST (the packaged sample by default, MNIST or
+    Train LeNet-5 (or another zoo model with ``--model``) on MNIST (the packaged sample by default, MNIST or
     Fashion-MNIST from ``--data-dir``/``$FASTCNN_DATA``, or a directory of IDX
     files), report the test accuracy and write a checkpoint (``--out``,
     default ``fastcnn-lenet5.npz``); ``--resume CKPT`` continues one exactly
@@ -12,8 +12,8 @@ Subcommands
     Loss, accuracy and confusion matrix of a checkpoint on a test set.
 ``fastcnn predict CKPT IMAGES.npy``
     Class labels for images, normalised with the checkpoint's statistics.
-``fastcnn summary CKPT`` / ``fastcnn summary --model lenet5``
-    The layer table.
+``fastcnn summary CKPT`` / ``fastcnn summary --model lenet5 [--plans]``
+    The layer table; ``--plans`` adds each convolution's plan per pass.
 ``fastcnn plot CKPT --curves PNG --filters PNG --feature-maps PNG``
     Pictures of a checkpoint: its training curves, its first convolution's
     filters, and the feature maps of one test image (see :mod:`fastcnn.plot`).

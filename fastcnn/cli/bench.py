@@ -67,7 +67,8 @@ def _add_conv(kinds):
             "Time fastcnn's direct and im2col convolutions and PyTorch's F.conv2d (when\n"
             "installed): forward, weight gradient, full backward (dx, dw, db), the derived\n"
             "input gradient, GFLOP/s and the share of the machine's practical peak (numpy's\n"
-            "float32 matrix multiply, measured in the same run), extra memory, winners and\n"
+            "float32 matrix multiply, measured in the same run), the plan each pass of the\n"
+            "direct algorithm runs (fastcnn.kernels.conv2d_plan), extra memory, winners and\n"
             "ratios against PyTorch."
         ),
         epilog=textwrap.fill(f"shape format: {bench.SHAPE_FORMAT}", 78) + f"\n\ndefault suite:\n{suite}",
@@ -162,14 +163,14 @@ def _add_startup(kinds):
     startup.add_argument("--repeat", type=common.positive_int, default=3, metavar="R",
                          help="timed runs of each, after one warm-up run (default: %(default)s)")
     startup.add_argument("--no-cold", action="store_true",
-                         help="skip the empty-cache run (it compiles every kernel, which is slow)")
+                         help="skip the empty-cache run (it compiles the kernels LeNet-5 uses, which is slow)")
     _add_json_option(startup)
 
 
 def _run_startup(args):
     common.check_output(args.json, "--json")
     log("starting fresh processes" + ("" if args.no_cold else
-                                      "; the empty-cache run compiles every kernel (slow)") + " ...")
+                                      "; the empty-cache run compiles the kernels LeNet-5 uses (slow)") + " ...")
     try:
         result = bench.bench_startup(repeat=args.repeat, cold=not args.no_cold)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:

@@ -10,7 +10,8 @@ def add_parser(subparsers):
         "summary",
         help="the layer table of a checkpoint or a built-in model",
         description="Print the layers, output shapes and parameter counts of a checkpoint's "
-                    "model, or of a built-in model with --model.",
+                    "model, or of a built-in model with --model; with --plans, also the algorithm "
+                    "each convolution runs for each pass and its scratch memory.",
     )
     parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=None,
                         help="a checkpoint written by 'fastcnn train'")
