@@ -12,6 +12,12 @@ change.  Environment variables, read once at import:
     ``1`` (default) lets LLVM reassociate and contract floating-point
     arithmetic so reductions vectorise; the flag set keeps NaN and infinity
     semantics (no ``nnan``/``ninf``).  ``0`` gives strict IEEE order.
+
+Kernels whose sums must come out bit for bit the same in every compiled copy
+(batch norm, the losses) use :func:`pjit_ordered`, without fast-math flags
+whatever ``FASTCNN_FASTMATH`` says: a prange kernel loaded from Numba's cache
+runs differently optimised code than the same kernel compiled in the process,
+and a sum the optimiser may reorder then differs between the two.
 """
 
 import os
@@ -35,6 +41,8 @@ FASTMATH = (
 # Options for elementwise and serial kernels, and for parallel ones.
 JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 PARALLEL_JIT = dict(JIT, parallel=True)
+# Parallel kernels that add in the order written (see the module docstring).
+ORDERED_PARALLEL_JIT = dict(PARALLEL_JIT, fastmath=False)
 
 
 def njit(*args, **kwargs):
@@ -45,6 +53,11 @@ def njit(*args, **kwargs):
 def pjit(*args, **kwargs):
     """``numba.njit`` with fastcnn's parallel options (see module docstring)."""
     return numba.njit(*args, **{**PARALLEL_JIT, **kwargs})
+
+
+def pjit_ordered(*args, **kwargs):
+    """``numba.njit`` with fastcnn's parallel options but no fast-math flags (see module docstring)."""
+    return numba.njit(*args, **{**ORDERED_PARALLEL_JIT, **kwargs})
 
 
 def set_num_threads(n):

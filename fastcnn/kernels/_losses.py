@@ -1,12 +1,21 @@
-"""Raw loss kernels: caller-allocated outputs, no checks."""
+"""Raw loss kernels: caller-allocated outputs, no checks.
+
+Compiled without fast-math flags: their sums (over a row's classes, over all
+predictions) then run in the order written.  With ``reassoc`` the order is
+the optimiser's choice, and a prange kernel loaded from Numba's cache runs
+differently optimised code than the same kernel compiled in the process, so
+the two gave different losses and gradients (and a seeded fit different
+weights, depending on the state of the cache).  These loops are short next to
+the layers'.
+"""
 
 import numpy as np
 from numba import prange
 
-from ..config import pjit
+from ..config import pjit_ordered
 
 
-@pjit
+@pjit_ordered
 def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
     """Per-row cross-entropy of softmax(logits) and the gradient of their mean.
 
@@ -47,7 +56,7 @@ def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
         losses[n] = np.log(total) - shifted
 
 
-@pjit
+@pjit_ordered
 def mse_kernel(pred, target, dpred):
     """Return sum((pred - target)^2) and write dpred = 2 (pred - target) / size (flat arrays)."""
     M = pred.shape[0]

@@ -4,7 +4,8 @@ Every kernel works on a 3-D view ``x (N, C, L)``: BatchNorm2d passes
 ``(N, C, H*W)``, BatchNorm1d ``(N, C, 1)`` or ``(N, C, L)``.  A channel's
 statistics run over its ``M = N*L`` elements.  Per-channel vectors (weight,
 bias, mean, var, inv_std, dweight, dbias) are ``(C,)``; pass ones and zeros
-for weight and bias when there is no affine transform.
+for weight and bias when there is no affine transform.  ``x``, ``dy``, ``y``
+and ``dx`` must be C-contiguous (the checked functions pass such arrays).
 
 The statistics and the gradient reductions run in a prange over channels, so
 each task owns its channel's sums and writes nothing another task reads.  Sums
@@ -12,15 +13,193 @@ accumulate in the array dtype (float32 stays float32), two-level: a partial sum
 per (n, c) row of L elements, then the N partials, so the rounding error grows
 with ``L + N`` rather than ``N*L``; the variance is a second pass over
 ``(x - mean)**2`` (no cancellation from ``E[x^2] - E[x]^2``).
+
+Every sum is added in one fixed order: a row goes 8 numbers (a step) at a
+time into 4 vectors of 8 lane sums (step ``i`` into vector ``i % 4``, the last
+``steps % 4`` into vector 0; explicit vector code, :func:`_make_lane_sums`),
+the 4 vectors are added pairwise, then the 8 lanes pairwise, then the last
+``L % 8`` numbers one by one; the kernels are compiled without fast-math
+flags.  A reduction left to LLVM's vectoriser (fast-math
+``reassoc``) is ordered however the optimiser chose, and a prange kernel
+loaded from Numba's cache runs differently optimised code than the same kernel
+compiled in the process: the two summed differently, and a seeded fit gave
+different weights depending on the state of the cache.
 """
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from ..config import pjit
+from ..config import njit, pjit_ordered
+from ._loops import zero_span
+
+#: Numbers per lane-sum step (one AVX2 vector of float32).
+LANES = 8
+#: Independent vector sums per row (hides the latency of the vector adds).
+UNROLL = 4
 
 
-@pjit
+def _make_lane_sums(kind):
+    """An intrinsic adding ``vectors`` steps of 8 numbers into the 8 lane sums held in ``acc``, in a fixed order.
+
+    Called as ``kernel(acc, a, a_off, b, b_off, m, s, vectors)`` on flat
+    C-contiguous arrays of one float dtype; step ``i`` reads ``a[a_off + 8*i + j]``
+    (and ``b[b_off + 8*i + j]``) for lane ``j`` and adds, into ``UNROLL``
+    separate vector sums (the module docstring gives the order):
+
+    * ``"sum"``: ``acc[j] += a``
+    * ``"squares"``: ``acc[j] += (a - m)**2``
+    * ``"gradients"``: ``acc[j] += b`` and ``acc[8 + j] += b * ((a - m) * s)``
+
+    The vector instructions carry no fast-math flags, so no optimisation
+    reorders or fuses them: every compiled copy gives the same sums.
+    """
+    pairs = 2 if kind == "gradients" else 1
+
+    @intrinsic
+    def lane_sums(typingctx, acc, a, a_off, b, b_off, m, s, vectors):
+        arrays = (acc, a, b)
+        if not all(isinstance(t, types.Array) and t.layout == "C" for t in arrays):
+            return None
+        if not acc.dtype == a.dtype == b.dtype or acc.dtype not in (types.float32, types.float64):
+            return None
+        if not all(isinstance(t, types.Integer) for t in (a_off, b_off, vectors)):
+            return None
+        if not all(isinstance(t, (types.Float, types.Integer)) for t in (m, s)):
+            return None
+        sig = types.void(acc, a, a_off, b, b_off, m, s, vectors)
+
+        def codegen(context, builder, signature, args):
+            sig_args = signature.args
+            dtype = sig_args[0].dtype
+            vec = ir.VectorType(context.get_data_type(dtype), LANES)
+
+            def data(pos):
+                return context.make_array(sig_args[pos])(context, builder, value=args[pos]).data
+
+            def intp(pos):
+                return context.cast(builder, args[pos], sig_args[pos], types.intp)
+
+            def splat(pos):
+                value = context.cast(builder, args[pos], sig_args[pos], dtype)
+                undef = ir.Constant(vec, ir.Undefined)
+                first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+                lane0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+                return builder.shuffle_vector(first, undef, lane0)
+
+            def vector_at(base, off):
+                return builder.bitcast(builder.gep(base, [off], inbounds=True), vec.as_pointer())
+
+            acc_data, a_data, b_data = data(0), data(1), data(3)
+            a_off, b_off, count = intp(2), intp(4), intp(7)
+            mv, sv = splat(5), splat(6)
+            intp_t = a_off.type
+
+            def const(v):
+                return ir.Constant(intp_t, v)
+
+            # UNROLL independent vector sums (step i goes to sum i % UNROLL, the
+            # last count % UNROLL steps to sum 0), so consecutive adds do not wait
+            # on each other; acc's lanes start sum 0, then the sums are added pairwise
+            sums = [[cgutils.alloca_once(builder, vec) for _ in range(UNROLL)] for _ in range(pairs)]
+            zeros = ir.Constant(vec, [ir.Constant(vec.element, 0)] * LANES)
+            for k in range(pairs):
+                builder.store(builder.load(vector_at(acc_data, const(k * LANES)), align=1), sums[k][0])
+                for u in range(1, UNROLL):
+                    builder.store(zeros, sums[k][u])
+
+            def add_step(index, u):
+                offset = builder.mul(index, const(LANES))
+                av = builder.load(vector_at(a_data, builder.add(a_off, offset)), align=1)
+                if kind == "sum":
+                    terms = [av]
+                elif kind == "squares":
+                    d = builder.fsub(av, mv)
+                    terms = [builder.fmul(d, d)]
+                else:
+                    bv = builder.load(vector_at(b_data, builder.add(b_off, offset)), align=1)
+                    terms = [bv, builder.fmul(bv, builder.fmul(builder.fsub(av, mv), sv))]
+                for k, term in enumerate(terms):
+                    builder.store(builder.fadd(builder.load(sums[k][u]), term), sums[k][u])
+
+            groups = builder.udiv(count, const(UNROLL))
+            with cgutils.for_range(builder, groups) as loop:
+                for u in range(UNROLL):
+                    add_step(builder.add(builder.mul(loop.index, const(UNROLL)), const(u)), u)
+            with cgutils.for_range(builder, builder.sub(count, builder.mul(groups, const(UNROLL)))) as loop:
+                add_step(builder.add(builder.mul(groups, const(UNROLL)), loop.index), 0)
+            for k in range(pairs):
+                v = [builder.load(a) for a in sums[k]]
+                total = builder.fadd(builder.fadd(v[0], v[1]), builder.fadd(v[2], v[3]))  # UNROLL is 4
+                builder.store(total, vector_at(acc_data, const(k * LANES)), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return lane_sums
+
+
+_sum_lanes = _make_lane_sums("sum")
+_squares_lanes = _make_lane_sums("squares")
+_gradient_lanes = _make_lane_sums("gradients")
+
+
+@njit(inline="always")
+def _lanes_total(acc, first):
+    """``acc[first:first + 8]`` added pairwise, in a fixed order."""
+    a = acc[first:first + LANES]
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+
+
+@njit(inline="always")
+def _row_sum(acc, flat, off, L):
+    """Sum of ``flat[off:off + L]`` in the fixed order of the module docstring."""
+    total = flat.dtype.type(0)
+    vectors = L // LANES
+    if vectors > 0:  # (short rows, BatchNorm1d's, skip the lanes)
+        zero_span(acc, 0, LANES)
+        _sum_lanes(acc, flat, off, flat, off, 0, 0, vectors)
+        total = _lanes_total(acc, 0)
+    for l in range(vectors * LANES, L):
+        total += flat[off + l]
+    return total
+
+
+@njit(inline="always")
+def _row_squares(acc, flat, off, L, mu):
+    """Sum of ``(flat[off:off + L] - mu)**2`` in the fixed order of the module docstring."""
+    total = flat.dtype.type(0)
+    vectors = L // LANES
+    if vectors > 0:
+        zero_span(acc, 0, LANES)
+        _squares_lanes(acc, flat, off, flat, off, mu, 0, vectors)
+        total = _lanes_total(acc, 0)
+    for l in range(vectors * LANES, L):
+        d = flat[off + l] - mu
+        total += d * d
+    return total
+
+
+@njit(inline="always")
+def _row_gradients(acc, dy_flat, x_flat, off, L, mu, s):
+    """``(sum(dy), sum(dy * (x - mu) * s))`` over one row, in the fixed order of the module docstring."""
+    sum_dy = sum_dy_xhat = dy_flat.dtype.type(0)
+    vectors = L // LANES
+    if vectors > 0:
+        zero_span(acc, 0, 2 * LANES)
+        _gradient_lanes(acc, x_flat, off, dy_flat, off, mu, s, vectors)
+        sum_dy = _lanes_total(acc, 0)
+        sum_dy_xhat = _lanes_total(acc, LANES)
+    for l in range(vectors * LANES, L):
+        g = dy_flat[off + l]
+        sum_dy += g
+        sum_dy_xhat += g * ((x_flat[off + l] - mu) * s)
+    return sum_dy, sum_dy_xhat
+
+
+@pjit_ordered
 def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std):
     """Training-mode forward: batch statistics, then ``y = (x - mean) * inv_std * weight + bias``.
 
@@ -41,21 +220,17 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std)
     one = dt(1)
     eps_ = dt(eps)
     inv_m = one / dt(N * L)
+    flat = x.reshape(x.size)
+    lanes = np.empty((C, LANES), dtype=y.dtype)  # each channel's lane sums
     for c in prange(C):
+        acc = lanes[c]
         total = zero
         for n in range(N):
-            row = zero
-            for l in range(L):
-                row += x[n, c, l]
-            total += row
+            total += _row_sum(acc, flat, (n * C + c) * L, L)
         mu = total * inv_m
         total = zero
         for n in range(N):
-            row = zero
-            for l in range(L):
-                d = x[n, c, l] - mu
-                row += d * d
-            total += row
+            total += _row_squares(acc, flat, (n * C + c) * L, L, mu)
         v = total * inv_m
         s = one / np.sqrt(v + eps_)
         mean[c] = mu
@@ -68,7 +243,7 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std)
                 y[n, c, l] = (x[n, c, l] - mu) * scale + shift
 
 
-@pjit
+@pjit_ordered
 def batch_norm_forward_eval_kernel(x, weight, bias, mean, inv_std, y):
     """Normalise with given statistics: ``y = (x - mean) * inv_std * weight + bias``.
 
@@ -91,7 +266,7 @@ def batch_norm_forward_eval_kernel(x, weight, bias, mean, inv_std, y):
             y[n, c, l] = (x[n, c, l] - mu) * scale + shift
 
 
-@pjit
+@pjit_ordered
 def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias):
     """Gradients of batch normalisation with respect to x, weight and bias.
 
@@ -114,18 +289,16 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
     dt = dx.dtype.type
     zero = dt(0)
     m = dt(N * L)
+    dy_flat, x_flat = dy.reshape(dy.size), x.reshape(x.size)
+    lanes = np.empty((C, 2 * LANES), dtype=dx.dtype)  # each channel's lane sums
     for c in prange(C):
+        acc = lanes[c]
         mu = mean[c]
         s = inv_std[c]
         sum_dy = zero
         sum_dy_xhat = zero
         for n in range(N):
-            row_dy = zero
-            row_dy_xhat = zero
-            for l in range(L):
-                g = dy[n, c, l]
-                row_dy += g
-                row_dy_xhat += g * ((x[n, c, l] - mu) * s)
+            row_dy, row_dy_xhat = _row_gradients(acc, dy_flat, x_flat, (n * C + c) * L, L, mu, s)
             sum_dy += row_dy
             sum_dy_xhat += row_dy_xhat
         dbias[c] = sum_dy

@@ -1,0 +1,111 @@
+"""Same seed, same thread count, same weights: whether the kernels were compiled in this process or loaded from
+Numba's cache, and whatever the workspace holds from earlier calls.
+
+A prange kernel loaded from Numba's cache runs differently optimised code than the same kernel compiled in the
+process; a sum whose order is left to the optimiser (fast-math ``reassoc``) then came out differently in the two,
+and a seeded fit of a model with BatchNorm gave different weights in a process with a cold cache and one with a
+warm cache.  The batch-norm and loss kernels now add in a fixed order (``fastcnn/kernels/_norm.py``,
+``_losses.py``).
+"""
+
+import subprocess
+import sys
+
+import numba
+import numpy as np
+from helpers import repo_env
+
+import fastcnn
+from fastcnn import kernels as K
+from fastcnn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU, Residual
+
+THREADS = min(2, numba.config.NUMBA_NUM_THREADS)
+
+_REDUCTIONS = """
+import numba, numpy as np, fastcnn
+from fastcnn import kernels as K
+fastcnn.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+rng = np.random.default_rng(0)
+out = []
+for dtype in (np.float32, np.float64):
+    # rows of 64 (whole groups of lane steps), 49 (a tail), 256 and 1 (BatchNorm1d)
+    for shape in [(16, 16, 8, 8), (16, 8, 7, 7), (8, 4, 16, 16), (32, 24, 1, 1)]:
+        x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        g, b = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+        y, mean, var, inv_std = K.batch_norm_training_forward(x, g, b)
+        out += [y, mean, var, inv_std, *K.batch_norm2d_backward(dy, x, g, mean, inv_std)]
+        out.append(K.batch_norm2d_forward(x, g, b, mean.copy(), var.copy(), training=False)[0])
+    for n, classes in [(37, 84), (64, 10)]:
+        logits = (rng.standard_normal((n, classes)) * 4).astype(dtype)
+        loss, dlogits = K.softmax_cross_entropy(logits, rng.integers(0, classes, n))
+        out += [np.array(loss), dlogits]
+        loss, dpred = K.mse_loss(logits, rng.standard_normal((n, classes)).astype(dtype))
+        out += [np.array(loss), dpred]
+np.save({out!r}, np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in out]))
+"""
+
+
+def test_reductions_compiled_and_cached_give_the_same_bits(tmp_path):
+    """Batch-norm statistics and gradients and the losses: a process that compiles the kernels (empty cache) and
+    one that loads them from the cache it wrote give bit-identical results."""
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
+    results = []
+    for run in range(2):
+        out = tmp_path / f"run{run}.npy"
+        proc = subprocess.run([sys.executable, "-c", _REDUCTIONS.format(out=str(out))], env=env, check=False,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(np.load(out))
+    assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run did write the cache
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def _bn_calls(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape[1]).astype(np.float32)
+    y, mean, var, inv_std = K.batch_norm_training_forward(x, g, None)
+    return [y, mean, var, inv_std, *K.batch_norm2d_backward(dy, x, g, mean, inv_std)]
+
+
+def test_repeated_calls_give_the_same_bits_after_other_shapes():
+    """Calls with other shapes in between (other scratch contents) change nothing, on 2 threads."""
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(THREADS)
+    try:
+        first = _bn_calls(np.random.default_rng(1), (12, 6, 9, 9))
+        _bn_calls(np.random.default_rng(2), (5, 6, 3, 3))
+        _bn_calls(np.random.default_rng(3), (40, 16, 4, 4))
+        again = _bn_calls(np.random.default_rng(1), (12, 6, 9, 9))
+    finally:
+        fastcnn.set_num_threads(before)
+    for a, b in zip(first, again):
+        assert a.tobytes() == b.tobytes()
+
+
+def _fit_weights(x, y):
+    fastcnn.manual_seed(0)
+    model = fastcnn.Sequential(
+        Conv2d(3, 8, 3, padding=1, bias=False), BatchNorm2d(8), ReLU(),
+        Residual([Conv2d(8, 8, 3, padding=1, bias=False), BatchNorm2d(8), ReLU(),
+                  Conv2d(8, 8, 3, padding=1, bias=False), BatchNorm2d(8)]), ReLU(),
+        GlobalAvgPool2d(), Linear(8, 4), input_shape=(3, 8, 8))
+    model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=False,
+              optimizer=fastcnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    buffers = [buf.copy() for layer in model.layers for buf in layer.buffers().values()]  # running statistics
+    return [p.data.copy() for p in model.parameters()] + buffers
+
+
+def test_seeded_fit_of_a_residual_batchnorm_model_repeats_bit_for_bit():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(THREADS)
+    try:
+        first, second = _fit_weights(x, y), _fit_weights(x, y)
+    finally:
+        fastcnn.set_num_threads(before)
+    for a, b in zip(first, second, strict=True):
+        assert a.tobytes() == b.tobytes()
