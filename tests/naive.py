@@ -427,6 +427,31 @@ def mse_loss(pred, target):
 
 
 # ---------------------------------------------------------------------------
+# optimiser
+# ---------------------------------------------------------------------------
+def sgd_steps(params, grads, lr, momentum=0.0, weight_decay=0.0, nesterov=False, l1=0.0, decay_biases=True):
+    """Parameters after SGD steps, by the documented update in float64 numpy.
+
+    ``params`` holds objects with ``.data``; ``grads`` one list of gradients per step.  Per step and
+    parameter ``p``: ``g = grad + l1 * sign(p)``, plus ``weight_decay * p`` if ``decay_biases`` or
+    ``p.ndim > 1``; with momentum ``buf = g`` on the first step, then ``buf = momentum * buf + g``, and
+    ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; then ``p -= lr * g``.
+    """
+    ps = [p.data.astype(np.float64).copy() for p in params]
+    bufs = [None] * len(ps)
+    for gs in grads:
+        for i, (p, g) in enumerate(zip(ps, gs)):
+            g = g.astype(np.float64) + l1 * np.sign(p)
+            if decay_biases or p.ndim > 1:
+                g = g + weight_decay * p
+            if momentum != 0:
+                bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + g
+                g = g + momentum * bufs[i] if nesterov else bufs[i]
+            p -= lr * g
+    return ps
+
+
+# ---------------------------------------------------------------------------
 # shared edge-shape tables
 # ---------------------------------------------------------------------------
 # conv: (N, C, H, W, K, R, S, stride, padding)

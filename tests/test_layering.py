@@ -21,7 +21,9 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
   ``fastcnn/config.py``) nor decorate with Numba's own ``njit``/``jit``;
 * a raw kernel module imports no other variant, only the shared ``_gemm`` and ``_loops``;
   ``fastcnn/kernels/__init__.py`` only re-exports;
-* tests, benchmarks, examples and tools use public kernel names only (one listed exception).
+* tests, benchmarks, examples and tools use public kernel names only (one listed exception);
+* the tests sit in one folder per tier (kernels, layers, training, data, cli, bench) and each helper
+  shared by test files is defined once, in ``tests/helpers.py`` (or among the oracles of ``tests/naive.py``).
 """
 
 import ast
@@ -382,9 +384,10 @@ def test_kernels_init_only_re_exports():
 #: test files allowed one private kernel name, and why
 PRIVATE_KERNEL_ALLOWED = {
     # the micro-kernel's own unit test against numpy: it has no public checked wrapper
-    "tests/test_channellast.py": {"fastcnn.kernels._gemm.gemm_acc"},
+    "tests/kernels/test_channellast.py": {"fastcnn.kernels._gemm.gemm_acc"},
 }
-OUTSIDE_FILES = sorted(p for sub in ("tests", "bench", "examples", "tools") for p in (ROOT / sub).glob("*.py"))
+OUTSIDE_FILES = sorted(p for sub in ("tests", "bench", "examples", "tools") for p in (ROOT / sub).rglob("*.py")
+                       if "__pycache__" not in p.parts)
 
 
 def private_kernel_uses(source, name):
@@ -415,3 +418,40 @@ def test_tests_benchmarks_examples_and_tools_use_public_kernels(path):
     """Tests check the public API (and the raw kernels it exports), not kernel internals."""
     rel = str(path.relative_to(ROOT))
     assert private_kernel_uses(path.read_text(), path.stem) <= PRIVATE_KERNEL_ALLOWED.get(rel, set())
+
+
+# --------------------------------------------------------------------------- the tests themselves
+
+TESTS_DIR = ROOT / "tests"
+TIERS = ("kernels", "layers", "training", "data", "cli", "bench")
+#: Test files that check the repository as a whole and stay at the top of tests/.
+REPOSITORY_WIDE = {"test_layering.py", "test_readme.py", "test_examples.py", "test_util.py", "test_docs.py",
+                   "test_determinism.py"}
+TEST_FILES = sorted(p for p in TESTS_DIR.rglob("test_*.py") if "__pycache__" not in p.parts)
+
+
+def top_level_functions(path):
+    """Names of the functions and classes a file defines at module level."""
+    return {node.name for node in ast.parse(path.read_text()).body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
+def test_tests_are_filed_by_tier():
+    """Every test file is in a tier folder (or is one of the repository-wide checks at the top); the
+    folders are not packages, so no two test files may share a name."""
+    misplaced = [str(p.relative_to(TESTS_DIR)) for p in TEST_FILES
+                 if not (p.parent == TESTS_DIR and p.name in REPOSITORY_WIDE)
+                 and not (p.parent.parent == TESTS_DIR and p.parent.name in TIERS)]
+    assert misplaced == []
+    names = [p.name for p in TEST_FILES]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert not list(TESTS_DIR.rglob("__init__.py"))
+
+
+@pytest.mark.skipif(not (TESTS_DIR / "helpers.py").is_file(), reason="no tests/ folder beside the package")
+def test_shared_test_helpers_are_defined_once():
+    """No test file defines again a helper of ``tests/helpers.py`` or an oracle of ``tests/naive.py``."""
+    shared = {name for module in ("helpers.py", "naive.py") for name in top_level_functions(TESTS_DIR / module)
+              if not name.startswith("_")}
+    again = {str(p.relative_to(TESTS_DIR)): sorted(top_level_functions(p) & shared) for p in TEST_FILES}
+    assert {k: v for k, v in again.items() if v} == {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import naive as nv
-from conftest import assert_close, randn
+from helpers import assert_close, randn
 
 import fastcnn
 from fastcnn import kernels as K

@@ -1,6 +1,6 @@
 """Layer tier: gradient checks, caching, initialisation, validation and repr.
 
-Gradient checks are central differences in float64 of the scalar
+Gradient checks are helpers.check_layer_grads: central differences in float64 of the scalar
 ``L = sum(layer.forward(x) * R)`` for a fixed random ``R``; the analytic
 gradients are ``layer.backward(R)`` (input) and ``p.grad`` (parameters).
 """
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastcnn
-from naive import numerical_grad
+from helpers import away_from_zero, check_layer_grads, distinct_values
 from fastcnn.layers import (
     AvgPool2d,
     Conv2d,
@@ -29,61 +29,9 @@ from fastcnn.layers import (
 )
 
 F64 = np.float64
-EPS = 1e-6
-RTOL = 1e-6
-ATOL = 1e-8
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-
-
-def check_layer_grads(layer, x, rng):
-    """Compare backward's input gradient and every parameter gradient with central differences.
-
-    The finite differences make hundreds of tiny kernel calls; on a loaded machine parallel
-    launches dominate them, so they run on one thread (restored after).
-    """
-    before = fastcnn.get_num_threads()
-    fastcnn.set_num_threads(1)
-    try:
-        _check_layer_grads(layer, x, rng)
-    finally:
-        fastcnn.set_num_threads(before)
-
-
-def _check_layer_grads(layer, x, rng):
-    layer.train()
-    x = np.array(x, dtype=F64)
-    y = layer.forward(x.copy())
-    R = rng.standard_normal(y.shape)
-    for p in layer.parameters():
-        p.grad[...] = 0
-    dx = layer.backward(R.copy())
-    analytic_params = [p.grad.copy() for p in layer.parameters()]
-    assert dx.shape == x.shape and dx.dtype == F64
-
-    def loss():
-        return float(np.sum(layer.forward(x.copy()) * R))
-
-    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=RTOL, atol=ATOL, err_msg="input gradient")
-    for i, p in enumerate(layer.parameters()):
-        assert p.grad.dtype == F64
-        np.testing.assert_allclose(analytic_params[i], numerical_grad(loss, p.data), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"gradient of parameter {i} {p!r}")
-
-
-def distinct_values(rng, shape, spacing=0.05):
-    """Random array whose entries are pairwise at least ``spacing`` apart (no near-ties for max pooling)."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * spacing - n * spacing / 2).reshape(shape).astype(F64)
-
-
-def away_from_zero(rng, shape, gap=1e-2):
-    """Standard normal entries with |x| >= gap (so ReLU's kink is never within EPS)."""
-    x = rng.standard_normal(shape)
-    return np.where(x >= 0, 1.0, -1.0) * (np.abs(x) + gap)
 
 
 def seeded(seed):

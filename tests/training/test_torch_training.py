@@ -10,6 +10,7 @@ from fastcnn.bench.torch_models import torch_lenet5  # noqa: E402
 from fastcnn.kernels import softmax_cross_entropy  # noqa: E402
 from fastcnn.layers import Parameter  # noqa: E402
 from fastcnn.optim import SGD  # noqa: E402
+from helpers import copy_into_torch  # noqa: E402
 
 SGD_CONFIGS = [
     pytest.param(dict(lr=0.1), id="plain"),
@@ -65,12 +66,7 @@ def twin_lenets(seed):
     fastcnn.manual_seed(seed)
     model = fastcnn.models.lenet5()
     tmodel = torch_lenet5(torch)
-    tparams = list(tmodel.parameters())
-    params = model.parameters()
-    assert [tuple(t.shape) for t in tparams] == [p.shape for p in params]
-    with torch.no_grad():
-        for t, p in zip(tparams, params):
-            t.copy_(torch.from_numpy(p.data))
+    copy_into_torch(torch, model, tmodel)
     return model, tmodel
 
 

@@ -1,60 +1,19 @@
 """Tests for the ``fastcnn`` command line (fastcnn.cli and ``python -m fastcnn``)."""
 
-import gzip
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_main
+from helpers import REPO, assert_one_line_error, make_fake_mnist, repo_env, run_main, write_idx
 
-REPO = Path(__file__).resolve().parents[1]
 ACCURACY_LINE = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+) images\)$", re.M)
 
-
-@pytest.fixture(autouse=True)
-def _restore_num_threads():
-    """``--threads`` changes the thread count of this process; put it back."""
-    import fastcnn
-
-    before = fastcnn.get_num_threads()
-    yield
-    fastcnn.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp_path(tmp_path, monkeypatch):
-    """``fastcnn train`` writes its checkpoint to the current directory; keep it out of the repository."""
-    monkeypatch.chdir(tmp_path)
-
-
-
-
-
-
-def write_idx_gz(path, arr):
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in arr.shape
-    )
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
-def make_fake_mnist(directory, n_train=96, n_test=32):
-    rng = np.random.default_rng(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_idx_gz(directory / "train-images-idx3-ubyte.gz",
-                 rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8))
-    write_idx_gz(directory / "train-labels-idx1-ubyte.gz",
-                 rng.integers(0, 10, n_train, dtype=np.uint8))
-    write_idx_gz(directory / "t10k-images-idx3-ubyte.gz",
-                 rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
-    write_idx_gz(directory / "t10k-labels-idx1-ubyte.gz",
-                 rng.integers(0, 10, n_test, dtype=np.uint8))
-    return directory
+# ``--threads`` changes the thread count of this process, and ``fastcnn train`` writes its checkpoint
+# to the current directory: put the one back, keep the other out of the repository.
+pytestmark = pytest.mark.usefixtures("restore_num_threads", "in_tmp_path")
 
 
 # --------------------------------------------------------------------------- training
@@ -89,7 +48,8 @@ def test_train_is_reproducible(capsys):
 
 
 def test_train_from_directory(tmp_path, capsys):
-    directory = make_fake_mnist(tmp_path / "mnist")
+    directory = tmp_path / "mnist"
+    make_fake_mnist(directory, n_train=96, n_test=32, seed=0)
     status, out, err = run_main(
         ["train", "--data", str(directory), "--epochs", "1", "--batch-size", "32"], capsys
     )
@@ -218,7 +178,8 @@ def test_data_directory_without_files(tmp_path, capsys):
 
 
 def test_corrupt_data_file(tmp_path, capsys):
-    directory = make_fake_mnist(tmp_path / "mnist")
+    directory = tmp_path / "mnist"
+    make_fake_mnist(directory, n_train=96, n_test=32, seed=0)
     path = directory / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100])
     status, out, err = run_main(["train", "--data", str(directory)], capsys)
@@ -226,8 +187,9 @@ def test_corrupt_data_file(tmp_path, capsys):
 
 
 def test_data_with_bad_labels(tmp_path, capsys):
-    directory = make_fake_mnist(tmp_path / "mnist")
-    write_idx_gz(directory / "t10k-labels-idx1-ubyte.gz", np.full(32, 12, np.uint8))
+    directory = tmp_path / "mnist"
+    make_fake_mnist(directory, n_train=96, n_test=32, seed=0)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.full(32, 12, np.uint8), gz=True)
     status, out, err = run_main(["train", "--data", str(directory)], capsys)
     assert_one_line_error(status, err, 1, "labels 0-9", "12")
 
@@ -244,8 +206,7 @@ def test_help(capsys):
 
 
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = repo_env()
     env.setdefault("NUMBA_CACHE_DIR", "/tmp/numba_cache")
     return env
 

@@ -2,42 +2,12 @@
 
 import gzip
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastcnn.data import load_mnist, load_sample, read_idx, to_float
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
-TYPE_CODES = {
-    0x08: np.uint8,
-    0x09: np.int8,
-    0x0B: np.int16,
-    0x0C: np.int32,
-    0x0D: np.float32,
-    0x0E: np.float64,
-}
-
-
-def idx_bytes(arr, code=None):
-    """Encode ``arr`` as an IDX file (header + big-endian data)."""
-    arr = np.asarray(arr)
-    if code is None:
-        code = {np.dtype(v): k for k, v in TYPE_CODES.items()}[arr.dtype]
-    header = bytes([0, 0, code, arr.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in arr.shape
-    )
-    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, arr, gz=False, code=None):
-    data = idx_bytes(arr, code)
-    if gz:
-        data = gzip.compress(data)
-    Path(path).write_bytes(data)
-    return path
+from helpers import IDX_TYPE_CODES, MNIST_DIR, REPO, idx_bytes, make_fake_mnist, write_idx
 
 
 def sample_array(dtype, shape, seed=0):
@@ -52,7 +22,7 @@ def sample_array(dtype, shape, seed=0):
 # --------------------------------------------------------------------------- read_idx
 
 
-@pytest.mark.parametrize("code,dtype", sorted(TYPE_CODES.items()))
+@pytest.mark.parametrize("code,dtype", sorted(IDX_TYPE_CODES.items()))
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
 def test_read_idx_round_trip(tmp_path, code, dtype, gz):
     arr = sample_array(dtype, (3, 4, 5))
@@ -185,7 +155,7 @@ def test_load_mnist_none_is_sample():
 
 
 def test_sample_file_small_and_plain():
-    path = Path(__file__).resolve().parents[1] / "fastcnn/sample_data/mnist_sample.npz"
+    path = REPO / "fastcnn/sample_data/mnist_sample.npz"
     assert path.stat().st_size < 3_000_000
     with np.load(path, allow_pickle=False) as npz:
         assert sorted(npz.files) == ["x_test", "x_train", "y_test", "y_train"]
@@ -193,22 +163,6 @@ def test_sample_file_small_and_plain():
 
 
 # --------------------------------------------------------------------------- load_mnist
-
-
-def make_fake_mnist(directory, n_train=12, n_test=5, gz=True, dot=False):
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    arrays = {
-        "train-images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train-labels": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "t10k-labels": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    for stem, arr in arrays.items():
-        sep = "." if dot else "-"
-        name = f"{stem}{sep}idx{arr.ndim}-ubyte" + (".gz" if gz else "")
-        write_idx(directory / name, arr, gz=gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])

@@ -12,6 +12,7 @@ import fastcnn.callbacks as callbacks_module
 from fastcnn.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from fastcnn.layers import Conv2d, Flatten, Linear, MaxPool2d, Parameter, ReLU, init
 from fastcnn.optim import SGD, ReduceLROnPlateau, StepLR
+from helpers import assert_same_weights, weights
 
 F64 = np.float64
 
@@ -27,15 +28,6 @@ def data(n=24, seed=0):
     x = rng.random((n, 1, 4, 4))
     y = (x[:, 0, :2].sum(axis=(1, 2)) > x[:, 0, 2:].sum(axis=(1, 2))).astype(np.int64)
     return x, y
-
-
-def weights(model):
-    return [p.data.copy() for p in model.parameters()]
-
-
-def assert_same(a, b):
-    for u, v in zip(a, b):
-        np.testing.assert_array_equal(u, v)
 
 
 # --------------------------------------------------------------------------- exact resume
@@ -63,7 +55,7 @@ def test_resume_is_exact_with_carried_optimizer_and_schedule():
     assert h1["epoch"] == [1] and h2["epoch"] == [2, 3]
     assert h1["lr"] + h2["lr"] == hist["lr"]
     assert h1["loss"] + h2["loss"] == hist["loss"]
-    assert_same(weights(model), weights(ref))
+    assert_same_weights(weights(model), weights(ref))
 
     # the test can tell: resuming as if it were epoch 0 again shuffles differently
     other = tiny_net()
@@ -205,7 +197,7 @@ def test_schedule_built_on_another_optimizer_is_refused():
         model.fit(x, y, optimizer=SGD(model.parameters(), lr=0.1), schedule=StepLR(other, 1), verbose=False)
     with pytest.raises(ValueError, match="different optimizer"):
         model.fit(x, y, schedule=StepLR(other, 1), verbose=False)  # default optimizer
-    assert_same(weights(model), before)
+    assert_same_weights(weights(model), before)
 
 
 def test_early_stopping_in_fit_restores_best_weights():
@@ -226,7 +218,7 @@ def test_early_stopping_in_fit_restores_best_weights():
     assert n < 30 and stop.stopped_epoch == n - 1
     best = int(np.argmin(hist["val_loss"]))
     assert stop.best_epoch == best and n - 1 - best == 2
-    assert_same(weights(model), snaps[best])
+    assert_same_weights(weights(model), snaps[best])
 
 
 def test_model_checkpoint_in_fit(tmp_path, monkeypatch):
@@ -237,7 +229,7 @@ def test_model_checkpoint_in_fit(tmp_path, monkeypatch):
     model.fit(x, y, epochs=3, batch_size=8, callbacks=[ModelCheckpoint(str(tmp_path / "m{epoch}.npz"))],
               validation_data=(x, y), seed=0, verbose=False)
     assert [p for p, _ in calls] == [str(tmp_path / f"m{e}.npz") for e in (1, 2, 3)]
-    assert_same(calls[-1][1], weights(model))
+    assert_same_weights(calls[-1][1], weights(model))
 
 
 def test_model_checkpoint_without_save_fails_before_training(tmp_path):
@@ -247,7 +239,7 @@ def test_model_checkpoint_without_save_fails_before_training(tmp_path):
     before = weights(model)
     with pytest.raises(TypeError, match="no save"):
         model.fit(x, y, callbacks=[ModelCheckpoint(str(tmp_path / "m.npz"))], verbose=False)
-    assert_same(weights(model), before)
+    assert_same_weights(weights(model), before)
 
 
 def test_nan_stop_keeps_weights_and_runs_train_end():
@@ -260,7 +252,7 @@ def test_nan_stop_keeps_weights_and_runs_train_end():
     with pytest.warns(RuntimeWarning, match="loss became"):
         hist = model.fit(x, y, epochs=3, callbacks=[rec, stop], optimizer=SGD(model.parameters(), lr=0.1,
                                                                               momentum=0.9), verbose=False)
-    assert_same(weights(model), before)
+    assert_same_weights(weights(model), before)
     assert hist["loss"] == [] and hist["epoch"] == []
     assert [e[0] for e in rec.events] == ["begin", "end"]
 
@@ -280,7 +272,7 @@ def test_augment_is_applied_to_every_training_batch_only():
     a.fit(x, y, epochs=2, batch_size=10, augment=zero, validation_data=(x, y), seed=1, verbose=False)
     b.fit(np.zeros_like(x), y, epochs=2, batch_size=10, seed=1, verbose=False)
     assert sizes == [10, 10, 4] * 2
-    assert_same(weights(a), weights(b))
+    assert_same_weights(weights(a), weights(b))
     c = tiny_net()
     c.fit(x, y, epochs=2, batch_size=10, seed=1, verbose=False)
     assert not np.array_equal(weights(c)[0], weights(a)[0])
@@ -294,7 +286,7 @@ def test_augment_errors():
         model.fit(x, y, batch_size=8, augment=lambda b: b[:3], verbose=False)
     with pytest.raises(TypeError, match="augment"):
         model.fit(x, y, augment="flip", verbose=False)
-    assert_same(weights(model), before)
+    assert_same_weights(weights(model), before)
 
 
 def manual_steps(model, x, y, lr, batch):
@@ -336,7 +328,7 @@ def test_fit_argument_validation(kw, exc, match):
     before = weights(model)
     with pytest.raises(exc, match=match):
         model.fit(x, y, verbose=False, **kw)
-    assert_same(weights(model), before)
+    assert_same_weights(weights(model), before)
 
 
 # --------------------------------------------------------------------------- progress
@@ -528,4 +520,4 @@ def test_initialize_default_reproduces_the_constructor():
     other = tiny_net(seed=9, dtype=np.float32)
     fastcnn.manual_seed(4)
     init.initialize(other, weight="default", bias="default")
-    assert_same(weights(other), weights(built))
+    assert_same_weights(weights(other), weights(built))

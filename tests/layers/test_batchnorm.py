@@ -1,8 +1,10 @@
 """BatchNorm2d / BatchNorm1d: kernels, layers, PyTorch agreement and checkpoints.
 
 Gradient checks are float64 central differences of ``L = sum(y * R)`` for a
-fixed random ``R``, as in test_layers.py.
+fixed random ``R``: helpers.check_layer_grads for the layers, helpers.check_grad for the kernels.
 """
+
+import json
 
 import numpy as np
 import pytest
@@ -11,13 +13,9 @@ import fastcnn
 from fastcnn import kernels as K
 from fastcnn import serialize
 from fastcnn.layers import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, ReLU
-from naive import numerical_grad
+from helpers import check_grad, check_layer_grads, checkpoint_header, rewrite_checkpoint
 
 F64 = np.float64
-
-
-
-
 
 
 # --------------------------------------------------------------------------- gradient checks
@@ -36,19 +34,8 @@ def test_layer_gradcheck_train(cls, shape, affine, one_thread):
     if affine:
         layer.weight.data[...] = rng.uniform(0.5, 2.0, shape[1])
         layer.bias.data[...] = rng.standard_normal(shape[1])
-    x = rng.standard_normal(shape) * 2 + 1
-    y = layer.forward(x.copy())
-    R = rng.standard_normal(y.shape)
-    dx = layer.backward(R.copy())
-    assert dx.shape == x.shape and dx.dtype == F64
-
-    def loss():
-        return float(np.sum(layer.forward(x.copy()) * R))
-
-    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=1e-5, atol=1e-8, err_msg="dx")
     assert len(layer.parameters()) == (2 if affine else 0)
-    for p, name in zip(layer.parameters(), ["weight", "bias"]):
-        np.testing.assert_allclose(p.grad, numerical_grad(loss, p.data), rtol=1e-5, atol=1e-8, err_msg=name)
+    check_layer_grads(layer, rng.standard_normal(shape) * 2 + 1, rng, rtol=1e-5)
 
 
 @pytest.mark.parametrize("fwd,bwd,shape", [
@@ -69,7 +56,7 @@ def test_kernel_gradcheck_eval(fwd, bwd, shape, one_thread):
         return float(np.sum(fwd(x, w, b, rm, rv, training=False)[0] * R))
 
     for got, arr, name in ((dx, x, "dx"), (dw, w, "dweight"), (db, b, "dbias")):
-        np.testing.assert_allclose(got, numerical_grad(loss, arr), rtol=1e-6, atol=1e-8, err_msg=name)
+        check_grad(got, loss, arr, name, rtol=1e-6, atol=1e-8)
 
 
 def test_kernel_gradcheck_train_matches_formula(one_thread):
@@ -85,7 +72,7 @@ def test_kernel_gradcheck_train_matches_formula(one_thread):
         return float(np.sum(K.batch_norm2d_forward(x, w, b, None, None)[0] * R))
 
     for got, arr, name in ((dx, x, "dx"), (dw, w, "dweight"), (db, b, "dbias")):
-        np.testing.assert_allclose(got, numerical_grad(loss, arr), rtol=1e-5, atol=1e-8, err_msg=name)
+        check_grad(got, loss, arr, name, rtol=1e-5, atol=1e-8)
 
 
 # --------------------------------------------------------------------------- semantics and dtype
@@ -330,18 +317,6 @@ def test_save_load_keeps_running_stats(tmp_path, dtype):
     assert repr(same) == repr(model)
 
 
-def _rewrite(path, drop_keys=(), drop_header_buffers=False):
-    import json
-
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files if k not in drop_keys}
-    header = json.loads(str(arrays["config"]))
-    if drop_header_buffers:
-        header.pop("buffers")
-    arrays["config"] = np.array(json.dumps(header))
-    np.savez(path, **arrays)
-
-
 def test_checkpoint_without_buffers_still_loads(tmp_path):
     """A file written before buffers were saved (no ``buffers`` in its header) loads with fresh statistics."""
     model = bn_model()
@@ -349,7 +324,9 @@ def test_checkpoint_without_buffers_still_loads(tmp_path):
     path = tmp_path / "old.npz"
     model.save(path)
     keys = ["buffer_1_running_mean", "buffer_1_running_var", "buffer_6_running_mean", "buffer_6_running_var"]
-    _rewrite(path, drop_keys=keys, drop_header_buffers=True)
+    header = checkpoint_header(path)
+    header.pop("buffers")
+    rewrite_checkpoint(path, config=np.array(json.dumps(header)), **dict.fromkeys(keys))
     same = fastcnn.load(path)
     np.testing.assert_array_equal(same.layers[1].running_mean, np.zeros(4, np.float32))
     np.testing.assert_array_equal(same.layers[1].running_var, np.ones(4, np.float32))
@@ -359,14 +336,11 @@ def test_missing_or_wrong_buffer_is_reported(tmp_path):
     model = bn_model()
     path = tmp_path / "bad.npz"
     model.save(path)
-    _rewrite(path, drop_keys=["buffer_1_running_var"])
+    rewrite_checkpoint(path, buffer_1_running_var=None)
     with pytest.raises(ValueError, match="buffer_1_running_var .* is missing"):
         fastcnn.load(path)
     model.save(path)
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    arrays["buffer_6_running_mean"] = np.zeros(3, np.float32)
-    np.savez(path, **arrays)
+    rewrite_checkpoint(path, buffer_6_running_mean=np.zeros(3, np.float32))
     with pytest.raises(ValueError, match=r"buffer_6_running_mean is float32\[3\]"):
         fastcnn.load(path)
 

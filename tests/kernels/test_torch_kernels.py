@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 import naive as nv  # noqa: E402  (edge-shape tables only)
-from conftest import randn  # noqa: E402
+from helpers import assert_close, conv_inputs, randn  # noqa: E402
 
 from fastcnn import kernels as K  # noqa: E402
 
@@ -16,17 +16,12 @@ TORCH_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
 
 
 def close(actual, expected, dtype, what=""):
+    """``assert_close`` at PyTorch's tolerance; either side may be a tensor."""
     if isinstance(expected, torch.Tensor):
         expected = expected.detach().numpy()
     if isinstance(actual, torch.Tensor):
         actual = actual.detach().numpy()
-    expected = np.asarray(expected, dtype=np.float64)
-    actual = np.asarray(actual)
-    assert actual.shape == expected.shape, f"{what}: {actual.shape} != {expected.shape}"
-    rtol = TORCH_RTOL[np.dtype(dtype)]
-    atol = rtol * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
-    np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=rtol,
-                               atol=atol, err_msg=what)
+    assert_close(actual, expected, dtype, rtol=TORCH_RTOL[np.dtype(dtype)], err_msg=what)
 
 
 def leaf(a):
@@ -43,10 +38,7 @@ def leaf(a):
 def test_conv2d_matches_torch(impl, case, dtype, rng):
     fwd = K.conv2d_forward if impl == "direct" else K.conv2d_forward_im2col
     bwd = K.conv2d_backward if impl == "direct" else K.conv2d_backward_im2col
-    N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
-    x = randn(rng, (N, C, H, W), dtype)
-    w = randn(rng, (Kout, C, R, S), dtype)
-    b = randn(rng, (Kout,), dtype)
+    x, w, b, s, p = conv_inputs(rng, case, dtype)
     tx, tw, tb = leaf(x), leaf(w), leaf(b)
     ty = F.conv2d(tx, tw, tb, stride=nv.pair(s), padding=nv.pair(p))
     y = fwd(x, w, b, stride=s, padding=p)

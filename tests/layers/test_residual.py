@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from test_layers import check_layer_grads
+from helpers import check_layer_grads
 
 import fastcnn
 from fastcnn.layers import (

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import naive as nv
-from conftest import assert_close, randn
+from helpers import assert_close, randn
 
 from fastcnn import kernels as K
 

@@ -12,6 +12,7 @@ import fastcnn
 from fastcnn.layers import BatchNorm2d, Conv2d, Dropout, Linear, ReLU, Residual
 from fastcnn.models import MODELS, convnet, get_model, lenet5, resnet_small, vgg_small
 from fastcnn.optim import SGD
+from helpers import copy_into_torch
 
 
 def n_params(model):
@@ -206,15 +207,6 @@ def torch_resnet(torch, c_in, classes, widths, blocks):
     from fastcnn.bench.torch_models import torch_resnet_small
 
     return torch_resnet_small(torch, num_classes=classes, in_channels=c_in, widths=widths, blocks_per_stage=blocks)
-
-
-def copy_into_torch(torch, model, tmodel):
-    params = model.parameters()
-    tparams = list(tmodel.parameters())
-    assert [tuple(p.shape) for p in params] == [tuple(t.shape) for t in tparams]
-    with torch.no_grad():
-        for p, t in zip(params, tparams):
-            t.copy_(torch.from_numpy(p.data))
 
 
 TWINS = [

@@ -7,8 +7,7 @@ import pytest
 
 from fastcnn.layers import Parameter
 from fastcnn.optim import SGD, ExponentialLR, ReduceLROnPlateau, StepLR, make_schedule
-
-F64 = np.float64
+from naive import sgd_steps
 
 
 def make_opt(lr=0.1, **kw):
@@ -231,21 +230,6 @@ def test_make_schedule_rejects_non_strings():
 # --------------------------------------------------------------------------- SGD decay_biases and l1
 
 
-def reference(params, grads, lr, momentum, weight_decay, l1, decay_biases):
-    ps = [p.data.astype(F64).copy() for p in params]
-    bufs = [None] * len(ps)
-    for gs in grads:
-        for i, (p, g) in enumerate(zip(ps, gs)):
-            g = g.astype(F64) + l1 * np.sign(p)
-            if decay_biases or p.ndim > 1:
-                g = g + weight_decay * p
-            if momentum:
-                bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + g
-                g = bufs[i]
-            p -= lr * g
-    return ps
-
-
 @pytest.mark.parametrize("l1,decay_biases", [(0.0, False), (0.05, True), (0.05, False)],
                          ids=["no-bias-decay", "l1", "l1-no-bias-decay"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -255,7 +239,7 @@ def test_l1_and_decay_biases_match_numpy_reference(l1, decay_biases, dtype):
     params[0].data[0, 0] = 0  # sign(0) = 0
     grads = [[rng.standard_normal(p.shape).astype(dtype) for p in params] for _ in range(4)]
     start = [Parameter(p.data.copy()) for p in params]
-    want = reference(params, grads, 0.1, 0.9, 0.2, l1, decay_biases)
+    want = sgd_steps(params, grads, 0.1, momentum=0.9, weight_decay=0.2, l1=l1, decay_biases=decay_biases)
     opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=0.2, l1=l1, decay_biases=decay_biases)
     kept = []
     for gs in grads:
@@ -272,7 +256,7 @@ def test_l1_and_decay_biases_match_numpy_reference(l1, decay_biases, dtype):
         for a, b in zip(k, gs):
             np.testing.assert_array_equal(a, b)
     # and the options do change the result (compared with plain SGD from the same start)
-    plain = reference(start, grads, 0.1, 0.9, 0.2, 0.0, True)
+    plain = sgd_steps(start, grads, 0.1, momentum=0.9, weight_decay=0.2, l1=0.0, decay_biases=True)
     assert not np.allclose(plain[0], want[0]) or not np.allclose(plain[1], want[1])
 
 

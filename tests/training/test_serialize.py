@@ -11,6 +11,7 @@ from fastcnn import serialize
 from fastcnn.layers import (AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
                             Sigmoid, Tanh)
 from fastcnn.optim import SGD
+from helpers import checkpoint_header, rewrite_checkpoint, weights
 
 
 def every_layer_model(dtype):
@@ -35,10 +36,6 @@ def small_model(dtype=np.float64):
     fastcnn.manual_seed(1)
     return fastcnn.Sequential(Conv2d(1, 3, 3, dtype=dtype), ReLU(), MaxPool2d(2), Flatten(),
                               Linear(3 * 3 * 3, 4, dtype=dtype), input_shape=(1, 8, 8))
-
-
-def weights(model):
-    return [p.data.copy() for p in model.parameters()]
 
 
 def test_lenet5_round_trip(tmp_path):
@@ -69,7 +66,7 @@ def test_every_layer_round_trip(tmp_path, dtype):
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
     x = np.random.default_rng(1).standard_normal((4, 1, 11, 9)).astype(dtype)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
-    header = json.loads(str(np.load(path, allow_pickle=False)["config"]))
+    header = checkpoint_header(path)
     assert header["format_version"] == serialize.FORMAT_VERSION
     assert header["fastcnn_version"] == fastcnn.__version__
 
@@ -196,18 +193,6 @@ def test_foreign_bytes(tmp_path, content):
         fastcnn.load(path)
 
 
-def _rewrite(path, **changes):
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    arrays.update(changes)
-    arrays = {k: v for k, v in arrays.items() if v is not None}
-    np.savez(path, **arrays)
-
-
-def _header(path):
-    return json.loads(str(np.load(path, allow_pickle=False)["config"]))
-
-
 def test_corrupt_contents(tmp_path):
     path = tmp_path / "ck.npz"
     model = small_model()
@@ -223,35 +208,35 @@ def test_corrupt_contents(tmp_path):
     with pytest.raises(ValueError, match="not a fastcnn checkpoint"):
         fastcnn.load(tmp_path / "single.npy")
 
-    _rewrite(fresh(), config=np.array("{not json"))
+    rewrite_checkpoint(fresh(), config=np.array("{not json"))
     with pytest.raises(ValueError, match="JSON"):
         fastcnn.load(path)
 
-    _rewrite(fresh(), config=np.array(json.dumps({"hello": 1})))
+    rewrite_checkpoint(fresh(), config=np.array(json.dumps({"hello": 1})))
     with pytest.raises(ValueError, match="format"):
         fastcnn.load(path)
 
-    _rewrite(fresh(), param_1=np.zeros(5))
+    rewrite_checkpoint(fresh(), param_1=np.zeros(5))
     with pytest.raises(ValueError, match="param_1"):
         fastcnn.load(path)
 
-    _rewrite(fresh(), param_0=np.zeros((3, 1, 3, 3), np.float32))
+    rewrite_checkpoint(fresh(), param_0=np.zeros((3, 1, 3, 3), np.float32))
     with pytest.raises(ValueError, match="param_0"):
         fastcnn.load(path)
 
-    _rewrite(fresh(), param_3=None)
+    rewrite_checkpoint(fresh(), param_3=None)
     with pytest.raises(ValueError, match="parameters"):
         fastcnn.load(path)
 
-    header = _header(fresh())
+    header = checkpoint_header(fresh())
     header["model"]["layers"][0]["class"] = "Lambda"
-    _rewrite(path, config=np.array(json.dumps(header)))
+    rewrite_checkpoint(path, config=np.array(json.dumps(header)))
     with pytest.raises(ValueError, match="Lambda"):
         fastcnn.load(path)
 
-    header = _header(fresh())
+    header = checkpoint_header(fresh())
     header["format_version"] = serialize.FORMAT_VERSION + 1
-    _rewrite(path, config=np.array(json.dumps(header)))
+    rewrite_checkpoint(path, config=np.array(json.dumps(header)))
     with pytest.raises(ValueError, match="newer"):
         fastcnn.load(path)
 
@@ -275,10 +260,7 @@ class _Evil:
 def test_pickled_object_array_is_refused(tmp_path):
     path = tmp_path / "evil.npz"
     fastcnn.models.lenet5().save(path)
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    arrays["param_0"] = np.array([_Evil(str(path))], dtype=object)
-    np.savez(path, **arrays)
+    rewrite_checkpoint(path, param_0=np.array([_Evil(str(path))], dtype=object))
     MARKER.clear()
     with pytest.raises(ValueError, match="pickle"):
         fastcnn.load(path)

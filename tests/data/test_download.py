@@ -1,6 +1,5 @@
 """download_mnist against local file:// mirrors, load_npz and load_fashion_mnist."""
 
-import gzip
 import hashlib
 import os
 import shutil
@@ -20,20 +19,13 @@ from fastcnn.data import (
     load_mnist,
     load_npz,
 )
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+from helpers import MNIST_DIR, write_idx
 NAMES = sorted(MNIST_SHA256)
 LABELS = "train-labels-idx1-ubyte.gz"
 
 
 def sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def idx_gz(arr):
-    arr = np.asarray(arr, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
-    return gzip.compress(header + arr.tobytes())
 
 
 def tiny_mirror(directory, n_train=6, n_test=4):
@@ -47,7 +39,7 @@ def tiny_mirror(directory, n_train=6, n_test=4):
         "t10k-labels-idx1-ubyte.gz": np.arange(n_test) % 10,
     }
     for name, arr in files.items():
-        (directory / name).write_bytes(idx_gz(arr))
+        write_idx(directory / name, np.asarray(arr, dtype=np.uint8), gz=True)
     return {name: sha(directory / name) for name in files}
 
 

@@ -1,6 +1,5 @@
 """The checkpoint workflow of the command line: train --out/--resume, evaluate, predict, summary."""
 
-import gzip
 import re
 
 import numpy as np
@@ -10,31 +9,13 @@ import fastcnn
 from fastcnn import serialize
 from fastcnn.cli import main
 from fastcnn.data import load_sample
-from cli_helpers import assert_one_line_error, run_main
+from helpers import assert_one_line_error, checkpoint_arrays, make_fake_mnist, run_main
 
 TINY = ["--limit", "256", "--batch-size", "64"]
 
-
-@pytest.fixture(autouse=True)
-def _restore_num_threads():
-    before = fastcnn.get_num_threads()
-    yield
-    fastcnn.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp_path(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FASTCNN_DATA", raising=False)
-
-
-
-
-
-
-def arrays(path):
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+# Put back the thread count ``--threads`` changes, run in tmp_path (``train`` writes to the current
+# directory) and ignore a FASTCNN_DATA of the environment.
+pytestmark = pytest.mark.usefixtures("restore_num_threads", "in_tmp_path", "without_fastcnn_data")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +57,7 @@ def test_resume_gives_the_same_weights(tmp_path, capsys, options):
     out = train("--resume", "a.npz", "--epochs", "2", "--seed", "5", "--out", "b.npz")
     assert "resuming a.npz after epoch 1" in out and "epoch 2/2" in out and "epoch 1/2" not in out
     train("--epochs", "2", "--seed", "5", "--out", "c.npz", *TINY, *options)
-    b, c = arrays(tmp_path / "b.npz"), arrays(tmp_path / "c.npz")
+    b, c = checkpoint_arrays(tmp_path / "b.npz"), checkpoint_arrays(tmp_path / "c.npz")
     assert sorted(b) == sorted(c)
     for key in b:
         if key != "config":
@@ -84,7 +65,7 @@ def test_resume_gives_the_same_weights(tmp_path, capsys, options):
     hb = serialize.load_checkpoint(tmp_path / "b.npz")["history"]
     hc = serialize.load_checkpoint(tmp_path / "c.npz")["history"]
     assert hb["loss"] == hc["loss"] and hb["epoch"] == [1, 2]
-    a = arrays(tmp_path / "a.npz")
+    a = checkpoint_arrays(tmp_path / "a.npz")
     assert not np.array_equal(a["param_0"], b["param_0"])
 
 
@@ -113,18 +94,9 @@ def test_train_errors(tmp_path, capsys):
     assert_one_line_error(status, err, 1, "missing.npz")
 
 
-def _write_idx_gz(path, arr):
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
 def test_mnist_from_fastcnn_data(tmp_path, monkeypatch, capsys):
     directory = tmp_path / "data" / "fashion-mnist"
-    directory.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 64), ("t10k", 16)):
-        _write_idx_gz(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx_gz(directory / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    make_fake_mnist(directory, n_train=64, n_test=16, seed=0, draw_dtype=np.int64)
     monkeypatch.setenv("FASTCNN_DATA", str(tmp_path / "data"))
     status, out, err = run_main(["train", "--data", "fashion-mnist", "--epochs", "1", "--out", "f.npz"], capsys)
     assert status == 0, err

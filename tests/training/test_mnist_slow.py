@@ -1,19 +1,16 @@
 """End-to-end: LeNet-5 on the full MNIST reaches >= 99% test accuracy.
 
 Slow (minutes): deselected by default (``addopts = -m 'not slow'``); run with
-``pytest -m slow tests/test_mnist_slow.py``.  Needs the four MNIST IDX files in
+``pytest -m slow tests/training/test_mnist_slow.py``.  Needs the four MNIST IDX files in
 ``<workspace>/shared/data/mnist`` (skipped when absent).
 """
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastcnn
 from fastcnn.optim import SGD
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+from helpers import MNIST_DIR
 
 
 @pytest.mark.slow

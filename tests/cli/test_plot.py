@@ -13,7 +13,7 @@ from fastcnn import plot
 from fastcnn.cli import main
 from fastcnn.data import load_sample, to_float
 from fastcnn.layers import Conv2d
-from cli_helpers import assert_one_line_error, run_main
+from helpers import assert_one_line_error, run_main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = {"epoch": [1, 2, 3], "loss": [1.2, 0.6, 0.4], "accuracy": [0.6, 0.8, 0.9],
@@ -38,10 +38,6 @@ def assert_png(path):
 def assert_only(folder, *names):
     """Nothing but ``names`` in ``folder``: no temporary file left behind."""
     assert sorted(os.listdir(folder)) == sorted(names)
-
-
-
-
 
 
 # --------------------------------------------------------------------------- the functions

@@ -5,8 +5,6 @@ float64 central differences and PyTorch through the ``channellast_*`` cases
 of ``naive.CONV_CASES``; this file covers what those cannot see.
 """
 
-import os
-import pathlib
 import subprocess
 import sys
 import threading
@@ -16,10 +14,9 @@ import numpy as np
 import pytest
 
 import naive as nv
+from helpers import conv_inputs, repo_env
 from fastcnn import kernels
 from fastcnn.kernels._gemm import gemm_acc
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -37,17 +34,9 @@ def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
     np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
 
 
-def _case(name, dtype, rng):
-    N, C, H, W, K, R, S, stride, padding = nv.CONV_CASES[name]
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((K, C, R, S)).astype(dtype)
-    b = rng.standard_normal(K).astype(dtype)
-    return x, w, b, stride, padding
-
-
 def test_workspace_reuse_never_returns_stale_results(rng):
     """Two inputs of one shape, alternated: every call sees its own input (the copies are rewritten)."""
-    x1, w, b, s, p = _case("channellast_K27_C17_rect_stride_pad", np.float64, rng)
+    x1, w, b, s, p = conv_inputs(rng, "channellast_K27_C17_rect_stride_pad", np.float64)
     x2 = rng.standard_normal(x1.shape)
     y1 = kernels.conv2d_forward(x1, w, b, s, p)
     y2 = kernels.conv2d_forward(x2, w, b, s, p)
@@ -63,7 +52,7 @@ def test_workspace_reuse_never_returns_stale_results(rng):
 
 
 def test_results_are_not_workspace_views(rng):
-    x, w, b, s, p = _case("channellast_K16_C16_pad1", np.float32, rng)
+    x, w, b, s, p = conv_inputs(rng, "channellast_K16_C16_pad1", np.float32)
     y = kernels.conv2d_forward(x, w, b, s, p)
     dx, dw, db = kernels.conv2d_backward(y, x, w, s, p)
     before = [a.copy() for a in (y, dx, dw, db)]
@@ -73,7 +62,7 @@ def test_results_are_not_workspace_views(rng):
 
 
 def test_clear_workspace(rng):
-    x, w, b, s, p = _case("channellast_K16_C16_pad1", np.float32, rng)
+    x, w, b, s, p = conv_inputs(rng, "channellast_K16_C16_pad1", np.float32)
     kernels.clear_workspace()
     y = kernels.conv2d_forward(x, w, b, s, p)
     held = kernels.workspace_usage()
@@ -96,7 +85,7 @@ def test_workspace_is_bounded(rng):
 
 def test_concurrent_calls_from_python_threads(rng):
     """Each Python thread has its own workspace: concurrent calls give the single-threaded results."""
-    cases = [_case("channellast_K16_C40_padding_ge_kernel", np.float32, rng) for _ in range(4)]
+    cases = [conv_inputs(rng, "channellast_K16_C40_padding_ge_kernel", np.float32) for _ in range(4)]
     expected = [kernels.conv2d_backward(kernels.conv2d_forward(x, w, b, s, p), x, w, s, p)
                 for x, w, b, s, p in cases]
     results = [None] * len(cases)
@@ -153,8 +142,7 @@ np.save({out!r}, np.concatenate([a.ravel() for a in (y, dx, dw, z)]))
 def test_kernels_calling_the_micro_kernel_load_from_the_cache(tmp_path):
     """The kernels call gemm_acc through a symbol registered at import (fastcnn.kernels._gemm.gemm_call);
     in a second process they load from Numba's cache, link to it and give the same results."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
     results = []
     for run in range(2):
         out = tmp_path / f"run{run}.npy"

@@ -5,6 +5,7 @@ import pytest
 
 from fastcnn.layers import Linear, Parameter
 from fastcnn.optim import SGD
+from naive import sgd_steps
 
 F64 = np.float64
 
@@ -25,20 +26,6 @@ def run_steps(opt, params, grads):
         for p, g in zip(params, gs):
             p.grad += g
         opt.step()
-
-
-def reference_sgd(params, grads, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """The documented update, in float64 numpy."""
-    ps = [p.data.astype(F64).copy() for p in params]
-    bufs = [None] * len(ps)
-    for gs in grads:
-        for i, (p, g) in enumerate(zip(ps, gs)):
-            g = g.astype(F64) + weight_decay * p
-            if momentum != 0:
-                bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + g
-                g = g + momentum * bufs[i] if nesterov else bufs[i]
-            p -= lr * g
-    return ps
 
 
 # --------------------------------------------------------------------------- validation
@@ -100,7 +87,7 @@ def test_boundary_hyperparameters_accepted():
 def test_step_follows_documented_rule(kwargs):
     params = make_params()
     grads = grad_sequence(params, 6)
-    expected = reference_sgd(params, grads, **kwargs)
+    expected = sgd_steps(params, grads, **kwargs)
     opt = SGD(params, **kwargs)
     run_steps(opt, params, grads)
     for p, e in zip(params, expected):

@@ -6,6 +6,7 @@ import pytest
 import fastcnn
 from fastcnn.data import Normalizer, load_sample
 from fastcnn.layers import Normalize
+from helpers import check_layer_grads
 
 
 def test_forward_and_backward_match_the_formula_and_central_differences():
@@ -23,6 +24,13 @@ def test_forward_and_backward_match_the_formula_and_central_differences():
     numeric = ((layer.forward(up) - layer.forward(down)) * g).sum() / (2 * eps)
     assert abs(numeric - dx[idx]) < 1e-8
     assert layer.parameters() == []
+
+
+def test_gradcheck():
+    """The whole input gradient, through the shared layer harness."""
+    rng = np.random.default_rng(1)
+    layer = Normalize(3, scale=0.5, mean=[0.1, -0.2, 0.3], std=[2.0, 0.5, 1.5], dtype=np.float64)
+    check_layer_grads(layer, rng.standard_normal((2, 3, 4, 2)), rng)
 
 
 def test_model_with_normalizer_layer_predicts_raw_images_like_manual_normalisation(tmp_path):

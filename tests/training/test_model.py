@@ -17,6 +17,8 @@ from fastcnn.layers import (
     Tanh,
 )
 from fastcnn.optim import SGD
+from helpers import assert_same_weights, single_thread, weights
+from naive import numerical_grad
 
 F64 = np.float64
 
@@ -45,17 +47,6 @@ def quadrant_data(n=96, seed=0):
     x = rng.uniform(0.0, 0.3, size=(n, 1, 8, 8)).astype(np.float32)
     x[y == 1, :, :4, :4] += 0.7
     return x, y.astype(np.int64)
-
-
-def snapshot(model):
-    return [p.data.copy() for p in model.parameters()]
-
-
-def assert_same_weights(model, snap):
-    params = model.parameters()
-    assert len(params) == len(snap)
-    for i, (p, s) in enumerate(zip(params, snap)):
-        np.testing.assert_array_equal(p.data, s, err_msg=f"parameter {i} changed")
 
 
 # --------------------------------------------------------------------------- structure
@@ -182,7 +173,7 @@ def test_fit_learns_separable_problem():
 def test_fit_default_optimizer_and_verbose_line(capsys):
     x, y = quadrant_data(32, seed=3)
     model = small_net(seed=3)
-    snap = snapshot(model)
+    snap = weights(model)
     hist = model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=True)
     assert hist["lr"] == [0.01, 0.01]  # default SGD(lr=0.01)
     out = capsys.readouterr().out
@@ -192,13 +183,13 @@ def test_fit_default_optimizer_and_verbose_line(capsys):
 
 def test_fit_is_reproducible():
     x, y = quadrant_data(48, seed=4)
-    weights = []
+    runs = []
     for _ in range(2):
         model = small_net(seed=7)
         opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
         model.fit(x, y, epochs=2, batch_size=10, optimizer=opt, seed=3, verbose=False)
-        weights.append(snapshot(model))
-    for a, b in zip(*weights):
+        runs.append(weights(model))
+    for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     # with dropout drawing from the manual_seed generator the fit is reproducible too
     dropout_weights = []
@@ -208,21 +199,21 @@ def test_fit_is_reproducible():
                            Linear(64, 2))
         model.fit(x, y, epochs=2, batch_size=10, optimizer=SGD(model.parameters(), lr=0.05), seed=3,
                   verbose=False)
-        dropout_weights.append(snapshot(model))
+        dropout_weights.append(weights(model))
     for a, b in zip(*dropout_weights):
         np.testing.assert_array_equal(a, b)
     # a different shuffling seed takes a different path
     model = small_net(seed=7)
     model.fit(x, y, epochs=2, batch_size=10, optimizer=SGD(model.parameters(), lr=0.05, momentum=0.9,
                                                             weight_decay=1e-3), seed=4, verbose=False)
-    assert not np.array_equal(model.parameters()[0].data, weights[0][0])
+    assert not np.array_equal(model.parameters()[0].data, runs[0][0])
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 24, 1000], ids=["bs1", "bs7-ragged", "bs-full", "bs-larger-than-n"])
 def test_fit_batch_sizes(batch_size):
     x, y = quadrant_data(24, seed=5)
     model = small_net(seed=5)
-    snap = snapshot(model)
+    snap = weights(model)
     hist = model.fit(x, y, epochs=1, batch_size=batch_size, optimizer=SGD(model.parameters(), lr=0.05),
                      seed=0, verbose=False)
     assert len(hist["loss"]) == 1 and np.isfinite(hist["loss"][0])
@@ -249,7 +240,7 @@ def test_refused_fit_changes_no_weight():
     x, y = quadrant_data(16, seed=7)
     model = small_net(seed=9)
     opt = SGD(model.parameters(), lr=0.5, momentum=0.9)
-    snap = snapshot(model)
+    snap = weights(model)
     x_nan = x.copy()
     x_nan[3, 0, 2, 2] = np.nan
     x_inf = x.copy()
@@ -280,7 +271,7 @@ def test_refused_fit_changes_no_weight():
         kwargs.setdefault("optimizer", opt)
         with pytest.raises(exc, match=match):
             model.fit(**kwargs, verbose=False)
-        assert_same_weights(model, snap)
+        assert_same_weights(weights(model), snap)
         assert all(b is None for b in opt._buffers), f"{what}: the optimizer took a step"
 
 
@@ -379,11 +370,11 @@ def test_nonfinite_loss_at_first_step_stops_with_unchanged_weights():
     x, y = quadrant_data(16, seed=14)
     model = small_net(seed=13)
     model.layers[-1].weight.data[...] = 3e38  # logits overflow to inf -> NaN loss
-    snap = snapshot(model)
+    snap = weights(model)
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
     with pytest.warns(RuntimeWarning, match="loss became"):
         hist = model.fit(x, y, epochs=3, batch_size=8, optimizer=opt, verbose=False)
-    assert_same_weights(model, snap)
+    assert_same_weights(weights(model), snap)
     assert hist["loss"] == [] and hist["accuracy"] == []
 
 
@@ -442,18 +433,8 @@ def test_backward_input_grad_matches_central_difference():
     model.forward(x)
     assert model.layers[0].backward(np.ones((2, 3, 4, 4))).shape == x.shape
 
-    before = fastcnn.get_num_threads()
-    fastcnn.set_num_threads(1)
-    try:
-        num = np.zeros_like(x)
-        eps = 1e-6
-        for idx in np.ndindex(x.shape):
-            xp, xm = x.copy(), x.copy()
-            xp[idx] += eps
-            xm[idx] -= eps
-            num[idx] = (np.sum(model.forward(xp) * R) - np.sum(model.forward(xm) * R)) / (2 * eps)
-    finally:
-        fastcnn.set_num_threads(before)
+    with single_thread():
+        num = numerical_grad(lambda: float(np.sum(model.forward(x.copy()) * R)), x)
     assert dx.shape == x.shape
     np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-9)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import naive as nv
-from conftest import assert_close, randn
+from helpers import assert_close, conv_inputs, randn
 
 from fastcnn import kernels as K
 
@@ -13,11 +13,9 @@ CONV_IDS = list(nv.CONV_CASES)
 
 
 def _case(rng, case, dtype):
-    N, C, H, W, Kout, R, S, stride, padding = nv.CONV_CASES[case]
-    x = randn(rng, (N, C, H, W), dtype)
-    w = randn(rng, (Kout, C, R, S), dtype)
-    b = randn(rng, (Kout,), dtype)
-    return x, w, b, (R, S), stride, padding
+    """``x, w, b, (R, S), stride, padding`` for ``naive.CONV_CASES[case]``."""
+    x, w, b, stride, padding = conv_inputs(rng, case, dtype)
+    return x, w, b, w.shape[2:], stride, padding
 
 
 @pytest.mark.parametrize("case", CONV_IDS)

@@ -6,20 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive as nv
-from conftest import assert_close, randn
+from helpers import assert_close, conv_inputs, randn
 
 from fastcnn import kernels as K
 
 CONV_IDS = list(nv.CONV_CASES)
 POOL_IDS = list(nv.POOL_CASES)
-
-
-def _conv_inputs(rng, case, dtype):
-    N, C, H, W, Kout, R, S, stride, padding = nv.CONV_CASES[case]
-    x = randn(rng, (N, C, H, W), dtype)
-    w = randn(rng, (Kout, C, R, S), dtype)
-    b = randn(rng, (Kout,), dtype)
-    return x, w, b, stride, padding
 
 
 def _pool_inputs(rng, case, dtype):
@@ -38,7 +30,7 @@ def _check_dtype(arr, dtype, what):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CONV_IDS)
 def test_conv2d_forward_matches_naive(case, dtype, rng):
-    x, w, b, stride, padding = _conv_inputs(rng, case, dtype)
+    x, w, b, stride, padding = conv_inputs(rng, case, dtype)
     y = K.conv2d_forward(x, w, b, stride=stride, padding=padding)
     _check_dtype(y, dtype, "y")
     assert_close(y, nv.conv2d_forward(x, w, b, stride, padding), dtype)
@@ -46,7 +38,7 @@ def test_conv2d_forward_matches_naive(case, dtype, rng):
 
 @pytest.mark.parametrize("case", ["batch1_3x3", "rect_stride_and_padding"])
 def test_conv2d_forward_bias_none(case, dtype, rng):
-    x, w, _, stride, padding = _conv_inputs(rng, case, dtype)
+    x, w, _, stride, padding = conv_inputs(rng, case, dtype)
     y = K.conv2d_forward(x, w, None, stride=stride, padding=padding)
     _check_dtype(y, dtype, "y")
     assert_close(y, nv.conv2d_forward(x, w, None, stride, padding), dtype)
@@ -54,7 +46,7 @@ def test_conv2d_forward_bias_none(case, dtype, rng):
 
 @pytest.mark.parametrize("case", CONV_IDS)
 def test_conv2d_backward_matches_naive(case, dtype, rng):
-    x, w, b, stride, padding = _conv_inputs(rng, case, dtype)
+    x, w, b, stride, padding = conv_inputs(rng, case, dtype)
     y_shape = nv.conv2d_forward(x, w, b, stride, padding).shape
     dy = randn(rng, y_shape, dtype)
     dx, dw, db = K.conv2d_backward(dy, x, w, stride=stride, padding=padding)
@@ -68,7 +60,7 @@ def test_conv2d_backward_matches_naive(case, dtype, rng):
 
 @pytest.mark.parametrize("case", ["batch1_3x3", "rect_stride_and_padding"])
 def test_conv2d_backward_need_input_grad_false(case, dtype, rng):
-    x, w, b, stride, padding = _conv_inputs(rng, case, dtype)
+    x, w, b, stride, padding = conv_inputs(rng, case, dtype)
     y_shape = nv.conv2d_forward(x, w, b, stride, padding).shape
     dy = randn(rng, y_shape, dtype)
     dx, dw, db = K.conv2d_backward(dy, x, w, stride=stride, padding=padding,
@@ -80,7 +72,7 @@ def test_conv2d_backward_need_input_grad_false(case, dtype, rng):
 
 
 def test_conv2d_does_not_modify_inputs(rng):
-    x, w, b, stride, padding = _conv_inputs(rng, "stride2_pad1", np.float64)
+    x, w, b, stride, padding = conv_inputs(rng, "stride2_pad1", np.float64)
     copies = [a.copy() for a in (x, w, b)]
     y = K.conv2d_forward(x, w, b, stride=stride, padding=padding)
     dy = np.ones_like(y)

@@ -5,16 +5,15 @@ import json
 
 import pytest
 
-import fastcnn
 from fastcnn import bench
 from fastcnn.bench import ConvShape, parse_shape
-from cli_helpers import assert_one_line_error, run_main
+from helpers import assert_one_line_error, run_main
 
 TINY = "8x2x8x8:4k3s1p1"
 
 
 @pytest.fixture(autouse=True)
-def _quick(monkeypatch):
+def _quick(monkeypatch, restore_num_threads):
     """Keep the benchmarks light: a small sgemm for the peak, no pauses; restore the thread count."""
     peak = functools.partial(bench.measure_peak_gflops, n=256, settle=0)
     original = bench.bench_conv
@@ -22,13 +21,6 @@ def _quick(monkeypatch):
     for module in (bench, bench.conv):  # the package's names and the ones run_conv_suite calls
         monkeypatch.setattr(module, "measure_peak_gflops", peak)
         monkeypatch.setattr(module, "bench_conv", quick)
-    before = fastcnn.get_num_threads()
-    yield
-    fastcnn.set_num_threads(before)
-
-
-
-
 
 
 # --------------------------------------------------------------------------- shape parser

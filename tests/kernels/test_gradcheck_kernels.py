@@ -9,23 +9,11 @@ import numpy as np
 import pytest
 
 import naive as nv
+from helpers import check_grad, conv_inputs, distinct_values
 
 from fastcnn import kernels as K
-from naive import numerical_grad
 
 F64 = np.float64
-EPS = 1e-6
-
-
-
-
-def check_grad(analytic, f, a, name, rtol=1e-6):
-    num = numerical_grad(f, a)
-    assert analytic is not None, f"{name}: backward returned None"
-    assert analytic.shape == a.shape, f"{name}: shape {analytic.shape} != {a.shape}"
-    scale = max(1.0, float(np.max(np.abs(num))))
-    np.testing.assert_allclose(analytic, num, rtol=rtol, atol=rtol * scale,
-                               err_msg=f"gradient of {name}")
 
 
 def _objective(fwd, G):
@@ -49,10 +37,7 @@ def _conv_algorithm_cases():
 
 @pytest.mark.parametrize("algorithm,case", _conv_algorithm_cases())
 def test_conv2d_gradcheck(algorithm, case, rng):
-    N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
-    x = rng.standard_normal((N, C, H, W))
-    w = rng.standard_normal((Kout, C, R, S))
-    b = rng.standard_normal(Kout)
+    x, w, b, s, p = conv_inputs(rng, case, F64)
     y = K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm)
     G = rng.standard_normal(y.shape)
     dx, dw, db = K.conv2d_backward(G, x, w, stride=s, padding=p, algorithm=algorithm)
@@ -89,16 +74,10 @@ POOL_GRAD_CASES = [
 ]
 
 
-def _distinct(rng, shape):
-    """Values at least 0.1 apart, so no +-EPS perturbation changes an argmax."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 0.1 - n * 0.05).reshape(shape).astype(F64)
-
-
 @pytest.mark.parametrize("case", POOL_GRAD_CASES)
 def test_max_pool2d_gradcheck(case, rng):
     N, C, H, W, k, s, p, cm = nv.POOL_CASES[case]
-    x = _distinct(rng, (N, C, H, W))
+    x = distinct_values(rng, (N, C, H, W), spacing=0.1)  # no +-1e-6 step changes an argmax
     y, am = K.max_pool2d_forward(x, k, stride=s, padding=p, ceil_mode=cm)
     G = rng.standard_normal(y.shape)
     dx = K.max_pool2d_backward(G, am, x.shape)

@@ -1,0 +1,301 @@
+"""Helpers shared by the test files, each in one place.
+
+``naive.py`` holds the oracles (slow loops, the SGD update, central differences) and ``conftest.py`` the
+fixtures; everything else that more than one test file uses lives here: paths, tolerant comparison, seeded
+inputs, the gradient checks (one for kernels, one harness for layers), weight snapshots, fake MNIST files,
+checkpoint surgery and running the command line in-process.  ``conftest.py`` puts this folder on
+``sys.path``, so every test file, in any tier folder, says ``from helpers import ...``.
+"""
+
+import contextlib
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import naive as nv
+from naive import numerical_grad
+
+# --------------------------------------------------------------------------- paths
+
+#: The repository root (the folder holding ``fastcnn/``, ``README.md``, ``examples/``).
+REPO = Path(__file__).resolve().parent.parent
+#: The workspace's copy of the four MNIST archives; the tests that need it skip when it is absent.
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def repo_env(**overrides):
+    """``os.environ`` with ``overrides``, and the repository first on ``PYTHONPATH``.
+
+    For subprocesses that must import this checkout of fastcnn, whatever the current directory.
+    """
+    env = dict(os.environ, **overrides)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+# --------------------------------------------------------------------------- comparison and inputs
+
+#: Floating dtypes every kernel must support.
+FLOAT_DTYPES = [np.float32, np.float64]
+
+#: Relative tolerance per dtype (absolute tolerance is scaled by the magnitude
+#: of the expected array, see :func:`assert_close`).
+RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+
+
+def tol(dtype):
+    """The relative tolerance of :data:`RTOL` for ``dtype``."""
+    return RTOL[np.dtype(dtype)]
+
+
+def assert_close(actual, expected, dtype, rtol=None, atol=None, err_msg=""):
+    """Compare ``actual`` with a float64 reference computed from the same inputs.
+
+    ``rtol`` defaults to 1e-4 (float32) or 1e-10 (float64); ``atol`` defaults to
+    ``rtol * max(1, max|expected|)`` so that entries that cancel to ~0 are judged
+    on the scale of the whole array.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (
+        f"shape mismatch: got {actual.shape}, expected {expected.shape} {err_msg}"
+    )
+    if rtol is None:
+        rtol = tol(dtype)
+    if atol is None:
+        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+        atol = rtol * max(1.0, scale)
+    np.testing.assert_allclose(
+        actual.astype(np.float64), expected, rtol=rtol, atol=atol, err_msg=err_msg
+    )
+
+
+def randn(rng, shape, dtype):
+    """Standard-normal array of ``dtype`` (C-contiguous)."""
+    return np.ascontiguousarray(rng.standard_normal(shape).astype(dtype))
+
+
+def conv_inputs(rng, case, dtype):
+    """``x, w, b, stride, padding`` for ``naive.CONV_CASES[case]``: standard normal, drawn in that order."""
+    N, C, H, W, Kout, R, S, stride, padding = nv.CONV_CASES[case]
+    x = randn(rng, (N, C, H, W), dtype)
+    w = randn(rng, (Kout, C, R, S), dtype)
+    b = randn(rng, (Kout,), dtype)
+    return x, w, b, stride, padding
+
+
+def distinct_values(rng, shape, spacing=0.05):
+    """Random float64 array whose entries are pairwise at least ``spacing`` apart.
+
+    No +-1e-6 perturbation can then change a max-pooling argmax (no near-ties).
+    """
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * spacing - n * spacing / 2).reshape(shape).astype(np.float64)
+
+
+def away_from_zero(rng, shape, gap=1e-2):
+    """Standard normal entries with |x| >= gap (so a kink at 0, as ReLU's, is never within +-1e-6)."""
+    x = rng.standard_normal(shape)
+    return np.where(x >= 0, 1.0, -1.0) * (np.abs(x) + gap)
+
+
+# --------------------------------------------------------------------------- gradient checks
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run the body on one fastcnn thread, then restore the thread count.
+
+    Finite differences make hundreds of tiny kernel calls; on a loaded machine parallel
+    launches dominate them.
+    """
+    import fastcnn
+
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(1)
+    try:
+        yield
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+def check_grad(analytic, f, a, name, rtol=1e-6, atol=None):
+    """A kernel's gradient ``analytic`` of the scalar ``f()`` with respect to ``a``, against central differences.
+
+    ``f`` must read ``a`` (float64), which :func:`naive.numerical_grad` perturbs in place.
+    ``atol`` defaults to ``rtol * max(1, max|numerical gradient|)``.
+    """
+    num = numerical_grad(f, a)
+    assert analytic is not None, f"{name}: backward returned None"
+    assert analytic.shape == a.shape, f"{name}: shape {analytic.shape} != {a.shape}"
+    if atol is None:
+        atol = rtol * max(1.0, float(np.max(np.abs(num))))
+    np.testing.assert_allclose(analytic, num, rtol=rtol, atol=atol, err_msg=f"gradient of {name}")
+
+
+def check_layer_grads(layer, x, rng, rtol=1e-6, atol=1e-8):
+    """The layer-checking harness: backward's input gradient and every parameter gradient, float64.
+
+    The scalar is ``L = sum(layer.forward(x) * R)`` for ``R`` drawn from ``rng`` (one standard-normal
+    array of the output's shape, drawn after the first forward); the analytic gradients are
+    ``layer.backward(R)`` and each ``p.grad`` (zeroed first), the reference is central differences
+    (:func:`naive.numerical_grad`) of ``L``.  The layer is put in training mode and run on one thread.
+    ``x`` is copied to float64; the layer must be float64 too.
+    """
+    with single_thread():
+        layer.train()
+        x = np.array(x, dtype=np.float64)
+        y = layer.forward(x.copy())
+        R = rng.standard_normal(y.shape)
+        for p in layer.parameters():
+            p.grad[...] = 0
+        dx = layer.backward(R.copy())
+        analytic_params = [p.grad.copy() for p in layer.parameters()]
+        assert dx.shape == x.shape and dx.dtype == np.float64
+
+        def loss():
+            return float(np.sum(layer.forward(x.copy()) * R))
+
+        np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol, err_msg="input gradient")
+        for i, p in enumerate(layer.parameters()):
+            assert p.grad.dtype == np.float64
+            np.testing.assert_allclose(analytic_params[i], numerical_grad(loss, p.data), rtol=rtol, atol=atol,
+                                       err_msg=f"gradient of parameter {i} {p!r}")
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def weights(model):
+    """Copies of the data of ``model.parameters()``, in order: a snapshot to compare later."""
+    return [p.data.copy() for p in model.parameters()]
+
+
+def assert_same_weights(actual, expected):
+    """Two snapshots (lists of arrays, as :func:`weights` makes) are equal, entry for entry."""
+    assert len(actual) == len(expected), f"{len(actual)} parameters, expected {len(expected)}"
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        np.testing.assert_array_equal(a, e, err_msg=f"parameter {i} differs")
+
+
+def copy_into_torch(torch, model, tmodel):
+    """Copy a fastcnn model's parameters into its PyTorch twin (same order, same shapes: asserted)."""
+    params = model.parameters()
+    tparams = list(tmodel.parameters())
+    assert [tuple(p.shape) for p in params] == [tuple(t.shape) for t in tparams]
+    with torch.no_grad():
+        for p, t in zip(params, tparams):
+            t.copy_(torch.from_numpy(p.data))
+
+
+# --------------------------------------------------------------------------- IDX files and fake MNIST
+
+#: IDX type codes and the numpy dtype each one stores.
+IDX_TYPE_CODES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.int16,
+    0x0C: np.int32,
+    0x0D: np.float32,
+    0x0E: np.float64,
+}
+
+
+def idx_bytes(arr, code=None):
+    """Encode ``arr`` as an IDX file (header + big-endian data); ``code`` defaults to the one of its dtype."""
+    arr = np.asarray(arr)
+    if code is None:
+        code = {np.dtype(v): k for k, v in IDX_TYPE_CODES.items()}[arr.dtype]
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in arr.shape
+    )
+    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path, arr, gz=False, code=None):
+    """Write ``arr`` as an IDX file at ``path`` (gzip-compressed when ``gz``); return ``path``."""
+    data = idx_bytes(arr, code)
+    if gz:
+        data = gzip.compress(data)
+    Path(path).write_bytes(data)
+    return path
+
+
+def make_fake_mnist(directory, n_train=12, n_test=5, seed=1, gz=True, dot=False, draw_dtype=np.uint8):
+    """Random images and labels under MNIST's four file names in ``directory`` (created if needed).
+
+    Drawn from ``np.random.default_rng(seed)`` in the order train images, train labels, test images,
+    test labels, as integers of ``draw_dtype`` (``np.uint8`` and ``np.int64`` draw different values:
+    each caller keeps the data its tests were written with), written as uint8 IDX files named
+    ``train-images-idx3-ubyte[.gz]`` (``train-images.idx3-ubyte`` with ``dot``).
+
+    Returns
+    -------
+    dict
+        ``"train-images"``, ``"train-labels"``, ``"t10k-images"``, ``"t10k-labels"``: the uint8 arrays written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images": rng.integers(0, 256, (n_train, 28, 28), dtype=draw_dtype),
+        "train-labels": rng.integers(0, 10, n_train, dtype=draw_dtype),
+        "t10k-images": rng.integers(0, 256, (n_test, 28, 28), dtype=draw_dtype),
+        "t10k-labels": rng.integers(0, 10, n_test, dtype=draw_dtype),
+    }
+    arrays = {stem: arr.astype(np.uint8) for stem, arr in arrays.items()}
+    for stem, arr in arrays.items():
+        sep = "." if dot else "-"
+        name = f"{stem}{sep}idx{arr.ndim}-ubyte" + (".gz" if gz else "")
+        write_idx(directory / name, arr, gz=gz)
+    return arrays
+
+
+# --------------------------------------------------------------------------- checkpoint files
+
+
+def checkpoint_arrays(path):
+    """Every array of the ``.npz`` file at ``path``, by name, in the file's order (no pickles)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def checkpoint_header(path):
+    """The JSON header (the ``config`` entry) of a checkpoint, as a dict."""
+    return json.loads(str(np.load(path, allow_pickle=False)["config"]))
+
+
+def rewrite_checkpoint(path, **changes):
+    """Rewrite the ``.npz`` at ``path`` with entries replaced by ``changes``; a change to None removes one."""
+    arrays = checkpoint_arrays(path)
+    arrays.update(changes)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def run_main(argv, capsys):
+    """Run ``fastcnn.cli.main(argv)`` in-process; return (status, stdout, stderr). No traceback reaches the user."""
+    from fastcnn.cli import main
+
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, out, err
+
+
+def assert_one_line_error(status, err, expected_status, *fragments):
+    """The command failed with ``expected_status`` and one ``fastcnn: error: ...`` line holding every fragment."""
+    assert status == expected_status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastcnn: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
