@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import repo_env
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -16,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ])
 def test_example_runs_in_tiny_mode(script, expected, tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--tiny"], capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path)
+                          timeout=600, cwd=tmp_path, env=repo_env())  # this checkout, installed or not
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout
     assert list(tmp_path.iterdir()) == []  # --tiny writes nowhere near the working directory

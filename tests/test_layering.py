@@ -425,8 +425,7 @@ def test_tests_benchmarks_examples_and_tools_use_public_kernels(path):
 TESTS_DIR = ROOT / "tests"
 TIERS = ("kernels", "layers", "training", "data", "cli", "bench")
 #: Test files that check the repository as a whole and stay at the top of tests/.
-REPOSITORY_WIDE = {"test_layering.py", "test_readme.py", "test_examples.py", "test_util.py", "test_docs.py",
-                   "test_determinism.py"}
+REPOSITORY_WIDE = {"test_layering.py", "test_readme.py", "test_examples.py", "test_util.py", "test_docs.py"}
 TEST_FILES = sorted(p for p in TESTS_DIR.rglob("test_*.py") if "__pycache__" not in p.parts)
 
 
