@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ..config import pjit
-from ._loops import valid_range
+from ._loops import conv_output_size, valid_range
 
 
 @pjit
@@ -26,8 +26,7 @@ def im2col_kernel(x, cols, R, S, sh, sw, ph, pw):
     One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
     """
     N, C, H, W = x.shape
-    P = (H + 2 * ph - R) // sh + 1
-    Q = (W + 2 * pw - S) // sw + 1
+    P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -59,8 +58,7 @@ def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw):
     ``dx`` is written in full.  One prange iteration owns each (image, channel).
     """
     N, C, H, W = dx.shape
-    P = (H + 2 * ph - R) // sh + 1
-    Q = (W + 2 * pw - S) // sw + 1
+    P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)
     for t in prange(N * C):
         n = t // C
         c = t - n * C

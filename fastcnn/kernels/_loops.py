@@ -1,12 +1,17 @@
 """Small ``@njit`` helpers shared by the raw kernel modules (inlined where they are called).
 
 One home for loop idioms that several kernel variants use, so no variant
-module imports from another: the valid output range of a kernel tap
+module imports from another: the output size of a convolution (the formula
+of :mod:`fastcnn._shapes`, compiled), the valid output range of a kernel tap
 (hoisting padding tests out of inner loops), zeroing a span with a plain
 loop, and an 8 x 8-tiled transpose.
 """
 
+from .._shapes import conv_output_size as _conv_output_size
 from ..config import njit
+
+#: ``_shapes.conv_output_size`` (the one home of the formula) compiled for use inside kernels.
+conv_output_size = njit(inline="always")(_conv_output_size)
 
 
 @njit(inline="always")
