@@ -153,14 +153,14 @@ def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn):
     check_shape(dy, (g.N, g.K, g.P, g.Q), "dy", fn)
     weight_plan = _plan("weight_grad", g, x.dtype, algorithm, fn)
     input_plan = _plan("input_grad", g, x.dtype, algorithm, fn) if need_input_grad else None
+    # outputs first, so that scratch memory is what the plan says on top of inputs and outputs at every moment
+    dx = None if input_plan is None else np.empty(x.shape, dtype=x.dtype)
     dw = np.empty(w.shape, dtype=w.dtype)
     db = np.empty(g.K, dtype=w.dtype)
     conv2d_backward_bias(dy, db)
     _conv_exec.WEIGHT_GRAD[weight_plan.algorithm](dy, x, dw, g, _workspace.take(weight_plan, x.dtype))
-    if input_plan is None:
-        return None, dw, db
-    dx = np.empty(x.shape, dtype=x.dtype)
-    _conv_exec.INPUT_GRAD[input_plan.algorithm](dy, w, dx, g, _workspace.take(input_plan, x.dtype))
+    if input_plan is not None:
+        _conv_exec.INPUT_GRAD[input_plan.algorithm](dy, w, dx, g, _workspace.take(input_plan, x.dtype))
     return dx, dw, db
 
 
