@@ -104,7 +104,7 @@ def _time_steps(steps, repeat, settle, target):
 
 
 def bench_models(threads=None, batch=64, repeat=5, models=("vgg_small", "resnet_small"), seed=0, settle=0.2,
-                 target=0.25, algorithm="direct"):
+                 target=0.25, algorithm="auto"):
     """Forward + backward time per batch of the model zoo's CIFAR-sized networks, fastcnn vs PyTorch.
 
     For each model in ``models`` (``"vgg_small"``, ``"resnet_small"``) one
@@ -141,8 +141,9 @@ def bench_models(threads=None, batch=64, repeat=5, models=("vgg_small", "resnet_
         Seconds of pause before every timed sample.
     target : float
         Seconds one sample should last (more calls per sample for fast steps).
-    algorithm : {"direct", "im2col"}
-        fastcnn's convolution algorithm.
+    algorithm : str
+        Every convolution's ``Conv2d(algorithm=...)``: "auto" (the plans' choice) or a name of
+        ``fastcnn.kernels.CONV_ALGORITHMS``.
 
     Returns
     -------
