@@ -95,6 +95,27 @@ def _check_pools(in_shape, pools, owner, name):
 # --------------------------------------------------------------------------- plain ConvNet / VGG
 
 
+def _checked_convnet_args(in_shape, num_classes, channels, convs_per_stage, stages, fc_layers, fc_units, kernel_size,
+                          batch_norm, dropout):
+    """:func:`convnet`'s arguments, checked; returns the normalised values that the builder uses."""
+    owner = "convnet"
+    in_shape = _in_shape(in_shape, owner)
+    num_classes = check_int(num_classes, "num_classes", owner, minimum=1)
+    widths = _widths(channels, stages, owner)
+    convs_per_stage = check_int(convs_per_stage, "convs_per_stage", owner, minimum=1)
+    fc_layers = check_int(fc_layers, "fc_layers", owner, minimum=0)
+    fc_units = check_int(fc_units, "fc_units", owner, minimum=1)
+    kernel_size = check_int(kernel_size, "kernel_size", owner, minimum=1)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"{owner}: kernel_size must be odd (padding kernel_size // 2 keeps the image size), "
+                         f"got {kernel_size}")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"{owner}: batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{owner}: dropout must be a probability in [0, 1), got {dropout!r}")
+    return in_shape, num_classes, widths, convs_per_stage, fc_layers, fc_units, kernel_size
+
+
 def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=None, fc_layers=1, fc_units=128,
             kernel_size=3, batch_norm=False, dropout=0.0, algorithm="auto"):
     """A plain ConvNet: ``INPUT -> [[CONV -> (BN) -> RELU] x N -> POOL] x M -> [FC -> RELU (-> DROPOUT)] x K -> FC``.
@@ -164,22 +185,10 @@ def convnet(in_shape, num_classes, channels=(32, 64), convs_per_stage=2, stages=
     >>> model.output_shapes((3, 32, 32))[-1]
     (10,)
     """
-    owner = "convnet"
-    in_shape = _in_shape(in_shape, owner)
-    num_classes = check_int(num_classes, "num_classes", owner, minimum=1)
-    widths = _widths(channels, stages, owner)
-    convs_per_stage = check_int(convs_per_stage, "convs_per_stage", owner, minimum=1)
-    fc_layers = check_int(fc_layers, "fc_layers", owner, minimum=0)
-    fc_units = check_int(fc_units, "fc_units", owner, minimum=1)
-    kernel_size = check_int(kernel_size, "kernel_size", owner, minimum=1)
-    if kernel_size % 2 == 0:
-        raise ValueError(f"{owner}: kernel_size must be odd (padding kernel_size // 2 keeps the image size), "
-                         f"got {kernel_size}")
-    if not isinstance(batch_norm, bool):
-        raise ValueError(f"{owner}: batch_norm must be True or False, got {batch_norm!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{owner}: dropout must be a probability in [0, 1), got {dropout!r}")
-    h, w = _check_pools(in_shape, len(widths), owner, "in_shape")
+    in_shape, num_classes, widths, convs_per_stage, fc_layers, fc_units, kernel_size = _checked_convnet_args(
+        in_shape, num_classes, channels, convs_per_stage, stages, fc_layers, fc_units, kernel_size, batch_norm,
+        dropout)
+    h, w = _check_pools(in_shape, len(widths), "convnet", "in_shape")
 
     layers = []
     c_in = in_shape[0]

@@ -58,7 +58,8 @@ PASSES = ("forward", "weight_grad", "input_grad")
 
 #: From this many images the batch fills the vector lanes of the batch-last kernels.
 BATCHLAST_MIN_BATCH = 8
-#: From this many vector channels (K, or C for dx) the channel-last kernels take over (``fastcnn bench conv`` measures both).
+#: From this many vector channels (K, or C for dx) the channel-last kernels take over
+#: (``fastcnn bench conv`` measures both).
 CHANNEL_LAST_MIN_CHANNELS = 16
 
 LAYOUTS = {
