@@ -32,17 +32,16 @@ def add_parser(subparsers):
 
 
 def run(args):
-    """Check everything first (outputs, matplotlib, checkpoint, image index), then draw; return 0."""
+    """Check everything first (arguments, outputs, checkpoint, image index, then matplotlib), then draw; return 0.
+
+    Mistakes in the arguments or the data are reported whether or not matplotlib is installed.
+    """
     wanted = [(opt, path) for opt, path in (("--curves", args.curves), ("--filters", args.filters),
                                             ("--feature-maps", args.feature_maps)) if path is not None]
     if not wanted:
         fail("plot needs at least one of --curves, --filters, --feature-maps PATH", EXIT_USAGE)
     for option, path in wanted:
         common.check_output(path, option)
-    try:
-        plot.require_matplotlib()
-    except ImportError as exc:
-        fail(str(exc), EXIT_FAILURE)
     checkpoint = common.load_checkpoint(args.checkpoint)
     model = checkpoint["model"]
     history = checkpoint.get("history")
@@ -52,6 +51,10 @@ def run(args):
         fail(f"{args.checkpoint}: the model has no Conv2d layer for --filters", EXIT_DATA_ERROR)
     if args.feature_maps is not None:
         image, label = _test_image(args.image_index, checkpoint.get("normalizer_state"))
+    try:
+        plot.require_matplotlib()
+    except ImportError as exc:
+        fail(str(exc), EXIT_FAILURE)
 
     if args.curves is not None:
         _draw(args, "--curves", args.curves, lambda: plot.plot_history(history, args.curves), "training curves")

@@ -186,8 +186,22 @@ def test_plot_command_rejects_bad_arguments(checkpoint, tmp_path, capsys, monkey
     assert_only(tmp_path)
 
 
+def test_plot_command_without_matplotlib_says_how_to_install_it(checkpoint, tmp_path, capsys, monkeypatch):
+    """Arguments and data are checked first (whether or not matplotlib is there), then the missing extra is named."""
+    def missing(what="plotting"):
+        raise ImportError(f"{what} needs matplotlib: pip install 'fastcnn[plot]'")
+
+    monkeypatch.setattr(fastcnn.plot, "require_matplotlib", missing)
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run_main(["plot", str(checkpoint[0]), "--filters", "f.png"], capsys)
+    assert_one_line_error(status, err, 1, "pip install 'fastcnn[plot]'")
+    status, _, err = run_main(["plot", str(checkpoint[0]), "--feature-maps", "m.png", "--image-index", "1000"],
+                              capsys)
+    assert_one_line_error(status, err, 2, "0 to 999")
+    assert_only(tmp_path)
+
+
 def test_plot_command_on_a_missing_checkpoint(tmp_path, capsys):
-    needs_matplotlib()
     status, _, err = run_main(["plot", str(tmp_path / "none.npz"), "--filters", str(tmp_path / "f.png")], capsys)
     assert_one_line_error(status, err, 1, "none.npz")
 
