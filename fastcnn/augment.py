@@ -25,6 +25,7 @@ import json
 import numpy as np
 from numba import prange
 
+from ._util import to_jsonable
 from .config import pjit
 
 __all__ = [
@@ -437,14 +438,6 @@ def _to_str(value):
     return str(value)
 
 
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer):
-        return int(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in the generator state")
-
-
 class Augment:
     """Random per-image augmentation for a training batch.
 
@@ -520,7 +513,7 @@ class Augment:
             "shift": np.array(self.shift, dtype=np.int64),
             "rotation": np.array(self.rotation, dtype=np.float64),
             "noise": np.array(self.noise, dtype=np.float64),
-            "rng_state": json.dumps(self.rng.bit_generator.state, default=_json_default),
+            "rng_state": json.dumps(to_jsonable(self.rng.bit_generator.state)),
         }
 
     def load_state_dict(self, state):
