@@ -51,7 +51,8 @@ steps in one compiled function (the README's *Kernels API* section has an exampl
 * **Kernels marked parallel run a `prange`** over the threads set by `fastcnn.set_num_threads` (most of
   them are). Calling one from inside a `prange` of your own nests parallel regions: Numba's `workqueue`
   threading layer (the one always present) refuses nested parallelism and stops the process, the `tbb`
-  layer supports it. Call them from serial code, as the README's example does.
+  layer supports it. Call them from serial code, as the README's example does. The same holds for those
+  marked "serial, calls parallel": they are `@njit` wrappers around a parallel kernel.
 * Each kernel is compiled for the argument types of its first call (and cached on disk, see the README's
   Design section). The few entries marked "Python" are plain helpers that size a kernel's arguments.
 """
@@ -113,10 +114,17 @@ def module_summary(module_name):
 
 
 def threads(obj):
-    """How ``obj`` runs: "parallel" (``@njit(parallel=True)``), "serial" (``@njit``) or "Python" (a plain helper)."""
+    """How ``obj`` runs: "parallel" (``@njit(parallel=True)``), "serial" (``@njit``), "serial, calls parallel"
+    (an ``@njit`` function that calls a parallel kernel, so it nests like one) or "Python" (a plain helper)."""
     if not is_kernel(obj):
         return "Python"
-    return "parallel" if obj.targetoptions.get("parallel") else "serial"
+    if obj.targetoptions.get("parallel"):
+        return "parallel"
+    names = python_function(obj).__globals__
+    called = (names.get(n) for n in python_function(obj).__code__.co_names)
+    if any(is_kernel(f) and f.targetoptions.get("parallel") for f in called):
+        return "serial, calls parallel"
+    return "serial"
 
 
 def render():
@@ -135,7 +143,8 @@ def render():
             out.append(f"| [`{name}`](#{name}) | `{args}` | {threads(k)} |")
         for name, k in kernels:
             first, params = split_doc(python_function(k).__doc__)
-            note = {"parallel": "    # parallel", "serial": "", "Python": "    # plain Python, not @njit"}[threads(k)]
+            note = {"parallel": "    # parallel", "serial": "", "serial, calls parallel": "    # calls a parallel kernel",
+                    "Python": "    # plain Python, not @njit"}[threads(k)]
             out.append(f"\n### {name}\n")
             out.append("```text")
             out.append(f"{name}{inspect.signature(python_function(k))}{note}")

@@ -13,7 +13,13 @@ from ..config import pjit
 
 @pjit
 def relu_forward_kernel(x, y):
-    """y = max(x, 0) elementwise (NaN propagates)."""
+    """y = max(x, 0) elementwise (NaN propagates).
+
+    Parameters
+    ----------
+    x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
+    y : (M,) array of x's dtype, written in full
+    """
     zero = y.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
@@ -22,7 +28,14 @@ def relu_forward_kernel(x, y):
 
 @pjit
 def relu_backward_kernel(dy, x, dx):
-    """dx = dy where x > 0, else 0."""
+    """dx = dy where x > 0, else 0.
+
+    Parameters
+    ----------
+    dy : (M,) float array, read (a flat view of the output gradient)
+    x : (M,) array of dy's dtype, read (the forward input, flat)
+    dx : (M,) array of dy's dtype, written in full
+    """
     zero = dx.dtype.type(0)
     for i in prange(x.shape[0]):
         dx[i] = dy[i] if x[i] > zero else zero
@@ -30,7 +43,13 @@ def relu_backward_kernel(dy, x, dx):
 
 @pjit
 def sigmoid_forward_kernel(x, y):
-    """y = 1 / (1 + exp(-x)), written so that exp never overflows."""
+    """y = 1 / (1 + exp(-x)), written so that exp never overflows.
+
+    Parameters
+    ----------
+    x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
+    y : (M,) array of x's dtype, written in full
+    """
     one = y.dtype.type(1)
     for i in prange(x.shape[0]):
         v = x[i]
@@ -43,7 +62,14 @@ def sigmoid_forward_kernel(x, y):
 
 @pjit
 def sigmoid_backward_kernel(dy, y, dx):
-    """dx = dy * y * (1 - y), from the forward output y."""
+    """dx = dy * y * (1 - y), from the forward output y.
+
+    Parameters
+    ----------
+    dy : (M,) float array, read (a flat view of the output gradient)
+    y : (M,) array of dy's dtype, read (the forward output, flat)
+    dx : (M,) array of dy's dtype, written in full
+    """
     one = dx.dtype.type(1)
     for i in prange(y.shape[0]):
         dx[i] = dy[i] * y[i] * (one - y[i])
@@ -51,14 +77,27 @@ def sigmoid_backward_kernel(dy, y, dx):
 
 @pjit
 def tanh_forward_kernel(x, y):
-    """y = tanh(x)."""
+    """y = tanh(x).
+
+    Parameters
+    ----------
+    x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
+    y : (M,) array of x's dtype, written in full
+    """
     for i in prange(x.shape[0]):
         y[i] = np.tanh(x[i])
 
 
 @pjit
 def tanh_backward_kernel(dy, y, dx):
-    """dx = dy * (1 - y^2), from the forward output y."""
+    """dx = dy * (1 - y^2), from the forward output y.
+
+    Parameters
+    ----------
+    dy : (M,) float array, read (a flat view of the output gradient)
+    y : (M,) array of dy's dtype, read (the forward output, flat)
+    dx : (M,) array of dy's dtype, written in full
+    """
     one = dx.dtype.type(1)
     for i in prange(y.shape[0]):
         dx[i] = dy[i] * (one - y[i] * y[i])
@@ -66,7 +105,15 @@ def tanh_backward_kernel(dy, y, dx):
 
 @pjit
 def leaky_relu_forward_kernel(x, negative_slope, y):
-    """y = x if x > 0 else negative_slope * x (NaN propagates); the slope is cast to y's dtype."""
+    """y = x if x > 0 else negative_slope * x (NaN propagates); the slope is cast to y's dtype.
+
+    Parameters
+    ----------
+    x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
+    negative_slope : float
+        Cast to y's dtype.
+    y : (M,) array of x's dtype, written in full
+    """
     zero = y.dtype.type(0)
     slope = y.dtype.type(negative_slope)
     for i in prange(x.shape[0]):
@@ -76,7 +123,16 @@ def leaky_relu_forward_kernel(x, negative_slope, y):
 
 @pjit
 def leaky_relu_backward_kernel(dy, x, negative_slope, dx):
-    """dx = dy where x > 0, else negative_slope * dy (PyTorch's choice at x == 0)."""
+    """dx = dy where x > 0, else negative_slope * dy (PyTorch's choice at x == 0).
+
+    Parameters
+    ----------
+    dy : (M,) float array, read (a flat view of the output gradient)
+    x : (M,) array of dy's dtype, read (the forward input, flat)
+    negative_slope : float
+        Cast to dx's dtype.
+    dx : (M,) array of dy's dtype, written in full
+    """
     zero = dx.dtype.type(0)
     slope = dx.dtype.type(negative_slope)
     for i in prange(x.shape[0]):
@@ -89,6 +145,11 @@ def softmax_forward_kernel(x, y):
     """Row-wise softmax of x (N, K) into y (N, K): ``exp(x - max) / sum(exp(x - max))``.
 
     Subtracting the row maximum keeps exp from overflowing; one prange task per row.
+
+    Parameters
+    ----------
+    x : (N, K) float array, read (one row per sample, K >= 1)
+    y : (N, K) array of x's dtype, written in full
     """
     N, K = x.shape
     zero = y.dtype.type(0)
@@ -110,7 +171,16 @@ def softmax_forward_kernel(x, y):
 
 @pjit
 def softmax_backward_kernel(dy, y, dx):
-    """Softmax gradient per row from the forward output: ``dx = y * (dy - sum(dy * y))``. All (N, K)."""
+    """Softmax gradient per row from the forward output: ``dx = y * (dy - sum(dy * y))``. All (N, K).
+
+    The sum runs over each row's K classes.
+
+    Parameters
+    ----------
+    dy : (N, K) float array, read
+    y : (N, K) array of dy's dtype, read (the forward output)
+    dx : (N, K) array of dy's dtype, written in full
+    """
     N, K = y.shape
     zero = dx.dtype.type(0)
     for n in prange(N):

@@ -62,7 +62,17 @@ def _fma_span(src, a0, a1, a2, a3, w0, w1, w2, w3, width):
 
 @pjit
 def to_batch_last(a, out):
-    """Write ``a`` (N, C, H, W) into ``out`` (C, H, W, N)."""
+    """Write ``a`` (N, C, H, W) into ``out`` (C, H, W, N).
+
+    ``out[c, i, j, n] = a[n, c, i, j]``: the batch-last copy that
+    :func:`conv2d_forward_batchlast` (of x) and
+    :func:`conv2d_backward_weight_batchlast` (of x and of dy) read.
+
+    Parameters
+    ----------
+    a : (N, C, H, W) float array, read (x, or dy as (N, K, P, Q))
+    out : (C, H, W, N) array of a's dtype, written in full
+    """
     N, C, H, W = a.shape
     for t in prange(C * H):
         c = t // H
@@ -139,6 +149,13 @@ def to_pixel_batch_last(a, out):
     Copied in 8 x 8 tiles of (images, columns), each written as 8 short
     contiguous spans: a plain loop strides through memory on one side, and
     both sides' strides are often multiples of 4 KiB, which thrashes the cache.
+
+    Parameters
+    ----------
+    a : (N, C, H, W) float array, read (dy as (N, K, P, Q) for
+        :func:`conv2d_backward_input_batchlast`)
+    out : (H, W, C, Nw) array of a's dtype, Nw >= N, written in full:
+        ``out[i, j, c, n] = a[n, c, i, j]`` for n < N, zero for N <= n < Nw
     """
     N, C, H, W = a.shape
     Nw = out.shape[3]

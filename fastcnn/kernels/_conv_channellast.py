@@ -36,7 +36,19 @@ DX_BLOCK = 16
 
 @pjit
 def to_channel_last(x, xp, ph, pw):
-    """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border."""
+    """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border.
+
+    ``xp[n, ph + i, pw + j, c] = x[n, c, i, j]``; every other element of
+    ``xp`` is set to zero.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array, read (the input, or dy as (N, K, P, Q)
+        with ``ph = pw = 0`` for the channel-last dy)
+    xp : (N, H + 2*ph, W + 2*pw, C) array of x's dtype, written in full
+    ph, pw : int
+        Zero rows above and below, zero columns left and right.
+    """
     N, C, H, W = x.shape
     Hp, Wp = xp.shape[1], xp.shape[2]
     for t in prange(N * Hp):

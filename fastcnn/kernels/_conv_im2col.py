@@ -24,6 +24,18 @@ def im2col_kernel(x, cols, R, S, sh, sw, ph, pw):
     """Fill ``cols`` (N, C*R*S, P*Q) from ``x`` (N, C, H, W); every element is written.
 
     One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array, read
+    cols : (N, C*R*S, P*Q) array of x's dtype, written in full:
+        ``cols[n, (c*R + r)*S + s, p*Q + q] = x[n, c, p*sh - ph + r, q*sw - pw + s]``,
+        0 where that falls in the padding.  P and Q are not read from
+        ``cols``: the kernel computes them, ``P = (H + 2*ph - R) // sh + 1``
+        and ``Q = (W + 2*pw - S) // sw + 1``
+    R, S : int
+        Kernel height and width.
+    sh, sw, ph, pw : int
     """
     N, C, H, W = x.shape
     P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)
@@ -56,6 +68,17 @@ def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw):
 
     Entries that fall in the padding are dropped; overlapping windows add up.
     ``dx`` is written in full.  One prange iteration owns each (image, channel).
+
+    Parameters
+    ----------
+    cols : (N, C*R*S, P*Q) float array, read (laid out as :func:`im2col_kernel`
+        writes it; P and Q computed from H, W as there, not read from ``cols``)
+    dx : (N, C, H, W) array of cols' dtype, written in full:
+        ``dx[n, c, i, j]`` is the sum of the ``cols`` entries im2col takes
+        from ``x[n, c, i, j]``
+    R, S : int
+        Kernel height and width.
+    sh, sw, ph, pw : int
     """
     N, C, H, W = dx.shape
     P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)

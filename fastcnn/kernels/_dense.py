@@ -35,6 +35,17 @@ def linear_forward_kernel(x, w, b, y):
 
     Copies ``w`` transposed (I, O) once per call, so that its rows are the
     micro-kernel's contiguous columns.
+
+    Marked serial, it runs the product through the parallel
+    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
+    parallel regions as the parallel kernels do.
+
+    Parameters
+    ----------
+    x : (N, I) float array, read
+    w : (O, I) array of x's dtype, read (PyTorch's Linear layout)
+    b : (O,) array of x's dtype, read (pass zeros for no bias)
+    y : (N, O) array of x's dtype, written in full
     """
     N, I = x.shape
     O = w.shape[0]
@@ -48,7 +59,18 @@ def linear_forward_kernel(x, w, b, y):
 
 @njit
 def linear_backward_input_kernel(dy, w, dx):
-    """dx[n, i] = sum_o dy[n, o] * w[o, i]: dy (N, O) @ w (O, I)."""
+    """dx[n, i] = sum_o dy[n, o] * w[o, i]: dy (N, O) @ w (O, I).
+
+    Marked serial, it runs the product through the parallel
+    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
+    parallel regions as the parallel kernels do.
+
+    Parameters
+    ----------
+    dy : (N, O) float array, read
+    w : (O, I) array of dy's dtype, read
+    dx : (N, I) array of dy's dtype, written in full
+    """
     N, O = dy.shape
     I = w.shape[1]
     zero = dx.dtype.type(0)
@@ -60,7 +82,18 @@ def linear_backward_input_kernel(dy, w, dx):
 
 @njit
 def linear_backward_weight_kernel(dy, x, dw):
-    """dw[o, i] = sum_n dy[n, o] * x[n, i]: dy.T (O, N) @ x (N, I), dy read in place."""
+    """dw[o, i] = sum_n dy[n, o] * x[n, i]: dy.T (O, N) @ x (N, I), dy read in place.
+
+    Marked serial, it runs the product through the parallel
+    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
+    parallel regions as the parallel kernels do.
+
+    Parameters
+    ----------
+    dy : (N, O) float array, read (not transposed: the kernel strides through it)
+    x : (N, I) array of dy's dtype, read
+    dw : (O, I) array of dy's dtype, written in full
+    """
     N, O = dy.shape
     I = x.shape[1]
     zero = dw.dtype.type(0)
@@ -72,7 +105,13 @@ def linear_backward_weight_kernel(dy, x, dw):
 
 @pjit
 def linear_backward_bias_kernel(dy, db):
-    """db[o] = sum_n dy[n, o]."""
+    """db[o] = sum_n dy[n, o].
+
+    Parameters
+    ----------
+    dy : (N, O) float array, read
+    db : (O,) array of dy's dtype, written in full
+    """
     N, O = dy.shape
     zero = db.dtype.type(0)
     for o in prange(O):

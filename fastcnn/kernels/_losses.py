@@ -58,7 +58,24 @@ def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
 
 @pjit_ordered
 def mse_kernel(pred, target, dpred):
-    """Return sum((pred - target)^2) and write dpred = 2 (pred - target) / size (flat arrays)."""
+    """Return sum((pred - target)^2) and write dpred = 2 (pred - target) / size (flat arrays).
+
+    The checked :func:`fastcnn.kernels.mse_loss` divides the returned sum by
+    the size to get the mean.
+
+    Parameters
+    ----------
+    pred : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
+    target : (M,) array of pred's dtype, read
+    dpred : (M,) array of pred's dtype, written in full: the gradient of
+        the mean squared error, ``2 * (pred - target) / M``
+
+    Returns
+    -------
+    float
+        ``sum((pred - target)**2)``, a scalar of dpred's dtype (the sum, not
+        the mean).
+    """
     M = pred.shape[0]
     scale = dpred.dtype.type(2) / dpred.dtype.type(M)
     total = dpred.dtype.type(0)

@@ -170,6 +170,16 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
 
     The divisor is the window's extent clipped to the padded input:
     ``(min(i0 + kh, H + ph) - i0) * (min(j0 + kw, W + pw) - j0)``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array, read
+    y : (N, C, P, Q) array of x's dtype, written in full; every window must
+        start inside the padded input, ``(P-1)*sh < H + 2*ph`` and
+        ``(Q-1)*sw < W + 2*pw`` (true of the P and Q the checked functions use), or
+        its divisor is zero or negative
+    kh, kw, sh, sw, ph, pw : int
+        Window size, stride and zero padding along height and width.
     """
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
@@ -193,7 +203,20 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
 
 @pjit
 def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
-    """Spread each dy[n, c, p, q] evenly over its window (same divisor as forward)."""
+    """Spread each dy[n, c, p, q] evenly over its window (same divisor as forward).
+
+    ``dx[n, c, i, j]`` is the sum of ``dy[n, c, p, q] / divisor(p, q)`` over
+    the windows (p, q) that contain input pixel (i, j); the padding's share is
+    dropped.
+
+    Parameters
+    ----------
+    dy : (N, C, P, Q) float array, read (P, Q as for
+        :func:`avg_pool2d_forward_kernel`)
+    dx : (N, C, H, W) array of dy's dtype, written in full
+    kh, kw, sh, sw, ph, pw : int
+        The forward pass's window size, stride and padding.
+    """
     N, C, H, W = dx.shape
     P, Q = dy.shape[2], dy.shape[3]
     for t in prange(N * C):
@@ -216,7 +239,13 @@ def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
 
 @pjit
 def global_avg_pool2d_forward_kernel(x, y):
-    """y[n, c] = mean of x[n, c] over its H*W pixels. y is (N, C)."""
+    """y[n, c] = mean of x[n, c] over its H*W pixels. y is (N, C).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array, read
+    y : (N, C) array of x's dtype, written in full
+    """
     N, C, H, W = x.shape
     zero = y.dtype.type(0)
     inv = y.dtype.type(1) / y.dtype.type(H * W)
@@ -232,7 +261,13 @@ def global_avg_pool2d_forward_kernel(x, y):
 
 @pjit
 def global_avg_pool2d_backward_kernel(dy, dx):
-    """dx[n, c, i, j] = dy[n, c] / (H*W). dy is (N, C), dx (N, C, H, W) written in full."""
+    """dx[n, c, i, j] = dy[n, c] / (H*W). dy is (N, C), dx (N, C, H, W) written in full.
+
+    Parameters
+    ----------
+    dy : (N, C) float array, read
+    dx : (N, C, H, W) array of dy's dtype, written in full
+    """
     N, C, H, W = dx.shape
     inv = dx.dtype.type(1) / dx.dtype.type(H * W)
     for t in prange(N * C):
