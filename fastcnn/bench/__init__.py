@@ -28,7 +28,7 @@ One module per job; this package re-exports their public names:
 ``conv``            :class:`ConvShape`, :func:`parse_shape`, :data:`CONV_SUITE`,
                     :func:`bench_conv`, :func:`run_conv_suite`
 ``train``           :func:`bench_train` (LeNet-5 epochs)
-``models``          :func:`bench_models` (vgg_small, resnet_small)
+``models``          :func:`bench_models` (vgg_small, resnet_small, lenet5: training step and eval-mode inference)
 ``startup``         :func:`bench_startup` (fresh processes)
 ``machine``         :func:`machine_info`: CPU, threads, versions
 ``report``          the ``format_*`` tables, :func:`write_json`, :func:`plot_conv`

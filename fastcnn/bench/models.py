@@ -1,4 +1,4 @@
-"""The model-zoo benchmark: forward + backward of the CIFAR-sized networks, fastcnn against PyTorch."""
+"""The model-zoo benchmark: training steps and inference of the zoo's networks, fastcnn against PyTorch."""
 
 import time
 
@@ -8,13 +8,21 @@ from .machine import machine_info
 from .timing import calls_per_sample, median, no_gc, rotated, time_call, use_threads
 from .torch_models import TORCH_TWINS, import_torch
 
-__all__ = ["BENCH_MODELS", "fastcnn_step", "torch_step", "bench_models"]
+__all__ = ["BENCH_MODELS", "DEFAULT_MODELS", "MODEL_INPUT_SHAPES", "fastcnn_step", "torch_step",
+           "fastcnn_predict", "torch_predict", "bench_models"]
 
-#: Models timed by :func:`bench_models`: name -> description.
+#: Models :func:`bench_models` can time: name -> description.
 BENCH_MODELS = {
     "vgg_small": "VGG-small-BN (3 stages 32-64-128, 2 convs each, FC 256; 815k params)",
     "resnet_small": "ResNet-small (16-32-64, 2 basic blocks per stage, GAP head; 175k params)",
+    "lenet5": "LeNet-5 (2 convs 6-16 5x5, FC 120-84; 62k params)",
 }
+
+#: The models :func:`bench_models` times when not told which.
+DEFAULT_MODELS = ("vgg_small", "resnet_small", "lenet5")
+
+#: Each model's input image shape (channels, height, width).
+MODEL_INPUT_SHAPES = {"vgg_small": (3, 32, 32), "resnet_small": (3, 32, 32), "lenet5": (1, 28, 28)}
 
 
 def fastcnn_step(model, x, y):
@@ -52,8 +60,31 @@ def torch_step(torch, tmodel, x, y):
     return step
 
 
-def _check_arguments(batch, repeat, models):
-    for name, value in (("batch", batch), ("repeat", repeat)):
+def fastcnn_predict(model, x):
+    """A function running ``model.predict`` on the whole batch ``x`` (one forward pass, eval mode)."""
+    model.eval()
+    batch_size = len(x)
+
+    def infer():
+        model.predict(x, batch_size=batch_size)
+
+    return infer
+
+
+def torch_predict(torch, tmodel, x):
+    """A function running the PyTorch module ``tmodel`` on numpy ``x`` in eval mode under ``torch.no_grad()``."""
+    tmodel.eval()
+    xt = torch.from_numpy(x)
+
+    def infer():
+        with torch.no_grad():
+            tmodel(xt)
+
+    return infer
+
+
+def _check_arguments(batch, repeat, models, inference_batch):
+    for name, value in (("batch", batch), ("repeat", repeat), ("inference_batch", inference_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"bench_models: {name} must be an int >= 1, got {value!r}")
     unknown = [m for m in models if m not in BENCH_MODELS]
@@ -61,30 +92,65 @@ def _check_arguments(batch, repeat, models):
         raise ValueError(f"bench_models: models must be names from {sorted(BENCH_MODELS)}, got {list(models)}")
 
 
-def _build_steps(models, torch, x, y, seed, algorithm):
-    """The step functions per (model, framework) and each model's report entry (description, parameters)."""
+def _inputs(name, batch, seed):
+    """A seeded random batch for model ``name``: float32 images in [0, 1) and int64 labels of 10 classes."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch,) + MODEL_INPUT_SHAPES[name], dtype=np.float32)
+    return x, rng.integers(0, 10, batch).astype(np.int64)
+
+
+def _build_models(name, torch, seed, algorithm):
+    """The fastcnn model ``name`` and its PyTorch twin (None without torch), seeded."""
     import fastcnn
 
     from ..models import get_model
 
+    fastcnn.manual_seed(seed)
+    model = get_model(name) if name == "lenet5" else get_model(name, algorithm=algorithm)
+    tmodel = None
+    if torch is not None:
+        torch.manual_seed(seed)
+        tmodel = TORCH_TWINS[name](torch)
+    return model, tmodel
+
+
+def _build_steps(models, torch, batch, seed, algorithm):
+    """The training step functions per (model, framework) and each model's report entry."""
     steps, entries = {}, {}
     for name in models:
-        fastcnn.manual_seed(seed)
-        model = get_model(name, algorithm=algorithm).train()
-        entry = {"description": BENCH_MODELS[name], "params": sum(p.size for p in model.parameters()),
-                 "frameworks": {}}
-        steps[(name, "fastcnn")] = fastcnn_step(model, x, y)
-        if torch is not None:
-            torch.manual_seed(seed)
-            tmodel = TORCH_TWINS[name](torch).train()
+        x, y = _inputs(name, batch, seed)
+        model, tmodel = _build_models(name, torch, seed, algorithm)
+        entry = {"description": BENCH_MODELS[name], "input_shape": MODEL_INPUT_SHAPES[name],
+                 "params": sum(p.size for p in model.parameters()), "frameworks": {}}
+        steps[(name, "fastcnn")] = fastcnn_step(model.train(), x, y)
+        if tmodel is not None:
             entry["torch_params"] = sum(p.numel() for p in tmodel.parameters())
-            steps[(name, "torch")] = torch_step(torch, tmodel, x, y)
+            steps[(name, "torch")] = torch_step(torch, tmodel.train(), x, y)
         entries[name] = entry
     return steps, entries
 
 
-def _time_steps(steps, repeat, settle, target):
-    """Warm up, choose the calls per sample, then time ``repeat`` rotating rounds; (calls, per-step seconds)."""
+def _build_inference(models, torch, batch, seed, algorithm):
+    """The eval-mode predict functions per (model, framework): on ``batch`` images, and on the first one alone."""
+    throughput, latency = {}, {}
+    for name in models:
+        x, _ = _inputs(name, batch, seed)
+        one = np.ascontiguousarray(x[:1])
+        model, tmodel = _build_models(name, torch, seed, algorithm)
+        throughput[(name, "fastcnn")] = fastcnn_predict(model, x)
+        latency[(name, "fastcnn")] = fastcnn_predict(model, one)
+        if tmodel is not None:
+            throughput[(name, "torch")] = torch_predict(torch, tmodel, x)
+            latency[(name, "torch")] = torch_predict(torch, tmodel, one)
+    return throughput, latency
+
+
+def _time_steps(steps, repeat, settle, target, each_call=False):
+    """Warm up, choose the calls per sample, then time ``repeat`` rotating rounds; (calls, samples).
+
+    A sample is the mean seconds per call of its back-to-back calls, or with
+    ``each_call`` the list of every call's seconds.
+    """
     keys = list(steps)
     samples = {key: [] for key in keys}
     calls = {}
@@ -96,6 +162,9 @@ def _time_steps(steps, repeat, settle, target):
             for key in rotated(keys, i):
                 time.sleep(settle)
                 fn, number = steps[key], calls[key]
+                if each_call:
+                    samples[key].append(_each_call(fn, number))
+                    continue
                 t0 = time.perf_counter()
                 for _ in range(number):
                     fn()
@@ -103,79 +172,147 @@ def _time_steps(steps, repeat, settle, target):
     return calls, samples
 
 
-def bench_models(threads=None, batch=64, repeat=5, models=("vgg_small", "resnet_small"), seed=0, settle=0.2,
-                 target=0.25, algorithm="auto"):
-    """Forward + backward time per batch of the model zoo's CIFAR-sized networks, fastcnn vs PyTorch.
+def _each_call(fn, number):
+    """Seconds of each of ``number`` back-to-back calls of ``fn``."""
+    times = []
+    for _ in range(number):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
-    For each model in ``models`` (``"vgg_small"``, ``"resnet_small"``) one
-    step is: zero the gradients, forward a batch of ``batch`` float32
-    3x32x32 random images (10 classes, train mode, so BatchNorm uses batch
-    statistics), softmax cross-entropy, backward; no optimizer step.  PyTorch
-    runs its twin of the same architecture (:func:`torch_vgg_small`,
-    :func:`torch_resnet_small` in :mod:`fastcnn.bench.torch_models`: equal
-    parameter counts and order).
+
+def _per_batch(calls, samples, batch):
+    """Per (model, framework) key: calls, samples_s, median_s, ms_per_batch and images_per_s of batches of ``batch``."""
+    out = {}
+    for key, xs in samples.items():
+        med = median(xs)
+        out[key] = {"calls": calls[key], "samples_s": xs, "median_s": med, "ms_per_batch": 1e3 * med,
+                    "images_per_s": batch / med}
+    return out
+
+
+def _per_call(calls, samples):
+    """Per (model, framework) key: calls per round, samples_us (each round's median) and median_us (of every call)."""
+    out = {}
+    for key, rounds in samples.items():
+        every = [t for r in rounds for t in r]
+        out[key] = {"calls": calls[key], "samples_us": [1e6 * median(r) for r in rounds],
+                    "median_us": 1e6 * median(every)}
+    return out
+
+
+def _ratio(frameworks, field):
+    """torch's ``field`` over fastcnn's (above 1: fastcnn faster), or None without torch."""
+    if "torch" not in frameworks:
+        return None
+    return frameworks["torch"][field] / frameworks["fastcnn"][field]
+
+
+def _add_inference(entries, models, torch, seed, algorithm, batch, repeat, settle, target):
+    """Time eval-mode throughput at ``batch`` and batch-1 latency; add ``inference`` and ``latency`` to ``entries``."""
+    throughput, latency = _build_inference(models, torch, batch, seed, algorithm)
+    calls, samples = _time_steps(throughput, repeat, settle, target)
+    for (name, fw), e in _per_batch(calls, samples, batch).items():
+        entries[name].setdefault("inference", {"frameworks": {}})["frameworks"][fw] = e
+    calls, samples = _time_steps(latency, repeat, settle, target, each_call=True)
+    for (name, fw), e in _per_call(calls, samples).items():
+        entries[name].setdefault("latency", {"frameworks": {}})["frameworks"][fw] = e
+    for entry in entries.values():
+        entry["inference"]["ratio"] = _ratio(entry["inference"]["frameworks"], "median_s")
+        entry["latency"]["ratio"] = _ratio(entry["latency"]["frameworks"], "median_us")
+
+
+def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0, settle=0.2, target=0.25,
+                 algorithm="auto", inference=True, inference_batch=256):
+    """Training-step time and inference speed of the model zoo's networks, fastcnn vs PyTorch.
+
+    For each model in ``models`` (names from :data:`BENCH_MODELS`:
+    ``"vgg_small"`` and ``"resnet_small"`` on 3x32x32 images, ``"lenet5"`` on
+    1x28x28) one training step is: zero the gradients, forward a batch of
+    ``batch`` float32 random images (10 classes, train mode, so BatchNorm
+    uses batch statistics), softmax cross-entropy, backward; no optimizer
+    step.  PyTorch runs its twin of the same architecture (``TORCH_TWINS`` in
+    :mod:`fastcnn.bench.torch_models`: equal parameter counts and order).
+
+    With ``inference`` two more measurements follow, on fresh models in eval
+    mode (BatchNorm uses its running statistics): throughput, one
+    ``model.predict`` of ``inference_batch`` images against the twin called
+    in eval mode under ``torch.no_grad()``; and batch-1 latency, the same
+    calls on a single image, each call timed on its own.
 
     Measurement discipline as :func:`bench_train`: the same thread count for
-    both (and BLAS); two warm-up steps of each excluded (JIT compilation,
+    both (and BLAS); two warm-up calls of each excluded (JIT compilation,
     first-touch memory); then ``repeat`` rounds in which every (model,
     framework) pair is timed once, in an order rotated by one place every
     round, each after a ``settle`` seconds pause (so the other library's
     busy-waiting worker threads are asleep); medians over the rounds.  A
-    sample is ``calls`` back-to-back steps, ``calls`` chosen from the second
-    warm-up step so that a sample lasts about ``target`` seconds (1 for slow
-    steps); times are reported per step.
+    sample is ``calls`` back-to-back calls, ``calls`` chosen from the second
+    warm-up call so that a sample lasts about ``target`` seconds (1 to 100
+    calls); times are reported per call.  Training, throughput and latency
+    are three such series, one after the other.
 
     Parameters
     ----------
     threads : int, optional
         Threads for fastcnn (Numba), BLAS and PyTorch; default fastcnn's current count.
     batch : int
-        Images per step.
+        Images per training step.
     repeat : int
-        Timed rounds (the median is over these).
+        Timed rounds of each series (the median is over these).
     models : sequence of str
-        Names from :data:`BENCH_MODELS`.
+        Names from :data:`BENCH_MODELS`; default :data:`DEFAULT_MODELS`.
     seed : int
-        Seeds the weights and the random batch.
+        Seeds the weights and the random batches.
     settle : float
         Seconds of pause before every timed sample.
     target : float
-        Seconds one sample should last (more calls per sample for fast steps).
+        Seconds one sample should last (more calls per sample for fast calls).
     algorithm : str
-        Every convolution's ``Conv2d(algorithm=...)``: "auto" (the plans' choice) or a name of
-        ``fastcnn.kernels.CONV_ALGORITHMS``.
+        Every convolution's ``Conv2d(algorithm=...)`` in vgg_small and resnet_small: "auto" (the
+        plans' choice) or a name of ``fastcnn.kernels.CONV_ALGORITHMS`` (lenet5 keeps its default).
+    inference : bool
+        Also time eval-mode throughput and batch-1 latency.
+    inference_batch : int
+        Images per call of the throughput measurement.
 
     Returns
     -------
     dict
-        ``benchmark`` ("models"), ``batch``, ``repeat``, ``threads``,
-        ``input_shape``, ``algorithm``, ``models``: per model ``description``,
-        ``params`` (fastcnn's count; ``torch_params`` too) and ``frameworks``:
-        per framework ``calls``, ``samples_s`` (per step), ``median_s``,
-        ``ms_per_batch``, ``images_per_s``; and ``ratio``: torch's median time
-        over fastcnn's (fastcnn's throughput relative to PyTorch's: above 1 is
-        faster), None without torch; ``machine``.
+        ``benchmark`` ("models"), ``batch``, ``repeat``, ``settle``,
+        ``threads``, ``input_shape`` (the models' common input shape, None
+        when they differ), ``algorithm``, ``inference_batch`` (None without
+        ``inference``), ``models``: per model ``description``,
+        ``input_shape``, ``params`` (fastcnn's count; ``torch_params`` too)
+        and ``frameworks``: per framework ``calls``, ``samples_s`` (per
+        step), ``median_s``, ``ms_per_batch``, ``images_per_s``; and
+        ``ratio``: torch's median time over fastcnn's (fastcnn's throughput
+        relative to PyTorch's: above 1 is faster), None without torch.  With
+        ``inference`` each model also has ``inference`` (``frameworks`` with
+        the same fields per call of ``inference_batch`` images, and
+        ``ratio``) and ``latency`` (``frameworks``: per framework ``calls``
+        per round, ``samples_us``, each round's median, ``median_us``, the
+        median of every call; and ``ratio``, torch's median over fastcnn's).
+        ``machine``.
     """
     models = tuple(models)
-    _check_arguments(batch, repeat, models)
+    _check_arguments(batch, repeat, models, inference_batch)
     torch = import_torch()
-    rng = np.random.default_rng(seed)
-    x = rng.random((batch, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, batch).astype(np.int64)
-    steps, entries = _build_steps(models, torch, x, y, seed, algorithm)
-    result = {"benchmark": "models", "batch": batch, "repeat": repeat, "settle": settle, "input_shape": (3, 32, 32),
-              "algorithm": algorithm, "models": entries}
+    steps, entries = _build_steps(models, torch, batch, seed, algorithm)
+    shapes = {MODEL_INPUT_SHAPES[name] for name in models}
+    result = {"benchmark": "models", "batch": batch, "repeat": repeat, "settle": settle,
+              "input_shape": shapes.pop() if len(shapes) == 1 else None, "algorithm": algorithm,
+              "inference_batch": inference_batch if inference else None, "models": entries}
 
     with use_threads(threads, torch) as nthreads:
         calls, samples = _time_steps(steps, repeat, settle, target)
+        if inference:
+            _add_inference(entries, models, torch, seed, algorithm, inference_batch, repeat, settle, target)
         machine = machine_info(nthreads, torch)
     result["threads"] = nthreads
-    for (name, fw), xs in samples.items():
-        med = median(xs)
-        entries[name]["frameworks"][fw] = {"calls": calls[(name, fw)], "samples_s": xs, "median_s": med,
-                                           "ms_per_batch": 1e3 * med, "images_per_s": batch / med}
+    for (name, fw), e in _per_batch(calls, samples, batch).items():
+        entries[name]["frameworks"][fw] = e
     for entry in entries.values():
-        fw = entry["frameworks"]
-        entry["ratio"] = fw["torch"]["median_s"] / fw["fastcnn"]["median_s"] if "torch" in fw else None
+        entry["ratio"] = _ratio(entry["frameworks"], "median_s")
     result["machine"] = machine
     return result

@@ -276,8 +276,45 @@ def format_startup(result):
     return "\n".join(out)
 
 
+def _shape_text(shape):
+    return "x".join(map(str, shape))
+
+
+def _models_shape_text(result):
+    """The input shape of the header: the common one, or each model's when they differ."""
+    if result.get("input_shape") is not None:
+        return _shape_text(result["input_shape"])
+    names = {}
+    for name, e in result["models"].items():
+        names.setdefault(_shape_text(e["input_shape"]), []).append(name)
+    return " and ".join(f"{shape} ({', '.join(group)})" for shape, group in names.items())
+
+
+def _inference_lines(result):
+    """The inference table of a :func:`fastcnn.bench.bench_models` result (eval mode), with its legend."""
+    rows = []
+    for name, entry in result["models"].items():
+        thr, lat = entry["inference"], entry["latency"]
+        for fw, e in thr["frameworks"].items():
+            first = fw == "fastcnn"
+            rows.append([name if first else "", fw, f"{e['ms_per_batch']:.1f}", f"{e['images_per_s']:,.0f}",
+                         _ratio(thr["ratio"]) if first else "",
+                         f"{lat['frameworks'][fw]['median_us']:,.0f}", _ratio(lat["ratio"]) if first else ""])
+    out = [
+        f"Model zoo inference, eval mode, float32: batch {result['inference_batch']} throughput and batch-1 "
+        f"latency; same threads, rounds and pauses",
+        "",
+        table(["model", "framework", "ms/batch", "images/s", "fastcnn/torch", "batch-1 us", "fastcnn/torch"], rows,
+              "<<>>>>>"),
+        "",
+        "fastcnn: model.eval(), model.predict(x); PyTorch: model.eval(), the twin called under torch.no_grad(). "
+        "batch-1 us: median of every single-image call of every round, each call timed on its own.",
+    ]
+    return out
+
+
 def format_models_table(result):
-    """The table of a :func:`fastcnn.bench.bench_models` result, as a string."""
+    """The tables of a :func:`fastcnn.bench.bench_models` result, as a string: training, then inference."""
     rows = []
     for name, entry in result["models"].items():
         for fw, e in entry["frameworks"].items():
@@ -285,7 +322,7 @@ def format_models_table(result):
                          f"{e['images_per_s']:,.0f}", _ratio(entry["ratio"]) if fw == "fastcnn" else "",
                          ", ".join(f"{1e3 * s:.1f}" for s in e["samples_s"])])
     out = [
-        f"Model zoo forward+backward, batch {result['batch']} x {'x'.join(map(str, result['input_shape']))} float32, "
+        f"Model zoo forward+backward, batch {result['batch']} x {_models_shape_text(result)} float32, "
         f"train mode, cross-entropy, no optimizer step; {threads_text(result['threads'])}; "
         f"fastcnn conv algorithm {result['algorithm']!r}",
         f"machine: {machine_line(result['machine'])}",
@@ -301,6 +338,8 @@ def format_models_table(result):
                    "PyTorch runs a twin of the same architecture (same parameter count).")
     else:
         out.append("PyTorch is not installed: no comparison.")
+    if result.get("inference_batch") is not None:
+        out += [""] + _inference_lines(result)
     return "\n".join(out)
 
 

@@ -187,25 +187,33 @@ def _run_startup(args):
 def _add_models(kinds):
     zoo = kinds.add_parser(
         "models",
-        help="vgg_small and resnet_small forward+backward time vs their PyTorch twins",
+        help="vgg_small, resnet_small and lenet5 training step and inference vs their PyTorch twins",
         description=(
-            "Forward plus backward time of a batch of 64 3x32x32 images through vgg_small and "
-            "resnet_small (train mode, cross-entropy, no optimizer step) against PyTorch twins "
-            "of the same architectures (when installed), with the same thread count."
+            "Forward plus backward time of a batch of 64 images through vgg_small and resnet_small "
+            "(3x32x32) and lenet5 (1x28x28) (train mode, cross-entropy, no optimizer step), then "
+            "their inference in eval mode (images/s at batch 256 and batch-1 latency), against "
+            "PyTorch twins of the same architectures (when installed), with the same thread count."
         ),
     )
+    zoo.add_argument("--models", nargs="+", choices=list(bench.BENCH_MODELS), default=None, metavar="NAME",
+                     help=f"models to time, from: {', '.join(bench.BENCH_MODELS)} "
+                          f"(default: {' '.join(bench.models.DEFAULT_MODELS)})")
     zoo.add_argument("--threads", type=common.positive_int, default=None, metavar="N",
                      help="threads for fastcnn and PyTorch (default: fastcnn's)")
     zoo.add_argument("--repeat", type=common.positive_int, default=5, metavar="R",
                      help="timed rounds of each (default: %(default)s)")
+    zoo.add_argument("--no-inference", action="store_true",
+                     help="time the training step only (no eval-mode throughput and latency)")
     _add_json_option(zoo)
 
 
 def _run_models(args):
     common.check_output(args.json, "--json")
     threads = common.set_threads(args.threads)
-    log(f"vgg_small and resnet_small forward+backward: {args.repeat} rounds per framework ...")
-    result = bench.bench_models(threads=threads, repeat=args.repeat)
+    models = tuple(dict.fromkeys(args.models)) if args.models else bench.models.DEFAULT_MODELS
+    what = "forward+backward" if args.no_inference else "forward+backward and inference"
+    log(f"{', '.join(models)} {what}: {args.repeat} rounds per framework ...")
+    result = bench.bench_models(threads=threads, repeat=args.repeat, models=models, inference=not args.no_inference)
     print(bench.format_models_table(result), flush=True)
     if args.json is not None:
         _write_json(args.json, result)

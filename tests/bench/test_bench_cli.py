@@ -1,6 +1,7 @@
 """Tests for ``fastcnn bench`` and fastcnn.bench: tiny shapes, one repeat, no real load."""
 
 import functools
+import importlib.util
 import json
 
 import pytest
@@ -212,5 +213,63 @@ def test_bench_startup_runs():
 def test_bench_models_help_and_bad_arguments(capsys):
     status, out, err = run_main(["bench", "models", "--help"], capsys)
     assert status == 0 and "resnet_small" in out
+    assert "--no-inference" in out and "--models" in out and "lenet5" in out
     status, out, err = run_main(["bench", "models", "--repeat", "0"], capsys)
     assert_one_line_error(status, err, 2, "--repeat")
+
+
+def _has_torch():
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_bench_models_inference():
+    """Eval-mode throughput and batch-1 latency rows: every key, positive numbers, both tables."""
+    result = bench.bench_models(threads=1, batch=8, repeat=1, models=("lenet5", "resnet_small"), settle=0,
+                                target=0, inference_batch=8)
+    assert result["inference_batch"] == 8 and result["input_shape"] is None
+    frameworks = {"fastcnn", "torch"} if _has_torch() else {"fastcnn"}
+    for name, shape in (("lenet5", [1, 28, 28]), ("resnet_small", [3, 32, 32])):
+        entry = result["models"][name]
+        assert list(entry["input_shape"]) == shape
+        assert set(entry["frameworks"]) == frameworks
+        thr, lat = entry["inference"], entry["latency"]
+        assert set(thr["frameworks"]) == set(lat["frameworks"]) == frameworks
+        for fw in frameworks:
+            e = thr["frameworks"][fw]
+            assert e["median_s"] > 0 and e["ms_per_batch"] > 0 and e["images_per_s"] > 0
+            assert len(e["samples_s"]) == 1 and e["calls"] >= 1
+            e = lat["frameworks"][fw]
+            assert e["median_us"] > 0 and len(e["samples_us"]) == 1 and e["calls"] >= 1
+        if "torch" in frameworks:
+            assert thr["ratio"] > 0 and lat["ratio"] > 0
+        else:
+            assert thr["ratio"] is None and lat["ratio"] is None
+    text = bench.format_models_table(result)
+    for word in ("forward+backward", "inference", "eval mode", "batch-1 us", "1x28x28 (lenet5)", "lenet5"):
+        assert word in text, word
+
+
+def test_bench_models_cli_no_inference(tmp_path, monkeypatch, capsys):
+    original = bench.bench_models
+    seen = {}
+
+    def quick(*a, **k):
+        seen.update(k)
+        return original(*a, **{**k, "settle": 0, "target": 0, "batch": 4})
+
+    monkeypatch.setattr(bench, "bench_models", quick)
+    path = tmp_path / "models.json"
+    status, out, err = run_main(["bench", "models", "--models", "lenet5", "--repeat", "1", "--threads", "1",
+                                 "--no-inference", "--json", str(path)], capsys)
+    assert status == 0, err
+    assert seen["models"] == ("lenet5",) and seen["inference"] is False
+    assert "lenet5" in out and "ms/batch" in out and "inference" not in out
+    data = json.loads(path.read_text())
+    assert data["inference_batch"] is None and data["input_shape"] == [1, 28, 28]
+    assert "inference" not in data["models"]["lenet5"] and "latency" not in data["models"]["lenet5"]
+    assert data["models"]["lenet5"]["frameworks"]["fastcnn"]["median_s"] > 0
+
+
+def test_bench_models_rejects_unknown_model(capsys):
+    status, out, err = run_main(["bench", "models", "--models", "alexnet"], capsys)
+    assert_one_line_error(status, err, 2, "--models", "alexnet")
