@@ -484,6 +484,21 @@ CONV_CASES = {
     "channellast_dx_only_N10_C20_K6_stride2": (10, 20, 7, 8, 6, 3, 3, 2, 1),
 }
 
+# convolution: the shapes of the one-matrix-product algorithms (matmul_1x1, matmul_whole_input) and near misses;
+# test_conv_plan runs every algorithm on them and CONV_CASES
+CONV_MATMUL_CASES = {
+    "1x1_batch3": (3, 5, 4, 6, 7, 1, 1, 1, 0),
+    "1x1_batch9": (9, 6, 5, 3, 4, 1, 1, 1, 0),
+    "1x1_single_pixel": (12, 3, 1, 1, 2, 1, 1, 1, 0),
+    "whole_input_batch2": (2, 3, 5, 5, 4, 5, 5, 1, 0),
+    "whole_input_batch10_rect": (10, 2, 4, 6, 5, 4, 6, 1, 0),
+    "whole_input_padded_batch3": (3, 2, 3, 4, 3, 5, 6, 1, 1),
+    "whole_input_padded_stride_batch9": (9, 3, 3, 3, 4, 5, 7, (2, 3), (1, 2)),
+    "1x1_stride2": (3, 2, 5, 5, 3, 1, 1, 2, 0),
+    "1x1_padded_batch9": (9, 2, 4, 4, 3, 1, 1, 1, 1),
+    "kernel_one_short_of_input": (9, 2, 5, 5, 3, 4, 5, 1, 0),
+}
+
 # pooling: (N, C, H, W, kernel_size, stride, padding, ceil_mode)
 POOL_CASES = {
     "2x2_default_stride": (2, 3, 6, 6, 2, None, 0, False),

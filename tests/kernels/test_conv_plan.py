@@ -16,20 +16,7 @@ from helpers import assert_close, randn
 import fastcnn
 from fastcnn import kernels as K
 
-# cases beyond naive.CONV_CASES: the shapes of the matrix-product algorithms, and near misses
-EXTRA_CASES = {
-    "1x1_batch3": (3, 5, 4, 6, 7, 1, 1, 1, 0),
-    "1x1_batch9": (9, 6, 5, 3, 4, 1, 1, 1, 0),
-    "1x1_single_pixel": (12, 3, 1, 1, 2, 1, 1, 1, 0),
-    "whole_input_batch2": (2, 3, 5, 5, 4, 5, 5, 1, 0),
-    "whole_input_batch10_rect": (10, 2, 4, 6, 5, 4, 6, 1, 0),
-    "whole_input_padded_batch3": (3, 2, 3, 4, 3, 5, 6, 1, 1),
-    "whole_input_padded_stride_batch9": (9, 3, 3, 3, 4, 5, 7, (2, 3), (1, 2)),
-    "1x1_stride2": (3, 2, 5, 5, 3, 1, 1, 2, 0),
-    "1x1_padded_batch9": (9, 2, 4, 4, 3, 1, 1, 1, 1),
-    "kernel_one_short_of_input": (9, 2, 5, 5, 3, 4, 5, 1, 0),
-}
-CASES = {**nv.CONV_CASES, **EXTRA_CASES}
+CASES = {**nv.CONV_CASES, **nv.CONV_MATMUL_CASES}
 
 NCHW, BL, CL = "nchw", "batch_last", "channel_last"
 MM1, WHOLE = "matmul_1x1", "matmul_whole_input"
