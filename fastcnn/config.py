@@ -8,6 +8,13 @@ change.  Environment variables, read once at import:
     ``1`` (default) caches compiled kernels on disk (see Numba's ``cache=True``;
     the location follows ``NUMBA_CACHE_DIR``), ``0`` compiles afresh in every
     process.
+``FASTCNN_VECTOR_BITS``
+    The vector width of the matrix-multiply micro-kernels
+    (:mod:`fastcnn.kernels._gemm`): ``512`` (16 float32 lanes, 32 registers;
+    the default on CPUs with AVX-512F and AVX-512VL) or ``256`` (AVX2, the
+    default elsewhere).  ``256`` on an AVX-512 CPU forces the narrower
+    kernels, so that both are tested on one machine; ``512`` on a CPU
+    without AVX-512 is refused.  Both widths give the same numbers.
 ``FASTCNN_FASTMATH``
     ``1`` (default) lets LLVM reassociate and contract floating-point
     arithmetic so reductions vectorise; the flag set keeps NaN and infinity
@@ -22,12 +29,38 @@ and a sum the optimiser may reorder then differs between the two.
 
 import os
 
+import llvmlite.binding
 import numba
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
 
 CACHE = os.environ.get("FASTCNN_CACHE", "1") != "0"
+
+
+def _host_vector_bits():
+    """512 on CPUs with AVX-512F and AVX-512VL, else 256."""
+    features = llvmlite.binding.get_host_cpu_features()
+    return 512 if features.get("avx512f") and features.get("avx512vl") else 256
+
+
+def _vector_bits(host):
+    """The micro-kernels' vector width: ``FASTCNN_VECTOR_BITS`` if set, else ``host`` (see the docstring)."""
+    wanted = os.environ.get("FASTCNN_VECTOR_BITS", "").strip()
+    if wanted in ("", "auto"):
+        return host
+    if wanted not in ("256", "512"):
+        raise ValueError(f"FASTCNN_VECTOR_BITS must be 256, 512 or auto, got {wanted!r}")
+    if int(wanted) > host:
+        raise ValueError(f"FASTCNN_VECTOR_BITS=512 needs a CPU with AVX-512F and AVX-512VL; "
+                         f"this one ({llvmlite.binding.get_host_cpu_name()}) has {host}-bit vectors")
+    return int(wanted)
+
+
+#: The widest vectors this CPU has for the micro-kernels, in bits: 512 (AVX-512) or 256.
+HOST_VECTOR_BITS = _host_vector_bits()
+#: The micro-kernels' vector width in bits (``FASTCNN_VECTOR_BITS``, else :data:`HOST_VECTOR_BITS`).
+VECTOR_BITS = _vector_bits(HOST_VECTOR_BITS)
 
 # 'reassoc' and 'contract' let reductions vectorise and use FMA; 'nsz' and 'arcp'
 # are harmless here.  'nnan' and 'ninf' are left out so NaN/inf propagate as in

@@ -6,8 +6,8 @@ copied once per call into a zero-padded *channel-last* layout ``xp[n, i, j, c]``
 the contiguous span ``xp[n, i, q*sw:q*sw + S, :]`` of ``S*C`` numbers.  Each
 kernel row r is then a small matrix product with no copy: the ``Q`` windows of
 an output row (rows ``sw*C`` apart) times ``w[r]`` as an ``(S*C, K)`` matrix,
-which :func:`fastcnn.kernels._gemm.gemm_acc` runs with a 4 x 16
-register-blocked micro-kernel.  No workspace proportional to the im2col
+which :func:`fastcnn.kernels._gemm.gemm_acc` runs with its register-blocked
+micro-kernels (4 x 16 blocks on AVX2, 8 x 32 on AVX-512).  No workspace proportional to the im2col
 matrix is used: the extra memory is the padded copy of x (and of dy) and,
 per task (one per thread, passed in by the caller), an output-row buffer, a
 scratch image for the input gradient or a partial weight gradient.

@@ -1,22 +1,33 @@
-"""A register-blocked matrix-multiply micro-kernel for Numba code.
+"""A register-blocked matrix-multiply micro-kernel for Numba code, built for the host's vectors.
 
 LLVM's loop vectoriser does not keep a block of outputs in registers across a
 reduction (it vectorises the innermost loop and spills the rest), so the
 micro-kernels here are written as Numba intrinsics that emit the vector code
-directly: an ``MR x 8*NV`` block of ``c`` lives in ``MR*NV`` vector registers
-for the whole reduction, and each step broadcasts ``MR`` scalars of ``a``
-against ``NV`` vectors of ``b`` (``MR*NV`` fused multiply-adds for
-``MR + NV`` loads).  The 4 x 16 kernel runs at about the machine's peak on
-one core for float32 (AVX2: 8 lanes).
+directly: an ``MR x LANES*NV`` block of ``c`` lives in ``MR*NV`` vector
+registers for the whole reduction, and each step broadcasts ``MR`` scalars of
+``a`` against ``NV`` vectors of ``b`` (``MR*NV`` fused multiply-adds for
+``MR + NV`` loads).
 
-:func:`gemm_acc` tiles any ``M x N`` block with them and finishes the last
-columns with plain loops.  Every operand is a C-contiguous array addressed by
-flat element offsets and strides, so strided windows of an image (the
-overlapping rows of a convolution) are operands without a copy.  Nothing is
-checked: offsets must stay inside the arrays.
+Two sets of blocks, one per vector width (:data:`VECTOR_BITS`, chosen at
+import from the host CPU, see :mod:`fastcnn.config`):
 
-Float64 uses 8-lane vectors too (LLVM splits them in two registers); it is the
-precision of the gradient checks, not a speed target.
+* 256 bits (AVX2, 16 vector registers): 4 x 16 blocks (8-lane vectors, 8
+  accumulators), then 4 x 8;
+* 512 bits (AVX-512, 32 vector registers): 8 x 32 blocks (16-lane vectors,
+  16 accumulators), then 8 x 16, then the 256-bit 4 x 8 block.
+
+Every element of ``c`` is one chain of fused multiply-adds in the order of the
+reduction, whichever block computes it, so both widths give the same bits on
+columns that are a multiple of 8 (the convolutions pad theirs to that); the
+last ``N % 8`` columns go through plain loops.
+
+:func:`gemm_acc` tiles any ``M x N`` block with them.  Every operand is a
+C-contiguous array addressed by flat element offsets and strides, so strided
+windows of an image (the overlapping rows of a convolution) are operands
+without a copy.  Nothing is checked: offsets must stay inside the arrays.
+
+Float64 uses the same vector lengths (LLVM splits them in registers); it is
+the precision of the gradient checks, not a speed target.
 """
 
 import llvmlite.binding as llvm
@@ -25,16 +36,17 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..config import njit
+from ..config import VECTOR_BITS, njit
 
-LANES = 8
+#: float32 lanes of the widest vector the micro-kernels use (8 for AVX2, 16 for AVX-512).
+LANES = VECTOR_BITS // 32
 
 
-def _make_microkernel(mr, nv):
-    """An intrinsic for an ``mr x 8*nv`` block of ``c += a @ b`` with a two-level reduction.
+def _make_microkernel(mr, nv, lanes):
+    """An intrinsic for an ``mr x lanes*nv`` block of ``c += a @ b`` with a two-level reduction.
 
     ``c[i*ldc + j] += sum_{u < U, l < L} a[i*sai + u*sau + l*sal] * b[u*sbu + l*sbl + j]``
-    for ``i < mr``, ``j < 8*nv``, called as
+    for ``i < mr``, ``j < lanes*nv``, called as
     ``kernel(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L)``;
     ``*_off`` are flat element offsets of element (0, 0) of each operand.  The
     outer level (u) lets a convolution sum over kernel rows, which are not
@@ -56,7 +68,7 @@ def _make_microkernel(mr, nv):
         def codegen(context, builder, signature, args):
             sig_args = signature.args
             elem = context.get_data_type(sig_args[0].dtype)
-            vec = ir.VectorType(elem, LANES)
+            vec = ir.VectorType(elem, lanes)
             i64 = ir.IntType(64)
 
             def intp(pos):
@@ -71,7 +83,7 @@ def _make_microkernel(mr, nv):
             )
             suffix = "f32" if sig_args[0].dtype == types.float32 else "f64"
             fmuladd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fmuladd.v{LANES}{suffix}"
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fmuladd.v{lanes}{suffix}"
             )
 
             def const(v):
@@ -81,19 +93,19 @@ def _make_microkernel(mr, nv):
                 return builder.bitcast(builder.gep(base, [off], inbounds=True), vec.as_pointer())
 
             def c_at(i, v):
-                return vector_at(cdata, builder.add(c_off, builder.add(builder.mul(ldc, const(i)), const(v * LANES))))
+                return vector_at(cdata, builder.add(c_off, builder.add(builder.mul(ldc, const(i)), const(v * lanes))))
 
             # accumulators: allocas that LLVM promotes to registers
             acc = [[cgutils.alloca_once(builder, vec) for _ in range(nv)] for _ in range(mr)]
             for i in range(mr):
                 for v in range(nv):
                     builder.store(builder.load(c_at(i, v), align=1), acc[i][v])
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
             undef = ir.Constant(vec, ir.Undefined)
             with cgutils.for_range(builder, outer) as outer_loop, cgutils.for_range(builder, length) as loop:
                 u, l = outer_loop.index, loop.index
                 b_row = builder.add(builder.add(b_off, builder.mul(u, sbu)), builder.mul(l, sbl))
-                bv = [builder.load(vector_at(bdata, builder.add(b_row, const(v * LANES))), align=1) for v in range(nv)]
+                bv = [builder.load(vector_at(bdata, builder.add(b_row, const(v * lanes))), align=1) for v in range(nv)]
                 a_col = builder.add(builder.add(a_off, builder.mul(u, sau)), builder.mul(l, sal))
                 for i in range(mr):
                     scalar = builder.load(builder.gep(adata, [builder.add(a_col, builder.mul(sai, const(i)))], inbounds=True))
@@ -112,21 +124,21 @@ def _make_microkernel(mr, nv):
     return microkernel
 
 
-def _make_rows(nv):
-    """An inlined driver for ``M`` rows of one ``8*nv``-wide column block.
+def _make_rows(mr, nv, lanes):
+    """An inlined driver for ``M`` rows of one ``lanes*nv``-wide column block.
 
-    Rows go 4 at a time, the last 0-3 one at a time: fewer variants compile
+    Rows go ``mr`` at a time, the rest one at a time: fewer variants compile
     faster, and the convolutions' row counts (output widths) are mostly
-    multiples of 4.
+    multiples of 4 or 8.
     """
-    block, single = _make_microkernel(4, nv), _make_microkernel(1, nv)
+    block, single = _make_microkernel(mr, nv, lanes), _make_microkernel(1, nv, lanes)
 
     @njit(inline="always")
     def rows(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
         i = 0
-        while i + 4 <= M:
+        while i + mr <= M:
             block(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-            i += 4
+            i += mr
         while i < M:
             single(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
             i += 1
@@ -134,7 +146,8 @@ def _make_rows(nv):
     return rows
 
 
-_rows16, _rows8 = _make_rows(2), _make_rows(1)
+_rows16, _rows8 = _make_rows(4, 2, 8), _make_rows(4, 1, 8)  # 256-bit blocks
+_rows32z, _rows16z = _make_rows(8, 2, 16), _make_rows(8, 1, 16)  # 512-bit blocks
 
 
 def _signatures():
@@ -147,27 +160,9 @@ def _signatures():
     return sigs
 
 
-@njit(_signatures())
-def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
-    """``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``.
-
-    For ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain
-    matrix product); ``a``, ``b`` and ``c`` are flat (1-D, contiguous) arrays
-    of one float dtype, addressed by element offsets.  Columns go 16, then 8,
-    at a time through the micro-kernels; the last ``N % 8`` with plain loops.
-
-    A function of its own, not inlined, with explicit signatures: every
-    kernel calls the same two compilations (one per dtype; without the
-    signatures each call site's mix of literal and int64 arguments would be
-    compiled anew), which keeps the first-ever compile short.
-    """
-    j = 0
-    while j + 16 <= N:
-        _rows16(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
-        j += 16
-    if j + 8 <= N:
-        _rows8(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
-        j += 8
+@njit(inline="always")
+def _plain_columns(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N, j):
+    """Columns ``j..N`` of :func:`gemm_acc` with plain loops (fewer than 8)."""
     for i in range(M):
         for jj in range(j, N):
             s = c[c_off + i * ldc + jj]
@@ -175,6 +170,56 @@ def gemm_acc(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M
                 for l in range(L):
                     s += a[a_off + i * sai + u * sau + l * sal] * b[b_off + u * sbu + l * sbl + jj]
             c[c_off + i * ldc + jj] = s
+
+
+def _gemm_acc_256(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
+    """:func:`gemm_acc` with 256-bit vectors: columns 16, then 8, at a time."""
+    j = 0
+    while j + 16 <= N:
+        _rows16(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
+        j += 16
+    if j + 8 <= N:
+        _rows8(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
+        j += 8
+    _plain_columns(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N, j)
+
+
+def _gemm_acc_512(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
+    """:func:`gemm_acc` with 512-bit vectors: columns 32, then 16, then 8 (256-bit), at a time."""
+    j = 0
+    while j + 32 <= N:
+        _rows32z(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
+        j += 32
+    if j + 16 <= N:
+        _rows16z(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
+        j += 16
+    if j + 8 <= N:
+        _rows8(c, c_off + j, ldc, a, a_off, sai, sau, sal, b, b_off + j, sbu, sbl, U, L, M)
+        j += 8
+    _plain_columns(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N, j)
+
+
+_WIDTHS = {256: _gemm_acc_256, 512: _gemm_acc_512}
+
+
+def compile_gemm_acc(bits):
+    """The compiled :func:`gemm_acc` for ``bits``-wide vectors (256 or 512; 512 needs AVX-512 on the host).
+
+    Import compiles the one for :data:`VECTOR_BITS` (``gemm_acc``); tests
+    compile the other to check both widths give the same numbers.
+    """
+    # explicit signatures: every kernel calls the same two compilations (one
+    # per dtype; without them each call site's mix of literal and int64
+    # arguments would be compiled anew), which keeps the first-ever compile short
+    return njit(_signatures())(_WIDTHS[bits])
+
+
+#: ``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``
+#: for ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain matrix
+#: product); ``a``, ``b`` and ``c`` are flat (1-D, contiguous) arrays of one
+#: float dtype, addressed by element offsets.  Called from Python (tests) or,
+#: in kernels, through :func:`gemm_call`.
+gemm_acc = compile_gemm_acc(VECTOR_BITS)
 
 
 # ---------------------------------------------------------------------------

@@ -15,14 +15,22 @@ import pytest
 
 import naive as nv
 from helpers import conv_inputs, repo_env
-from fastcnn import kernels
-from fastcnn.kernels._gemm import gemm_acc
+from fastcnn import config, kernels
+from fastcnn.kernels._gemm import compile_gemm_acc, gemm_acc
+
+#: the micro-kernel widths this CPU can run (both on an AVX-512 CPU)
+WIDTHS = (256, 512) if config.HOST_VECTOR_BITS == 512 else (256,)
 
 
+GEMM_SHAPES = [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0), (17, 56, 2, 6), (9, 88, 1, 3)]
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("M,N,U,L", [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0)])
-def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
-    """c += a @ b over a two-level reduction, with strided a and an offset block of c."""
+@pytest.mark.parametrize("M,N,U,L", GEMM_SHAPES)
+def test_gemm_acc_matches_numpy(M, N, U, L, dtype, bits, rng):
+    """c += a @ b over a two-level reduction, with strided a and an offset block of c, at every vector width."""
+    gemm_acc = compile_gemm_acc(bits)
     a = rng.standard_normal((M, U, L, 2)).astype(dtype)  # the last axis doubles the stride of l
     b = rng.standard_normal((U, L, N + 5)).astype(dtype)  # 5 extra columns that must not be touched
     c = rng.standard_normal((M + 1, N + 3)).astype(dtype)
@@ -32,6 +40,21 @@ def test_gemm_acc_matches_numpy(M, N, U, L, dtype, rng):
              b.reshape(-1), 0, L * (N + 5), N + 5, U, L, M, N)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(len(WIDTHS) == 1, reason="this CPU has no AVX-512: only the 256-bit micro-kernel runs here")
+@pytest.mark.parametrize("M,N,U,L", GEMM_SHAPES)
+def test_gemm_acc_widths_give_the_same_bits(M, N, U, L, rng):
+    """Each element is one chain of fused multiply-adds in reduction order, whichever block computes it."""
+    a = rng.standard_normal(M * U * L).astype(np.float32)
+    b = rng.standard_normal(U * L * N).astype(np.float32)
+    c0 = rng.standard_normal(M * N).astype(np.float32)
+    results = []
+    for bits in WIDTHS:
+        c = c0.copy()
+        compile_gemm_acc(bits)(c, 0, N, a, 0, U * L, L, 1, b, 0, L * N, N, U, L, M, N)
+        results.append(c)
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_workspace_reuse_never_returns_stale_results(rng):
@@ -152,3 +175,17 @@ def test_kernels_calling_the_micro_kernel_load_from_the_cache(tmp_path):
         results.append(np.load(out))
     assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run did write the cache
     np.testing.assert_array_equal(results[0], results[1])
+    if len(WIDTHS) == 2:  # the cached kernels linked to the 256-bit micro-kernel give the same bits
+        out = tmp_path / "run256.npy"
+        proc = subprocess.run([sys.executable, "-c", _CACHED_RUN.format(out=str(out))],
+                              env={**env, "FASTCNN_VECTOR_BITS": "256"}, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        np.testing.assert_array_equal(np.load(out), results[0])
+
+
+@pytest.mark.parametrize("value", ["1024", "avx"] + (["512"] if len(WIDTHS) == 1 else []))
+def test_a_bad_vector_width_setting_is_refused_at_import(value):
+    proc = subprocess.run([sys.executable, "-c", "import fastcnn"], env=repo_env(FASTCNN_VECTOR_BITS=value),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "FASTCNN_VECTOR_BITS" in proc.stderr.splitlines()[-1]
