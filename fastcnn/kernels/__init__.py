@@ -10,7 +10,8 @@ Images are NCHW: x (N, C, H, W); conv weights are (K, C, R, S) as PyTorch's.
 This module only re-exports; each op family lives in its own module:
 
 =================  ===========================================================
-``conv``           convolution, im2col/col2im; ``conv_plan`` chooses its algorithms
+``conv``           convolution, im2col/col2im; ``conv_plan`` chooses its algorithms,
+                   ``conv_tune`` times them (``algorithm="tuned"``)
 ``pool``           max / average / global average pooling
 ``activation``     ReLU, leaky ReLU, sigmoid, tanh, softmax
 ``norm``           batch normalisation
@@ -102,6 +103,7 @@ from .conv import (
 )
 from .conv_plan import ALGORITHMS as CONV_ALGORITHMS
 from .conv_plan import ConvPlan, ConvPlans
+from .conv_tune import clear_tuned_plans, load_tuned_plans, save_tuned_plans, tuned_plans
 from .linear import linear_backward, linear_forward
 from .local import locally_connected2d_backward, locally_connected2d_forward, locally_connected2d_output_shape
 from .loss import mse_loss, softmax_cross_entropy
@@ -138,6 +140,10 @@ __all__ = [
     "col2im",
     "clear_workspace",
     "workspace_usage",
+    "tuned_plans",
+    "save_tuned_plans",
+    "load_tuned_plans",
+    "clear_tuned_plans",
     # pooling
     "max_pool2d_forward",
     "max_pool2d_backward",

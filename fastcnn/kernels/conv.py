@@ -13,7 +13,7 @@ import numpy as np
 
 from .._shapes import conv_output_size
 from ..config import get_num_threads
-from . import _conv_exec, _workspace
+from . import _conv_exec, _workspace, conv_tune
 from ._checks import as_float_array, check_shape, check_x_shape, nonnegative_pair, positive_pair
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_nchw import conv2d_backward_bias
@@ -57,8 +57,11 @@ def _check_algorithm(algorithm, fn):
 
 
 def _plan(op, g, dtype, algorithm, fn, threads=None):
+    threads = threads or get_num_threads()
+    if algorithm == "tuned":
+        algorithm = conv_tune.choose(op, g, dtype, threads)
     try:
-        return make_plan(op, g, algorithm, np.dtype(dtype).itemsize, threads or get_num_threads())
+        return make_plan(op, g, algorithm, np.dtype(dtype).itemsize, threads)
     except ValueError as e:
         raise ValueError(f"{fn}: {e}") from None
 
@@ -78,9 +81,11 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     stride, padding : int or (int, int)
     dtype : float32 or float64
     algorithm : str
-        "auto" (default), "direct" (the same today: never im2col) or one of
-        ``fastcnn.kernels.CONV_ALGORITHMS``; a named algorithm that does not
-        apply to the shape raises ValueError.
+        "auto" (default: fixed thresholds), "direct" (the same today: never
+        im2col), "tuned" (the fastest algorithm of each pass, timed the first
+        time the shape is seen: see :mod:`fastcnn.kernels.conv_tune`; this
+        call then runs the timings) or one of ``fastcnn.kernels.CONV_ALGORITHMS``;
+        a named algorithm that does not apply to the shape raises ValueError.
     need_input_grad : bool
         False leaves ``input_grad`` None (the first layer of a network).
     num_threads : int or None
@@ -188,7 +193,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto"):
     stride, padding : int or (int, int)
         Stride >= 1 and zero padding >= 0, along height then width.
     algorithm : str
-        "auto" (default), "direct" or a name from ``fastcnn.kernels.CONV_ALGORITHMS``.
+        "auto" (default), "direct", "tuned" (see :func:`conv2d_plan`) or a
+        name from ``fastcnn.kernels.CONV_ALGORITHMS``.
 
     Returns
     -------

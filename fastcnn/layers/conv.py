@@ -6,8 +6,9 @@ from .._shapes import pair
 from . import init
 from .base import Layer, Parameter, as_input, check_dtype, check_positive_int, format_args
 
-#: What ``Conv2d(algorithm=...)`` accepts: "auto", "direct" or a named algorithm of ``kernels.CONV_ALGORITHMS``.
-ALGORITHMS = ("auto", "direct") + tuple(kernels.CONV_ALGORITHMS)
+#: What ``Conv2d(algorithm=...)`` accepts: "auto", "direct", "tuned" or a named algorithm of
+#: ``kernels.CONV_ALGORITHMS``.
+ALGORITHMS = ("auto", "direct", "tuned") + tuple(kernels.CONV_ALGORITHMS)
 
 
 class Conv2d(Layer):
@@ -22,7 +23,9 @@ class Conv2d(Layer):
     algorithm : str
         ``"auto"`` (default): each pass runs the algorithm
         :func:`fastcnn.kernels.conv2d_plan` picks for the shapes it sees
-        (``"direct"`` is the same: never im2col).  A name from
+        (``"direct"`` is the same: never im2col).  ``"tuned"``: each pass
+        runs the fastest algorithm for its shapes, timed on the first batch
+        (see :mod:`fastcnn.kernels.conv_tune`).  A name from
         ``fastcnn.kernels.CONV_ALGORITHMS`` (``"nchw"``, ``"batch_last"``,
         ``"channel_last"``, ``"im2col"``, ``"matmul_1x1"``,
         ``"matmul_whole_input"``) forces that algorithm for every pass; one
