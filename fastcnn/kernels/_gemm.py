@@ -127,11 +127,11 @@ def _make_microkernel(mr, nv, lanes):
 def _make_rows(mr, nv, lanes):
     """An inlined driver for ``M`` rows of one ``lanes*nv``-wide column block.
 
-    Rows go ``mr`` at a time, the rest one at a time: fewer variants compile
-    faster, and the convolutions' row counts (output widths) are mostly
-    multiples of 4 or 8.
+    Rows go ``mr`` (4 or 8) at a time, then 4 (when ``mr`` is 8), 2 and 1 for
+    the rest: output widths of 7, 14 or 28 pixels still run mostly in wide
+    blocks, with few variants to compile.
     """
-    block, single = _make_microkernel(mr, nv, lanes), _make_microkernel(1, nv, lanes)
+    block, four, two, one = (_make_microkernel(m, nv, lanes) for m in (mr, 4, 2, 1))
 
     @njit(inline="always")
     def rows(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
@@ -139,9 +139,14 @@ def _make_rows(mr, nv, lanes):
         while i + mr <= M:
             block(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
             i += mr
-        while i < M:
-            single(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
-            i += 1
+        if mr > 4 and i + 4 <= M:
+            four(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+            i += 4
+        if i + 2 <= M:
+            two(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
+            i += 2
+        if i < M:
+            one(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
 
     return rows
 
