@@ -26,11 +26,13 @@ One module per job; this package re-exports their public names:
 ``memory``          :func:`conv_workspace_bytes` (computed) and the
                     tracemalloc measurement of a call's extra memory
 ``conv``            :class:`ConvShape`, :func:`parse_shape`, :data:`CONV_SUITE`,
-                    :func:`bench_conv`, :func:`run_conv_suite`
+                    :func:`compared_algorithms`, :func:`bench_conv`, :func:`run_conv_suite`
 ``train``           :func:`bench_train` (LeNet-5 epochs)
-``models``          :func:`bench_models` (vgg_small, resnet_small, lenet5: training step and eval-mode inference)
+``models``          :func:`bench_models` (vgg_small, resnet_small, lenet5: training step, eval-mode inference
+                    and per-layer times)
+``layers``          the per-layer timers of ``bench models`` (:class:`~fastcnn.bench.layers.LayerTimer`)
 ``startup``         :func:`bench_startup` (fresh processes)
-``machine``         :func:`machine_info`: CPU, threads, versions
+``machine``         :func:`machine_info`: CPU, vector width, threads, versions
 ``report``          the ``format_*`` tables, :func:`write_json`, :func:`plot_conv`
 ``torch_models``    the PyTorch twins of fastcnn's models (``torch_lenet5``,
                     ``torch_vgg_small``, ``torch_resnet_small``)
@@ -46,7 +48,17 @@ Examples
 ('64x3x32x32:32k3s1p1', (32, 32))
 """
 
-from .conv import CONV_SUITE, FASTCNN_ALGORITHMS, SHAPE_FORMAT, ConvShape, bench_conv, parse_shape, run_conv_suite
+from .conv import (
+    COMPARED_ALGORITHMS,
+    CONV_SUITE,
+    FASTCNN_ALGORITHMS,
+    SHAPE_FORMAT,
+    ConvShape,
+    bench_conv,
+    compared_algorithms,
+    parse_shape,
+    run_conv_suite,
+)
 from .machine import machine_info
 from .memory import conv_workspace_bytes
 from .models import BENCH_MODELS, bench_models
@@ -68,8 +80,10 @@ __all__ = [
     "CONV_SUITE",
     "SHAPE_FORMAT",
     "FASTCNN_ALGORITHMS",
+    "COMPARED_ALGORITHMS",
     "BENCH_MODELS",
     "parse_shape",
+    "compared_algorithms",
     "measure_peak_gflops",
     "conv_workspace_bytes",
     "bench_conv",

@@ -1,8 +1,10 @@
 """The convolution benchmark: one shape, or a suite of shapes, timed per algorithm against PyTorch.
 
 Shapes are written ``NxCxHxW:KkR[sS][pP]`` (:func:`parse_shape`).  For each
-algorithm (fastcnn's ``direct`` and ``im2col``, and PyTorch's ``F.conv2d``
-when installed) :func:`bench_conv` times three calls, :data:`TIMED_OPS`:
+algorithm (fastcnn's ``direct`` and ``im2col``, every other named algorithm
+of :data:`COMPARED_ALGORITHMS` that the kernels offer and that applies to
+the shape, and PyTorch's ``F.conv2d`` when installed) :func:`bench_conv`
+times three calls, :data:`TIMED_OPS`:
 ``forward``, ``backward_weight`` (dw and db only) and ``backward`` (dx, dw,
 db), and derives ``backward_data`` and ``forward_backward`` from them.
 
@@ -31,10 +33,12 @@ from .torch_models import import_torch
 __all__ = [
     "SHAPE_FORMAT",
     "FASTCNN_ALGORITHMS",
+    "COMPARED_ALGORITHMS",
     "ConvShape",
     "CONV_SUITE",
     "parse_shape",
     "conv_arrays",
+    "compared_algorithms",
     "bench_conv",
     "run_conv_suite",
 ]
@@ -46,8 +50,12 @@ SHAPE_FORMAT = (
     "(default 0); e.g. 64x3x32x32:32k3s1p1"
 )
 
-#: The algorithms measured; "torch" only when PyTorch is installed.
+#: The fastcnn algorithms measured on every shape (with "torch" when PyTorch is installed).
 FASTCNN_ALGORITHMS = ("direct", "im2col")
+
+#: The fastcnn algorithms compared, in the order of the rows: those of :data:`FASTCNN_ALGORITHMS` always,
+#: each other name when ``fastcnn.kernels.CONV_ALGORITHMS`` has it and it applies to the shape.
+COMPARED_ALGORITHMS = ("direct", "winograd", "im2col")
 
 #: Convolution passes each result costs (forward, weight gradient and input gradient are one each).
 _PASSES = {"forward": 1, "backward_weight": 1, "backward_data": 1, "backward": 2, "forward_backward": 3}
@@ -165,6 +173,39 @@ def _fastcnn_ops(shape, algorithm, arrays):
     }
 
 
+def _applies(shape, algorithm):
+    """Whether ``conv2d_plan(..., algorithm=algorithm)`` accepts the shape (a named algorithm may not apply)."""
+    from ..kernels import conv2d_plan
+
+    s = shape
+    try:
+        conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, algorithm=algorithm)
+    except ValueError:
+        return False
+    return True
+
+
+def compared_algorithms(shape):
+    """The fastcnn algorithms :func:`bench_conv` measures on ``shape`` by default, in row order.
+
+    Every name of :data:`COMPARED_ALGORITHMS` that is in
+    :data:`FASTCNN_ALGORITHMS`, or that ``fastcnn.kernels.CONV_ALGORITHMS``
+    names and that applies to the shape (``winograd``: 3x3, stride 1); the
+    others are left out without a word.
+
+    Examples
+    --------
+    >>> compared_algorithms(parse_shape("8x2x8x8:4k5s2"))
+    ('direct', 'im2col')
+    """
+    from ..kernels import CONV_ALGORITHMS
+
+    if isinstance(shape, str):
+        shape = parse_shape(shape)
+    return tuple(a for a in COMPARED_ALGORITHMS
+                 if a in FASTCNN_ALGORITHMS or (a in CONV_ALGORITHMS and _applies(shape, a)))
+
+
 def _plan_names(shape, algorithm):
     """The algorithm each pass of fastcnn's convolution runs: {"forward", "weight_grad", "input_grad": name}."""
     from ..kernels import conv2d_plan
@@ -257,7 +298,7 @@ def _compare(entries):
 
 def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None, memory=True, seed=0,
                settle=0.15, min_sample=0.02):
-    """Time one convolution shape with fastcnn's direct and im2col algorithms and PyTorch.
+    """Time one convolution shape with fastcnn's algorithms (:func:`compared_algorithms`) and PyTorch.
 
     For each algorithm, the median over ``repeat`` interleaved repeats of:
     ``forward``; ``backward_weight`` (dw and db only: fastcnn's
@@ -279,7 +320,9 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     peak_gflops : float, optional
         The practical peak for the ``peak_fraction`` figures (see :func:`measure_peak_gflops`).
     algorithms : sequence of str, optional
-        Default: direct, im2col, and torch when installed.  Besides "torch",
+        Default: :func:`compared_algorithms` (direct, im2col, and each other
+        compared algorithm the kernels offer for the shape), then torch when
+        installed.  Besides "torch",
         any name the kernels' ``algorithm=`` accepts (such as "channel_last",
         see :func:`fastcnn.kernels.conv2d_plan`); one that does not apply to
         the shape raises ValueError.
@@ -313,7 +356,7 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
         raise ValueError(f"bench_conv: repeat must be >= 1, got {repeat}")
     torch = import_torch()
     if algorithms is None:
-        algorithms = FASTCNN_ALGORITHMS + (("torch",) if torch is not None else ())
+        algorithms = compared_algorithms(shape) + (("torch",) if torch is not None else ())
     algorithms = tuple(algorithms)
     if "torch" in algorithms and torch is None:
         raise ImportError("bench_conv: algorithm 'torch' needs PyTorch installed")

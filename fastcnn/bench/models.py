@@ -1,9 +1,11 @@
 """The model-zoo benchmark: training steps and inference of the zoo's networks, fastcnn against PyTorch."""
 
+import contextlib
 import time
 
 import numpy as np
 
+from .layers import LayerTimer, TorchForwardTimer, align
 from .machine import machine_info
 from .timing import calls_per_sample, median, no_gc, rotated, time_call, use_threads
 from .torch_models import TORCH_TWINS, import_torch
@@ -223,8 +225,46 @@ def _add_inference(entries, models, torch, seed, algorithm, batch, repeat, settl
         entry["latency"]["ratio"] = _ratio(entry["latency"]["frameworks"], "median_us")
 
 
+def _time_layers(name, torch, batch, seed, algorithm, repeat, settle):
+    """Per-layer times of a fresh model ``name`` (and its twin's forward) in ``repeat`` interleaved steps."""
+    x, y = _inputs(name, batch, seed)
+    model, tmodel = _build_models(name, torch, seed, algorithm)
+    timers = {"fastcnn": LayerTimer(model, fastcnn_step(model.train(), x, y))}
+    if tmodel is not None:
+        timers["torch"] = TorchForwardTimer(tmodel, torch_step(torch, tmodel.train(), x, y))
+    keys = list(timers)
+    with contextlib.ExitStack() as stack:
+        for timer in timers.values():
+            stack.enter_context(timer)
+        for timer in timers.values():  # warm-up: first touch of every buffer, the workspace's sizes
+            timer.run()
+            timer.clear()
+        with no_gc():
+            for i in range(repeat):
+                for key in rotated(keys, i):
+                    time.sleep(settle)
+                    timers[key].run()
+    out = timers["fastcnn"].result()
+    out["torch_step_s"] = None
+    if "torch" in timers:
+        _add_torch_forward(out, timers["torch"].result())
+    return out
+
+
+def _add_torch_forward(out, twin):
+    """Put the twin's forward time of each top-level module on the fastcnn row it pairs with (:func:`align`)."""
+    top = [row for row in out["rows"] if row["depth"] == 0]
+    pairs = align([row["kind"] for row in top], [m["kind"] for m in twin["modules"]])
+    for i, row in enumerate(top):
+        m = twin["modules"][pairs[i]] if i in pairs else None
+        row["torch"] = None if m is None else {"module": m["kind"], "forward_s": m["forward_s"]}
+    paired = set(pairs.values())
+    out["torch_step_s"] = twin["step_s"]
+    out["torch_unpaired"] = [m for j, m in enumerate(twin["modules"]) if j not in paired]
+
+
 def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0, settle=0.2, target=0.25,
-                 algorithm="auto", inference=True, inference_batch=256):
+                 algorithm="auto", inference=True, inference_batch=256, layers=True):
     """Training-step time and inference speed of the model zoo's networks, fastcnn vs PyTorch.
 
     For each model in ``models`` (names from :data:`BENCH_MODELS`:
@@ -240,6 +280,15 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     ``model.predict`` of ``inference_batch`` images against the twin called
     in eval mode under ``torch.no_grad()``; and batch-1 latency, the same
     calls on a single image, each call timed on its own.
+
+    With ``layers`` each model's training step is timed layer by layer
+    too, on a fresh model: a timer around every layer's ``forward`` and
+    ``backward`` (nested layers of a Residual included) during ``repeat``
+    real steps at ``batch``, so each layer sees the activations and
+    gradients the model produces (:class:`fastcnn.bench.layers.LayerTimer`);
+    the twin's top-level modules get forward hooks
+    (:class:`fastcnn.bench.layers.TorchForwardTimer`), interleaved the same
+    way.
 
     Measurement discipline as :func:`bench_train`: the same thread count for
     both (and BLAS); two warm-up calls of each excluded (JIT compilation,
@@ -275,6 +324,8 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
         Also time eval-mode throughput and batch-1 latency.
     inference_batch : int
         Images per call of the throughput measurement.
+    layers : bool
+        Also time each layer's forward and backward within the training step.
 
     Returns
     -------
@@ -293,6 +344,14 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
         ``ratio``) and ``latency`` (``frameworks``: per framework ``calls``
         per round, ``samples_us``, each round's median, ``median_us``, the
         median of every call; and ``ratio``, torch's median over fastcnn's).
+        ``layers`` (bool) and with it each model's ``layers``: ``step_s``
+        (median of the instrumented steps), ``rest_s`` (median of the step's
+        time outside its top-level layers), ``rows`` (per layer: ``name``,
+        ``depth``, ``kind``, ``layer``, ``input_shape``, ``forward_s``,
+        ``backward_s``, ``share`` of the step, the Conv2d ``plan``, and on the
+        top-level rows ``torch``: the paired module's ``module`` kind and
+        ``forward_s``, or None), ``torch_step_s`` and ``torch_unpaired`` (the
+        twin's modules without a fastcnn row) when PyTorch is installed.
         ``machine``.
     """
     models = tuple(models)
@@ -302,12 +361,15 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     shapes = {MODEL_INPUT_SHAPES[name] for name in models}
     result = {"benchmark": "models", "batch": batch, "repeat": repeat, "settle": settle,
               "input_shape": shapes.pop() if len(shapes) == 1 else None, "algorithm": algorithm,
-              "inference_batch": inference_batch if inference else None, "models": entries}
+              "inference_batch": inference_batch if inference else None, "layers": bool(layers), "models": entries}
 
     with use_threads(threads, torch) as nthreads:
         calls, samples = _time_steps(steps, repeat, settle, target)
         if inference:
             _add_inference(entries, models, torch, seed, algorithm, inference_batch, repeat, settle, target)
+        if layers:
+            for name in models:
+                entries[name]["layers"] = _time_layers(name, torch, batch, seed, algorithm, repeat, settle)
         machine = machine_info(nthreads, torch)
     result["threads"] = nthreads
     for (name, fw), e in _per_batch(calls, samples, batch).items():

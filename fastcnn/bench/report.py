@@ -8,6 +8,8 @@ Each ``format_*`` function turns one benchmark's result dict into the text
 import numpy as np
 
 from .._util import atomic_write, atomic_write_json, require_matplotlib
+from .conv import FASTCNN_ALGORITHMS
+from .machine import vector_text
 from .memory import TIMED_OPS
 
 __all__ = [
@@ -104,6 +106,7 @@ def _conv_header(suite):
         f"practical peak: numpy float32 sgemm {peak['n']}^3 = {peak['gflops']:.1f} GFLOP/s "
         f"(median of {len(peak['samples_s'])}, before and after the shapes: "
         f"{peak['gflops_before']:.1f} / {peak['gflops_after']:.1f})",
+        *([vector_text(suite["machine"]["vector"])] if "vector" in suite["machine"] else []),
         "",
     ]
 
@@ -143,6 +146,11 @@ def _timing_notes(shapes, has_torch):
     out = ["fwd: forward; bwd-w: weight+bias gradient only (no dx); bwd-d*: input gradient, DERIVED as "
            "bwd - bwd-w; bwd: dx, dw, db; f+b: fwd + bwd (training step of the layer). GF/s counts "
            "2*N*K*C*R*S*P*Q FLOPs per pass (f+b: 3 passes); %pk: share of the sgemm peak above."]
+    others = sorted({a for r in shapes for a in r["algorithms"]} - set(FASTCNN_ALGORITHMS) - {"torch"})
+    if others:
+        out.append(f"GF/s and %pk are direct-equivalent: every algorithm, {', '.join(others)} included, is credited "
+                   "with 2*N*K*C*R*S*P*Q FLOPs per pass whatever arithmetic it does (winograd does fewer "
+                   "multiplications, so its figures can pass the peak); they compare times.")
     if has_torch:
         out.append("vs torch: torch's time / this time (above 1x: faster than PyTorch). torch forward under "
                    "no_grad; torch backward = autograd.grad on a graph built untimed.")
@@ -153,10 +161,10 @@ def _timing_notes(shapes, has_torch):
 
 
 def _plan_text(plan):
-    """``fwd / dw / dx`` algorithm names of a plan, or the one name when all three passes share it."""
+    """``fwd / dw / dx`` algorithm names of a plan, or the one name when all three passes share it ("-": no dx)."""
     if not plan:
         return "-"
-    names = [plan["forward"], plan["weight_grad"], plan["input_grad"]]
+    names = [plan["forward"], plan["weight_grad"], plan["input_grad"] or "-"]
     return names[0] if len(set(names)) == 1 else " / ".join(names)
 
 
@@ -313,6 +321,63 @@ def _inference_lines(result):
     return out
 
 
+def _layer_text(row):
+    """A layer's repr, shortened (``k=3``, ``pad=(1, 1)``), indented by its depth."""
+    text = row["layer"].replace("kernel_size=", "k=").replace("padding=", "pad=")
+    return f"{'  ' * row['depth']}{row['name'].rpartition('.')[2]} {text}"
+
+
+def _layer_row(row, has_torch):
+    """One layer's row of the per-layer table."""
+    f, b = row["forward_s"], row["backward_s"]
+    shape = row["input_shape"]
+    cells = [_layer_text(row), "" if shape is None else _shape_text(shape), _ms(f), _ms(b), _pct(row["share"]),
+             _plan_text(row["plan"]) if row["plan"] else ""]
+    if has_torch:
+        twin = row.get("torch")
+        t = twin["forward_s"] if twin else None
+        cells += ["" if row["depth"] else _ms(t) if twin else "-",
+                  _ratio(t / f) if twin and f and t else ""]
+    return cells
+
+
+def _layers_lines(name, layers, batch):
+    """One model's per-layer table (``layers`` from :func:`fastcnn.bench.bench_models`), with its totals."""
+    has_torch = layers.get("torch_step_s") is not None
+    step, rest = layers["step_s"], layers["rest_s"]
+    headers = ["layer", "input", "fwd ms", "bwd ms", "share", "plan fwd / dw / dx"]
+    if has_torch:
+        headers += ["torch fwd ms", "fwd vs torch"]
+    rows = [_layer_row(r, has_torch) for r in layers["rows"]]
+    rows.append([f"(rest of the step: loss, zero_grad, Python between layers: {_ms(rest)} ms)", "", "", "",
+                 _pct(rest / step), ""] + (["", ""] if has_torch else []))
+    title = f"{name}: per-layer times of the training step, batch {batch}; instrumented step {_ms(step)} ms"
+    if has_torch:
+        title += f" (PyTorch {_ms(layers['torch_step_s'])} ms)"
+    out = [title, table(headers, rows, "<<>>><" + (">>" if has_torch else ""))]
+    unpaired = layers.get("torch_unpaired") or []
+    if unpaired:
+        out.append("PyTorch modules without a fastcnn row: " + ", ".join(
+            f"{m['name']} {m['kind']} {_ms(m['forward_s'])} ms" for m in unpaired))
+    return out
+
+
+def _layers_legend(result):
+    """The legend under the per-layer tables."""
+    has_torch = any((e.get("layers") or {}).get("torch_step_s") is not None for e in result["models"].values())
+    out = ["Per layer: median over the rounds of the seconds inside each layer's forward and backward during real "
+           "training steps (a timer around every layer; nested layers indented, their time is part of the block's). "
+           "input: per-example input shape; share: fwd + bwd over the instrumented step (each row a median of "
+           "its own, so the shares need not add up to 100%); rest: the step outside its top-level layers; plan: "
+           "the Conv2d's plan for that input (Conv2d.plan), one name when all three passes share it. A ReLU before "
+           "a MaxPool2d runs after it; layers before the first one with parameters get no backward (-)."]
+    if has_torch:
+        out.append("torch fwd ms: the twin's module at that place, timed with forward hooks in the same rounds "
+                   "(train mode, autograd on); a torch BasicBlock includes the ReLU fastcnn lists after its Residual. "
+                   "fwd vs torch: torch's forward time over fastcnn's (above 1x: faster).")
+    return out
+
+
 def format_models_table(result):
     """The tables of a :func:`fastcnn.bench.bench_models` result, as a string: training, then inference."""
     rows = []
@@ -340,6 +405,10 @@ def format_models_table(result):
         out.append("PyTorch is not installed: no comparison.")
     if result.get("inference_batch") is not None:
         out += [""] + _inference_lines(result)
+    if result.get("layers"):
+        for name, entry in result["models"].items():
+            out += [""] + _layers_lines(name, entry["layers"], result["batch"])
+        out += [""] + _layers_legend(result)
     return "\n".join(out)
 
 
@@ -371,7 +440,7 @@ def plot_conv(suite, path):
         for a in r["algorithms"]:
             if a not in algos:
                 algos.append(a)
-    colors = {"direct": "#1f77b4", "im2col": "#ff7f0e", "torch": "#7f7f7f"}
+    colors = {"direct": "#1f77b4", "im2col": "#ff7f0e", "winograd": "#2ca02c", "torch": "#7f7f7f"}
     fig = Figure(figsize=(max(8.0, 1.6 * len(shapes) + 3), 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 1, sharex=True)

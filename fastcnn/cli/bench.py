@@ -192,7 +192,8 @@ def _add_models(kinds):
             "Forward plus backward time of a batch of 64 images through vgg_small and resnet_small "
             "(3x32x32) and lenet5 (1x28x28) (train mode, cross-entropy, no optimizer step), then "
             "their inference in eval mode (images/s at batch 256 and batch-1 latency), against "
-            "PyTorch twins of the same architectures (when installed), with the same thread count."
+            "PyTorch twins of the same architectures (when installed), with the same thread count; "
+            "then each layer's forward and backward time within the training step."
         ),
     )
     zoo.add_argument("--models", nargs="+", choices=list(bench.BENCH_MODELS), default=None, metavar="NAME",
@@ -204,6 +205,9 @@ def _add_models(kinds):
                      help="timed rounds of each (default: %(default)s)")
     zoo.add_argument("--no-inference", action="store_true",
                      help="time the training step only (no eval-mode throughput and latency)")
+    zoo.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
+                     help="also time each layer's forward and backward inside the training step, with each "
+                          "Conv2d's plan and PyTorch's per-module forward (default: on; a few seconds per model)")
     _add_json_option(zoo)
 
 
@@ -212,8 +216,10 @@ def _run_models(args):
     threads = common.set_threads(args.threads)
     models = tuple(dict.fromkeys(args.models)) if args.models else bench.models.DEFAULT_MODELS
     what = "forward+backward" if args.no_inference else "forward+backward and inference"
+    what += ", then per-layer times" if args.layers else ""
     log(f"{', '.join(models)} {what}: {args.repeat} rounds per framework ...")
-    result = bench.bench_models(threads=threads, repeat=args.repeat, models=models, inference=not args.no_inference)
+    result = bench.bench_models(threads=threads, repeat=args.repeat, models=models, inference=not args.no_inference,
+                                layers=args.layers)
     print(bench.format_models_table(result), flush=True)
     if args.json is not None:
         _write_json(args.json, result)

@@ -81,12 +81,15 @@ def test_bench_conv_table_and_json(tmp_path, capsys):
     assert status == 0, err
     assert "Traceback" not in out + err
     assert TINY in out
-    for word in ("direct", "im2col", "GF/s", "bwd-d*", "DERIVED", "Winners", "plan", "computed", "traced"):
+    for word in ("direct", "im2col", "GF/s", "bwd-d*", "DERIVED", "Winners", "plan", "computed", "traced",
+                 "vector width: LLVM host CPU", "float32 lanes", "fastcnn micro-kernels"):
         assert word in out, word
     data = json.loads(path.read_text())
     assert {"benchmark", "machine", "peak", "repeat", "threads", "shapes"} <= set(data)
     assert data["benchmark"] == "conv" and data["threads"] == 1
-    assert {"cpu_model", "cpu_count", "threads", "numpy", "numba", "torch"} <= set(data["machine"])
+    assert {"cpu_model", "cpu_count", "threads", "numpy", "numba", "torch", "vector"} <= set(data["machine"])
+    vector_keys = {"llvm_cpu", "avx2", "fma", "avx512f", "float32_lanes", "microkernel_bits", "microkernel_lanes"}
+    assert vector_keys <= set(data["machine"]["vector"])
     assert data["peak"]["gflops"] > 0 and data["peak"]["samples_s"]
     (result,) = data["shapes"]
     assert result["shape"] == TINY
@@ -112,6 +115,66 @@ def test_bench_conv_table_and_json(tmp_path, capsys):
         assert "torch" not in algos
     else:
         assert "torch" in algos and "vs_torch" in algos["direct"]
+
+
+def test_vector_info_reads_llvm():
+    import llvmlite.binding as llvm
+
+    from fastcnn import config
+    from fastcnn.bench.machine import vector_info, vector_text
+
+    v = vector_info()
+    assert v["llvm_cpu"] == llvm.get_host_cpu_name()
+    features = llvm.get_host_cpu_features()
+    for name in ("avx2", "fma", "avx512f", "avx512vl"):
+        assert v[name] == (bool(features[name]) if name in features else None)
+    assert v["float32_lanes"] == (16 if v["avx512f"] else 8 if v["avx2"] else 4)
+    bits = getattr(config, "VECTOR_BITS", None)
+    assert v["microkernel_bits"] == bits and v["microkernel_lanes"] == (bits // 32 if bits else None)
+    text = vector_text(v)
+    assert text.startswith("vector width: LLVM host CPU ") and v["llvm_cpu"] in text and "\n" not in text
+    forced = vector_text({**v, "microkernel_bits": 256, "microkernel_lanes": 8, "vector_bits_setting": "256",
+                          "numba_cpu_name": "haswell"})
+    assert "micro-kernels: 8 float32 lanes (256-bit), FASTCNN_VECTOR_BITS=256" in forced
+    assert "Numba forced to haswell" in forced
+
+
+def test_compared_algorithms_follow_the_kernels():
+    """direct and im2col always; winograd when the kernels offer it and it applies (3x3, stride 1)."""
+    from fastcnn.kernels import CONV_ALGORITHMS
+
+    has_winograd = "winograd" in CONV_ALGORITHMS
+    assert bench.COMPARED_ALGORITHMS == ("direct", "winograd", "im2col")
+    assert bench.compared_algorithms(TINY) == (("direct", "winograd", "im2col") if has_winograd
+                                               else ("direct", "im2col"))
+    assert bench.compared_algorithms("8x2x9x9:4k3s2p1") == ("direct", "im2col")
+    assert bench.compared_algorithms(parse_shape("8x2x8x8:4k5")) == ("direct", "im2col")
+
+
+def test_bench_conv_adds_a_row_per_applicable_extra_algorithm(monkeypatch):
+    """An extra named algorithm gets timing, plan and memory rows where it applies, and none elsewhere
+    (matmul_1x1 stands in for winograd: it applies to 1x1 kernels only)."""
+    monkeypatch.setattr(bench.conv, "COMPARED_ALGORITHMS", ("direct", "matmul_1x1", "im2col"))
+    suite = bench.run_conv_suite((parse_shape("8x4x6x6:6k1"), parse_shape("8x2x9x9:4k3s2p1")), repeat=1,
+                                 threads=1)
+    one, three = suite["shapes"]
+    ours = [a for a in one["algorithms"] if a != "torch"]
+    assert ours == ["direct", "matmul_1x1", "im2col"]
+    assert [a for a in three["algorithms"] if a != "torch"] == ["direct", "im2col"]
+    entry = one["algorithms"]["matmul_1x1"]
+    assert set(entry["plan"].values()) == {"matmul_1x1"}
+    assert set(entry["workspace_bytes"]) == set(entry["traced_extra_bytes"]) == {"forward", "backward_weight",
+                                                                                 "backward"}
+    assert entry["gflops"]["forward"] == pytest.approx(one["flops_per_pass"] / entry["median_s"]["forward"] / 1e9)
+    text = bench.format_conv(suite)
+    assert "  matmul_1x1" in text and "8x4x6x6:6k1s1p0  matmul_1x1  matmul_1x1" in text
+    assert "direct-equivalent" in text and "matmul_1x1 included" in text
+
+
+def test_bench_conv_output_unchanged_without_extra_algorithms():
+    suite = bench.run_conv_suite((parse_shape("8x2x9x9:4k3s2p1"),), repeat=1, threads=1)
+    assert [a for a in suite["shapes"][0]["algorithms"] if a != "torch"] == ["direct", "im2col"]
+    assert "direct-equivalent" not in bench.format_conv(suite)
 
 
 @pytest.mark.parametrize("argv,fragments", [
