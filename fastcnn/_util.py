@@ -12,7 +12,8 @@ Atomic writes
     file gets the mode an ordinary ``open(path, "w")`` would give it,
     ``0o666 & ~umask`` (``0644`` with the usual umask ``022``).  A process
     killed outright (``SIGKILL``, power loss) may leave a temporary file
-    behind; :func:`clean_stale_temps` removes old ones.
+    behind; the next successful write to that folder removes those older than
+    an hour (:func:`clean_stale_temps`).
 
 Validators
     ``check_*(value, name, owner)`` return the value as a plain Python
@@ -40,11 +41,13 @@ Traceback (most recent call last):
 ValueError: fit: epochs must be a positive int, got 0
 """
 
+import errno
 import glob
 import json
 import math
 import numbers
 import os
+import re
 import secrets
 import time
 
@@ -118,6 +121,9 @@ def atomic_write(path, write, binary=True):
     ------
     OSError
         If the folder does not exist or cannot be written; ``path`` is unchanged.
+        A full disk (or quota) gives ``OSError(errno.ENOSPC, "no space left on
+        device writing PATH")``, whatever the writer reported (numpy says
+        ``"3000 requested and 496 written"``).
     Exception
         Whatever ``write`` raises (``KeyboardInterrupt`` included), after
         removing the temporary file; ``path`` is unchanged.
@@ -127,7 +133,9 @@ def atomic_write(path, write, binary=True):
     The temporary file ``.fastcnn-<random>.tmp`` lies in the target's folder
     (so ``os.replace`` is a rename within one file system); it is flushed and
     fsynced before the rename, and the folder is fsynced after it where the
-    platform allows.  The final file's mode is ``0o666 & ~umask``.
+    platform allows.  The final file's mode is ``0o666 & ~umask``.  After a
+    successful write, temporary files of killed writers older than an hour are
+    removed from the folder (:func:`clean_stale_temps`).
 
     Examples
     --------
@@ -138,21 +146,38 @@ def atomic_write(path, write, binary=True):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _create_temp(folder)
+    try:
+        fd, tmp = _create_temp(folder)
+    except OSError as exc:
+        raise _disk_full(exc, path) from None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _disk_full(exc, path) from None
         raise
     _fsync_folder(folder)
+    clean_stale_temps(folder)
     return path
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # numpy's tofile on a full disk
+
+
+def _disk_full(exc, path):
+    """``exc``, or ``OSError(ENOSPC, "no space left on device writing PATH")`` when it says the disk is full."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) \
+            or _SHORT_WRITE.search(str(exc)):
+        return OSError(errno.ENOSPC, f"no space left on device writing {path}")
+    return exc
 
 
 def atomic_write_text(path, text):

@@ -44,12 +44,17 @@ True
 """
 
 import json
+import math
 import numbers
 import os
+import re
 
 import numpy as np
 
 from ._util import atomic_write, to_jsonable
+from .data.files import NpzReader, check_json_numbers, check_path, check_regular_file, loads_json
+from .data.files import require as _want
+from .data.files import short_repr as _show
 from .layers import init as _init
 from .layers.base import LAYER_CLASSES
 
@@ -65,27 +70,6 @@ LAYERS = LAYER_CLASSES
 
 _NORMALIZER_PREFIX = "normalizer_"
 _BUFFER_PREFIX = "buffer_"  # buffer_<layer index>_<name>: a layer's buffers() (BatchNorm running stats)
-
-
-def _load_buffers(model, arrays, header, path):
-    """Copy ``buffer_<i>_<name>`` arrays into each layer's ``buffers()``, in place.
-
-    Checkpoints written before buffers were saved have no ``buffers`` list in
-    their header; their layers keep the fresh buffers they were built with.
-    """
-    listed = header.get("buffers")
-    for i, layer in enumerate(model.layers):
-        for name, buf in layer.buffers().items():
-            key = f"{_BUFFER_PREFIX}{i}_{name}"
-            arr = arrays.get(key)
-            if arr is None:
-                if listed is None:
-                    continue
-                raise ValueError(f"{path}: corrupt checkpoint: {key} (layer {i} {layer!r}) is missing")
-            if arr.shape != buf.shape or arr.dtype != buf.dtype:
-                raise ValueError(f"{path}: corrupt checkpoint: {key} is {arr.dtype}{list(arr.shape)}, "
-                                 f"layer {i} {layer!r} needs {buf.dtype}{list(buf.shape)}")
-            buf[...] = arr
 
 
 # --------------------------------------------------------------------------- architecture
@@ -134,7 +118,7 @@ def _layer_from_config(entry, where):
             built[k] = tuple(v) if isinstance(v, list) else v
     try:
         return cls(**built)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError, MemoryError, KeyError, IndexError, AttributeError) as exc:
         raise ValueError(f"{where} ({entry['class']}): cannot be built from {kwargs}: {exc}") from None
 
 
@@ -300,36 +284,255 @@ def _version():
 
 # --------------------------------------------------------------------------- load
 
+#: What a checkpoint may declare; a file beyond these is refused before anything is built or read.
+MAX_CONFIG_BYTES = 64 << 20
+MAX_LAYERS = 10_000
+MAX_PARAMS = 100_000
+MAX_DIM = 1 << 31
+#: Building the layers may allocate at most this many times the values the file stores (or _BUILD_FLOOR).
+_BUILD_SLACK = 256
+_BUILD_FLOOR = 1 << 24
+_BUFFER_KEY = re.compile(r"buffer_\d{1,6}_\w{1,64}")
+_ARRAY_NAME = re.compile(r"\w{1,64}")
 
-def _read(path):
-    """All arrays of the archive, or ValueError saying why the file is no checkpoint."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not a fastcnn checkpoint")
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_json_numbers(value, where):
+    check_json_numbers(value, where, MAX_DIM)
+
+
+def _check_layer_entry(entry, where):
+    _want(isinstance(entry, dict), where, "a dict {'class': name, 'config': {...}}", entry)
+    name = entry.get("class")
+    _want(isinstance(name, str) and name in LAYERS, f"{where}.class", f"one of {', '.join(sorted(LAYERS))}", name)
+    config = entry.get("config")
+    _want(config is None or isinstance(config, dict), f"{where}.config", "a dict", config)
+    for key, value in (config or {}).items():
+        if key in LAYERS[name].nested_config_keys and value is not None:
+            _want(isinstance(value, list) and len(value) <= MAX_LAYERS, f"{where}.config.{key}",
+                  "a list of layer entries", value)
+            for j, inner in enumerate(value):
+                _check_layer_entry(inner, f"{where}.config.{key}[{j}]")
+        else:
+            _check_json_numbers(value, f"{where}.config.{key}")
+
+
+def _check_model_entry(model):
+    _want(isinstance(model, dict), "model", "a dict", model)
+    layers = model.get("layers")
+    _want(isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS, "model.layers",
+          f"a list of 1 to {MAX_LAYERS} layer entries", layers)
+    for i, entry in enumerate(layers):
+        _check_layer_entry(entry, f"model.layers[{i}]")
+    shape = model.get("input_shape")
+    _want(shape is None or (isinstance(shape, list) and 1 <= len(shape) <= 4
+                            and all(_is_int(d) and 1 <= d <= 1 << 20 for d in shape)
+                            and math.prod(shape) <= 1 << 31),
+          "model.input_shape", "null or a list of 1 to 4 positive ints", shape)
+    _want(model.get("dtype", "float32") in ("float32", "float64"), "model.dtype", "'float32' or 'float64'",
+          model.get("dtype"))
+
+
+def _check_optimizer_entry(opt, num):
+    _want(isinstance(opt, dict), "optimizer", "null or a dict", opt)
+    _check_json_numbers(opt, "optimizer")
+    n = opt.get("num_buffers", 0)
+    _want(_is_int(n) and n in (0, num), "optimizer.num_buffers", f"0 or num_params ({num})", n)
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in opt:
+            _want(_is_number(opt[key]) and opt[key] >= 0, f"optimizer.{key}", "a finite number >= 0", opt[key])
+
+
+def _check_normalizer_entry(norm):
+    _want(isinstance(norm, dict), "normalizer", "null or a dict {'scalars': {...}, 'arrays': [...]}", norm)
+    scalars = norm.get("scalars") or {}
+    _want(isinstance(scalars, dict) and all(v is None or isinstance(v, (str, bool, int, float))
+                                            for v in scalars.values()),
+          "normalizer.scalars", "a dict of str, bool, number or null", scalars)
+    _check_json_numbers(scalars, "normalizer.scalars")
+    arrays = norm.get("arrays") or []
+    _want(isinstance(arrays, list) and len(arrays) <= 64
+          and all(isinstance(k, str) and _ARRAY_NAME.fullmatch(k) for k in arrays),
+          "normalizer.arrays", "a list of array names", arrays)
+
+
+def _check_header(header):
+    """ValueError naming the first entry of the JSON header that breaks the checkpoint schema."""
+    num = header.get("num_params")
+    _want(_is_int(num) and 0 <= num <= MAX_PARAMS, "num_params", f"an int in [0, {MAX_PARAMS}]", num)
+    shapes = header.get("param_shapes")
+    _want(shapes is None or (isinstance(shapes, list) and len(shapes) == num and all(
+        isinstance(s, list) and len(s) <= 8 and all(_is_int(d) and 0 <= d <= MAX_DIM for d in s) for s in shapes)),
+        "param_shapes", f"a list of {num} shapes (lists of ints >= 0)", shapes)
+    buffers = header.get("buffers")
+    _want(buffers is None or (isinstance(buffers, list) and len(buffers) <= 4 * MAX_PARAMS
+                              and all(isinstance(b, str) and _BUFFER_KEY.fullmatch(b) for b in buffers)),
+          "buffers", "null or a list of 'buffer_<i>_<name>' names", buffers)
+    _check_model_entry(header.get("model"))
+    if header.get("optimizer") is not None:
+        _check_optimizer_entry(header["optimizer"], num)
+    if header.get("normalizer") is not None:
+        _check_normalizer_entry(header["normalizer"])
+    for key in ("schedule", "extra"):
+        _want(header.get(key) is None or isinstance(header[key], dict), key, "null or a dict", header.get(key))
+    _check_json_numbers(header.get("schedule"), "schedule")
+    extra = header.get("extra") or {}
+    epoch = extra.get("epoch")
+    _want(epoch is None or (_is_int(epoch) and 0 <= epoch <= MAX_DIM), "extra.epoch", "null or an int >= 0", epoch)
+    history = extra.get("history")
+    _want(history is None or (isinstance(history, dict) and all(
+        isinstance(v, list) and all(x is None or _is_int(x) or isinstance(x, float) for x in v)
+        for v in history.values())), "extra.history", "null or a dict of lists of numbers", history)
+
+
+def _build_cost(entry):
+    """An upper bound (up to a small factor) of the values building ``entry`` allocates: 4 x the product
+    of the positive ints of its config, plus its nested layers' costs."""
+    cost, product = 0, 1
+    for key, value in (entry.get("config") or {}).items():
+        if key in LAYERS[entry["class"]].nested_config_keys and value is not None:
+            cost += sum(_build_cost(inner) for inner in value)
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if _is_int(v) and v > 1:
+                product *= v
+    return cost + 4 * product
+
+
+def _open_archive(path):
+    """The checkpoint as an :class:`~fastcnn.data.files.NpzReader`, or ValueError saying why it is none."""
+    check_regular_file(path, "checkpoint")
     with open(path, "rb") as f:
         magic = f.read(6)
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz (zip) archive"
         raise ValueError(f"{path}: not a fastcnn checkpoint ({what})")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError("it holds a single array, not an .npz archive")
-            return {name: npz[name] for name in npz.files}
+        return NpzReader(path, "checkpoint")
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{path}: refused: it holds pickled (object) data, which fastcnn never "
-                             "loads; checkpoints hold plain arrays only") from None
-        raise ValueError(f"{path}: not a fastcnn checkpoint ({exc})") from None
-    except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a fastcnn checkpoint, or truncated ({exc})") from None
-    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ...
-        raise ValueError(f"{path}: not a fastcnn checkpoint, or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def _header(npz, path):
+    """The JSON ``config`` entry, parsed and checked against the schema; ValueError saying what is wrong."""
+    if "config" not in npz:
+        raise ValueError(f"{path}: not a fastcnn checkpoint (no 'config' entry; it holds "
+                         f"{', '.join(sorted(npz.names)[:5]) or 'nothing'})")
+    raw = npz.read("config", limit=MAX_CONFIG_BYTES)
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ValueError(f"{path}: not a fastcnn checkpoint ('config' is not a JSON string)")
+    header = loads_json(str(raw), f"{path}: corrupt checkpoint: config")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a fastcnn checkpoint (config has no format {FORMAT!r})")
+    version = header.get("format_version")
+    if not _is_int(version) or version < 0:
+        raise ValueError(f"{path}: corrupt checkpoint: format_version must be an int >= 0, got {_show(version)}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {version} is newer than this fastcnn "
+                         f"reads ({FORMAT_VERSION}); upgrade fastcnn")
+    try:
+        _check_header(header)
+    except ValueError as exc:
+        raise ValueError(f"{path}: corrupt checkpoint: {exc}") from None
+    return header
+
+
+def _stored_values(npz, header):
+    """The number of values the ``param_<i>`` members hold (headers only), checked against the header."""
+    num = header["num_params"]
+    stored = [k for k in npz.names if re.fullmatch(r"param_\d+", k)]
+    if len(stored) != num:
+        raise ValueError(f"the file holds {len(stored)} parameters (param_<i> arrays) but config says {num}")
+    total = 0
+    for i in range(num):
+        if f"param_{i}" not in npz:
+            raise ValueError(f"param_{i} is missing")
+        shape, dtype = npz.header(f"param_{i}")
+        declared = header.get("param_shapes")
+        if declared is not None and list(shape) != declared[i]:
+            raise ValueError(f"param_{i} has shape {list(shape)}, config says {declared[i]}")
+        total += math.prod(shape)
+    return total
+
+
+def _build(npz, header):
+    """The architecture, built once its layer sizes are known to fit the values the file stores."""
+    stored = _stored_values(npz, header)
+    cost = sum(_build_cost(entry) for entry in header["model"]["layers"])
+    if cost > max(_BUILD_FLOOR, _BUILD_SLACK * stored):
+        raise ValueError(f"its layer sizes would need about {cost} values but the file stores {stored}")
+    return model_from_config(header["model"])
+
+
+def _finite(arr, key):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{key} holds NaN or infinite values")
+    return arr
+
+
+def _read_buffers(npz, model, header):
+    """``{(layer index, name): array}`` for every buffer of the layers, checked (None for absent ones of
+    checkpoints written before buffers were saved)."""
+    found = {}
+    for i, layer in enumerate(model.layers):
+        for name, buf in layer.buffers().items():
+            key = f"{_BUFFER_PREFIX}{i}_{name}"
+            if key not in npz:
+                if header.get("buffers") is None:
+                    continue
+                raise ValueError(f"{key} (layer {i} {layer!r}) is missing")
+            arr = _finite(npz.read(key, shape=buf.shape, dtype=buf.dtype), key)
+            if name.endswith("std") and not (arr > 0).all():
+                raise ValueError(f"{key} holds standard deviations <= 0")
+            if name.endswith("var") and not (arr >= 0).all():
+                raise ValueError(f"{key} holds negative variances")
+            found[(i, name)] = arr
+    return found
+
+
+def _optimizer_state(npz, opt, params):
+    """``SGD.load_state_dict``'s dict from the header's optimizer entry and the ``momentum_<i>`` arrays (or None)."""
+    if opt is None:
+        return None
+    state = {k: v for k, v in opt.items() if k != "num_buffers"}
+    buffers = [None] * len(params)
+    for i in range(opt.get("num_buffers", 0)):
+        key = f"momentum_{i}"
+        if key in npz:
+            buffers[i] = _finite(npz.read(key, shape=params[i].data.shape), key)
+    state["momentum_buffers"] = buffers
+    return state
+
+
+def _normalizer_state(npz, norm):
+    """The normalizer's state: its JSON scalars and its ``normalizer_<key>`` arrays (or None), checked."""
+    if norm is None:
+        return None
+    state = dict(norm.get("scalars") or {})
+    for key in norm.get("arrays") or []:
+        if _NORMALIZER_PREFIX + key not in npz:
+            raise ValueError(f"normalizer array {key!r} is missing")
+        state[key] = _finite(npz.read(_NORMALIZER_PREFIX + key, limit=MAX_CONFIG_BYTES), _NORMALIZER_PREFIX + key)
+    std = state.get("std")
+    if std is not None and not (np.asarray(std, dtype=np.float64) > 0).all():
+        raise ValueError("the normalizer's standard deviations must be > 0")
+    return state
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by :func:`save_model` / ``Sequential.save``.
+
+    Nothing is built or allocated before the whole JSON header has been checked against the
+    checkpoint schema (types, ranges, finiteness, nesting depth) and every size it declares against
+    the sizes of the archive's members; only the members the checkpoint needs are read, each size
+    checked before reading (:class:`fastcnn.data.files.NpzReader`); pickles are never loaded.
 
     Returns
     -------
@@ -342,98 +545,46 @@ def load_checkpoint(path):
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a str or path.
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is truncated, not an ``.npz`` written by fastcnn, holds
-        pickled data, or its parameters do not fit its architecture.
+        If ``path`` is not a regular file (a FIFO, a device, a directory), or the file is truncated,
+        not an ``.npz`` written by fastcnn, holds pickled data, breaks the schema, declares sizes its
+        members do not hold, holds NaN or infinite weights, statistics or momentum, standard
+        deviations <= 0, or parameters that do not fit its architecture.
     """
-    path = os.fspath(path)
-    arrays = _read(path)
-    header = _header(arrays, path)
-    try:
-        model = model_from_config(header.get("model"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: corrupt checkpoint: {exc}") from None
-    params = model.parameters()
-    _load_parameters(params, arrays, header, path)
-    _load_buffers(model, arrays, header, path)
+    path = check_path(path, "load_checkpoint")
+    with _open_archive(path) as npz:
+        header = _header(npz, path)
+        try:
+            model = _build(npz, header)
+            params = model.parameters()
+            weights = [_finite(npz.read(f"param_{i}", shape=p.data.shape, dtype=p.data.dtype), f"param_{i}")
+                       for i, p in enumerate(params)]
+            buffers = _read_buffers(npz, model, header)
+            optimizer = _optimizer_state(npz, header.get("optimizer"), params)
+            normalizer = _normalizer_state(npz, header.get("normalizer"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: corrupt checkpoint: {exc}") from None
+    for p, w in zip(params, weights):
+        p.data[...] = w
+    for i, layer in enumerate(model.layers):
+        for name, buf in layer.buffers().items():
+            if (i, name) in buffers:
+                buf[...] = buffers[(i, name)]
     extra = header.get("extra")
     return {
         "model": model,
-        "optimizer_state": _optimizer_state(header.get("optimizer"), arrays, params, path),
-        "normalizer_state": _normalizer_state(header.get("normalizer"), arrays, path),
+        "optimizer_state": optimizer,
+        "normalizer_state": normalizer,
         "schedule_state": header.get("schedule"),
         "extra": extra,
-        "epoch": extra.get("epoch") if isinstance(extra, dict) else None,
-        "history": extra.get("history") if isinstance(extra, dict) else None,
+        "epoch": (extra or {}).get("epoch"),
+        "history": (extra or {}).get("history"),
         "config": header,
     }
-
-
-def _header(arrays, path):
-    """The parsed JSON ``config`` entry, or ValueError saying why the archive is no (readable) checkpoint."""
-    if "config" not in arrays:
-        raise ValueError(f"{path}: not a fastcnn checkpoint (no 'config' entry; it holds "
-                         f"{', '.join(sorted(arrays)[:5]) or 'nothing'})")
-    raw = arrays["config"]
-    if raw.dtype.kind != "U" or raw.ndim != 0:
-        raise ValueError(f"{path}: not a fastcnn checkpoint ('config' is not a JSON string)")
-    try:
-        header = json.loads(str(raw))
-    except ValueError as exc:
-        raise ValueError(f"{path}: corrupt checkpoint: its config is not valid JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a fastcnn checkpoint (config has no format {FORMAT!r})")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {version!r} is newer than this fastcnn "
-                         f"reads ({FORMAT_VERSION}); upgrade fastcnn")
-    return header
-
-
-def _load_parameters(params, arrays, header, path):
-    """Check every ``param_<i>`` against the architecture's parameters, then copy them in (all or nothing)."""
-    stored = [k for k in arrays if k.startswith("param_")]
-    if header.get("num_params") != len(params) or len(stored) != len(params):
-        raise ValueError(f"{path}: corrupt checkpoint: the architecture has {len(params)} parameters but "
-                         f"the file holds {len(stored)} (config says {header.get('num_params')!r})")
-    for i, p in enumerate(params):
-        arr = arrays.get(f"param_{i}")
-        if arr is None:
-            raise ValueError(f"{path}: corrupt checkpoint: param_{i} is missing")
-        if arr.shape != p.data.shape or arr.dtype != p.data.dtype:
-            raise ValueError(f"{path}: corrupt checkpoint: param_{i} is {arr.dtype}{list(arr.shape)}, "
-                             f"the architecture needs {p.data.dtype}{list(p.data.shape)}")
-    for i, p in enumerate(params):
-        p.data[...] = arrays[f"param_{i}"]
-
-
-def _optimizer_state(opt, arrays, params, path):
-    """``SGD.load_state_dict``'s dict from the header's optimizer entry and the ``momentum_<i>`` arrays (or None)."""
-    if opt is None:
-        return None
-    state = {k: v for k, v in opt.items() if k != "num_buffers"}
-    n = opt.get("num_buffers", 0)
-    buffers = [arrays.get(f"momentum_{i}") for i in range(n)]
-    for i, (b, p) in enumerate(zip(buffers, params)):
-        if b is not None and b.shape != p.data.shape:
-            raise ValueError(f"{path}: corrupt checkpoint: momentum_{i} has shape {list(b.shape)}, "
-                             f"param_{i} has {list(p.data.shape)}")
-    state["momentum_buffers"] = buffers if n else [None] * len(params)
-    return state
-
-
-def _normalizer_state(norm, arrays, path):
-    """The normalizer's state: its JSON scalars and its ``normalizer_<key>`` arrays (or None)."""
-    if norm is None:
-        return None
-    state = dict(norm.get("scalars") or {})
-    for key in norm.get("arrays") or []:
-        if _NORMALIZER_PREFIX + key not in arrays:
-            raise ValueError(f"{path}: corrupt checkpoint: normalizer array {key!r} is missing")
-        state[key] = arrays[_NORMALIZER_PREFIX + key]
-    return state
 
 
 def load(path):

@@ -9,8 +9,11 @@ checkpoint surgery and running the command line in-process.  ``conftest.py`` put
 
 import contextlib
 import gzip
+import io
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +302,94 @@ def assert_one_line_error(status, err, expected_status, *fragments):
     assert lines[0].startswith("fastcnn: error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- hostile files (issue 12)
+
+
+def zero_deflate_pieces(prefix, total, chunk=1 << 20):
+    """A raw deflate stream of ``prefix`` followed by ``total`` zero bytes, as a list of pieces.
+
+    Made from one compressed block of ``chunk`` zeros repeated (a full flush resets the compressor, so
+    every block compresses alike): a 3 GiB stream is about 13 MB and is never held inflated.
+    """
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(bytes(chunk)) + c.flush(zlib.Z_FULL_FLUSH)
+    n, rest = divmod(total, chunk)
+    return [head] + [block] * n + [c.compress(bytes(rest)) + c.flush()]
+
+
+def write_gzip_bomb(path, prefix, total):
+    """A gzip file holding ``prefix`` then ``total`` zero bytes, written piece by piece (the CRC is left 0)."""
+    with open(path, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        for piece in zero_deflate_pieces(prefix, total):
+            f.write(piece)
+        f.write(struct.pack("<LL", 0, (len(prefix) + total) & 0xFFFFFFFF))
+    return path
+
+
+def write_zip(path, members):
+    """Write a zip archive by hand: ``members`` is a list of ``(name, pieces, method, file_size, crc)``.
+
+    ``pieces`` are the already-compressed bytes (``zipfile.ZIP_STORED`` or ``ZIP_DEFLATED`` raw
+    deflate); ``file_size`` is the uncompressed size written in the headers, so a member may lie; a
+    ``crc`` of None is computed from the pieces of a stored member.
+    """
+    central = []
+    with open(path, "wb") as f:
+        for name, pieces, method, file_size, crc in members:
+            if crc is None:
+                crc = zlib.crc32(b"".join(pieces))
+            raw = name.encode()
+            size = sum(len(p) for p in pieces)
+            offset = f.tell()
+            f.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc, size, file_size,
+                                len(raw), 0) + raw)
+            for piece in pieces:
+                f.write(piece)
+            central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc, size,
+                                       file_size, len(raw), 0, 0, 0, 0, 0o644 << 16, offset) + raw)
+        start = f.tell()
+        for entry in central:
+            f.write(entry)
+        f.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central), f.tell() - start,
+                            start, 0))
+    return path
+
+
+def zip_members(path):
+    """``(name, [bytes], method, file_size, crc)`` of every member of a zip file, for :func:`write_zip`."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return [(i.filename, [zf.read(i)], zipfile.ZIP_STORED, i.file_size, i.CRC) for i in zf.infolist()]
+
+
+def npy_bytes(arr):
+    """The ``.npy`` file of ``arr`` as bytes."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_header_only(shape, descr="<f4"):
+    """A ``.npy`` header declaring ``shape`` of ``descr`` with no data after it."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue()
+
+
+def peak_rss_mb_of(code, timeout=120, **env):
+    """Run ``code`` in a fresh Python; return (returncode, stdout+stderr, its peak resident memory in MB)."""
+    import subprocess
+    import sys
+
+    script = (code + "\nimport resource, sys\n"
+              "sys.stdout.write('\\nPEAK_KB=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+                          env=repo_env(**env))
+    out = proc.stdout + proc.stderr
+    peak = [int(line.split("=")[1]) for line in out.splitlines() if line.startswith("PEAK_KB=")]
+    return proc.returncode, out, (peak[-1] / 1024 if peak else float("nan"))

@@ -237,3 +237,42 @@ def test_check_int_with_minimum():
         check_int(1, "n", "g", minimum=2)
     with pytest.raises(TypeError, match=r"^g: n must be an int, got 1.5$"):
         check_int(1.5, "n", "g")
+
+
+# --------------------------------------------------------------------------- full disks and stale temporaries (issue 12)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), OSError("3000 requested and 496 written")],
+                         ids=["errno", "numpy"])
+def test_full_disk_is_one_clear_error_and_the_old_file_stays(tmp_path, error):
+    import errno
+
+    from fastcnn._util import atomic_write
+
+    path = tmp_path / "labels.npy"
+    path.write_bytes(b"old")
+
+    def write(f):
+        f.write(b"partial")
+        raise error
+
+    with pytest.raises(OSError) as info:
+        atomic_write(path, write)
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value).endswith(f"no space left on device writing {path}")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["labels.npy"]
+
+
+def test_a_write_removes_stale_temporaries_but_not_young_ones(tmp_path):
+    import time
+
+    from fastcnn._util import TEMP_PREFIX, TEMP_SUFFIX, atomic_write
+
+    stale, young = tmp_path / f"{TEMP_PREFIX}aaaa{TEMP_SUFFIX}", tmp_path / f"{TEMP_PREFIX}bbbb{TEMP_SUFFIX}"
+    stale.write_bytes(b"x")
+    young.write_bytes(b"y")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    atomic_write(tmp_path / "out.bin", lambda f: f.write(b"z"))
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.bin", young.name])

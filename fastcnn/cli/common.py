@@ -9,6 +9,7 @@ cannot be written, a missing optional package).
 """
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -84,6 +85,7 @@ def _checked(parse, ok, want):
 
 
 positive_int = _checked(int_arg, lambda v: v >= 1, "a positive integer")
+val_fraction = _checked(float_arg, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 nonnegative_int = _checked(int_arg, lambda v: v >= 0, "a non-negative integer")
 positive_float = _checked(float_arg, lambda v: v > 0, "a positive number")
 nonnegative_float = _checked(float_arg, lambda v: v >= 0, "a non-negative number")
@@ -129,12 +131,20 @@ def check_output(path, option):
         fail(f"argument {option}: {path} is a folder", EXIT_USAGE)
 
 
+def write_error(path, exc):
+    """The one-line message for an OSError writing ``path``: ``no space left on device writing PATH`` for a
+    full disk, else ``cannot write PATH: reason``."""
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return f"no space left on device writing {path}"
+    return f"cannot write {path}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"cannot write {path}: {exc}"
+
+
 def write_output(path, write):
-    """``atomic_write(path, write)``, turning an OSError into a one-line ``cannot write`` error."""
+    """``atomic_write(path, write)`` (the old file stays whole on any failure), an OSError a one-line error."""
     try:
         atomic_write(path, write)
     except OSError as exc:
-        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+        fail(write_error(path, exc), EXIT_FAILURE)
 
 
 # --------------------------------------------------------------------------- data
@@ -177,6 +187,17 @@ def load_data(spec, data_dir=None):
         fail(f"cannot read MNIST data from {spec}: {exc}", EXIT_DATA_ERROR)
 
 
+def check_class_scores(model, input_shape, where):
+    """Fail unless ``model`` maps a ``input_shape`` image to one score per class (output ``(N, classes)``)."""
+    try:
+        shape = model.output_shapes(input_shape)[-1]
+    except (TypeError, ValueError) as exc:
+        fail(f"{where}: the model cannot take {'x'.join(map(str, input_shape))} images: {exc}", EXIT_DATA_ERROR)
+    if len(shape) != 1:
+        fail(f"{where}: the model's output is shaped (N, {', '.join(map(str, shape))}), not class scores (N, "
+             "classes); predict and evaluate need a classifier", EXIT_DATA_ERROR)
+
+
 def check_images(spec, pairs):
     """Fail unless every ``(split, (x, y))`` holds 1x28x28 images and labels 0-9."""
     for split, (x, y) in pairs:
@@ -197,10 +218,10 @@ def load_checkpoint(path):
 
     try:
         return load(path)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, TypeError) as exc:
         fail(str(exc), EXIT_DATA_ERROR)
     except OSError as exc:
-        fail(f"cannot read checkpoint {path}: {exc}", EXIT_DATA_ERROR)
+        fail(f"cannot read checkpoint {path}: {exc.strerror or exc}", EXIT_DATA_ERROR)
 
 
 def normalize(x, state):
@@ -220,8 +241,13 @@ def normalize(x, state):
     x = to_float(x, np.float32)
     if not state:
         return x
-    mean = np.asarray(state["mean"], dtype=np.float64).reshape(-1)
-    std = np.asarray(state["std"], dtype=np.float64).reshape(-1)
+    if not isinstance(state, dict) or state.get("mean") is None or state.get("std") is None:
+        fail("the checkpoint's normalisation statistics lack their mean or std", EXIT_DATA_ERROR)
+    try:
+        mean = np.asarray(state["mean"], dtype=np.float64).reshape(-1)
+        std = np.asarray(state["std"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        fail(f"the checkpoint's normalisation statistics are unusable: {exc}", EXIT_DATA_ERROR)
     channels = x.shape[1]
     if mean.size not in (1, channels) or std.shape != mean.shape:
         fail(f"the checkpoint's normalisation statistics are for {mean.size} channel(s), the images have "

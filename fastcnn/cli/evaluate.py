@@ -43,12 +43,14 @@ def run(args):
     if args.limit is not None:
         x_test, y_test = x_test[: args.limit], y_test[: args.limit]
     model = checkpoint["model"]
+    common.check_class_scores(model, x_test.shape[1:], args.checkpoint)
     x = common.normalize(x_test, checkpoint.get("normalizer_state"))
     try:
         result = model.evaluate(x, y_test, batch_size=args.batch_size)
         logits = model.predict(x, batch_size=args.batch_size)
     except (TypeError, ValueError) as exc:
-        fail(f"{args.checkpoint}: the model cannot take these images: {exc}", EXIT_DATA_ERROR)
+        fail(f"{args.checkpoint}: the model cannot take these images: {str(exc).replace('Sequential.fit: ', '')}",
+             EXIT_DATA_ERROR)
     k = logits.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y_test, logits.argmax(axis=1)), 1)

@@ -81,7 +81,7 @@ def _draw(args, option, path, draw, what):
     try:
         draw()
     except OSError as exc:
-        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+        fail(common.write_error(path, exc), EXIT_FAILURE)
     except (TypeError, ValueError) as exc:
         fail(f"{args.checkpoint}: cannot draw {option}: {exc}", EXIT_DATA_ERROR)
     print(f"{what} written to {path}", flush=True)

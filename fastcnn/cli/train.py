@@ -8,6 +8,7 @@ the optimizer and the schedule; run ``Sequential.fit``; write the
 checkpoint, the history and the curves; report the test accuracy.
 """
 
+import json
 import sys
 import warnings
 
@@ -26,9 +27,33 @@ from .common import EXIT_DATA_ERROR, EXIT_FAILURE, EXIT_USAGE, fail
 DEFAULT_OUT = "fastcnn-lenet5.npz"
 #: Settings taken from the command line, else from the checkpoint of ``--resume``, else these.
 DEFAULTS = {"data": "sample", "model": "lenet5", "batch_size": 64, "lr": 0.05, "momentum": 0.9,
-            "weight_decay": 5e-4, "seed": 0, "schedule": None, "augment": False}
+            "weight_decay": 5e-4, "seed": 0, "schedule": None, "augment": False, "val_split": 0.1}
 #: Settings taken from the command line, else from the checkpoint, else None.
-OPTIONAL = ("data_dir", "limit", "val_split", "early_stopping")
+OPTIONAL = ("data_dir", "limit", "early_stopping")
+#: What each setting saved in a checkpoint must be (checked before use): (test, description).
+_SAVED = {
+    "data": (lambda v: isinstance(v, str), "a string"),
+    "data_dir": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    "model": (lambda v: isinstance(v, str), "a string"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "schedule": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    "augment": (lambda v: isinstance(v, bool), "true or false"),
+    "val_split": (lambda v: v is None or (_is_number(v) and 0 <= v < 1), "null or a number in [0, 1)"),
+    "limit": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
+    "early_stopping": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
+}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 AUGMENT = {"shift": 2, "rotation": 10.0}  # what --augment applies to every training batch
 
 
@@ -42,8 +67,12 @@ def add_parser(subparsers):
             "1x28x28 images) on MNIST with SGD, report the test accuracy and save a checkpoint "
             "(weights, optimizer momentum, normalisation statistics, epoch, history). Images are "
             "scaled to [0, 1], then standardised with the mean and standard deviation of the "
-            "training images. --epochs is the total: '--resume CKPT --epochs 5' trains the "
-            "epochs CKPT has not done yet, giving the same weights as an uninterrupted run."
+            "training images. A seeded, stratified 10%% of the training images is held out for "
+            "validation (--val-split): early stopping, the plateau schedule and the per-epoch "
+            "report watch it; the test set is used only for the final accuracy. --epochs is the "
+            "total: '--resume CKPT --epochs 5' trains the epochs CKPT has not done yet, giving the "
+            "same weights as an uninterrupted run; --resume continues the checkpoint's model, and a "
+            "different --model is refused."
         ),
     )
     _add_data_options(parser)
@@ -65,7 +94,8 @@ def _add_data_options(parser):
                         help="where --data mnist|fashion-mnist looks for the IDX files "
                              "(DIR/mnist or DIR itself; default: $FASTCNN_DATA)")
     parser.add_argument("--model", default=None, choices=common.MODEL_NAMES,
-                        help="network to train, from fastcnn.models (default: lenet5)")
+                        help="network to train, from fastcnn.models (default: lenet5; with --resume the "
+                             "checkpoint's model, and a different one is an error)")
 
 
 def _add_optimizer_options(parser):
@@ -91,12 +121,14 @@ def _add_optimizer_options(parser):
                              f"{AUGMENT['shift']} pixels and rotations of up to "
                              f"{AUGMENT['rotation']:g} degrees (default: off, or the checkpoint's)")
     parser.add_argument("--early-stopping", type=common.positive_int, default=None, metavar="PATIENCE",
-                        help="stop when the validation loss (of --val-split, else of the test "
-                             "set) has not improved for PATIENCE epochs, keeping the weights of "
-                             "the best epoch")
-    parser.add_argument("--val-split", type=common.fraction, default=None, metavar="F",
-                        help="hold out a stratified fraction F of the training images for "
-                             "validation after every epoch (default: validate on the test set)")
+                        help="stop when the loss on the validation split (--val-split) has not "
+                             "improved for PATIENCE epochs, keeping the weights of the best epoch")
+    parser.add_argument("--val-split", type=common.val_fraction, default=None, metavar="F",
+                        help="hold out a seeded, stratified fraction F of the training images for "
+                             "validation after every epoch; 0 trains on all of them with no "
+                             "validation (then --early-stopping is refused). The test set is never "
+                             "used for validation, only for the final report (default: 0.1, or the "
+                             "checkpoint's)")
 
 
 def _add_run_options(parser):
@@ -125,9 +157,9 @@ def _add_run_options(parser):
 
 def run(args):
     """Train; return 0, or 1 when ``fit`` stopped because the loss became NaN or infinite."""
-    _check_outputs(args)
-    threads = common.set_threads(args.threads)
     checkpoint, extra, settings, start = _resume(args)
+    _check_outputs(args, settings["model"])
+    threads = common.set_threads(args.threads)
     name, (x_train, y_train), val, (x_test, y_test), norm = _prepare_data(settings, checkpoint)
     model = checkpoint["model"] if checkpoint is not None else _new_model(settings)
     optimizer = _optimizer(model, checkpoint, settings, args)
@@ -135,7 +167,7 @@ def run(args):
     _announce(name, settings, args, threads, start, len(x_train), val, len(x_test))
     stopper = _early_stopping(settings)
     augment = _augment(settings, extra)
-    new = _fit(model, (x_train, y_train), val if val is not None else (x_test, y_test), args.epochs, settings,
+    new = _fit(model, (x_train, y_train), val, args.epochs, settings,
                optimizer=optimizer, schedule=schedule, initial_epoch=start,
                callbacks=[stopper] if stopper is not None else None, augment=augment)
     stopped_early = stopper is not None and stopper.stopped_epoch > 0
@@ -159,10 +191,10 @@ def run(args):
     return 0
 
 
-def _check_outputs(args):
+def _check_outputs(args, model_name):
     """Default ``--out`` from the model's name; refuse unwritable outputs and --plot without matplotlib."""
     if args.out is None:
-        args.out = DEFAULT_OUT.replace("lenet5", args.model or DEFAULTS["model"])
+        args.out = DEFAULT_OUT.replace("lenet5", model_name)
     common.check_output(args.out, "--out")
     common.check_output(args.plot, "--plot")
     if args.plot is not None:
@@ -177,23 +209,65 @@ def _check_outputs(args):
 def _resume(args):
     """``(checkpoint, extra, settings, start_epoch)``: the ``--resume`` checkpoint (or None) and the settings.
 
-    Each setting is the command line's, else the checkpoint's, else the default.
+    Each setting is the command line's, else the checkpoint's (checked), else the default.  The model
+    is the checkpoint's: its name is found by architecture, and a different ``--model`` is refused.
     """
-    checkpoint = common.load_checkpoint(args.resume) if args.resume is not None else None
-    extra = (checkpoint or {}).get("extra") or {}
-    saved = extra.get("settings") or {}
+    if args.resume is None:
+        settings = {k: getattr(args, k) if getattr(args, k) is not None else d for k, d in DEFAULTS.items()}
+        settings.update({k: getattr(args, k) for k in OPTIONAL})
+        _check_validation(settings)
+        return None, {}, settings, 0
+    checkpoint = common.load_checkpoint(args.resume)
+    extra = checkpoint.get("extra") or {}
+    saved = extra.get("settings") if isinstance(extra.get("settings"), dict) else {}
+    if "settings" in extra and saved is not extra.get("settings"):
+        fail(f"{args.resume}: corrupt checkpoint: extra.settings must be a dict", EXIT_DATA_ERROR)
+    if extra.get("settings") is not None and "val_split" not in saved:
+        saved = dict(saved, val_split=None)
     settings = {}
-    for key, default in DEFAULTS.items():
+    for key, default in list(DEFAULTS.items()) + [(k, None) for k in OPTIONAL]:
         value = getattr(args, key)
-        settings[key] = value if value is not None else saved.get(key, default)
-    for key in OPTIONAL:
-        value = getattr(args, key)
-        settings[key] = value if value is not None else saved.get(key)
-    start = int(extra.get("epoch") or 0) if checkpoint else 0
-    if checkpoint and start >= args.epochs:
+        if value is None and key in saved:
+            ok, want = _SAVED[key]
+            if not ok(saved[key]):
+                fail(f"{args.resume}: corrupt checkpoint: setting {key!r} must be {want}, got {saved[key]!r}",
+                     EXIT_DATA_ERROR)
+            value = saved[key]
+        settings[key] = value if value is not None else default
+    if settings["val_split"] is None:  # written before the default split: it trained on every image
+        settings["val_split"] = 0.0
+    settings["model"] = _resumed_model_name(args, checkpoint, saved)
+    _check_validation(settings)
+    start = checkpoint.get("epoch") or 0
+    if start >= args.epochs:
         fail(f"argument --epochs: {args.resume} has already trained {start} epoch"
              f"{'s' if start != 1 else ''}; --epochs is the total, pass more than {start}", EXIT_USAGE)
     return checkpoint, extra, settings, start
+
+
+def _resumed_model_name(args, checkpoint, saved):
+    """The zoo name of the checkpoint's architecture; a different ``--model`` is a one-line error."""
+    from ..serialize import model_to_config
+
+    def layers(model):
+        return json.loads(json.dumps(to_jsonable(model_to_config(model)["layers"])))
+
+    stored = layers(checkpoint["model"])
+    names = [saved.get("model")] if saved.get("model") in common.MODEL_NAMES else []
+    names += [n for n in common.MODEL_NAMES if n not in names]
+    found = next((n for n in names if layers(common.build_model(n)) == stored), None)
+    if args.model is not None and args.model != found:
+        held = f"a {found}" if found else "a model that is none of the built-in ones"
+        fail(f"argument --model: {args.resume} holds {held}, not {args.model}; --resume continues the "
+             f"checkpoint's model: drop --model, or train {args.model} without --resume", EXIT_USAGE)
+    return found or f"the model of {args.resume}"
+
+
+def _check_validation(settings):
+    """Refuse --early-stopping (and the plateau schedule) when --val-split 0 leaves nothing to watch."""
+    if settings["val_split"] == 0 and settings["early_stopping"] is not None:
+        fail("argument --early-stopping: needs a validation split (--val-split F with F > 0); the test set "
+             "is never used for model selection", EXIT_USAGE)
 
 
 def _prepare_data(settings, checkpoint):
@@ -211,7 +285,7 @@ def _prepare_data(settings, checkpoint):
         n_test = max(1, settings["limit"] // 4)
         x_test, y_test = x_test[:n_test], y_test[:n_test]
     val = None
-    if settings["val_split"] is not None:
+    if settings["val_split"]:
         try:
             (x_train, y_train), val = train_val_split(
                 x_train, y_train, val_fraction=settings["val_split"], seed=settings["seed"], stratify=True)
@@ -291,7 +365,7 @@ def _augment(settings, extra):
 
 def _announce(name, settings, args, threads, start, n_train, val, n_test):
     """The first line: model, data sizes, epochs, optimizer, threads and what is resumed."""
-    validation = f"{len(val[0])} validation / " if val is not None else ""
+    validation = f"{len(val[0])} validation / " if val is not None else "no validation / "
     resumed = f"; resuming {args.resume} after epoch {start}" if args.resume is not None else ""
     print(
         f"{settings['model']} on {name}: {n_train} training / {validation}{n_test} test images; "
@@ -337,14 +411,14 @@ def _save(model, out, optimizer, normalizer, schedule, augment, settings, epoch,
     try:
         model.save(out, optimizer=optimizer, normalizer=normalizer, schedule=schedule, extra=extra)
     except OSError as exc:
-        fail(f"cannot write {out}: {exc}", EXIT_FAILURE)
+        fail(common.write_error(out, exc), EXIT_FAILURE)
     stop = f"; stopped early, weights of the best epoch ({best_epoch})" if best_epoch is not None else ""
     print(f"checkpoint written to {out} (epoch {epoch}{stop})", flush=True)
     path = history_path(out)
     try:
         save_history(_plain_history(history), path)
     except OSError as exc:
-        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+        fail(common.write_error(path, exc), EXIT_FAILURE)
     print(f"history written to {path}", flush=True)
 
 
@@ -354,5 +428,5 @@ def _plot_history(history, path):
     try:
         plot_history(history, path)
     except OSError as exc:
-        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+        fail(common.write_error(path, exc), EXIT_FAILURE)
     print(f"training curves written to {path}", flush=True)

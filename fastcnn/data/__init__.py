@@ -15,6 +15,8 @@ module             names
 ``splits``         :func:`split_indices`, :func:`train_val_split`, :func:`train_val_test_split`
 ``normalize``      :func:`to_float`, :class:`Normalizer` (statistics of the training data only)
 ``batches``        :func:`iterate_minibatches`
+``files``          hostile-file safety shared with the checkpoint reader: regular files only,
+                   bounded gzip, ``.npy``/``.npz``/JSON readers that check every declared size
 =================  ===========================================================================
 
 Loaders return uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``;

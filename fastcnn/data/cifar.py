@@ -15,11 +15,16 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 _CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then 1024 red, 1024 green, 1024 blue bytes (rows in order)
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 _CIFAR_TEST_FILE = "test_batch.bin"
+_CIFAR_MAX_RECORDS = 60000  # the whole data set: a batch file holding more is no CIFAR-10 file
 
 
 def _read_cifar_batch(path):
     """Images uint8 ``(n, 3, 32, 32)`` and labels int64 ``(n,)`` of one CIFAR-10 ``.bin`` file."""
-    raw = read_bytes(path)
+    try:
+        raw = read_bytes(path, limit=_CIFAR_MAX_RECORDS * _CIFAR_RECORD)
+    except ValueError as exc:
+        raise ValueError(f"load_cifar10: {exc} (a CIFAR-10 batch holds at most {_CIFAR_MAX_RECORDS} "
+                         f"{_CIFAR_RECORD}-byte records)") from None
     if len(raw) == 0 or len(raw) % _CIFAR_RECORD:
         raise ValueError(
             f"load_cifar10: {path} has {len(raw)} bytes, not a whole number of {_CIFAR_RECORD}-byte records "
@@ -73,8 +78,9 @@ def load_cifar10(path):
     FileNotFoundError
         If the folder or one of the six batch files is missing.
     ValueError
-        If a file's size is not a whole number of records (truncated) or a
-        label is not in 0..9.
+        If a file is not a regular file, its size is not a whole number of
+        records (truncated), it holds (or, gzipped, inflates to) more than
+        60,000 records, or a label is not in 0..9.
 
     Examples
     --------

@@ -10,12 +10,11 @@ Files may be gzip-compressed (detected from a ``.gz`` suffix or the gzip magic
 bytes): :func:`read_bytes` undoes that, for the CIFAR-10 reader too.
 """
 
-import gzip
-import os
-import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .files import MAX_ARRAY_BYTES, check_path, read_exact, read_limited
 
 __all__ = ["read_idx", "read_bytes"]
 
@@ -29,17 +28,16 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def read_bytes(path):
-    """The contents of a file, decompressed when it is gzip.
+def read_bytes(path, limit=MAX_ARRAY_BYTES):
+    """The contents of a file, decompressed when it is gzip, at most ``limit`` bytes.
 
     Parameters
     ----------
-    path : pathlib.Path
-        The file; gunzipped when its name ends in ``.gz`` or it starts with
-        the gzip magic bytes ``1f 8b``.
+    path : str or os.PathLike
+        A regular file; gunzipped when its name ends in ``.gz`` or it starts
+        with the gzip magic bytes ``1f 8b``, piece by piece, refused as soon
+        as more than ``limit`` bytes come out (a small bomb is not inflated).
+    limit : int, default :data:`fastcnn.data.files.MAX_ARRAY_BYTES`
 
     Returns
     -------
@@ -48,18 +46,39 @@ def read_bytes(path):
     Raises
     ------
     ValueError
-        If the file should be gzip but is truncated or corrupt.
+        If the file is not a regular file, holds more than ``limit`` bytes,
+        or should be gzip but is truncated or corrupt.
     """
-    with open(path, "rb") as f:
-        raw = f.read()
-    if path.name.endswith(".gz") or raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(
-                f"{path}: not a valid gzip file (truncated or corrupt): {exc}"
-            ) from None
-    return raw
+    return read_limited(path, limit, "data file")
+
+
+def _parse_idx_header(path):
+    """``parse_header(read)`` for :func:`read_exact`: checks the magic and keeps the shape and dtype."""
+    found = {}
+
+    def parse(read):
+        magic = read(4)
+        if len(magic) < 4:
+            raise ValueError(f"{path}: not an IDX file: expected at least a 4-byte header, got {len(magic)} bytes")
+        if magic[0] != 0 or magic[1] != 0:
+            raise ValueError(f"{path}: not an IDX file: magic number must start with bytes 00 00, "
+                             f"got {magic.hex(' ')}")
+        code, ndim = magic[2], magic[3]
+        if code not in _IDX_DTYPES:
+            known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
+            raise ValueError(f"{path}: unsupported IDX type code 0x{code:02X} (expected one of {known})")
+        sizes = read(4 * ndim)
+        if len(sizes) < 4 * ndim:
+            raise ValueError(f"{path}: truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
+                             f"file has {4 + len(sizes)}")
+        found["shape"] = tuple(int.from_bytes(sizes[4 * i: 4 * i + 4], "big") for i in range(ndim))
+        found["dtype"] = _IDX_DTYPES[code]
+        count = 1
+        for n in found["shape"]:
+            count *= n
+        return count * found["dtype"].itemsize
+
+    return parse, found
 
 
 def read_idx(path):
@@ -83,9 +102,13 @@ def read_idx(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not an IDX file (wrong magic number or unknown type
-        code), or its size does not match its header (truncated or with
-        trailing bytes), or it is a corrupt gzip file.
+        If the file is not a regular file (a FIFO, a device, a directory), not
+        an IDX file (wrong magic number or unknown type code), or its size does
+        not match its header (truncated or with trailing bytes), or it is a
+        corrupt gzip file.  The declared size is checked before anything is
+        allocated, and a gzip file is inflated only as far as its header says
+        (plus one byte): a small file that inflates to gigabytes is refused
+        after reading little.
 
     Examples
     --------
@@ -100,46 +123,9 @@ def read_idx(path):
     array([[0, 1, 2],
            [3, 4, 5]], dtype=uint8)
     """
-    path = Path(os.fspath(path))
-    if not path.exists():
-        raise FileNotFoundError(f"IDX file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path}: expected an IDX file, got a directory")
-    data = read_bytes(path)
-
-    if len(data) < 4:
-        raise ValueError(
-            f"{path}: not an IDX file: expected at least a 4-byte header, "
-            f"got {len(data)} bytes"
-        )
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(
-            f"{path}: not an IDX file: magic number must start with bytes 00 00, "
-            f"got {data[:4].hex(' ')}"
-        )
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
-        raise ValueError(
-            f"{path}: unsupported IDX type code 0x{code:02X} (expected one of {known})"
-        )
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} "
-            f"bytes, file has {len(data)}"
-        )
-    shape = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    )
-    dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header_size
-    if found != expected:
-        what = "truncated" if found < expected else "has trailing bytes"
-        raise ValueError(
-            f"{path}: IDX file {what}: header says shape {shape} of {dtype.name} "
-            f"({expected} bytes of data), found {found} bytes"
-        )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_size, count=expected // dtype.itemsize)
+    path = Path(check_path(path, "read_idx"))
+    parse, found = _parse_idx_header(path)
+    _, data = read_exact(path, parse, "IDX file")
+    shape, dtype = found["shape"], found["dtype"]
+    arr = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
     return arr.reshape(shape).astype(dtype.newbyteorder("="))

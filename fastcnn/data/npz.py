@@ -1,9 +1,10 @@
 """Images and labels from a ``.npz`` archive, read without pickle: :func:`load_npz`."""
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from .files import NpzReader, check_path, check_regular_file
 
 __all__ = ["load_npz"]
 
@@ -32,7 +33,8 @@ def load_npz(path, x_key="x", y_key="y"):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a readable ``.npz``, needs pickle (object arrays),
+        If the file is not a regular file or not a readable ``.npz``, needs
+        pickle (object arrays), declares arrays larger than its members hold,
         lacks a key (the message lists the keys it has), the images are not
         3-D or 4-D numeric arrays, or the labels are not 1-D non-negative
         integers as many as the images.
@@ -48,47 +50,37 @@ def load_npz(path, x_key="x", y_key="y"):
     >>> x.shape, y.dtype
     ((5, 1, 28, 28), dtype('int64'))
     """
-    path = Path(os.fspath(path)).expanduser()
+    path = Path(check_path(path, "load_npz")).expanduser()
     x, y = _read_npz(path, x_key, y_key)
     return _check_images_and_labels(path, x, y, x_key, y_key)
 
 
 def _read_npz(path, x_key, y_key):
-    """The arrays ``x_key`` and ``y_key`` of the ``.npz`` file ``path``, with :func:`load_npz`'s messages."""
-    if not path.exists():
-        raise FileNotFoundError(f"load_npz: file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"load_npz: {path} is a directory, expected a .npz file")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):  # neither .npz nor .npy, so numpy tried pickle
-            raise ValueError(f"load_npz: cannot read {path} as .npz: not a .npz archive") from None
-        raise ValueError(f"load_npz: cannot read {path} as .npz: {exc}") from None
-    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, ...
-        raise ValueError(f"load_npz: cannot read {path} as .npz: {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
+    """The arrays ``x_key`` and ``y_key`` of the ``.npz`` file ``path``, with :func:`load_npz`'s messages.
+
+    Only those two members are read, each size checked before reading (:class:`~fastcnn.data.files.NpzReader`).
+    """
+    size = check_regular_file(path, "load_npz: .npz file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
         raise ValueError(f"load_npz: {path} holds a single array (.npy), expected a .npz archive")
-    with npz:
-        keys = list(npz.files)
-        missing = [k for k in (x_key, y_key) if k not in keys]
-        if missing:
-            raise ValueError(
-                f"load_npz: {path} has no array named {', '.join(map(repr, missing))}; "
-                f"it holds {keys}; pass x_key=/y_key= to choose"
-            )
-        try:
-            x = npz[x_key]
-            y = npz[y_key]
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ValueError(f"load_npz: cannot read {path} as .npz: not a .npz (zip) archive "
+                         f"({size} bytes starting {magic!r})")
+    try:
+        with NpzReader(path, ".npz file") as npz:
+            missing = [k for k in (x_key, y_key) if k not in npz]
+            if missing:
                 raise ValueError(
-                    f"load_npz: {path} holds object arrays, which need pickle; save plain numeric arrays"
-                ) from None
-            raise ValueError(f"load_npz: cannot read {path} as .npz: {exc}") from None
-        except Exception as exc:  # zipfile.BadZipFile, zlib.error, ...
-            raise ValueError(f"load_npz: cannot read {path} as .npz: {exc}") from None
-    return x, y
+                    f"load_npz: {path} has no array named {', '.join(map(repr, missing))}; "
+                    f"it holds {npz.names}; pass x_key=/y_key= to choose"
+                )
+            return npz.read(x_key), npz.read(y_key)
+    except ValueError as exc:
+        if str(exc).startswith("load_npz:"):
+            raise
+        raise ValueError(f"load_npz: cannot read {path} as .npz: {exc}") from None
 
 
 def _check_images_and_labels(path, x, y, x_key, y_key):
