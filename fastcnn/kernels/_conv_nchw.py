@@ -14,6 +14,7 @@ channel), weight gradient over (output channel, input channel), bias gradient
 over output channels.
 """
 
+import numpy as np
 from numba import prange
 
 from ..config import pjit
@@ -141,6 +142,10 @@ def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw):
 def conv2d_backward_bias(dy, db):
     """db[k] = sum_{n, p, q} dy[n, k, p, q].
 
+    Each image's (P, Q) plane is summed as one contiguous span (a single
+    vectorised loop, not one short loop per row); a dy that is not
+    C-contiguous is copied first.
+
     Parameters
     ----------
     dy : (N, K, P, Q) float array
@@ -148,10 +153,11 @@ def conv2d_backward_bias(dy, db):
     """
     N, K, P, Q = dy.shape
     zero = db.dtype.type(0)
+    planes = np.ascontiguousarray(dy).reshape(N, K, P * Q)  # no copy when dy is C-contiguous
     for k in prange(K):
         acc = zero
         for n in range(N):
-            for p in range(P):
-                for q in range(Q):
-                    acc += dy[n, k, p, q]
+            plane = planes[n, k]
+            for m in range(P * Q):
+                acc += plane[m]
         db[k] = acc
