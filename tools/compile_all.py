@@ -44,6 +44,9 @@ def touch_everything(dtype):
     wl = rng.standard_normal((5, xf.shape[1])).astype(dtype)
     logits = K.linear_forward(xf, wl, None)
     K.linear_backward(logits, xf, wl)
+    K.linear_forward_rows_kernel(xf, wl, np.zeros(5, dtype), np.empty((len(xf), 5), dtype), True)  # eval path
+    v = np.ones(5, dtype)
+    K.batch_norm_fold_kernel(wl, v, v, v, v, v, 1e-5, True, True, np.empty_like(wl), v.copy())  # eval BatchNorm
     K.softmax_cross_entropy(logits, np.zeros(len(x), np.int64))
     K.mse_loss(logits, logits)
     Augment(shift=1, rotation=5.0, noise=0.1, seed=0)(x)

@@ -48,18 +48,21 @@ from ._conv_channellast import (
     to_channel_last,
 )
 from ._conv_im2col import col2im_kernel, im2col_kernel
+from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
 from ._conv_nchw import (
     conv2d_backward_bias,
     conv2d_backward_input_direct,
     conv2d_backward_weight_direct,
     conv2d_forward_direct,
 )
+from ._conv_winograd import conv2d_backward_weight_winograd, conv2d_forward_winograd, winograd_filter
 from ._dense import (
     linear_backward_bias_kernel,
     linear_backward_input_kernel,
     linear_backward_weight_kernel,
     linear_forward_kernel,
 )
+from ._dense_rows import linear_forward_rows_kernel
 from ._local import (
     locally_connected2d_backward_bias_kernel,
     locally_connected2d_backward_input_kernel,
@@ -67,7 +70,12 @@ from ._local import (
     locally_connected2d_forward_kernel,
 )
 from ._losses import mse_kernel, softmax_cross_entropy_kernel
-from ._norm import batch_norm_backward_kernel, batch_norm_forward_eval_kernel, batch_norm_forward_train_kernel
+from ._norm import (
+    batch_norm_backward_kernel,
+    batch_norm_fold_kernel,
+    batch_norm_forward_eval_kernel,
+    batch_norm_forward_train_kernel,
+)
 from ._pool import (
     avg_pool2d_backward_kernel,
     avg_pool2d_forward_kernel,
@@ -188,11 +196,17 @@ __all__ = [
     "conv2d_forward_batchlast",
     "conv2d_backward_input_batchlast",
     "conv2d_backward_weight_batchlast",
+    "rows_padded_length",
+    "conv2d_forward_rows",
+    "conv2d_backward_weight_rows",
     "to_channel_last",
     "input_grad_frame",
     "conv2d_forward_channellast",
     "conv2d_backward_input_channellast",
     "conv2d_backward_weight_channellast",
+    "winograd_filter",
+    "conv2d_forward_winograd",
+    "conv2d_backward_weight_winograd",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",
@@ -215,7 +229,9 @@ __all__ = [
     "batch_norm_forward_train_kernel",
     "batch_norm_forward_eval_kernel",
     "batch_norm_backward_kernel",
+    "batch_norm_fold_kernel",
     "linear_forward_kernel",
+    "linear_forward_rows_kernel",
     "linear_backward_input_kernel",
     "linear_backward_weight_kernel",
     "linear_backward_bias_kernel",

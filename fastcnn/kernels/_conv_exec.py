@@ -36,6 +36,8 @@ from ._conv_matmul import (
     weight_grad_whole_input,
 )
 from ._conv_nchw import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
+from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows
+from ._conv_winograd import conv2d_backward_weight_winograd, conv2d_forward_winograd, winograd_filter
 
 # --------------------------------------------------------------------------- nchw
 
@@ -74,6 +76,28 @@ def _batchlast_input_grad(dy, w, dx, g, bufs):
     wf = bufs["w_flipped"]  # (C rounded up to 4, R, S, K), zeros past C
     wf[:g.C] = w.transpose(1, 2, 3, 0)[:, :, ::-1, :]  # wf[c, r, S-1-s, k] = w[k, c, r, s]
     conv2d_backward_input_batchlast(dyb, wf, dx, g.sh, g.sw, g.ph, g.pw, bufs["dx_rows"])
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _rows_forward(x, w, b, y, g, bufs):
+    wk = bufs["w_rows"]  # (K rounded up to 4, C, R, S), zeros past K
+    wk[:g.K] = w
+    conv2d_forward_rows(x, wk, b, y, g.ph, g.pw, bufs["x_padded_rows"], bufs["wide_rows"])
+
+
+def _rows_weight_grad(dy, x, dw, g, bufs):
+    conv2d_backward_weight_rows(dy, x, dw, g.ph, g.pw, bufs["x_padded_rows"], bufs["wide_rows"],
+                                bufs["partial_dw_rows"])
+
+
+def _rows_input_grad(dy, w, dx, g, bufs):
+    # dx is the stride-1 convolution of dy, padded by (R - 1 - ph, S - 1 - pw), with w rotated by 180 degrees
+    wt = bufs["w_rows"]  # (C rounded up to 4, K, R, S): wt[c, k, R-1-r, S-1-s] = w[k, c, r, s], zeros past C
+    wt[:g.C] = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+    conv2d_forward_rows(dy, wt, bufs["zero_bias"], dx, g.R - 1 - g.ph, g.S - 1 - g.pw,
+                        bufs["x_padded_rows"], bufs["wide_rows"])
 
 
 # --------------------------------------------------------------------------- channel_last
@@ -150,27 +174,64 @@ def _whole_input_grad(dy, w, dx, g, bufs):
     input_grad_whole_input(dy, w, dx, g.ph, g.pw, bufs.get("dx_padded"))
 
 
+# --------------------------------------------------------------------------- winograd and winograd4
+# One set of executors for both tiles: the buffers' shapes (16 or 36 positions, 2x2 or 4x4 output tiles) say which.
+
+
+def _winograd_forward(x, w, b, y, g, bufs):
+    xt = bufs["x_tiles"]  # (N, m*ceil(P/m) + 2, m*ceil(Q/m) + 2, C), zero border (m = 2 or 4)
+    to_channel_last(x, xt, g.ph, g.pw)
+    u = bufs["u_forward"]  # (16 or 36, C, K rounded up to 8)
+    winograd_filter(w, u, False)
+    conv2d_forward_winograd(xt, u, b, y, bufs["tiles"], bufs["products"])
+
+
+def _winograd_weight_grad(dy, x, dw, g, bufs):
+    xt, dyt = bufs["x_tiles"], bufs["dy_tiles"]  # dy_tiles (N, m*ceil(P/m), m*ceil(Q/m), K), zeros past P, Q
+    to_channel_last(x, xt, g.ph, g.pw)
+    to_channel_last(dy, dyt, 0, 0)
+    conv2d_backward_weight_winograd(xt, dyt, dw, bufs["tiles"], bufs["products"], bufs["partial_du"])
+
+
+def _winograd_input_grad(dy, w, dx, g, bufs):
+    # dx is the stride-1 convolution of dy, padded by 2 - padding, with w[k, c, 2 - r, 2 - s] as weight (c, k)
+    dyt = bufs["dy_padded_tiles"]  # (N, m*ceil(H/m) + 2, m*ceil(W/m) + 2, K)
+    to_channel_last(dy, dyt, 2 - g.ph, 2 - g.pw)
+    u = bufs["u_input"]  # (16 or 36, K, C rounded up to 8)
+    winograd_filter(w, u, True)
+    conv2d_forward_winograd(dyt, u, bufs["zero_bias"], dx, bufs["tiles"], bufs["products"])
+
+
 FORWARD = {
     "nchw": _nchw_forward,
     "batch_last": _batchlast_forward,
+    "rows": _rows_forward,
     "channel_last": _channellast_forward,
     "im2col": _im2col_forward,
     "matmul_1x1": _1x1_forward,
     "matmul_whole_input": _whole_forward,
+    "winograd": _winograd_forward,
+    "winograd4": _winograd_forward,
 }
 WEIGHT_GRAD = {
     "nchw": _nchw_weight_grad,
     "batch_last": _batchlast_weight_grad,
+    "rows": _rows_weight_grad,
     "channel_last": _channellast_weight_grad,
     "im2col": _im2col_weight_grad,
     "matmul_1x1": _1x1_weight_grad,
     "matmul_whole_input": _whole_weight_grad,
+    "winograd": _winograd_weight_grad,
+    "winograd4": _winograd_weight_grad,
 }
 INPUT_GRAD = {
     "nchw": _nchw_input_grad,
     "batch_last": _batchlast_input_grad,
+    "rows": _rows_input_grad,
     "channel_last": _channellast_input_grad,
     "im2col": _im2col_input_grad,
     "matmul_1x1": _1x1_input_grad,
     "matmul_whole_input": _whole_input_grad,
+    "winograd": _winograd_input_grad,
+    "winograd4": _winograd_input_grad,
 }

@@ -314,3 +314,39 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
             for n in range(N):
                 for l in range(L):
                     dx[n, c, l] = k * dy[n, c, l]
+
+
+@njit
+def batch_norm_fold_kernel(w, b, weight, bias, mean, var, eps, has_bias, affine, wf, bf):
+    """Fold eval-mode batch normalisation into the layer before it: ``norm(layer(x)) == layer'(x)``.
+
+    Per output channel ``k``, ``s = weight[k] / sqrt(var[k] + eps)`` (``weight``
+    1 when not ``affine``), ``wf[k] = w[k] * s`` and ``bf[k] = (b[k] -
+    mean[k]) * s + bias[k]`` (``b`` 0 without ``has_bias``, ``bias`` 0 when not
+    ``affine``), computed in float64 and rounded once to the arrays' dtype.
+    Serial: K*L numbers, one pass.
+
+    Parameters
+    ----------
+    w : (K, L) float array, read (a convolution's weight as (K, C*R*S), a Linear's (O, I))
+    b : (K,) array of w's dtype, read when ``has_bias`` (pass any (K,) array otherwise)
+    weight, bias : (K,) arrays of w's dtype, the norm's affine parameters, read when ``affine``
+    mean, var : (K,) arrays of w's dtype, the norm's running statistics
+    eps : float
+    has_bias, affine : bool
+    wf : (K, L) array of w's dtype, written in full
+    bf : (K,) array of w's dtype, written in full
+    """
+    K, L = w.shape
+    for k in range(K):
+        s = 1.0 / np.sqrt(np.float64(var[k]) + eps)
+        shift = -np.float64(mean[k])
+        if has_bias:
+            shift += np.float64(b[k])
+        if affine:
+            s *= np.float64(weight[k])
+            bf[k] = shift * s + np.float64(bias[k])
+        else:
+            bf[k] = shift * s
+        for j in range(L):
+            wf[k, j] = w[k, j] * s

@@ -19,6 +19,15 @@ Algorithms
     The images of the batch are the vector axis (``_conv_batchlast.py``):
     x as (C, H, W, N); dx through dy as (P, Q, K, N) and a 4 x 16
     register-blocked product per input pixel.  For layers with few channels.
+``rows``
+    NCHW with stride 1 and padding smaller than the kernel
+    (``_conv_rows.py``): each image zero-padded into flat planes (in the
+    task's scratch), where every kernel tap of the *wide* output rows (the
+    padded width, extra columns dropped) is one contiguous span, so the
+    forward pass is one register-blocked product per input channel and the
+    weight gradient blocks of 4 x 4 dot products; dx is the same forward on
+    dy padded by ``R - 1 - ph``, ``S - 1 - pw`` with the kernel rotated.
+    No activation-sized layout copy.  For layers with few output channels.
 ``channel_last``
     The channels are the vector axis (``_conv_channellast.py``): a
     zero-padded (N, H + 2ph, W + 2pw, C) copy of x (and dy as (N, P, Q, K)),
@@ -33,12 +42,30 @@ Algorithms
 ``matmul_whole_input``
     A kernel as large as the padded input (``R == H + 2ph``, ``S == W + 2pw``,
     output 1x1) is a fully connected layer: one BLAS product over the batch.
+``winograd``
+    Winograd minimal filtering F(2x2, 3x3) (Lavin & Gray 2016) for 3x3
+    kernels with stride 1 and padding at most 2 (``_conv_winograd.py``):
+    16 multiplications per 2x2 outputs instead of 36, as 16 matrix products
+    (one per position of the transformed 4x4 tile) over chunks of tiles that
+    stay in cache; x in a zero-padded channel-last copy (dy too for the
+    gradients).  dx is the same forward on dy padded by ``2 - ph``,
+    ``2 - pw`` with the kernel rotated by 180 degrees.  Slightly larger
+    rounding errors than the direct algorithms (the transforms add
+    numbers of mixed signs).  Never chosen by ``"auto"``: named only.
+``winograd4``
+    The same with F(4x4, 3x3) (``_conv_winograd.py``): 36 multiplications
+    per 4x4 outputs (4x fewer than direct), 6x6 input tiles, 36 products.
+    Larger rounding errors than F(2x2) (the transforms' entries reach 5, 8
+    and 1/24): in float32 about 5e-6 of the largest value at 64 channels
+    and 1e-5 at 128 (5-10x the direct algorithms'; measured in
+    ``tests/kernels/test_conv_winograd.py``).  Never chosen by ``"auto"``.
 
 ``"auto"`` (and ``"direct"``, the same today) picks, for every pass:
 ``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
 otherwise ``channel_last`` when the pass's vector channels (K for forward and
 weight_grad, C for input_grad) number at least
-:data:`CHANNEL_LAST_MIN_CHANNELS`, else ``batch_last`` when the batch has at
+:data:`CHANNEL_LAST_MIN_CHANNELS`, else ``rows`` for forward and weight_grad
+when the shape is one of its, else ``batch_last`` when the batch has at
 least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.
 """
 
@@ -48,11 +75,15 @@ from typing import NamedTuple
 from ._conv_batchlast import BLOCK as BATCHLAST_BLOCK
 from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
+from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
+from ._conv_rows import rows_padded_length
 
 #: Every named algorithm, in the order the documentation lists them.
-ALGORITHMS = ("nchw", "batch_last", "channel_last", "im2col", "matmul_1x1", "matmul_whole_input")
-#: What ``algorithm=`` accepts: a named algorithm, or "auto" / "direct" (the plan picks per pass; never im2col).
-CHOICES = ("auto", "direct") + ALGORITHMS
+ALGORITHMS = ("nchw", "batch_last", "rows", "channel_last", "im2col", "matmul_1x1", "matmul_whole_input", "winograd",
+              "winograd4")
+#: What ``algorithm=`` accepts: a named algorithm, "auto" / "direct" (the plan picks per pass by fixed thresholds;
+#: never im2col) or "tuned" (each pass times the algorithms that apply and keeps the fastest: :mod:`.conv_tune`).
+CHOICES = ("auto", "direct", "tuned") + ALGORITHMS
 #: The three passes of a convolution.
 PASSES = ("forward", "weight_grad", "input_grad")
 
@@ -61,14 +92,19 @@ BATCHLAST_MIN_BATCH = 8
 #: From this many vector channels (K, or C for dx) the channel-last kernels take over
 #: (``fastcnn bench conv`` measures both).
 CHANNEL_LAST_MIN_CHANNELS = 16
+#: Bytes (float32) of one Winograd task's transformed tiles and products per chunk: sized to stay in L2.
+WINOGRAD_CHUNK_BYTES = 2**18
 
 LAYOUTS = {
     "nchw": "NCHW",
     "batch_last": "CHWN (batch last)",
+    "rows": "NCHW, padded wide rows per image",
     "channel_last": "NHWC (channels last, padded)",
     "im2col": "columns (N, C*R*S, P*Q)",
     "matmul_1x1": "NCHW as (N, C, H*W)",
     "matmul_whole_input": "NCHW as (N, C*R*S)",
+    "winograd": "NHWC, 4x4 tiles transformed (F(2x2, 3x3))",
+    "winograd4": "NHWC, 6x6 tiles transformed (F(4x4, 3x3))",
 }
 
 
@@ -96,6 +132,14 @@ class ConvGeometry(NamedTuple):
     @property
     def is_whole_input(self):
         return self.R == self.H + 2 * self.ph and self.S == self.W + 2 * self.pw
+
+    @property
+    def fits_rows(self):
+        return self.sh == 1 and self.sw == 1 and self.ph < self.R and self.pw < self.S
+
+    @property
+    def fits_winograd(self):
+        return (self.R, self.S, self.sh, self.sw) == (3, 3, 1, 1) and self.ph <= 2 and self.pw <= 2
 
 
 class Buffer(NamedTuple):
@@ -207,6 +251,8 @@ def select(op, g, algorithm="auto"):
         channels = g.C if op == "input_grad" else g.K
         if channels >= CHANNEL_LAST_MIN_CHANNELS:
             return "channel_last"
+        if op != "input_grad" and g.fits_rows:
+            return "rows"
         return "batch_last" if g.N >= BATCHLAST_MIN_BATCH else "nchw"
     if algorithm == "matmul_1x1" and not g.is_1x1:
         raise ValueError(
@@ -217,6 +263,16 @@ def select(op, g, algorithm="auto"):
         raise ValueError(
             f"algorithm 'matmul_whole_input' needs a kernel as large as the padded input, got kernel "
             f"{g.R}x{g.S} for a {g.H + 2 * g.ph}x{g.W + 2 * g.pw} padded input; use algorithm='auto'"
+        )
+    if algorithm == "rows" and not g.fits_rows:
+        raise ValueError(
+            f"algorithm 'rows' needs a stride of 1 and padding smaller than the kernel, got kernel "
+            f"{g.R}x{g.S}, stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}; use algorithm='auto'"
+        )
+    if algorithm in ("winograd", "winograd4") and not g.fits_winograd:
+        raise ValueError(
+            f"algorithm '{algorithm}' needs a 3x3 kernel with stride 1 and padding at most 2, got kernel "
+            f"{g.R}x{g.S}, stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}; use algorithm='auto'"
         )
     return algorithm
 
@@ -271,7 +327,70 @@ def _buffers(op, algorithm, g, T):
             return ()
         padded = (N, C, H + 2 * g.ph, W + 2 * g.pw)
         return (Buffer("dx_padded" if op == "input_grad" else "x_padded", padded, "call"),)
+    if algorithm in ("winograd", "winograd4"):
+        return _winograd_buffers(op, g, T, 2 if algorithm == "winograd" else 4)
+    if algorithm == "rows":
+        return _rows_buffers(op, g, T)
     return ()  # nchw
+
+
+def _rows_buffers(op, g, T):
+    """The rows buffers: ``_buffers`` for ``algorithm="rows"``."""
+    N, C, H, W, K, R, S, P, Q = g[:9]
+    tasks = min(T, N)
+    if op == "input_grad":  # a forward pass over dy padded by (R - 1 - ph, S - 1 - pw), producing dx
+        c_in, hp, wp, k_out, p_out = K, P + 2 * (R - 1 - g.ph), Q + 2 * (S - 1 - g.pw), C, H
+    else:
+        c_in, hp, wp, k_out, p_out = C, H + 2 * g.ph, W + 2 * g.pw, K, P
+    kw, wide = _round_up(k_out, ROWS_K_BLOCK), _round_up(p_out * wp, 8)
+    x = Buffer("x_padded_rows", (tasks, rows_padded_length(c_in, hp, wp, R, S, wide)), "workspace")
+    out = Buffer("wide_rows", (tasks, kw, wide), "workspace")
+    if op == "forward":
+        return (x, out, Buffer("w_rows", (kw, C, R, S), "call", zeroed=True))
+    if op == "weight_grad":
+        return (x, out, Buffer("partial_dw_rows", (tasks, kw, C, R, S), "workspace"))
+    return (x, out, Buffer("w_rows", (kw, K, R, S), "call", zeroed=True),
+            Buffer("zero_bias", (C,), "call", zeroed=True))
+
+
+def _winograd_buffers(op, g, T, mt):
+    """The winograd buffers: ``_buffers`` for ``algorithm="winograd"`` (``mt`` 2) or ``"winograd4"`` (``mt`` 4)."""
+    N, C, H, W, K, R, S, P, Q = g[:9]
+    a2 = (mt + 2) ** 2  # positions of the transformed tile
+    TP, TQ = -(-P // mt), -(-Q // mt)  # rows and columns of mt x mt output tiles
+    if op == "input_grad":  # a forward pass over dy padded by 2 - padding, producing dx (N, C, H, W)
+        TH, TW = -(-H // mt), -(-W // mt)
+        cw = _round_up(C, 8)
+        tasks, tiles = _winograd_chunk(N * TH, TW, K, cw, T, a2)
+        return (Buffer("dy_padded_tiles", (N, mt * TH + 2, mt * TW + 2, K), "workspace"),
+                Buffer("u_input", (a2, K, cw), "call"), Buffer("zero_bias", (C,), "call", zeroed=True),
+                Buffer("tiles", (tasks, a2, tiles, K), "workspace"),
+                Buffer("products", (tasks, a2, tiles, cw), "workspace"))
+    kw = _round_up(K, 8)
+    tasks, tiles = _winograd_chunk(N * TP, TQ, C, kw, T, a2)
+    xt = Buffer("x_tiles", (N, mt * TP + 2, mt * TQ + 2, C), "workspace")
+    v = Buffer("tiles", (tasks, a2, tiles, C), "workspace")
+    m = Buffer("products", (tasks, a2, tiles, kw), "workspace")
+    if op == "forward":
+        return (xt, Buffer("u_forward", (a2, C, kw), "call"), v, m)
+    return (xt, Buffer("dy_tiles", (N, mt * TP, mt * TQ, K), "workspace"), v, m,
+            Buffer("partial_du", (tasks, a2, C, kw), "workspace"))
+
+
+def _winograd_chunk(tile_rows, TQ, channels_in, channels_out, T, a2):
+    """(tasks, tiles per chunk) of the Winograd kernels: whole rows of ``TQ`` tiles, at least one chunk per task.
+
+    As many rows as keep a chunk's transformed tiles and products (``a2``
+    positions each) within :data:`WINOGRAD_CHUNK_BYTES`.  The count is made
+    odd (one spare tile when needed): the planes of a task's scratch are
+    then not a power of two apart, and the transforms' streams do not all
+    fall in the same cache sets (an even count with 64 channels made the
+    input transform 10x slower).
+    """
+    tasks = min(T, tile_rows)
+    per_row = a2 * TQ * (channels_in + channels_out) * 4
+    rows = max(1, min(WINOGRAD_CHUNK_BYTES // per_row, -(-tile_rows // tasks)))
+    return tasks, rows * TQ | 1
 
 
 @lru_cache(maxsize=512)

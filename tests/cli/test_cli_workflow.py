@@ -156,7 +156,7 @@ def test_predict_errors(checkpoint, tmp_path, capsys):
     np.save(tmp_path / "bad_dtype.npy", np.zeros((3, 28, 28), np.int32))
     np.save(tmp_path / "objects.npy", np.array([object()] * 3, dtype=object), allow_pickle=True)
     (tmp_path / "junk.npy").write_bytes(b"junk")
-    for name, fragment in (("bad_shape.npy", "(3, 1, 32, 32)"), ("bad_dtype.npy", "int32"),
+    for name, fragment in (("bad_shape.npy", "(3, 32, 32)"), ("bad_dtype.npy", "int32"),
                            ("objects.npy", "objects.npy"), ("junk.npy", "junk.npy"), ("none.npy", "none.npy")):
         status, _, err = run_main(["predict", str(checkpoint), name], capsys)
         assert_one_line_error(status, err, 1, fragment)
@@ -172,10 +172,10 @@ def test_summary(checkpoint, capsys):
     assert "Total params: 61,706" in out and "Input shape: (None, 1, 28, 28)" in out
     status, out, err = run_main(["summary", "--model", "lenet5", "--plans"], capsys)
     assert status == 0, err
-    assert "weight_grad: batch_last" in out and "input_grad: batch_last" in out and "scratch" in out
+    assert "weight_grad: rows" in out and "input_grad: batch_last" in out and "scratch" in out
     status, out, err = run_main(["summary", str(checkpoint), "--plans", "--batch-size", "4"], capsys)
     assert status == 0, err
-    assert "forward: nchw" in out and "input_grad: nchw" in out
+    assert "forward: rows" in out and "input_grad: nchw" in out
     status, _, err = run_main(["summary", "--model", "lenet5", "--plans", "--batch-size", "0"], capsys)
     assert_one_line_error(status, err, 2, "--batch-size")
     status, _, err = run_main(["summary"], capsys)

@@ -18,24 +18,25 @@ from fastcnn import kernels as K
 
 CASES = {**nv.CONV_CASES, **nv.CONV_MATMUL_CASES}
 
-NCHW, BL, CL = "nchw", "batch_last", "channel_last"
+NCHW, BL, CL, ROWS = "nchw", "batch_last", "channel_last", "rows"
 MM1, WHOLE = "matmul_1x1", "matmul_whole_input"
+WG, WG4 = "winograd", "winograd4"
 
 # case -> (forward, weight_grad, input_grad) chosen by algorithm="auto"
 EXPECTED = {
-    "batch1_3x3": (NCHW, NCHW, NCHW),
+    "batch1_3x3": (ROWS, ROWS, NCHW),
     "1x1_kernel": (MM1, MM1, MM1),
     "kernel_eq_input": (WHOLE, WHOLE, WHOLE),
     "kernel_eq_padded_input": (WHOLE, WHOLE, WHOLE),
     "stride_gt_kernel": (NCHW, NCHW, NCHW),
     "H_minus_k_not_div_by_stride": (NCHW, NCHW, NCHW),
-    "odd_rect_image_rect_kernel": (NCHW, NCHW, NCHW),
+    "odd_rect_image_rect_kernel": (ROWS, ROWS, NCHW),
     "rect_stride_and_padding": (NCHW, NCHW, NCHW),
     "rect_stride_only": (NCHW, NCHW, NCHW),
     "stride2_pad1": (NCHW, NCHW, NCHW),
     "padding_ge_kernel": (NCHW, NCHW, NCHW),
-    "wide_channels_pad1": (NCHW, NCHW, NCHW),
-    "batchlast_N9_K6_pad2": (BL, BL, BL),
+    "wide_channels_pad1": (ROWS, ROWS, NCHW),
+    "batchlast_N9_K6_pad2": (ROWS, ROWS, BL),
     "batchlast_N8_C6_K7_rect_stride_pad": (BL, BL, BL),
     "batchlast_N13_stride_gt_kernel": (BL, BL, BL),
     "N16_kernel_eq_padded_input": (WHOLE, WHOLE, WHOLE),
@@ -55,17 +56,17 @@ EXPECTED = {
     "whole_input_padded_stride_batch9": (WHOLE, WHOLE, WHOLE),
     "1x1_stride2": (NCHW, NCHW, NCHW),
     "1x1_padded_batch9": (BL, BL, BL),
-    "kernel_one_short_of_input": (BL, BL, BL),
+    "kernel_one_short_of_input": (ROWS, ROWS, BL),
 }
 
 # the layers of the zoo models and the benchmark suite, at batch 64
 MODEL_LAYERS = {
-    "lenet_conv1_64x1x28x28_k6_5x5_p2": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, (BL, BL, BL)),
+    "lenet_conv1_64x1x28x28_k6_5x5_p2": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, (ROWS, ROWS, BL)),
     "lenet_conv2_64x6x14x14_k16_5x5": ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, (CL, CL, BL)),
     "vgg_first_64x3x32x32_k32_3x3_p1": ((64, 3, 32, 32), (32, 3, 3, 3), 1, 1, (CL, CL, BL)),
     "wide_64x64x16x16_k64_3x3_p1": ((64, 64, 16, 16), (64, 64, 3, 3), 1, 1, (CL, CL, CL)),
     "resnet_shortcut_64x16x32x32_k32_1x1_s2": ((64, 16, 32, 32), (32, 16, 1, 1), 2, 0, (CL, CL, CL)),
-    "inference_batch1_1x32x16x16_k8_3x3_p1": ((1, 32, 16, 16), (8, 32, 3, 3), 1, 1, (NCHW, NCHW, CL)),
+    "inference_batch1_1x32x16x16_k8_3x3_p1": ((1, 32, 16, 16), (8, 32, 3, 3), 1, 1, (ROWS, ROWS, CL)),
 }
 
 
@@ -82,6 +83,10 @@ def _applies(algorithm, case):
         return g.is_1x1
     if algorithm == WHOLE:
         return g.is_whole_input
+    if algorithm == ROWS:
+        return g.fits_rows
+    if algorithm in (WG, WG4):
+        return g.fits_winograd
     return True
 
 
@@ -108,7 +113,9 @@ def test_model_layers_select_expected_algorithms(name):
 
 @pytest.mark.parametrize("algorithm", K.CONV_ALGORITHMS)
 def test_forced_algorithm_is_planned_for_every_pass(algorithm):
-    case = {MM1: "1x1_batch9", WHOLE: "whole_input_padded_batch3"}.get(algorithm, "rect_stride_and_padding")
+    case = {MM1: "1x1_batch9", WHOLE: "whole_input_padded_batch3", ROWS: "odd_rect_image_rect_kernel",
+            WG: "wide_channels_pad1", WG4: "wide_channels_pad1"}.get(
+        algorithm, "rect_stride_and_padding")
     x_shape, w_shape, stride, padding = _shapes(case)
     plans = K.conv2d_plan(x_shape, w_shape, stride, padding, dtype=np.float64, algorithm=algorithm)
     assert {plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm} == {algorithm}
@@ -162,6 +169,8 @@ def test_every_algorithm_at_model_sizes_matches_im2col(algorithm, threads, rng):
     (MM1, "batch1_3x3", "1x1 kernel with stride 1 and no padding"),
     (MM1, "1x1_stride2", "1x1 kernel with stride 1 and no padding"),
     (WHOLE, "kernel_one_short_of_input", "kernel as large as the padded input"),
+    (ROWS, "stride2_pad1", "stride of 1 and padding smaller than the kernel"),
+    (ROWS, "padding_ge_kernel", "stride of 1 and padding smaller than the kernel"),
 ])
 def test_inapplicable_algorithm_is_refused(algorithm, case, needs, rng):
     x_shape, w_shape, stride, padding = _shapes(case)
@@ -181,7 +190,7 @@ def test_inapplicable_algorithm_is_refused(algorithm, case, needs, rng):
 @pytest.mark.parametrize("bad", ["gemm", "Direct", None, 3])
 def test_unknown_algorithm_is_refused(bad):
     x, w = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 2, 2), np.float32)
-    with pytest.raises(ValueError, match=r"conv2d_forward: algorithm must be one of 'auto', 'direct', 'nchw'"):
+    with pytest.raises(ValueError, match=r"conv2d_forward: algorithm must be one of 'auto', 'direct', 'tuned', 'nchw'"):
         K.conv2d_forward(x, w, None, algorithm=bad)
     with pytest.raises(ValueError, match="conv2d_plan: algorithm must be one of"):
         K.conv2d_plan(x.shape, w.shape, algorithm=bad)
@@ -243,10 +252,13 @@ def _traced_peak(fn):
 @pytest.mark.parametrize("algorithm,shape", [
     (NCHW, ((4, 3, 12, 12), (5, 3, 3, 3), 1, 1)),
     (BL, ((16, 6, 20, 20), (8, 6, 5, 5), 1, 2)),
+    (ROWS, ((16, 6, 20, 20), (8, 6, 5, 5), 1, 2)),
     (CL, ((6, 24, 16, 14), (32, 24, 3, 3), 2, 1)),
     ("im2col", ((16, 16, 16, 16), (32, 16, 3, 3), 1, 1)),
     (MM1, ((8, 16, 20, 20), (24, 16, 1, 1), 1, 0)),
     (WHOLE, ((32, 16, 8, 8), (24, 16, 10, 10), 1, 1)),
+    (WG, ((8, 16, 12, 10), (24, 16, 3, 3), 1, 1)),
+    (WG4, ((8, 16, 12, 10), (24, 16, 3, 3), 1, 1)),
 ])
 def test_plan_memory_is_what_the_kernels_allocate(algorithm, shape, rng):
     """The plan's Python-allocated buffers are what tracemalloc sees (slack: array headers and small objects)."""

@@ -1,0 +1,563 @@
+"""Raw Winograd kernels for 3x3 stride-1 convolutions: F(2x2, 3x3) and F(4x4, 3x3) minimal filtering.
+
+Lavin & Gray ("Fast Algorithms for Convolutional Neural Networks", 2016): an
+m x m block of outputs of a 3x3 filter is computed from the alpha x alpha
+input tile ``d`` under it (alpha = m + 2) with alpha^2 multiplications
+instead of 9 m^2,
+
+    Y = A^T [(G g G^T) * (B^T d B)] A      (``*`` elementwise, alpha x alpha)
+
+F(2x2, 3x3), alpha = 4 (16 multiplications for 4 outputs, 2.25x fewer)::
+
+    B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
+          [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
+          [0 -1  1  0]         [1/2 -1/2  1/2]
+          [0  1  0 -1]         [ 0    0    1 ]
+
+F(4x4, 3x3), alpha = 6 (36 multiplications for 16 outputs, 4x fewer; points
+0, 1, -1, 2, -2 and infinity, as in oneDNN and NNPACK)::
+
+    B^T = [4  0 -5  0  1  0]   G = [ 1/4     0     0 ]   A^T = [1  1  1  1  1  0]
+          [0 -4 -4  1  1  0]       [-1/6  -1/6  -1/6 ]         [0  1 -1  2 -2  0]
+          [0  4 -4 -1  1  0]       [-1/6   1/6  -1/6 ]         [0  1  1  4  4  0]
+          [0 -2 -1  2  1  0]       [1/24  1/12   1/6 ]         [0  1 -1  8 -8  1]
+          [0  2 -1 -2  1  0]       [1/24 -1/12   1/6 ]
+          [0  4  0 -5  0  1]       [  0     0     1  ]
+
+The larger entries of F(4x4)'s matrices (5, 8, 1/24) cost accuracy: its
+float32 errors are several times those of F(2x2) (the tests state them).
+
+With many channels the products turn into alpha^2 matrix products, one per
+position ``xi = alpha*i + j`` of the transformed tile:
+``M[xi] (tiles, K) = V[xi] (tiles, C) @ U[xi] (C, K)``, where
+``V[xi][t, c]`` is entry xi of ``B^T d B`` for tile t and channel c, and
+``U[xi][c, k]`` is entry xi of ``G w[k, c] G^T`` (:func:`winograd_filter`).
+Each output tile is then ``A^T M A`` over its alpha^2 entries.  Every kernel
+here serves both tile sizes: the number of positions (``u.shape[0]`` or
+``v.shape[1]``: 16 or 36) says which.
+
+Layout: x is read from a zero-padded channel-last copy ``xp[n, i, j, c]``
+(the channel-last variant's ``to_channel_last``, with a frame of at least
+``m*ceil(P/m) + 2`` rows and ``m*ceil(Q/m) + 2`` columns so that the tiles
+past the output's edge read zeros), so each of a tile's input values is a
+contiguous row of C numbers and every transform is additions of rows,
+vectorised over the channels.  Work is split into chunks of whole rows of
+tiles; each task transforms its chunk's input tiles into its own ``v[t]``
+(alpha^2, tiles, C), runs the alpha^2 products into its own ``m[t]``
+(alpha^2, tiles, Kw) with the register-blocked micro-kernel
+(:func:`fastcnn._gemm.gemm_call`), and transforms back.  The chunk is sized
+by the caller (``v.shape[2]`` tiles) so that both stay in the L2 cache.
+F(2x2) transforms a whole input tile per loop over the channels (4 rows in,
+1 out); F(4x4) first combines the rows of each tile (``B^T d``, 4 rows in, 1
+out, per tile) and then the columns of the whole chunk at once, plane by
+plane (:func:`_run_program`), as both do for the output transform.
+
+Gradients: the weight gradient is ``dU[xi] (C, K) = sum_tiles V[xi]^T @ dM[xi]``
+with ``dM = A dY A^T`` (alpha x alpha from each m x m tile of dy), one
+partial ``dU`` per task, added in task order, then
+``dw[k, c] = G^T dU[:, :, c, k] G``.  The input gradient is a stride-1
+convolution of dy, zero-padded by ``2 - ph`` and ``2 - pw``, with the kernel
+rotated by 180 degrees and its two channel axes swapped:
+:func:`conv2d_forward_winograd` on dy's padded copy with the filter that
+:func:`winograd_filter` writes for ``transposed=True``.  The small filter
+transforms (``G g G^T`` and ``G^T dU G``, O(K*C) work) of F(4x4) are computed
+in float64 and rounded once to the arrays' dtype.
+"""
+
+import numpy as np
+from numba import prange
+
+from ..config import njit, pjit
+from ._gemm import gemm_call
+from ._loops import zero_span
+
+
+def _plane_program(steps, lines):
+    """Table of plane steps (rows ``kind, p, q, r, s, f0, f1, f2, f3``): the 1-D ``steps`` on each line of planes.
+
+    A step is ``(0, (d, s0, s1, s2), (f0, f1, f2))``: slot d = f0*s0 + f1*s1
+    + f2*s2, or ``(1, (p, q), (f0, f1, f2, f3))``: slots (p, q) = (f0*p +
+    f1*q, f2*p + f3*q), both in place; ``lines`` lists, per line, the plane of
+    each slot.  See :func:`_run_program`.
+    """
+    rows = []
+    for line in lines:
+        for kind, slots, coefs in steps:
+            planes = [line[s] for s in slots] + [line[slots[0]]] * (4 - len(slots))
+            rows.append((kind, *planes, *coefs, *[0] * (4 - len(coefs))))
+    return np.array(rows, dtype=np.int64)
+
+
+# 1-D programs (in place on the slots of one line): A^T for F(2x2) (results in slots 0, 3) ...
+_AT2 = ((0, (3, 1, 2, 3), (1, -1, -1)), (0, (0, 0, 1, 2), (1, 1, 1)))
+# ... A^T for F(4x4) (results in slots 0, 2, 1, 5: sums and differences of slots 1, 2 and 3, 4 first) ...
+_AT4 = ((1, (1, 2), (1, 1, 1, -1)), (1, (3, 4), (1, 1, 1, -1)), (0, (0, 0, 1, 3), (1, 1, 1)),
+        (0, (5, 2, 4, 5), (1, 8, 1)), (0, (1, 1, 3, 3), (1, 4, 0)), (0, (2, 2, 4, 4), (1, 2, 0)))
+# ... B for F(4x4) (6 slots to 6: rows 0 and 5 of B^T, then the butterflies of rows 1-4) ...
+_B4 = ((0, (0, 0, 2, 4), (4, -5, 1)), (0, (5, 1, 3, 5), (4, -5, 1)), (1, (2, 4), (-4, 1, -1, 1)),
+       (1, (1, 3), (-4, 1, -1, 1)), (1, (1, 2), (1, 1, -1, 1)), (1, (3, 4), (2, 1, -2, 1)))
+# ... and A^T's transpose for F(4x4) (slots 0-3 to 0-5).
+_A4 = ((0, (4, 0, 2, 2), (1, 4, 0)), (0, (5, 3, 3, 3), (1, 0, 0)), (0, (3, 1, 3, 3), (2, 8, 0)),
+       (1, (3, 4), (1, 1, -1, 1)), (0, (2, 0, 2, 2), (1, 1, 0)), (0, (1, 1, 5, 5), (1, 1, 0)),
+       (1, (1, 2), (1, 1, -1, 1)))
+
+#: Slots of the output transforms' results: Y[a][b] ends in plane ``alpha*Y_SLOTS[a] + Y_SLOTS[b]`` (row 0: F(2x2)).
+_Y_SLOTS = np.array([[0, 3, 0, 0], [0, 2, 1, 5]], dtype=np.int64)
+#: ``Y = A^T M A`` on the planes of M: the columns (A^T M), then the result rows; F(2x2) and F(4x4).
+_OUT2 = _plane_program(_AT2, [[j + 4 * i for i in range(4)] for j in range(4)]
+                       + [[4 * r + j for j in range(4)] for r in (0, 3)])
+_OUT4 = _plane_program(_AT4, [[j + 6 * i for i in range(6)] for j in range(6)]
+                       + [[6 * r + j for j in range(6)] for r in (0, 2, 1, 5)])
+#: F(4x4): ``(B^T d) B`` and ``(A dY) A^T`` on the rows of planes left by :func:`_rows_of_tiles`.
+_IN4 = _plane_program(_B4, [[6 * i + j for j in range(6)] for i in range(6)])
+_GRAD4 = _plane_program(_A4, [[6 * i + j for j in range(6)] for i in range(6)])
+#: F(4x4) row combinations (B^T d, A dY): row i of the result is sum_k COEFS[i, k] * row TAPS[i, k] of the tile.
+_BT4_TAPS = np.array([[0, 2, 4, 0], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 3, 5, 1]], np.int64)
+_BT4_COEFS = np.array([[4, -5, 1, 0], [-4, -4, 1, 1], [4, -4, -1, 1], [-2, -1, 2, 1], [2, -1, -2, 1],
+                       [4, -5, 1, 0]], np.int64)
+_A4_TAPS = np.array([[0, 0, 0, 0], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [3, 3, 3, 3]], np.int64)
+_A4_COEFS = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8], [1, 0, 0, 0]],
+                     np.int64)
+
+
+@njit(inline="always")
+def _taps(i):
+    """Row i of B^T: (first index, second index, sign of the second); both entries are 1 or -1."""
+    if i == 0:
+        return 0, 2, -1
+    if i == 1:
+        return 1, 2, 1
+    if i == 2:
+        return 2, 1, -1
+    return 1, 3, -1
+
+
+@njit(inline="always")
+def _input_tiles(xp, n, i0, tiles, v, t, first):
+    """``V = B^T d B`` of the 4x4 tiles at rows ``i0..i0+3`` and columns ``2*tj..2*tj+3`` of ``xp[n]``.
+
+    Tile ``tj < tiles`` goes to ``v[t, xi, first + tj, :]``.  One loop over
+    the channels per entry xi, each adding 4 rows of C numbers with signs
+    (4 loads and 1 store: few enough streams for LLVM to vectorise it; one
+    loop for all 16 entries would need too many run-time aliasing checks).
+    """
+    C = xp.shape[3]
+    one = xp.dtype.type(1)
+    for tj in range(tiles):
+        for i in range(4):
+            ra, rb, sb = _taps(i)
+            fb = one if sb > 0 else -one
+            for j in range(4):
+                ca, cb, sc = _taps(j)
+                fc = one if sc > 0 else -one
+                x00, x01 = xp[n, i0 + ra, 2 * tj + ca], xp[n, i0 + ra, 2 * tj + cb]
+                x10, x11 = xp[n, i0 + rb, 2 * tj + ca], xp[n, i0 + rb, 2 * tj + cb]
+                out = v[t, 4 * i + j, first + tj]
+                for c in range(C):
+                    out[c] = x00[c] + fc * x01[c] + fb * (x10[c] + fc * x11[c])
+
+
+@njit(inline="always")
+def _a_row(i, one):
+    """Row i of A (4x2, the transpose of A^T) in the arrays' dtype."""
+    zero = one - one
+    if i == 0:
+        return one, zero
+    if i == 1:
+        return one, one
+    if i == 2:
+        return one, -one
+    return zero, -one
+
+
+@njit(inline="always")
+def _gradient_tiles(dyl, n, i0, tiles, mdy, t, first):
+    """``dM = A dY A^T`` of the 2x2 tiles of ``dyl[n]`` at rows ``i0, i0+1``, columns ``2*tj, 2*tj+1``.
+
+    Tile ``tj < tiles`` goes to ``mdy[t, xi, first + tj, :K]``; one loop over
+    the K channels per entry xi (4 loads, 1 store).
+    """
+    K = dyl.shape[3]
+    one = dyl.dtype.type(1)
+    for tj in range(tiles):
+        y00, y01 = dyl[n, i0, 2 * tj], dyl[n, i0, 2 * tj + 1]
+        y10, y11 = dyl[n, i0 + 1, 2 * tj], dyl[n, i0 + 1, 2 * tj + 1]
+        for i in range(4):
+            a0, a1 = _a_row(i, one)
+            for j in range(4):
+                b0, b1 = _a_row(j, one)
+                out = mdy[t, 4 * i + j, first + tj]
+                for k in range(K):
+                    out[k] = a0 * (b0 * y00[k] + b1 * y01[k]) + a1 * (b0 * y10[k] + b1 * y11[k])
+
+
+@njit(inline="always")
+def _run_program(mp, program, length):
+    """Run a table of :func:`_plane_program` steps in place on the planes ``mp[xi, :length]``.
+
+    Each step is one long contiguous loop (3 loads and 1 store, or 2 and 2)
+    that vectorises; one loop body per kind, so it compiles once whatever
+    the table.
+    """
+    dt = mp.dtype.type
+    for step in range(program.shape[0]):
+        p, q, r, s = program[step, 1], program[step, 2], program[step, 3], program[step, 4]
+        f0, f1, f2, f3 = dt(program[step, 5]), dt(program[step, 6]), dt(program[step, 7]), dt(program[step, 8])
+        if program[step, 0] == 0:
+            for e in range(length):
+                mp[p, e] = f0 * mp[q, e] + f1 * mp[r, e] + f2 * mp[s, e]
+        else:
+            for e in range(length):
+                a, b = mp[p, e], mp[q, e]
+                mp[p, e] = f0 * a + f1 * b
+                mp[q, e] = f2 * a + f3 * b
+
+
+@njit(inline="always")
+def _rows_of_tiles(src, n, i0, tiles, width, taps, coefs, dst, t, first):
+    """F(4x4): the row combinations of the tiles at rows ``i0...`` of ``src[n]``, columns ``4*tj...``.
+
+    ``dst[t, 6*i + j, first + tj, :L] = sum_k coefs[i, k] * src[n, i0 + taps[i, k], 4*tj + j, :L]``
+    for the 6 rows i of ``taps``, ``j < width`` and ``tj < tiles``, with
+    ``L = src.shape[3]``: ``B^T d`` of the 6x6 input tiles (``width`` 6) or
+    ``A dY`` of the 4x4 tiles of dy (``width`` 4).  One loop over the L
+    channels per entry (4 loads, 1 store).
+    """
+    L = src.shape[3]
+    dt = src.dtype.type
+    for tj in range(tiles):
+        for i in range(6):
+            f0, f1, f2, f3 = dt(coefs[i, 0]), dt(coefs[i, 1]), dt(coefs[i, 2]), dt(coefs[i, 3])
+            r0, r1, r2, r3 = i0 + taps[i, 0], i0 + taps[i, 1], i0 + taps[i, 2], i0 + taps[i, 3]
+            for j in range(width):
+                q = 4 * tj + j
+                x0, x1, x2, x3 = src[n, r0, q], src[n, r1, q], src[n, r2, q], src[n, r3, q]
+                out = dst[t, 6 * i + j, first + tj]
+                for c in range(L):
+                    out[c] = f0 * x0[c] + f1 * x1[c] + f2 * x2[c] + f3 * x3[c]
+
+
+@njit(inline="always")
+def _transform_inputs(xp, first, last, TP, TQ, v, t):
+    """``V = B^T d B`` of the tiles of tile rows ``first..last`` (row tr: image ``tr // TP``) into ``v[t]``."""
+    alpha = 4 if v.shape[1] == 16 else 6
+    for tr in range(first, last):
+        n = tr // TP
+        i0 = (alpha - 2) * (tr - n * TP)
+        if alpha == 4:
+            _input_tiles(xp, n, i0, TQ, v, t, (tr - first) * TQ)
+        else:
+            _rows_of_tiles(xp, n, i0, TQ, 6, _BT4_TAPS, _BT4_COEFS, v, t, (tr - first) * TQ)
+    if alpha == 6:
+        _run_program(v[t].reshape((36, v.shape[2] * v.shape[3])), _IN4, (last - first) * TQ * v.shape[3])
+
+
+@njit(inline="always")
+def _write_outputs(m, t, first, last, TP, TQ, b, y):
+    """``y[n, k, p, q] = Y + b[k]`` from the output tiles that :data:`_OUT2` / :data:`_OUT4` left in ``m[t]``."""
+    alpha = 4 if m.shape[1] == 16 else 6
+    mt = alpha - 2
+    slots = _Y_SLOTS[alpha // 2 - 2]
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    full = Q // mt
+    for k in range(K):
+        bias = b[k]
+        for tr in range(first, last):
+            n = tr // TP
+            ti = tr - n * TP
+            tile0 = (tr - first) * TQ
+            for a in range(min(mt, P - mt * ti)):
+                p = mt * ti + a
+                for j in range(mt):
+                    plane = alpha * slots[a] + slots[j]
+                    for tq in range(full):
+                        y[n, k, p, mt * tq + j] = m[t, plane, tile0 + tq, k] + bias
+                    if mt * full + j < Q:
+                        y[n, k, p, mt * full + j] = m[t, plane, tile0 + full, k] + bias
+
+
+@njit(inline="always")
+def _tap(g, r, s, transposed):
+    """``g[r, s]``, or ``g[2 - r, 2 - s]`` (rotated by 180 degrees) when ``transposed``, in float64."""
+    return np.float64(g[2 - r, 2 - s] if transposed else g[r, s])
+
+
+@njit(inline="always")
+def _g4(a, b, c):
+    """G of F(4x4, 3x3) times the column (a, b, c): 6 numbers."""
+    e, f = a + c, a / 24.0 + c / 6.0
+    return (a / 4.0, -(e + b) / 6.0, -(e - b) / 6.0, f + b / 12.0, f - b / 12.0, c)
+
+
+@njit(inline="always")
+def _gt4(d0, d1, d2, d3, d4, d5):
+    """G^T of F(4x4, 3x3) times the column (d0, ..., d5): 3 numbers."""
+    s12, s34 = d1 + d2, d3 + d4
+    return (d0 / 4.0 - s12 / 6.0 + s34 / 24.0, (d2 - d1) / 6.0 + (d3 - d4) / 12.0, (s34 - s12) / 6.0 + d5)
+
+
+@njit(inline="always")
+def _filter2(g, u, k, c, transposed):
+    """Entry ``xi`` of ``G g G^T`` (F(2x2)) into ``u[xi, c, k]`` (``u[xi, k, c]`` and g rotated when ``transposed``)."""
+    half = u.dtype.type(0.5)
+    if transposed:
+        g00, g01, g02 = g[2, 2], g[2, 1], g[2, 0]
+        g10, g11, g12 = g[1, 2], g[1, 1], g[1, 0]
+        g20, g21, g22 = g[0, 2], g[0, 1], g[0, 0]
+    else:
+        g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
+        g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
+        g20, g21, g22 = g[2, 0], g[2, 1], g[2, 2]
+    # h = G g (4x3): rows
+    h00, h01, h02 = g00, g01, g02
+    h10, h11, h12 = half * (g00 + g10 + g20), half * (g01 + g11 + g21), half * (g02 + g12 + g22)
+    h20, h21, h22 = half * (g00 - g10 + g20), half * (g01 - g11 + g21), half * (g02 - g12 + g22)
+    h30, h31, h32 = g20, g21, g22
+    vals = (h00, half * (h00 + h01 + h02), half * (h00 - h01 + h02), h02,
+            h10, half * (h10 + h11 + h12), half * (h10 - h11 + h12), h12,
+            h20, half * (h20 + h21 + h22), half * (h20 - h21 + h22), h22,
+            h30, half * (h30 + h31 + h32), half * (h30 - h31 + h32), h32)
+    xi = 0
+    for v in vals:  # a homogeneous tuple: unrolled
+        if transposed:
+            u[xi, k, c] = v
+        else:
+            u[xi, c, k] = v
+        xi += 1
+
+
+@njit(inline="always")
+def _filter4(g, u, k, c, transposed):
+    """:func:`_filter2` for F(4x4): ``G g G^T`` (6x6) in float64, rounded once."""
+    h0 = _g4(_tap(g, 0, 0, transposed), _tap(g, 1, 0, transposed), _tap(g, 2, 0, transposed))  # columns of G g
+    h1 = _g4(_tap(g, 0, 1, transposed), _tap(g, 1, 1, transposed), _tap(g, 2, 1, transposed))
+    h2 = _g4(_tap(g, 0, 2, transposed), _tap(g, 1, 2, transposed), _tap(g, 2, 2, transposed))
+    for i in range(6):
+        row = _g4(h0[i], h1[i], h2[i])  # row i of (G g) G^T
+        for j in range(6):
+            if transposed:
+                u[6 * i + j, k, c] = row[j]
+            else:
+                u[6 * i + j, c, k] = row[j]
+
+
+@pjit
+def winograd_filter(w, u, transposed):
+    """Transformed 3x3 filters ``G g G^T`` (alpha x alpha each), laid out as alpha^2 matrices for the products.
+
+    ``u.shape[0]`` chooses the tile: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3).
+    ``transposed=False`` (forward, weight layout of the products
+    ``V @ U``): ``u[xi, c, k]`` is entry ``xi = alpha*i + j`` of
+    ``G w[k, c] G^T``.  ``transposed=True`` (input gradient):
+    ``u[xi, k, c]`` is entry xi of ``G w'[c, k] G^T`` with
+    ``w'[c, k, r, s] = w[k, c, 2 - r, 2 - s]`` (the kernel rotated by 180
+    degrees).  Columns past K (or C) are set to zero.
+
+    Parameters
+    ----------
+    w : (K, C, 3, 3) float array, read
+    u : (16 or 36, C, Kw) float array with Kw >= K, or (16 or 36, K, Cw) with
+        Cw >= C when ``transposed``; written in full
+    transposed : bool
+    """
+    K, C = w.shape[0], w.shape[1]
+    A2, rows, width = u.shape[0], u.shape[1], u.shape[2]
+    zero = w.dtype.type(0)
+    for k in prange(K):
+        for c in range(C):
+            if A2 == 16:
+                _filter2(w[k, c], u, k, c, transposed)
+            else:
+                _filter4(w[k, c], u, k, c, transposed)
+    if transposed:
+        for k in prange(K):
+            for xi in range(A2):
+                for c in range(C, width):
+                    u[xi, k, c] = zero
+    else:
+        for xi in prange(A2):
+            for c in range(rows):
+                for k in range(K, width):
+                    u[xi, c, k] = zero
+
+
+@pjit
+def conv2d_forward_winograd(xp, u, b, y, v, m):
+    """Forward pass of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3), from a padded channel-last input.
+
+    ``y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, p + r, q + s, c]``
+    (the padding is in ``xp``).  The tile is F(2x2) when ``u`` holds 16
+    positions (alpha = 4, m = 2), F(4x4) when it holds 36 (alpha = 6,
+    m = 4).  The ``N * ceil(P/m)`` rows of tiles go in chunks of
+    ``v.shape[2] // ceil(Q/m)`` rows, split into ``v.shape[0]`` equal ranges
+    of chunks, one per task; each task works in its own ``v[t]`` and ``m[t]``.
+
+    Parameters
+    ----------
+    xp : (N, Hx, Wx, C) float array, the zero-padded channel-last input
+        (``to_channel_last``), Hx >= m*ceil(P/m) + 2 and Wx >= m*ceil(Q/m) + 2
+        (rows and columns past the padded input must be zero)
+    u : (alpha^2, C, Kw) float array, Kw >= K, from ``winograd_filter(w, u, False)``;
+        columns past K are computed and dropped (pad K to a multiple of 8 so
+        the micro-kernel runs full width)
+    b : (K,) float array
+    y : (N, K, P, Q) float array, NCHW, written in full
+    v : (T, alpha^2, TB, C) float array, scratch: T >= 1 tasks, TB >= ceil(Q/m)
+        tiles (an odd TB keeps the planes of a task in different cache sets)
+    m : (T, alpha^2, TB, Kw) float array, scratch
+    """
+    C = xp.shape[3]
+    A2, Kw = u.shape[0], u.shape[2]
+    mt = 2 if A2 == 16 else 4
+    N, P, Q = y.shape[0], y.shape[2], y.shape[3]
+    T, TB = v.shape[0], v.shape[2]
+    TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
+    rows_per_chunk = TB // TQ
+    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
+    uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
+    for t in prange(T):
+        v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
+        for chunk in range(t * chunks // T, (t + 1) * chunks // T):
+            first = chunk * rows_per_chunk
+            last = min(first + rows_per_chunk, N * TP)
+            tiles = (last - first) * TQ
+            _transform_inputs(xp, first, last, TP, TQ, v, t)
+            for xi in range(A2):  # M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)
+                off = m_base + xi * TB * Kw
+                zero_span(mf, off, off + tiles * Kw)
+                gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
+                          uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
+            _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
+            _write_outputs(m, t, first, last, TP, TQ, b, y)
+
+
+@njit(inline="always")
+def _dw2(pf, q, plane, task, T, dw, k, c):
+    """F(2x2): ``dw[k, c] = G^T dU G`` with ``dU[xi] = sum_t pf[q + t*task + xi*plane]`` (task order)."""
+    half = dw.dtype.type(0.5)
+    zero = dw.dtype.type(0)
+    d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = zero
+    d8 = d9 = d10 = d11 = d12 = d13 = d14 = d15 = zero
+    for t in range(T):
+        o = q + t * task
+        s = plane
+        d0 += pf[o]
+        d1 += pf[o + s]
+        d2 += pf[o + 2 * s]
+        d3 += pf[o + 3 * s]
+        d4 += pf[o + 4 * s]
+        d5 += pf[o + 5 * s]
+        d6 += pf[o + 6 * s]
+        d7 += pf[o + 7 * s]
+        d8 += pf[o + 8 * s]
+        d9 += pf[o + 9 * s]
+        d10 += pf[o + 10 * s]
+        d11 += pf[o + 11 * s]
+        d12 += pf[o + 12 * s]
+        d13 += pf[o + 13 * s]
+        d14 += pf[o + 14 * s]
+        d15 += pf[o + 15 * s]
+    # e = G^T dU (3x4): rows
+    e00, e01, e02, e03 = (d0 + half * (d4 + d8), d1 + half * (d5 + d9), d2 + half * (d6 + d10),
+                          d3 + half * (d7 + d11))
+    e10, e11, e12, e13 = half * (d4 - d8), half * (d5 - d9), half * (d6 - d10), half * (d7 - d11)
+    e20, e21, e22, e23 = (half * (d4 + d8) + d12, half * (d5 + d9) + d13, half * (d6 + d10) + d14,
+                          half * (d7 + d11) + d15)
+    # e G (3x3): columns
+    dw[k, c, 0, 0] = e00 + half * (e01 + e02)
+    dw[k, c, 0, 1] = half * (e01 - e02)
+    dw[k, c, 0, 2] = half * (e01 + e02) + e03
+    dw[k, c, 1, 0] = e10 + half * (e11 + e12)
+    dw[k, c, 1, 1] = half * (e11 - e12)
+    dw[k, c, 1, 2] = half * (e11 + e12) + e13
+    dw[k, c, 2, 0] = e20 + half * (e21 + e22)
+    dw[k, c, 2, 1] = half * (e21 - e22)
+    dw[k, c, 2, 2] = half * (e21 + e22) + e23
+
+
+@njit(inline="always")
+def _du_column4(pf, q, plane, task, T, j):
+    """F(4x4): G^T times column j of dU (``dU[xi] = sum_t pf[q + t*task + xi*plane]``, task order), in float64."""
+    d0 = d1 = d2 = d3 = d4 = d5 = 0.0
+    for t in range(T):
+        o = q + t * task + j * plane
+        d0 += pf[o]
+        d1 += pf[o + 6 * plane]
+        d2 += pf[o + 12 * plane]
+        d3 += pf[o + 18 * plane]
+        d4 += pf[o + 24 * plane]
+        d5 += pf[o + 30 * plane]
+    return _gt4(d0, d1, d2, d3, d4, d5)
+
+
+@njit(inline="always")
+def _dw4(pf, q, plane, task, T, dw, k, c):
+    """:func:`_dw2` for F(4x4): ``dw[k, c] = (G^T dU) G`` in float64, rounded once."""
+    e0, e1, e2 = _du_column4(pf, q, plane, task, T, 0), _du_column4(pf, q, plane, task, T, 1), \
+        _du_column4(pf, q, plane, task, T, 2)
+    e3, e4, e5 = _du_column4(pf, q, plane, task, T, 3), _du_column4(pf, q, plane, task, T, 4), \
+        _du_column4(pf, q, plane, task, T, 5)
+    for r in range(3):
+        row = _gt4(e0[r], e1[r], e2[r], e3[r], e4[r], e5[r])
+        for s in range(3):
+            dw[k, c, r, s] = row[s]
+
+
+@pjit
+def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
+    """Weight gradient of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3).
+
+    ``dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * xp[n, p + r, q + s, c]``,
+    computed as ``dU[xi] = sum_tiles V[xi]^T @ dM[xi]`` (``dM = A dY A^T``
+    from each m x m tile of dy) and ``dw[k, c] = G^T dU[:, :, c, k] G``.  The
+    tile is F(2x2) when ``v`` holds 16 positions, F(4x4) when it holds 36.
+    Rows of tiles are chunked as in :func:`conv2d_forward_winograd`; task t
+    sums its chunks into ``partial[t]``, and the partial sums are added in
+    task order (results do not depend on timing).
+
+    Parameters
+    ----------
+    xp : (N, Hx, Wx, C) float array, as for :func:`conv2d_forward_winograd`
+    dyl : (N, m*ceil(P/m), m*ceil(Q/m), K) float array, dy channel-last with
+        zeros past (P, Q) (``to_channel_last(dy, dyl, 0, 0)``)
+    dw : (K, C, 3, 3) float array, written in full
+    v : (T, alpha^2, TB, C) float array, scratch: T >= 1 tasks, TB >= ceil(Q/m)
+        tiles (an odd TB keeps the planes of a task in different cache sets)
+    mdy : (T, alpha^2, TB, Kw) float array, scratch, Kw >= K (a multiple of 8
+        runs the micro-kernel full width)
+    partial : (T, alpha^2, C, Kw) float array, scratch
+    """
+    N, C = xp.shape[0], xp.shape[3]
+    Py, Qy, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    T, A2, TB, Kw = v.shape[0], v.shape[1], v.shape[2], mdy.shape[3]
+    mt = 2 if A2 == 16 else 4
+    TP, TQ = Py // mt, Qy // mt
+    rows_per_chunk = TB // TQ
+    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
+    vf, mf, pf = v.reshape(v.size), mdy.reshape(mdy.size), partial.reshape(partial.size)
+    for t in prange(T):
+        v_base, m_base, p_base = t * A2 * TB * C, t * A2 * TB * Kw, t * A2 * C * Kw
+        zero_span(pf, p_base, p_base + A2 * C * Kw)
+        zero_span(mf, m_base, m_base + A2 * TB * Kw)  # columns past K stay zero
+        for chunk in range(t * chunks // T, (t + 1) * chunks // T):
+            first = chunk * rows_per_chunk
+            last = min(first + rows_per_chunk, N * TP)
+            tiles = (last - first) * TQ
+            _transform_inputs(xp, first, last, TP, TQ, v, t)
+            for tr in range(first, last):  # dM = A dY A^T
+                n = tr // TP
+                if mt == 2:
+                    _gradient_tiles(dyl, n, 2 * (tr - n * TP), TQ, mdy, t, (tr - first) * TQ)
+                else:
+                    _rows_of_tiles(dyl, n, 4 * (tr - n * TP), TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t, (tr - first) * TQ)
+            if mt == 4:
+                _run_program(mdy[t].reshape((36, TB * Kw)), _GRAD4, tiles * Kw)
+            for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
+                gemm_call(pf, p_base + xi * C * Kw, Kw, vf, v_base + xi * TB * C, 1, 0, C,
+                          mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
+    for k in prange(K):
+        for c in range(C):
+            if A2 == 16:
+                _dw2(pf, c * Kw + k, C * Kw, 16 * C * Kw, T, dw, k, c)
+            else:
+                _dw4(pf, c * Kw + k, C * Kw, 36 * C * Kw, T, dw, k, c)
