@@ -12,7 +12,7 @@ import numpy as np
 from .config import DEFAULT_DTYPE
 from .kernels import mse_loss, softmax_cross_entropy
 from ._util import check_positive_int
-from .layers import chain
+from .layers import chain, fuse
 from .layers.base import Layer
 from .layers.conv import Conv2d
 
@@ -128,6 +128,9 @@ class Sequential:
 
         The layers run in :func:`fastcnn.layers.chain.run_order`: a ReLU directly
         followed by a MaxPool2d runs after it (the same result, on fewer elements).
+        In eval mode they run fused (:mod:`fastcnn.layers.fuse`: BatchNorm folded
+        into the convolution or linear layer before it, ReLU in place, one thread
+        for tiny batches), the same result up to float rounding.
         """
         return chain.forward(self.layers, self._as_input(x))
 
@@ -275,7 +278,7 @@ class Sequential:
         if len(x) == 0:
             raise ValueError("Sequential.evaluate: x is empty")
         total, correct = 0.0, 0
-        for lo, out in self._batched_outputs(x, batch_size):
+        for lo, out, _ in self._batched_outputs(x, batch_size):
             yb = y[lo:lo + len(out)]
             batch_loss, _ = LOSSES[loss](out, yb)
             total += batch_loss * len(out)
@@ -289,21 +292,38 @@ class Sequential:
     def predict(self, x, batch_size=256):
         """Model outputs for ``x`` in eval mode (logits for a classifier; ``argmax(axis=1)`` gives labels)."""
         x = self._as_input(x)
-        outs = [out for _, out in self._batched_outputs(x, batch_size)]
+        outs = [(out, owned) for _, out, owned in self._batched_outputs(x, batch_size)]
         if not outs:
             return np.empty((0,) + self.output_shapes(x.shape[1:])[-1], dtype=self.dtype)
-        return np.concatenate(outs)
+        if len(outs) == 1 and outs[0][1]:
+            return outs[0][0]  # a new array the layers made: no copy needed
+        return np.concatenate([out for out, _ in outs])
 
     def _batched_outputs(self, x, batch_size):
+        """``(start, outputs, owned)`` per batch of the converted ``x``, in eval mode (the mode is restored after).
+
+        ``owned`` is True when the outputs are an array the layers made (not
+        the input or a view of it).  A model already in eval mode throughout
+        is not switched back and forth (the same state either way).
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"Sequential: batch_size must be a positive int, got {batch_size!r}")
         was_training = self.training
-        self.eval()
+        switch = was_training or _any_training(self.layers)
+        if switch:
+            self.eval()
+        own_forward = type(self).forward is Sequential.forward
         try:
             for lo in range(0, len(x), batch_size):
-                yield lo, self.forward(x[lo:lo + batch_size])
+                batch = x[lo:lo + batch_size]
+                if own_forward:  # x is converted already; the eval chain runs fused
+                    out, owned = fuse.forward(self.layers, batch)
+                else:
+                    out, owned = self.forward(batch), False
+                yield lo, out, owned
         finally:
-            self.train(was_training)
+            if switch:
+                self.train(was_training)
 
     # ------------------------------------------------------------------ description
 
@@ -382,6 +402,14 @@ class Sequential:
     def __repr__(self):
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+def _any_training(layers):
+    """Whether any of ``layers``, or any layer nested in them, is in training mode."""
+    for layer in layers:
+        if layer.training or any(_any_training(inner) for _, inner in layer.branches()):
+            return True
+    return False
 
 
 class _Planner:
