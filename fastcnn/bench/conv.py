@@ -55,7 +55,7 @@ FASTCNN_ALGORITHMS = ("direct", "im2col")
 
 #: The fastcnn algorithms compared, in the order of the rows: those of :data:`FASTCNN_ALGORITHMS` always,
 #: each other name when ``fastcnn.kernels.CONV_ALGORITHMS`` has it and it applies to the shape.
-COMPARED_ALGORITHMS = ("direct", "winograd", "im2col")
+COMPARED_ALGORITHMS = ("direct", "winograd", "winograd4", "im2col")
 
 #: Convolution passes each result costs (forward, weight gradient and input gradient are one each).
 _PASSES = {"forward": 1, "backward_weight": 1, "backward_data": 1, "backward": 2, "forward_backward": 3}
@@ -190,7 +190,7 @@ def compared_algorithms(shape):
 
     Every name of :data:`COMPARED_ALGORITHMS` that is in
     :data:`FASTCNN_ALGORITHMS`, or that ``fastcnn.kernels.CONV_ALGORITHMS``
-    names and that applies to the shape (``winograd``: 3x3, stride 1); the
+    names and that applies to the shape (``winograd``, ``winograd4``: 3x3, stride 1); the
     others are left out without a word.
 
     Examples

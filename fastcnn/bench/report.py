@@ -440,7 +440,8 @@ def plot_conv(suite, path):
         for a in r["algorithms"]:
             if a not in algos:
                 algos.append(a)
-    colors = {"direct": "#1f77b4", "im2col": "#ff7f0e", "winograd": "#2ca02c", "torch": "#7f7f7f"}
+    colors = {"direct": "#1f77b4", "im2col": "#ff7f0e", "winograd": "#2ca02c", "winograd4": "#98df8a",
+              "torch": "#7f7f7f"}
     fig = Figure(figsize=(max(8.0, 1.6 * len(shapes) + 3), 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 1, sharex=True)

@@ -49,24 +49,30 @@ Algorithms
     (one per position of the transformed 4x4 tile) over chunks of tiles that
     stay in cache; x in a zero-padded channel-last copy (dy too for the
     gradients).  dx is the same forward on dy padded by ``2 - ph``,
-    ``2 - pw`` with the kernel rotated by 180 degrees.  Slightly larger
-    rounding errors than the direct algorithms (the transforms add
-    numbers of mixed signs).  Never chosen by ``"auto"``: named only.
+    ``2 - pw`` with the kernel rotated by 180 degrees.  Rounding errors
+    about those of the direct algorithms (measured in
+    ``tests/kernels/test_conv_winograd.py``).  Never chosen by ``"auto"``
+    (``winograd4`` wins where either does).
 ``winograd4``
     The same with F(4x4, 3x3) (``_conv_winograd.py``): 36 multiplications
     per 4x4 outputs (4x fewer than direct), 6x6 input tiles, 36 products.
     Larger rounding errors than F(2x2) (the transforms' entries reach 5, 8
     and 1/24): in float32 about 5e-6 of the largest value at 64 channels
     and 1e-5 at 128 (5-10x the direct algorithms'; measured in
-    ``tests/kernels/test_conv_winograd.py``).  Never chosen by ``"auto"``.
+    ``tests/kernels/test_conv_winograd.py``).  ``"auto"`` picks it for
+    3x3 stride-1 layers with at least :data:`WINOGRAD_MIN_CHANNELS` input
+    and output channels, where it beats the direct kernels in every pass.
 
-``"auto"`` (and ``"direct"``, the same today) picks, for every pass:
+``"auto"`` picks, for every pass:
 ``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
-otherwise ``channel_last`` when the pass's vector channels (K for forward and
+otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
+most 2) and has at least :data:`WINOGRAD_MIN_CHANNELS` input and output
+channels; otherwise ``channel_last`` when the pass's vector channels (K for forward and
 weight_grad, C for input_grad) number at least
 :data:`CHANNEL_LAST_MIN_CHANNELS`, else ``rows`` for forward and weight_grad
 when the shape is one of its, else ``batch_last`` when the batch has at
-least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.
+least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.  ``"direct"`` is
+the same without Winograd: direct convolution only.
 """
 
 from functools import lru_cache
@@ -82,7 +88,7 @@ from ._conv_rows import rows_padded_length
 ALGORITHMS = ("nchw", "batch_last", "rows", "channel_last", "im2col", "matmul_1x1", "matmul_whole_input", "winograd",
               "winograd4")
 #: What ``algorithm=`` accepts: a named algorithm, "auto" / "direct" (the plan picks per pass by fixed thresholds;
-#: never im2col) or "tuned" (each pass times the algorithms that apply and keeps the fastest: :mod:`.conv_tune`).
+#: never im2col; "direct" never Winograd either) or "tuned" (each pass times the algorithms that apply and keeps the fastest: :mod:`.conv_tune`).
 CHOICES = ("auto", "direct", "tuned") + ALGORITHMS
 #: The three passes of a convolution.
 PASSES = ("forward", "weight_grad", "input_grad")
@@ -92,6 +98,9 @@ BATCHLAST_MIN_BATCH = 8
 #: From this many vector channels (K, or C for dx) the channel-last kernels take over
 #: (``fastcnn bench conv`` measures both).
 CHANNEL_LAST_MIN_CHANNELS = 16
+#: From this many input and output channels "auto" runs 3x3 stride-1 layers with ``winograd4``
+#: (measured with ``fastcnn bench conv``: 1.2x the direct kernels at 64 channels, even at 32).
+WINOGRAD_MIN_CHANNELS = 64
 #: Bytes (float32) of one Winograd task's transformed tiles and products per chunk: sized to stay in L2.
 WINOGRAD_CHUNK_BYTES = 2**18
 
@@ -248,6 +257,8 @@ def select(op, g, algorithm="auto"):
             return "matmul_whole_input"
         if g.is_1x1:
             return "matmul_1x1"
+        if algorithm == "auto" and g.fits_winograd and min(g.C, g.K) >= WINOGRAD_MIN_CHANNELS:
+            return "winograd4"
         channels = g.C if op == "input_grad" else g.K
         if channels >= CHANNEL_LAST_MIN_CHANNELS:
             return "channel_last"

@@ -140,13 +140,12 @@ def test_vector_info_reads_llvm():
 
 
 def test_compared_algorithms_follow_the_kernels():
-    """direct and im2col always; winograd when the kernels offer it and it applies (3x3, stride 1)."""
+    """direct and im2col always; winograd and winograd4 when the kernels offer them and they apply (3x3, stride 1)."""
     from fastcnn.kernels import CONV_ALGORITHMS
 
-    has_winograd = "winograd" in CONV_ALGORITHMS
-    assert bench.COMPARED_ALGORITHMS == ("direct", "winograd", "im2col")
-    assert bench.compared_algorithms(TINY) == (("direct", "winograd", "im2col") if has_winograd
-                                               else ("direct", "im2col"))
+    offered = tuple(a for a in ("winograd", "winograd4") if a in CONV_ALGORITHMS)
+    assert bench.COMPARED_ALGORITHMS == ("direct", "winograd", "winograd4", "im2col")
+    assert bench.compared_algorithms(TINY) == ("direct",) + offered + ("im2col",)
     assert bench.compared_algorithms("8x2x9x9:4k3s2p1") == ("direct", "im2col")
     assert bench.compared_algorithms(parse_shape("8x2x8x8:4k5")) == ("direct", "im2col")
 

@@ -64,7 +64,10 @@ MODEL_LAYERS = {
     "lenet_conv1_64x1x28x28_k6_5x5_p2": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, (ROWS, ROWS, BL)),
     "lenet_conv2_64x6x14x14_k16_5x5": ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, (CL, CL, BL)),
     "vgg_first_64x3x32x32_k32_3x3_p1": ((64, 3, 32, 32), (32, 3, 3, 3), 1, 1, (CL, CL, BL)),
-    "wide_64x64x16x16_k64_3x3_p1": ((64, 64, 16, 16), (64, 64, 3, 3), 1, 1, (CL, CL, CL)),
+    "wide_64x64x16x16_k64_3x3_p1": ((64, 64, 16, 16), (64, 64, 3, 3), 1, 1, (WG4, WG4, WG4)),
+    "vgg_128x128x8x8_k128_3x3_p1": ((64, 128, 8, 8), (128, 128, 3, 3), 1, 1, (WG4, WG4, WG4)),
+    "vgg_64x32x16x16_k64_3x3_p1": ((64, 32, 16, 16), (64, 32, 3, 3), 1, 1, (CL, CL, CL)),  # C < 64: direct
+    "resnet_64x64x8x8_k64_3x3_s2": ((64, 64, 16, 16), (64, 64, 3, 3), 2, 1, (CL, CL, CL)),  # stride 2: direct
     "resnet_shortcut_64x16x32x32_k32_1x1_s2": ((64, 16, 32, 32), (32, 16, 1, 1), 2, 0, (CL, CL, CL)),
     "inference_batch1_1x32x16x16_k8_3x3_p1": ((1, 32, 16, 16), (8, 32, 3, 3), 1, 1, (ROWS, ROWS, CL)),
 }
@@ -109,6 +112,10 @@ def test_model_layers_select_expected_algorithms(name):
     x_shape, w_shape, stride, padding, expected = MODEL_LAYERS[name]
     plans = K.conv2d_plan(x_shape, w_shape, stride, padding)
     assert (plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm) == expected
+    # "direct" never picks Winograd: the channel-last kernels take its place
+    plans = K.conv2d_plan(x_shape, w_shape, stride, padding, algorithm="direct")
+    direct = tuple(CL if a == WG4 else a for a in expected)
+    assert (plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm) == direct
 
 
 @pytest.mark.parametrize("algorithm", K.CONV_ALGORITHMS)
@@ -208,8 +215,8 @@ def test_plan_refuses_bad_shapes(args, match):
 
 
 def test_plan_sizes_per_thread_buffers_by_num_threads():
-    one = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=1)
-    four = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=4)
+    one = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=1, algorithm="direct")
+    four = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1, num_threads=4, algorithm="direct")
     assert {b.role: b.shape for b in one.weight_grad.buffers}["partial_dw"][0] == 1
     assert {b.role: b.shape for b in four.weight_grad.buffers}["partial_dw"][0] == 4
     with pytest.raises(ValueError, match="conv2d_plan: num_threads must be a positive int or None, got 0"):
@@ -225,13 +232,13 @@ def test_plan_answers_the_newcomer_question():
     """Which kernel computes dx of a 64->64 3x3 convolution at batch 64, and with how much workspace?"""
     plans = K.conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1)
     dx = plans.input_grad
-    assert dx.algorithm == "channel_last" and dx.layout.startswith("NHWC")
+    assert dx.algorithm == "winograd4" and dx.layout.startswith("NHWC")
     roles = {b.role: b for b in dx.buffers}
-    assert roles["dy_channel_last"].shape == (64, 16, 16, 64)
-    assert roles["w_input"].shape == (3, 3, 64, 64)
+    assert roles["dy_padded_tiles"].shape == (64, 18, 18, 64)  # dy padded by 2 - padding
+    assert roles["u_input"].shape == (36, 64, 64)  # the transformed filters: 36 positions of (K, C)
     assert dx.workspace_bytes == sum(b.size for b in dx.buffers) * 4
     text = str(plans)
-    assert "input_grad: channel_last" in text and "MiB" in text
+    assert "input_grad: winograd4" in text and "MiB" in text
 
 
 def _traced_peak(fn):
