@@ -67,7 +67,7 @@ Algorithms
 ``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
 otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
 most 2) and has at least :data:`WINOGRAD_MIN_CHANNELS` input and output
-channels; otherwise ``channel_last`` when the pass's vector channels (K for forward and
+channels and :data:`WINOGRAD_MIN_TILES` output tiles; otherwise ``channel_last`` when the pass's vector channels (K for forward and
 weight_grad, C for input_grad) number at least
 :data:`CHANNEL_LAST_MIN_CHANNELS`, else ``rows`` for forward and weight_grad
 when the shape is one of its, else ``batch_last`` when the batch has at
@@ -101,6 +101,9 @@ CHANNEL_LAST_MIN_CHANNELS = 16
 #: From this many input and output channels "auto" runs 3x3 stride-1 layers with ``winograd4``
 #: (measured with ``fastcnn bench conv``: 1.2x the direct kernels at 64 channels, even at 32).
 WINOGRAD_MIN_CHANNELS = 64
+#: ... and from this many 4x4 output tiles (``N * ceil(P/4) * ceil(Q/4)``): below it the per-call filter
+#: transform (36 x C x K) outweighs the saved multiplications (batch-1 inference).
+WINOGRAD_MIN_TILES = 64
 #: Bytes (float32) of one Winograd task's transformed tiles and products per chunk: sized to stay in L2.
 WINOGRAD_CHUNK_BYTES = 2**18
 
@@ -257,7 +260,8 @@ def select(op, g, algorithm="auto"):
             return "matmul_whole_input"
         if g.is_1x1:
             return "matmul_1x1"
-        if algorithm == "auto" and g.fits_winograd and min(g.C, g.K) >= WINOGRAD_MIN_CHANNELS:
+        if (algorithm == "auto" and g.fits_winograd and min(g.C, g.K) >= WINOGRAD_MIN_CHANNELS
+                and g.N * -(-g.P // 4) * -(-g.Q // 4) >= WINOGRAD_MIN_TILES):
             return "winograd4"
         channels = g.C if op == "input_grad" else g.K
         if channels >= CHANNEL_LAST_MIN_CHANNELS:

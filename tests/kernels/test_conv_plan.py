@@ -68,6 +68,7 @@ MODEL_LAYERS = {
     "vgg_128x128x8x8_k128_3x3_p1": ((64, 128, 8, 8), (128, 128, 3, 3), 1, 1, (WG4, WG4, WG4)),
     "vgg_64x32x16x16_k64_3x3_p1": ((64, 32, 16, 16), (64, 32, 3, 3), 1, 1, (CL, CL, CL)),  # C < 64: direct
     "resnet_64x64x8x8_k64_3x3_s2": ((64, 64, 16, 16), (64, 64, 3, 3), 2, 1, (CL, CL, CL)),  # stride 2: direct
+    "inference_1x128x8x8_k128_3x3_p1": ((1, 128, 8, 8), (128, 128, 3, 3), 1, 1, (CL, CL, CL)),  # 4 tiles: direct
     "resnet_shortcut_64x16x32x32_k32_1x1_s2": ((64, 16, 32, 32), (32, 16, 1, 1), 2, 0, (CL, CL, CL)),
     "inference_batch1_1x32x16x16_k8_3x3_p1": ((1, 32, 16, 16), (8, 32, 3, 3), 1, 1, (ROWS, ROWS, CL)),
 }
