@@ -59,9 +59,10 @@ partial ``dU`` per task, added in task order, then
 convolution of dy, zero-padded by ``2 - ph`` and ``2 - pw``, with the kernel
 rotated by 180 degrees and its two channel axes swapped:
 :func:`conv2d_forward_winograd` on dy's padded copy with the filter that
-:func:`winograd_filter` writes for ``transposed=True``.  The small filter
-transforms (``G g G^T`` and ``G^T dU G``, O(K*C) work) of F(4x4) are computed
-in float64 and rounded once to the arrays' dtype.
+:func:`winograd_filter` writes for ``transposed=True``.  The small
+transforms of O(K*C) work are computed in float64 and rounded once to the
+arrays' dtype: F(4x4)'s filter transform ``G g G^T``, and for both tiles the
+sum of the tasks' partial ``dU`` with ``G^T dU G``.
 """
 
 import numpy as np
@@ -282,24 +283,29 @@ def _tap(g, r, s, transposed):
     return np.float64(g[2 - r, 2 - s] if transposed else g[r, s])
 
 
+#: 1/6 in float64 (F(4x4)'s G has 1/6, 1/12 and 1/24: multiplied, not divided)
+_SIXTH = 1.0 / 6.0
+
+
 @njit(inline="always")
 def _g4(a, b, c):
     """G of F(4x4, 3x3) times the column (a, b, c): 6 numbers."""
-    e, f = a + c, a / 24.0 + c / 6.0
-    return (a / 4.0, -(e + b) / 6.0, -(e - b) / 6.0, f + b / 12.0, f - b / 12.0, c)
+    e, f = a + c, a * _SIXTH * 0.25 + c * _SIXTH  # multiplications by constants: no divisions
+    return (a * 0.25, -(e + b) * _SIXTH, -(e - b) * _SIXTH, f + b * _SIXTH * 0.5, f - b * _SIXTH * 0.5, c)
 
 
 @njit(inline="always")
 def _gt4(d0, d1, d2, d3, d4, d5):
     """G^T of F(4x4, 3x3) times the column (d0, ..., d5): 3 numbers."""
     s12, s34 = d1 + d2, d3 + d4
-    return (d0 / 4.0 - s12 / 6.0 + s34 / 24.0, (d2 - d1) / 6.0 + (d3 - d4) / 12.0, (s34 - s12) / 6.0 + d5)
+    return (d0 * 0.25 - s12 * _SIXTH + s34 * _SIXTH * 0.25, (d2 - d1) * _SIXTH + (d3 - d4) * _SIXTH * 0.5,
+            (s34 - s12) * _SIXTH + d5)
 
 
 @njit(inline="always")
-def _filter2(g, u, k, c, transposed):
-    """Entry ``xi`` of ``G g G^T`` (F(2x2)) into ``u[xi, c, k]`` (``u[xi, k, c]`` and g rotated when ``transposed``)."""
-    half = u.dtype.type(0.5)
+def _filter2(g, out, j, transposed):
+    """``G g G^T`` (F(2x2)) into column ``j`` of ``out`` (16, 16): ``out[xi, j]``; g rotated when ``transposed``."""
+    half = out.dtype.type(0.5)
     if transposed:
         g00, g01, g02 = g[2, 2], g[2, 1], g[2, 0]
         g10, g11, g12 = g[1, 2], g[1, 1], g[1, 0]
@@ -319,26 +325,24 @@ def _filter2(g, u, k, c, transposed):
             h30, half * (h30 + h31 + h32), half * (h30 - h31 + h32), h32)
     xi = 0
     for v in vals:  # a homogeneous tuple: unrolled
-        if transposed:
-            u[xi, k, c] = v
-        else:
-            u[xi, c, k] = v
+        out[xi, j] = v
         xi += 1
 
 
 @njit(inline="always")
-def _filter4(g, u, k, c, transposed):
-    """:func:`_filter2` for F(4x4): ``G g G^T`` (6x6) in float64, rounded once."""
+def _filter4(g, out, j, transposed):
+    """:func:`_filter2` for F(4x4): ``G g G^T`` (6x6) in float64, rounded once, into ``out[:, j]`` (36, 16)."""
     h0 = _g4(_tap(g, 0, 0, transposed), _tap(g, 1, 0, transposed), _tap(g, 2, 0, transposed))  # columns of G g
     h1 = _g4(_tap(g, 0, 1, transposed), _tap(g, 1, 1, transposed), _tap(g, 2, 1, transposed))
     h2 = _g4(_tap(g, 0, 2, transposed), _tap(g, 1, 2, transposed), _tap(g, 2, 2, transposed))
     for i in range(6):
         row = _g4(h0[i], h1[i], h2[i])  # row i of (G g) G^T
-        for j in range(6):
-            if transposed:
-                u[6 * i + j, k, c] = row[j]
-            else:
-                u[6 * i + j, c, k] = row[j]
+        for jj in range(6):
+            out[6 * i + jj, j] = row[jj]
+
+
+#: Columns of ``u`` one task of :func:`winograd_filter` transforms at a time: one cache line of float32.
+_FILTER_BLOCK = 16
 
 
 @pjit
@@ -351,7 +355,11 @@ def winograd_filter(w, u, transposed):
     ``G w[k, c] G^T``.  ``transposed=True`` (input gradient):
     ``u[xi, k, c]`` is entry xi of ``G w'[c, k] G^T`` with
     ``w'[c, k, r, s] = w[k, c, 2 - r, 2 - s]`` (the kernel rotated by 180
-    degrees).  Columns past K (or C) are set to zero.
+    degrees).  Columns past K (or C) are set to zero.  Each task takes one
+    row of the matrices and fills it 16 columns at a time through a small
+    buffer, so that every write fills whole cache lines (the alpha^2
+    planes are a power of two apart: writing them one number at a time
+    thrashed the caches).
 
     Parameters
     ----------
@@ -362,23 +370,24 @@ def winograd_filter(w, u, transposed):
     """
     K, C = w.shape[0], w.shape[1]
     A2, rows, width = u.shape[0], u.shape[1], u.shape[2]
-    zero = w.dtype.type(0)
-    for k in prange(K):
-        for c in range(C):
-            if A2 == 16:
-                _filter2(w[k, c], u, k, c, transposed)
-            else:
-                _filter4(w[k, c], u, k, c, transposed)
-    if transposed:
-        for k in prange(K):
+    columns = C if transposed else K  # columns with content; the rest are zero
+    for a in prange(rows):
+        block = np.zeros((A2, _FILTER_BLOCK), dtype=u.dtype)
+        for b0 in range(0, width, _FILTER_BLOCK):
+            used = max(0, min(_FILTER_BLOCK, columns - b0))
+            for j in range(used):
+                g = w[a, b0 + j] if transposed else w[b0 + j, a]
+                if A2 == 16:
+                    _filter2(g, block, j, transposed)
+                else:
+                    _filter4(g, block, j, transposed)
+            if used < _FILTER_BLOCK:  # columns past K (or C): zeros
+                for xi in range(A2):
+                    for j in range(used, _FILTER_BLOCK):
+                        block[xi, j] = 0
             for xi in range(A2):
-                for c in range(C, width):
-                    u[xi, k, c] = zero
-    else:
-        for xi in prange(A2):
-            for c in range(rows):
-                for k in range(K, width):
-                    u[xi, c, k] = zero
+                for j in range(min(_FILTER_BLOCK, width - b0)):
+                    u[xi, a, b0 + j] = block[xi, j]
 
 
 @pjit
@@ -432,31 +441,12 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
 
 
 @njit(inline="always")
-def _dw2(pf, q, plane, task, T, dw, k, c):
-    """F(2x2): ``dw[k, c] = G^T dU G`` with ``dU[xi] = sum_t pf[q + t*task + xi*plane]`` (task order)."""
-    half = dw.dtype.type(0.5)
-    zero = dw.dtype.type(0)
-    d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = zero
-    d8 = d9 = d10 = d11 = d12 = d13 = d14 = d15 = zero
-    for t in range(T):
-        o = q + t * task
-        s = plane
-        d0 += pf[o]
-        d1 += pf[o + s]
-        d2 += pf[o + 2 * s]
-        d3 += pf[o + 3 * s]
-        d4 += pf[o + 4 * s]
-        d5 += pf[o + 5 * s]
-        d6 += pf[o + 6 * s]
-        d7 += pf[o + 7 * s]
-        d8 += pf[o + 8 * s]
-        d9 += pf[o + 9 * s]
-        d10 += pf[o + 10 * s]
-        d11 += pf[o + 11 * s]
-        d12 += pf[o + 12 * s]
-        d13 += pf[o + 13 * s]
-        d14 += pf[o + 14 * s]
-        d15 += pf[o + 15 * s]
+def _dw2(d, j, dw, k, c):
+    """F(2x2): ``dw[k, c] = G^T dU G`` from ``dU[xi] = d[xi, j]`` (float64), rounded once."""
+    half = 0.5
+    d0, d1, d2, d3, d4, d5, d6, d7 = d[0, j], d[1, j], d[2, j], d[3, j], d[4, j], d[5, j], d[6, j], d[7, j]
+    d8, d9, d10, d11 = d[8, j], d[9, j], d[10, j], d[11, j]
+    d12, d13, d14, d15 = d[12, j], d[13, j], d[14, j], d[15, j]
     # e = G^T dU (3x4): rows
     e00, e01, e02, e03 = (d0 + half * (d4 + d8), d1 + half * (d5 + d9), d2 + half * (d6 + d10),
                           d3 + half * (d7 + d11))
@@ -476,31 +466,34 @@ def _dw2(pf, q, plane, task, T, dw, k, c):
 
 
 @njit(inline="always")
-def _du_column4(pf, q, plane, task, T, j):
-    """F(4x4): G^T times column j of dU (``dU[xi] = sum_t pf[q + t*task + xi*plane]``, task order), in float64."""
-    d0 = d1 = d2 = d3 = d4 = d5 = 0.0
-    for t in range(T):
-        o = q + t * task + j * plane
-        d0 += pf[o]
-        d1 += pf[o + 6 * plane]
-        d2 += pf[o + 12 * plane]
-        d3 += pf[o + 18 * plane]
-        d4 += pf[o + 24 * plane]
-        d5 += pf[o + 30 * plane]
-    return _gt4(d0, d1, d2, d3, d4, d5)
+def _dw4(d, j, dw, k, c):
+    """:func:`_dw2` for F(4x4): ``dw[k, c] = (G^T dU) G`` in float64 (``d`` is float64), rounded once."""
+    e0 = _gt4(d[0, j], d[6, j], d[12, j], d[18, j], d[24, j], d[30, j])  # column i of G^T dU: (3,) each
+    e1 = _gt4(d[1, j], d[7, j], d[13, j], d[19, j], d[25, j], d[31, j])
+    e2 = _gt4(d[2, j], d[8, j], d[14, j], d[20, j], d[26, j], d[32, j])
+    e3 = _gt4(d[3, j], d[9, j], d[15, j], d[21, j], d[27, j], d[33, j])
+    e4 = _gt4(d[4, j], d[10, j], d[16, j], d[22, j], d[28, j], d[34, j])
+    e5 = _gt4(d[5, j], d[11, j], d[17, j], d[23, j], d[29, j], d[35, j])
+    r0 = _gt4(e0[0], e1[0], e2[0], e3[0], e4[0], e5[0])  # rows of (G^T dU) G
+    r1 = _gt4(e0[1], e1[1], e2[1], e3[1], e4[1], e5[1])
+    r2 = _gt4(e0[2], e1[2], e2[2], e3[2], e4[2], e5[2])
+    dw[k, c, 0, 0], dw[k, c, 0, 1], dw[k, c, 0, 2] = r0
+    dw[k, c, 1, 0], dw[k, c, 1, 1], dw[k, c, 1, 2] = r1
+    dw[k, c, 2, 0], dw[k, c, 2, 1], dw[k, c, 2, 2] = r2
 
 
 @njit(inline="always")
-def _dw4(pf, q, plane, task, T, dw, k, c):
-    """:func:`_dw2` for F(4x4): ``dw[k, c] = (G^T dU) G`` in float64, rounded once."""
-    e0, e1, e2 = _du_column4(pf, q, plane, task, T, 0), _du_column4(pf, q, plane, task, T, 1), \
-        _du_column4(pf, q, plane, task, T, 2)
-    e3, e4, e5 = _du_column4(pf, q, plane, task, T, 3), _du_column4(pf, q, plane, task, T, 4), \
-        _du_column4(pf, q, plane, task, T, 5)
-    for r in range(3):
-        row = _gt4(e0[r], e1[r], e2[r], e3[r], e4[r], e5[r])
-        for s in range(3):
-            dw[k, c, r, s] = row[s]
+def _sum_partials(pf, c, k0, used, C, Kw, T, d):
+    """``d[xi, j] = sum_t partial[t, xi, c, k0 + j]`` for ``j < used``, in task order (``pf``: partial, flat)."""
+    A2 = d.shape[0]
+    plane, task = C * Kw, d.shape[0] * C * Kw
+    for xi in range(A2):
+        for j in range(used):
+            d[xi, j] = 0
+        for t in range(T):
+            o = t * task + xi * plane + c * Kw + k0
+            for j in range(used):
+                d[xi, j] += pf[o + j]
 
 
 @pjit
@@ -555,9 +548,15 @@ def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
             for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
                 gemm_call(pf, p_base + xi * C * Kw, Kw, vf, v_base + xi * TB * C, 1, 0, C,
                           mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
-    for k in prange(K):
-        for c in range(C):
-            if A2 == 16:
-                _dw2(pf, c * Kw + k, C * Kw, 16 * C * Kw, T, dw, k, c)
-            else:
-                _dw4(pf, c * Kw + k, C * Kw, 36 * C * Kw, T, dw, k, c)
+    # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines of
+    # each of the alpha^2 planes, which are a power of two apart)
+    for c in prange(C):
+        d = np.empty((A2, _FILTER_BLOCK), dtype=np.float64)  # O(K*C) work: summed and transformed in float64
+        for k0 in range(0, K, _FILTER_BLOCK):
+            used = min(_FILTER_BLOCK, K - k0)
+            _sum_partials(pf, c, k0, used, C, Kw, T, d)
+            for j in range(used):
+                if A2 == 16:
+                    _dw2(d, j, dw, k0 + j, c)
+                else:
+                    _dw4(d, j, dw, k0 + j, c)
