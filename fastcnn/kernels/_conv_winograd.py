@@ -254,27 +254,36 @@ def _transform_inputs(xp, first, last, TP, TQ, v, t):
 
 
 @njit(inline="always")
-def _write_outputs(m, t, first, last, TP, TQ, b, y):
-    """``y[n, k, p, q] = Y + b[k]`` from the output tiles that :data:`_OUT2` / :data:`_OUT4` left in ``m[t]``."""
+def _write_outputs(m, t, first, last, TP, TQ, b, y, row):
+    """``y[n, k, p, q] = Y + b[k]`` from the output tiles that :data:`_OUT2` / :data:`_OUT4` left in ``m[t]``.
+
+    Each output row p is gathered in ``row`` (K, m*TQ), a small buffer that
+    stays in L1: the tiles' results are read as contiguous rows of K numbers
+    and written across ``row``, then ``row`` goes to ``y[n, :, p, :]`` one
+    contiguous row of Q numbers per channel.
+    """
     alpha = 4 if m.shape[1] == 16 else 6
     mt = alpha - 2
     slots = _Y_SLOTS[alpha // 2 - 2]
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    full = Q // mt
-    for k in range(K):
-        bias = b[k]
-        for tr in range(first, last):
-            n = tr // TP
-            ti = tr - n * TP
-            tile0 = (tr - first) * TQ
-            for a in range(min(mt, P - mt * ti)):
-                p = mt * ti + a
-                for j in range(mt):
-                    plane = alpha * slots[a] + slots[j]
-                    for tq in range(full):
-                        y[n, k, p, mt * tq + j] = m[t, plane, tile0 + tq, k] + bias
-                    if mt * full + j < Q:
-                        y[n, k, p, mt * full + j] = m[t, plane, tile0 + full, k] + bias
+    for tr in range(first, last):
+        n = tr // TP
+        ti = tr - n * TP
+        tile0 = (tr - first) * TQ
+        for a in range(min(mt, P - mt * ti)):
+            p = mt * ti + a
+            for j in range(mt):
+                plane = alpha * slots[a] + slots[j]
+                for tq in range(TQ):
+                    src = m[t, plane, tile0 + tq]
+                    q = mt * tq + j
+                    for k in range(K):
+                        row[k, q] = src[k]
+            for k in range(K):
+                bias = b[k]
+                out = y[n, k, p]
+                for q in range(Q):
+                    out[q] = row[k, q] + bias
 
 
 @njit(inline="always")
@@ -424,8 +433,10 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
     rows_per_chunk = TB // TQ
     chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
     uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
+    K = y.shape[1]
     for t in prange(T):
         v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
+        row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
         for chunk in range(t * chunks // T, (t + 1) * chunks // T):
             first = chunk * rows_per_chunk
             last = min(first + rows_per_chunk, N * TP)
@@ -437,7 +448,7 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
                 gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
                           uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
             _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
-            _write_outputs(m, t, first, last, TP, TQ, b, y)
+            _write_outputs(m, t, first, last, TP, TQ, b, y, row)
 
 
 @njit(inline="always")
