@@ -67,12 +67,14 @@ Algorithms
 ``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
 otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
 most 2) and has at least :data:`WINOGRAD_MIN_CHANNELS` input and output
-channels and :data:`WINOGRAD_MIN_TILES` output tiles; otherwise ``channel_last`` when the pass's vector channels (K for forward and
-weight_grad, C for input_grad) number at least
-:data:`CHANNEL_LAST_MIN_CHANNELS`, else ``rows`` for forward and weight_grad
-when the shape is one of its, else ``batch_last`` when the batch has at
-least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.  ``"direct"`` is
-the same without Winograd: direct convolution only.
+channels and :data:`WINOGRAD_MIN_TILES` output tiles; otherwise, for
+forward and weight_grad, ``rows`` when the shape is one of its and either
+K is below :data:`CHANNEL_LAST_MIN_CHANNELS` or C is at most
+:data:`ROWS_MAX_CHANNELS`; otherwise ``channel_last`` when the pass's
+vector channels (K for forward and weight_grad, C for input_grad) number
+at least :data:`CHANNEL_LAST_MIN_CHANNELS`, else ``batch_last`` when the
+batch has at least :data:`BATCHLAST_MIN_BATCH` images, else ``nchw``.
+``"direct"`` is the same without Winograd: direct convolution only.
 """
 
 from functools import lru_cache
@@ -98,9 +100,12 @@ BATCHLAST_MIN_BATCH = 8
 #: From this many vector channels (K, or C for dx) the channel-last kernels take over
 #: (``fastcnn bench conv`` measures both).
 CHANNEL_LAST_MIN_CHANNELS = 16
+#: Up to this many input channels the rows kernels compute forward and weight_grad whatever K (a network's first
+#: layer: 3 -> 32 at 32x32, forward 2.2 -> 1.8 ms, weight gradient 2.7 -> 2.2 ms against channel_last, 1 thread).
+ROWS_MAX_CHANNELS = 4
 #: From this many input and output channels "auto" runs 3x3 stride-1 layers with ``winograd4``
-#: (measured with ``fastcnn bench conv``: 1.2x the direct kernels at 64 channels, even at 32).
-WINOGRAD_MIN_CHANNELS = 64
+#: (measured with ``fastcnn bench conv``, forward + backward: 1.2x the direct kernels at 64 channels, 1.1x at 32).
+WINOGRAD_MIN_CHANNELS = 32
 #: ... and from this many 4x4 output tiles (``N * ceil(P/4) * ceil(Q/4)``): below it the per-call filter
 #: transform (36 x C x K) outweighs the saved multiplications (batch-1 inference).
 WINOGRAD_MIN_TILES = 64
@@ -267,10 +272,10 @@ def select(op, g, algorithm="auto"):
                 and g.N * -(-g.P // 4) * -(-g.Q // 4) >= WINOGRAD_MIN_TILES):
             return "winograd4"
         channels = g.C if op == "input_grad" else g.K
+        if op != "input_grad" and g.fits_rows and (channels < CHANNEL_LAST_MIN_CHANNELS or g.C <= ROWS_MAX_CHANNELS):
+            return "rows"
         if channels >= CHANNEL_LAST_MIN_CHANNELS:
             return "channel_last"
-        if op != "input_grad" and g.fits_rows:
-            return "rows"
         return "batch_last" if g.N >= BATCHLAST_MIN_BATCH else "nchw"
     if algorithm == "matmul_1x1" and not g.is_1x1:
         raise ValueError(
