@@ -7,6 +7,7 @@ import numpy as np
 
 from ._util import check_int
 from .kernels import sgd_update_kernel
+from .kernels._sgd import sgd_update_many, zero_many
 from .layers.base import Parameter
 
 
@@ -17,6 +18,12 @@ def _check_real(value, name, low=None, high=None, owner="SGD"):
         want = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{owner}: {name} must be {want}, got {value!r}")
     return float(value)
+
+
+def _one_dtype(arrays):
+    """Whether the arrays share one dtype and are C-contiguous (flattened, one tuple for the fused kernels)."""
+    dtype = arrays[0].dtype
+    return all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
 class SGD:
@@ -92,32 +99,42 @@ class SGD:
 
     def zero_grad(self):
         """Set every parameter's gradient to zero."""
-        for p in self.params:
-            p.grad.fill(0)
+        grads = [p.grad for p in self.params]
+        if _one_dtype(grads):
+            zero_many(tuple(g.reshape(-1) for g in grads))
+        else:
+            for g in grads:
+                g.fill(0)
 
     def step(self):
-        """Update every parameter in place from its ``.grad``."""
+        """Update every parameter in place from its ``.grad``: one kernel call for all of them when they share
+        a dtype (:func:`fastcnn.kernels._sgd.sgd_update_many`), the same arithmetic per element."""
+        n = len(self.params)
+        momentum = self.momentum != 0.0
+        first = np.empty(n, dtype=np.bool_)
+        flats, grads, bufs = [], [], []
         for i, p in enumerate(self.params):
-            dt = p.data.dtype.type
             buf = self._buffers[i]
-            first = buf is None
-            if first and self.momentum != 0.0:
+            first[i] = buf is None
+            if buf is None and momentum:
                 buf = self._buffers[i] = np.empty_like(p.data)
             flat = p.data.reshape(-1)
             grad = p.grad.reshape(-1)
             if self.l1 > 0.0:
-                grad = grad + dt(self.l1) * np.sign(flat)  # stays in the parameter's dtype
-            decay = self.weight_decay if (self.decay_biases or p.data.ndim > 1) else 0.0
-            sgd_update_kernel(
-                flat,
-                grad,
-                flat if buf is None else buf.reshape(-1),  # unused without momentum
-                dt(self._lr),
-                dt(self.momentum),
-                dt(decay),
-                self.nesterov,
-                first,
-            )
+                grad = grad + flat.dtype.type(self.l1) * np.sign(flat)  # stays in the parameter's dtype
+            flats.append(flat)
+            grads.append(grad)
+            bufs.append(flat if buf is None else buf.reshape(-1))  # unused without momentum
+        decays = [self.weight_decay if (self.decay_biases or p.data.ndim > 1) else 0.0 for p in self.params]
+        if _one_dtype(flats) and _one_dtype(grads) and _one_dtype(bufs) and flats[0].dtype == grads[0].dtype:
+            dt = flats[0].dtype.type
+            sgd_update_many(tuple(flats), tuple(grads), tuple(bufs), dt(self._lr), dt(self.momentum),
+                            np.array(decays, dtype=flats[0].dtype), self.nesterov, first)
+            return
+        for flat, grad, buf, decay, first_step in zip(flats, grads, bufs, decays, first):
+            dt = flat.dtype.type
+            sgd_update_kernel(flat, grad, buf, dt(self._lr), dt(self.momentum), dt(decay), self.nesterov,
+                              bool(first_step))
 
     def state_dict(self):
         """Hyperparameters and momentum buffers (copies), for saving and resuming.
@@ -139,29 +156,58 @@ class SGD:
         return state
 
     def load_state_dict(self, state):
-        """Restore what :meth:`state_dict` returned; checks buffer count and shapes first."""
-        buffers = list(state["momentum_buffers"])
+        """Restore what :meth:`state_dict` returned.
+
+        Everything is checked first (keys, numbers, buffer count, shapes and
+        finiteness): a refused state raises ValueError and changes nothing.
+        """
+        owner = "SGD.load_state_dict"
+        if not isinstance(state, dict):
+            raise ValueError(f"{owner}: state must be a dict as state_dict() returns, got {type(state).__name__}")
+        missing = [k for k in ("lr", "momentum", "weight_decay", "nesterov", "momentum_buffers") if k not in state]
+        if missing:
+            raise ValueError(f"{owner}: state lacks {missing}; expected what SGD.state_dict() returns")
+        lr = _check_real(state["lr"], "lr", 0.0, owner=owner)
+        momentum = _check_real(state["momentum"], "momentum", 0.0, 1.0, owner=owner)
+        weight_decay = _check_real(state["weight_decay"], "weight_decay", 0.0, owner=owner)
+        l1 = _check_real(state.get("l1", 0.0), "l1", 0.0, owner=owner)
+        nesterov, decay_biases = state["nesterov"], state.get("decay_biases", True)
+        for name, value in (("nesterov", nesterov), ("decay_biases", decay_biases)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{owner}: {name} must be a bool, got {value!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError(f"{owner}: nesterov=True needs momentum > 0, got momentum {momentum}")
+        buffers = self._checked_buffers(state["momentum_buffers"], owner)
+        self._lr, self.momentum, self.weight_decay, self.l1 = lr, momentum, weight_decay, l1
+        self.nesterov, self.decay_biases = bool(nesterov), bool(decay_biases)
+        self._buffers = buffers
+
+    def _checked_buffers(self, buffers, owner):
+        """The momentum buffers of a state as new arrays of the parameters' dtypes (None kept), after checking
+        their count, shapes and values."""
+        if not isinstance(buffers, (list, tuple)):
+            raise ValueError(f"{owner}: momentum_buffers must be a list, got {type(buffers).__name__}")
         if len(buffers) != len(self.params):
             raise ValueError(
-                f"SGD.load_state_dict: state has {len(buffers)} momentum buffers but the optimizer "
+                f"{owner}: state has {len(buffers)} momentum buffers but the optimizer "
                 f"has {len(self.params)} parameters"
             )
+        out = []
         for i, (b, p) in enumerate(zip(buffers, self.params)):
-            if b is not None and np.shape(b) != p.data.shape:
-                raise ValueError(
-                    f"SGD.load_state_dict: momentum buffer {i} has shape {np.shape(b)}, "
-                    f"parameter has {p.data.shape}"
-                )
-        momentum = _check_real(state["momentum"], "momentum", 0.0, 1.0)
-        weight_decay = _check_real(state["weight_decay"], "weight_decay", 0.0)
-        l1 = _check_real(state.get("l1", 0.0), "l1", 0.0)
-        self.lr = state["lr"]
-        self.momentum, self.weight_decay, self.l1 = momentum, weight_decay, l1
-        self.decay_biases = bool(state.get("decay_biases", True))
-        self.nesterov = bool(state["nesterov"])
-        self._buffers = [
-            None if b is None else np.array(b, dtype=p.data.dtype) for b, p in zip(buffers, self.params)
-        ]
+            if b is None:
+                out.append(None)
+                continue
+            if np.shape(b) != p.data.shape:
+                raise ValueError(f"{owner}: momentum buffer {i} has shape {np.shape(b)}, parameter has {p.data.shape}")
+            try:
+                b = np.array(b, dtype=p.data.dtype)
+            except (TypeError, ValueError):
+                raise ValueError(f"{owner}: momentum buffer {i} must hold numbers, got dtype "
+                                 f"{np.asarray(b).dtype}") from None
+            if not np.isfinite(b).all():
+                raise ValueError(f"{owner}: momentum buffer {i} contains NaN or infinite values")
+            out.append(b)
+        return out
 
     def __repr__(self):
         extra = "" if self.decay_biases else ", decay_biases=False"
@@ -190,6 +236,12 @@ class _Schedule:
     needs_metric = False
     _state_keys = ("last_epoch", "base_lr")
     _repr_keys = ()
+    #: What a restored state's number must satisfy, per key; every other number must be >= 0.
+    _rules = {"step_size": (lambda v: v >= 1, ">= 1"), "step_every": (lambda v: v >= 1, ">= 1"),
+              "gamma": (lambda v: v > 0, "> 0"), "factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+              "best": (lambda v: True, "a number")}
+    #: The values a string key of a restored state may take.
+    _choices = {"mode": ("min", "max"), "threshold_mode": ("rel", "abs")}
 
     def __init__(self, optimizer):
         self.optimizer = _check_optimizer(optimizer, type(self).__name__)
@@ -207,17 +259,37 @@ class _Schedule:
     def load_state_dict(self, state):
         """Restore what :meth:`state_dict` returned (the optimizer's lr is left alone: restore it with the
         optimizer's own state)."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise ValueError(f"{owner}: state must be a dict as state_dict() returns, got {type(state).__name__}")
         missing = [k for k in self._state_keys if k not in state]
         if missing:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state lacks {missing}; "
-                             f"expected keys {list(self._state_keys)}")
-        for k in self._state_keys:
-            value, current = state[k], getattr(self, k)
-            if isinstance(current, str):
-                value = str(value)
-            else:
-                value = int(value) if isinstance(current, int) else float(value)
+            raise ValueError(f"{owner}: state lacks {missing}; expected keys {list(self._state_keys)}")
+        values = {k: self._checked_value(k, state[k], owner) for k in self._state_keys}
+        for k, value in values.items():  # everything checked: now apply
             setattr(self, k, value)
+
+    def _checked_value(self, key, value, owner):
+        """``value`` converted to the type of the current attribute ``key``, or ValueError (nothing is set)."""
+        current = getattr(self, key)
+        if isinstance(current, str):
+            if not isinstance(value, str) or value not in self._choices.get(key, (value,)):
+                raise ValueError(f"{owner}: {key} must be one of {self._choices.get(key)}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
+            raise ValueError(f"{owner}: {key} must be a number, got {value!r}")
+        if isinstance(current, int):
+            if not float(value).is_integer():
+                raise ValueError(f"{owner}: {key} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+            if math.isnan(value) or (math.isinf(value) and key != "best"):
+                raise ValueError(f"{owner}: {key} must be a finite number, got {value!r}")
+        rule, want = self._rules.get(key, (lambda v: v >= 0, ">= 0"))
+        if not rule(value):
+            raise ValueError(f"{owner}: {key} must be {want}, got {value!r}")
+        return value
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._repr_keys)

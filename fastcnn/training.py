@@ -225,6 +225,8 @@ def _check_arguments(model, x, y, epochs, batch_size, optimizer, loss, validatio
         optimizer = SGD(model.parameters(), lr=0.01)
     elif not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
         raise TypeError(f"Sequential.fit: optimizer must have step() and zero_grad(), got {type(optimizer).__name__}")
+    else:
+        _check_optimizer_params(model, optimizer)
     if schedule is not None:
         if not callable(getattr(schedule, "step", None)):
             raise TypeError(f"Sequential.fit: schedule must have a step() method, got {type(schedule).__name__}")
@@ -232,6 +234,25 @@ def _check_arguments(model, x, y, epochs, batch_size, optimizer, loss, validatio
             raise ValueError("Sequential.fit: the schedule was built on a different optimizer than the one "
                              "passed to fit; build it as StepLR(optimizer, ...) with fit's optimizer")
     return x, y, validation, optimizer, callbacks
+
+
+def _check_optimizer_params(model, optimizer):
+    """ValueError when the optimizer updates parameters that are not the model's (built on another model).
+
+    An optimizer over some of the model's parameters (training only the last
+    layers) is fine; one without a ``params`` list is not checked.
+    """
+    params = getattr(optimizer, "params", None)
+    if not isinstance(params, (list, tuple)):
+        return
+    own = {id(p) for p in model.parameters()}
+    foreign = [i for i, p in enumerate(params) if id(p) not in own]
+    if foreign:
+        what = (f"none of the optimizer's {len(params)} parameters belongs to the model being trained"
+                if len(foreign) == len(params) else
+                f"the optimizer's params{foreign[:5]} ({len(foreign)} of {len(params)}) do not belong to the model "
+                "being trained")
+        raise ValueError(f"Sequential.fit: {what}; build the optimizer as SGD(model.parameters(), ...) on this model")
 
 
 def _check_callbacks(callbacks):

@@ -5,7 +5,8 @@ Every function takes checked arrays, the :class:`~fastcnn.kernels.conv_plan.Conv
 :func:`fastcnn.kernels._workspace.take`), and writes its output in place:
 
 * ``forward(x, w, b, y, g, bufs)``
-* ``weight_grad(dy, x, dw, g, bufs)`` (the bias gradient is computed beside it)
+* ``weight_grad(dy, x, dw, g, bufs)`` (the bias gradient is computed beside it; those of
+  :data:`X_LAYOUT` take ``x_ready=True`` when ``bufs`` already holds x's layout copy)
 * ``input_grad(dy, w, dx, g, bufs)``
 
 :data:`FORWARD`, :data:`WEIGHT_GRAD` and :data:`INPUT_GRAD` map algorithm
@@ -63,10 +64,11 @@ def _batchlast_forward(x, w, b, y, g, bufs):
     conv2d_forward_batchlast(xt, w, b, y, g.sh, g.sw, g.ph, g.pw)
 
 
-def _batchlast_weight_grad(dy, x, dw, g, bufs):
+def _batchlast_weight_grad(dy, x, dw, g, bufs, x_ready=False):
     dyt, xt = bufs["dy_batch_last"], bufs["x_batch_last"]  # (K, P, Q, N), (C, H, W, N)
     to_batch_last(dy, dyt)
-    to_batch_last(x, xt)
+    if not x_ready:
+        to_batch_last(x, xt)
     conv2d_backward_weight_batchlast(dyt, xt, dw, g.sh, g.sw, g.ph, g.pw)
 
 
@@ -121,9 +123,9 @@ def _channellast_forward(x, w, b, y, g, bufs):
     conv2d_forward_channellast(_channellast_x(x, g, bufs), w2, b, y, g.sh, g.sw, bufs["rows"])
 
 
-def _channellast_weight_grad(dy, x, dw, g, bufs):
-    conv2d_backward_weight_channellast(_channellast_x(x, g, bufs), _channellast_dy(dy, bufs), dw,
-                                       bufs["partial_dw"], g.sh, g.sw)
+def _channellast_weight_grad(dy, x, dw, g, bufs, x_ready=False):
+    xp = bufs["x_channel_last"] if x_ready else _channellast_x(x, g, bufs)
+    conv2d_backward_weight_channellast(xp, _channellast_dy(dy, bufs), dw, bufs["partial_dw"], g.sh, g.sw)
 
 
 def _channellast_input_grad(dy, w, dx, g, bufs):
@@ -201,6 +203,11 @@ def _winograd_input_grad(dy, w, dx, g, bufs):
     winograd_filter(w, u, True)
     conv2d_forward_winograd(dyt, u, bufs["zero_bias"], dx, bufs["tiles"], bufs["products"])
 
+
+#: Algorithms whose forward pass and weight gradient read the same layout copy of x: the buffer's role.  A
+#: caller that keeps that copy from the forward pass for the same, unchanged x (a layer, which holds x) passes
+#: ``x_ready=True`` to the weight gradient's executor, which then skips the copy.
+X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last"}
 
 FORWARD = {
     "nchw": _nchw_forward,

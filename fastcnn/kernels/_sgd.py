@@ -30,7 +30,13 @@ def sgd_update_kernel(param, grad, buf, lr, momentum, weight_decay, nesterov, fi
         Whether ``buf`` is not yet initialised (used only when ``momentum``
         is not 0).
     """
-    for i in range(param.shape[0]):
+    _sgd_span(param, grad, buf, 0, param.shape[0], lr, momentum, weight_decay, nesterov, first_step)
+
+
+@njit
+def _sgd_span(param, grad, buf, lo, hi, lr, momentum, weight_decay, nesterov, first_step):
+    """:func:`sgd_update_kernel`'s update of elements ``lo:hi``."""
+    for i in range(lo, hi):
         g = grad[i] + weight_decay * param[i]
         if momentum != 0:
             if first_step:
@@ -43,3 +49,35 @@ def sgd_update_kernel(param, grad, buf, lr, momentum, weight_decay, nesterov, fi
             else:
                 g = b
         param[i] -= lr * g
+
+
+@njit
+def sgd_update_many(params, grads, bufs, lr, momentum, weight_decays, nesterov, first_steps):
+    """:func:`sgd_update_kernel` on every parameter of a tuple, in one call (one dispatch per optimizer step).
+
+    Serial: a parallel version split into chunks measured 2-3x slower on LeNet-5's 61,706 parameters.
+
+    Parameters
+    ----------
+    params, grads, bufs : tuples of (M_j,) float arrays, one dtype
+        As ``param``, ``grad`` and ``buf`` of :func:`sgd_update_kernel`, one
+        entry per parameter.
+    lr, momentum : scalars of the arrays' dtype
+    weight_decays : (len(params),) array of the arrays' dtype
+        The L2 penalty of each parameter (0 for an undecayed bias).
+    nesterov : bool
+    first_steps : (len(params),) bool array
+        Whether each momentum buffer is not yet initialised.
+    """
+    for j in range(len(params)):
+        p = params[j]
+        _sgd_span(p, grads[j], bufs[j], 0, p.shape[0], lr, momentum, weight_decays[j], nesterov, first_steps[j])
+
+@njit
+def zero_many(arrays):
+    """Set every element of every array of a tuple of (M_j,) arrays of one dtype to zero, in place."""
+    for j in range(len(arrays)):
+        a = arrays[j]
+        zero = a.dtype.type(0)
+        for i in range(a.shape[0]):
+            a[i] = zero

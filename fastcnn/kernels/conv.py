@@ -339,3 +339,78 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     dx = np.empty(x_shape, dtype=cols.dtype)
     col2im_kernel(cols, dx, R, S, g.sh, g.sw, g.ph, g.pw)
     return dx
+
+
+#: A layer keeps its own layout copy of x from the forward pass for the weight gradient (see :class:`PreparedConv`)
+#: only when the copy is at most this many bytes; a larger one is made again, in the shared workspace.
+LAYER_LAYOUT_BYTES = 4 << 20
+
+
+class PreparedConv:
+    """For layers: one convolution's checked geometry and plans for one input shape, run without re-checking.
+
+    The entry point :class:`fastcnn.layers.Conv2d` uses batch after batch:
+    the checks and the plan choice of :func:`conv2d_forward` and
+    :func:`conv2d_backward` are done once, here, and each call only runs the
+    plan's kernels (the caller passes C-contiguous arrays of the shapes and
+    dtype given here).  When the forward pass and the weight gradient read the
+    same layout copy of x (``_conv_exec.X_LAYOUT``: channel_last, batch_last)
+    and it is small (:data:`LAYER_LAYOUT_BYTES`), the copy is this object's
+    own array: :meth:`forward` with ``keep=True`` marks it as the copy of that
+    x, and :meth:`backward` given the same x object skips making it again.
+    The caller promises that x is not changed in between (a layer holds its
+    input; the checked functions never skip the copy).  ``dw`` and ``db``
+    are this object's scratch arrays, overwritten by the next call.
+    """
+
+    def __init__(self, x_shape, w_shape, stride, padding, dtype, algorithm, fn, threads):
+        self.g = _geometry(x_shape, w_shape, stride, padding, fn)
+        self.dtype = np.dtype(dtype)
+        self.algorithm, self.fn, self.threads = _check_algorithm(algorithm, fn), fn, threads
+        forward = _plan("forward", self.g, dtype, algorithm, fn, threads)
+        weight = _plan("weight_grad", self.g, dtype, algorithm, fn, threads)
+        self.layout = self.layout_of = None
+        role = _conv_exec.X_LAYOUT.get(forward.algorithm) if forward.algorithm == weight.algorithm else None
+        shape = next((b.shape for b in forward.buffers if b.role == role), None)
+        if shape is not None and int(np.prod(shape)) * self.dtype.itemsize <= LAYER_LAYOUT_BYTES:
+            self.role, self.layout = role, np.empty(shape, dtype=dtype)
+            forward, weight = (p._replace(buffers=tuple(b for b in p.buffers if b.role != role))
+                               for p in (forward, weight))
+        self.forward_plan, self.weight_plan, self.input_plan = forward, weight, None
+        self.dw = np.empty(w_shape, dtype=dtype)
+        self.db = np.empty(self.g.K, dtype=dtype)
+
+    def _bufs(self, plan):
+        bufs = _workspace.take(plan, self.dtype)
+        if self.layout is not None:
+            bufs[self.role] = self.layout
+        return bufs
+
+    def forward(self, x, w, b, keep):
+        """``y`` of :func:`conv2d_forward` (new array); ``keep``: x stays unchanged until :meth:`backward`."""
+        g = self.g
+        y = np.empty((g.N, g.K, g.P, g.Q), dtype=self.dtype)
+        self.layout_of = None
+        _conv_exec.FORWARD[self.forward_plan.algorithm](x, w, b, y, g, self._bufs(self.forward_plan))
+        if keep and self.layout is not None:
+            self.layout_of = x
+        return y
+
+    def backward(self, dy, x, w, need_input_grad):
+        """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays."""
+        g = self.g
+        dx = np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype) if need_input_grad else None
+        conv2d_backward_bias(dy, self.db)
+        executor = _conv_exec.WEIGHT_GRAD[self.weight_plan.algorithm]
+        if self.layout is None:
+            executor(dy, x, self.dw, g, self._bufs(self.weight_plan))
+        else:
+            ready = self.layout_of is x
+            executor(dy, x, self.dw, g, self._bufs(self.weight_plan), x_ready=ready)
+            self.layout_of = x
+        if need_input_grad:
+            if self.input_plan is None:
+                self.input_plan = _plan("input_grad", g, self.dtype, self.algorithm, self.fn, self.threads)
+            _conv_exec.INPUT_GRAD[self.input_plan.algorithm](dy, w, dx, g, _workspace.take(self.input_plan,
+                                                                                            self.dtype))
+        return dx, self.dw, self.db

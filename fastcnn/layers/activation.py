@@ -15,14 +15,31 @@ class ReLU(Layer):
     _x = None
 
     def forward(self, x):
-        y = kernels.relu_forward(x)
+        if _plain(x):  # what the checked function would pass through unchanged: straight to the raw kernel
+            y = np.empty_like(x)
+            kernels.relu_forward_kernel(x.reshape(-1), y.reshape(-1))
+        else:
+            y = kernels.relu_forward(x)
         self._x = x if self.training else None
         return y
 
     def backward(self, dy, need_input_grad=True):
         if not need_input_grad:
             return None
-        return kernels.relu_backward(dy, self._cached(self._x, "input"))
+        x = self._cached(self._x, "input")
+        if _plain(x) and _plain(dy) and dy.dtype == x.dtype and dy.shape == x.shape:
+            dx = np.empty_like(x)
+            kernels.relu_backward_kernel(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+            return dx
+        return kernels.relu_backward(dy, x)
+
+
+def _plain(a):
+    """Whether ``a`` is a C-contiguous float32 or float64 ndarray (an activation between two layers)."""
+    return type(a) is np.ndarray and (a.dtype == _F32 or a.dtype == _F64) and a.flags.c_contiguous
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 class Sigmoid(Layer):

@@ -1,7 +1,11 @@
 """Convolution layer."""
 
 
+import numpy as np
+
 from .. import kernels
+from ..config import get_num_threads
+from ..kernels.conv import PreparedConv
 from .._shapes import pair
 from . import init
 from .base import Layer, Parameter, as_input, check_dtype, check_positive_int, format_args
@@ -72,7 +76,8 @@ class Conv2d(Layer):
         fan_in = self.in_channels * kh * kw
         self.weight = Parameter(init.kaiming_uniform((self.out_channels, self.in_channels, kh, kw), fan_in, dtype))
         self.bias = Parameter(init.bias_uniform((self.out_channels,), fan_in, dtype)) if bias else None
-        self._x = None
+        self._x = self._forward_plans = self._zeros = None
+        self._plans = {}
 
     def own_parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
@@ -98,17 +103,50 @@ class Conv2d(Layer):
         return kernels.conv2d_plan(x_shape, self.weight.shape, self.stride, self.padding, self.weight.dtype,
                                    self.algorithm, need_input_grad)
 
+    def _prepared(self, x):
+        """The :class:`~fastcnn.kernels.conv.PreparedConv` for ``x``'s shape (made once per shape and thread
+        count), or None when the weight or bias is not a C-contiguous array of x's dtype (the checked path)."""
+        w, b = self.weight.data, None if self.bias is None else self.bias.data
+        dtype = x.dtype
+        if w.dtype != dtype or not w.flags.c_contiguous or (b is not None and (b.dtype != dtype or b.ndim != 1
+                                                                                or not b.flags.c_contiguous)):
+            return None
+        key = (x.shape, get_num_threads(), self.algorithm, self.stride, self.padding, w.shape, dtype)
+        prepared = self._plans.get(key)
+        if prepared is None:
+            if len(self._plans) >= 4:  # a few input shapes (full and last batch) at a time
+                self._plans.clear()
+            prepared = self._plans[key] = PreparedConv(x.shape, w.shape, self.stride, self.padding, dtype,
+                                                       self.algorithm, repr(self), key[1])
+        return prepared
+
     def forward(self, x):
         x = as_input(x, self.weight.dtype, self, 4)
         b = None if self.bias is None else self.bias.data
-        y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm)
+        prepared = self._prepared(x)
+        if prepared is None:
+            y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm)
+        else:
+            y = prepared.forward(x, self.weight.data, self._zero_bias(prepared) if b is None else b, self.training)
         self._x = x if self.training else None
+        self._forward_plans = prepared if self.training else None
         return y
+
+    def _zero_bias(self, prepared):
+        if self._zeros is None or self._zeros.shape != (prepared.g.K,) or self._zeros.dtype != prepared.dtype:
+            self._zeros = np.zeros(prepared.g.K, dtype=prepared.dtype)
+        return self._zeros
 
     def backward(self, dy, need_input_grad=True):
         x = self._cached(self._x, "input")
-        dx, dw, db = kernels.conv2d_backward(dy, x, self.weight.data, self.stride, self.padding,
-                                             need_input_grad=need_input_grad, algorithm=self.algorithm)
+        prepared = self._forward_plans
+        g = None if prepared is None else prepared.g
+        if (prepared is not None and prepared is self._prepared(x) and isinstance(dy, np.ndarray)
+                and dy.dtype == x.dtype and dy.shape == (g.N, g.K, g.P, g.Q) and dy.flags.c_contiguous):
+            dx, dw, db = prepared.backward(dy, x, self.weight.data, need_input_grad)
+        else:
+            dx, dw, db = kernels.conv2d_backward(dy, x, self.weight.data, self.stride, self.padding,
+                                                 need_input_grad=need_input_grad, algorithm=self.algorithm)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -62,10 +62,23 @@ class Linear(Layer):
             raise ValueError(f"{self!r}: expects inputs of {self.in_features} features, got shape {tuple(input_shape)}")
         return (self.out_features,)
 
+    def _raw_ok(self, x):
+        """Whether x (C-contiguous, the layer's dtype, from :func:`as_input`), the weight and the bias can go
+        straight to the raw kernels, the checks of :func:`fastcnn.kernels.linear_forward` being known to pass."""
+        w, b = self.weight.data, self.bias
+        return (x.shape[1] == w.shape[1] and w.dtype == x.dtype and w.ndim == 2 and w.flags.c_contiguous
+                and (b is None or (b.data.dtype == x.dtype and b.data.shape == (w.shape[0],)
+                                   and b.data.flags.c_contiguous)))
+
     def forward(self, x):
         x = as_input(x, self.weight.dtype, self, 2)
-        b = None if self.bias is None else self.bias.data
-        y = kernels.linear_forward(x, self.weight.data, b)
+        w = self.weight.data
+        if self._raw_ok(x):
+            y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+            b = self.bias.data if self.bias is not None else np.zeros(w.shape[0], dtype=x.dtype)
+            kernels.linear_forward_kernel(x, w, b, y)
+        else:
+            y = kernels.linear_forward(x, w, None if self.bias is None else self.bias.data)
         self._x = x if self.training else None
         return y
 

@@ -596,3 +596,33 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
     assert init.initialize(model, weight="xavier_uniform") == len(convs) + 1  # and the Linear head
     for i, (conv, old) in enumerate(zip(convs, before)):
         assert not np.array_equal(conv.weight.data, old), f"convolution {i} was not re-initialised"
+
+
+@pytest.mark.parametrize("algorithm", ["channel_last", "batch_last", "auto"])
+def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm):
+    """Conv2d keeps the forward's layout copy of x for the weight gradient: the gradients equal the checked
+    functions' bit for bit, and a backward after a forward on another x uses that x's copy."""
+    from fastcnn import kernels
+
+    rng = np.random.default_rng(41)
+    conv = Conv2d(6, 16, 5, algorithm=algorithm)
+    x1, x2 = (rng.standard_normal((8, 6, 14, 14)).astype(np.float32) for _ in range(2))
+    dy = rng.standard_normal((8, 16, 10, 10)).astype(np.float32)
+    for x in (x1, x2, x1):
+        y = conv.forward(x)
+        np.testing.assert_array_equal(y, kernels.conv2d_forward(x, conv.weight.data, conv.bias.data,
+                                                                algorithm=algorithm))
+        conv.weight.grad[...] = 0
+        conv.bias.grad[...] = 0
+        dx = conv.backward(dy)
+        want = kernels.conv2d_backward(dy, x, conv.weight.data, algorithm=algorithm)
+        for got, expected in zip((dx, conv.weight.grad, conv.bias.grad), want):
+            np.testing.assert_array_equal(got, expected)
+    # eval-mode forwards in between do not leave a stale copy for a later training backward
+    conv.forward(x1)
+    conv.eval().forward(x2)
+    conv.train().forward(x2)
+    conv.weight.grad[...] = 0
+    conv.backward(dy)
+    np.testing.assert_array_equal(conv.weight.grad, kernels.conv2d_backward(dy, x2, conv.weight.data,
+                                                                            algorithm=algorithm)[1])

@@ -200,6 +200,22 @@ def test_schedule_built_on_another_optimizer_is_refused():
     assert_same_weights(weights(model), before)
 
 
+def test_optimizer_built_on_another_model_is_refused_and_nothing_changes():
+    x, y = data()
+    model, other = tiny_net(0), tiny_net(1)
+    before, other_before = weights(model), weights(other)
+    with pytest.raises(ValueError, match="none of the optimizer's 4 parameters belongs to the model"):
+        model.fit(x, y, optimizer=SGD(other.parameters(), lr=0.1, weight_decay=0.1), verbose=False)
+    mixed = SGD(model.parameters()[:2] + other.parameters()[2:], lr=0.1)
+    with pytest.raises(ValueError, match=r"params\[2, 3\] \(2 of 4\) do not belong"):
+        model.fit(x, y, optimizer=mixed, verbose=False)
+    assert_same_weights(weights(model), before)
+    assert_same_weights(weights(other), other_before)
+    # an optimizer over some of the model's own parameters (training the last layer only) is fine
+    model.fit(x, y, optimizer=SGD(model.parameters()[2:], lr=0.1), verbose=False)
+    assert_same_weights(weights(model)[:2], before[:2])
+
+
 def test_early_stopping_in_fit_restores_best_weights():
     x, y = data()
     model = tiny_net()

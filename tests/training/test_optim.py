@@ -227,6 +227,34 @@ def test_load_state_dict_rejects_mismatch_and_changes_nothing():
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("change,match", [
+    pytest.param(lambda s: s.pop("nesterov"), "lacks", id="missing-nesterov"),
+    pytest.param(lambda s: s.pop("momentum_buffers"), "lacks", id="missing-buffers"),
+    pytest.param(lambda s: s["momentum_buffers"].__setitem__(0, np.full((3, 4), np.nan)), "NaN", id="nan-buffer"),
+    pytest.param(lambda s: s["momentum_buffers"].__setitem__(1, ["a"] * 5), "numbers", id="text-buffer"),
+    pytest.param(lambda s: s.update(nesterov="yes"), "nesterov", id="nesterov-not-bool"),
+    pytest.param(lambda s: s.update(nesterov=True, momentum=0.0), "nesterov", id="nesterov-without-momentum"),
+    pytest.param(lambda s: s.update(l1=-1.0), "l1", id="l1-negative"),
+    pytest.param(lambda s: s.update(weight_decay=float("nan")), "weight_decay", id="decay-nan"),
+])
+def test_refused_load_state_dict_changes_nothing(change, match):
+    """Every key is checked before any is applied (issue 12: lr and momentum used to change, then it raised)."""
+    params = make_params()
+    opt = SGD(params, lr=0.1, momentum=0.9)
+    run_steps(opt, params, grad_sequence(params, 1))
+    before = opt.state_dict()
+    state = opt.state_dict()
+    state.update(lr=0.7, momentum=0.5, weight_decay=0.3, l1=0.2, decay_biases=False)
+    change(state)
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state)
+    after = opt.state_dict()
+    assert {k: v for k, v in after.items() if k != "momentum_buffers"} == \
+        {k: v for k, v in before.items() if k != "momentum_buffers"}
+    for x, y in zip(after["momentum_buffers"], before["momentum_buffers"]):
+        np.testing.assert_array_equal(x, y)
+
+
 # --------------------------------------------------------------------------- zero_grad
 
 

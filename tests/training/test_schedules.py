@@ -121,6 +121,30 @@ def test_load_state_dict_reports_missing_keys():
         sched.load_state_dict({"gamma": 0.1})
 
 
+@pytest.mark.parametrize("build,key,value", [
+    (lambda o: StepLR(o, 2, 0.5), "gamma", -1.0),
+    (lambda o: StepLR(o, 2, 0.5), "gamma", "x"),
+    (lambda o: StepLR(o, 2, 0.5), "step_size", 0),
+    (lambda o: StepLR(o, 2, 0.5), "last_epoch", 1.5),
+    (lambda o: ExponentialLR(o, 0.5), "base_lr", float("nan")),
+    (lambda o: ReduceLROnPlateau(o), "factor", 2.0),
+    (lambda o: ReduceLROnPlateau(o), "mode", "sideways"),
+    (lambda o: ReduceLROnPlateau(o), "patience", -1),
+])
+def test_refused_schedule_load_state_dict_changes_nothing(build, key, value):
+    """A bad value anywhere in the state raises before any attribute changes (issue 12)."""
+    sched = build(make_opt())
+    before = sched.state_dict()
+    state = {k: v for k, v in before.items()}
+    for k, v in state.items():  # change every other entry to a valid new value: none of them may be applied
+        if k != key and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            state[k] = v + 1 if isinstance(v, int) else v * 0.5
+    state[key] = value
+    with pytest.raises(ValueError, match=key):
+        sched.load_state_dict(state)
+    assert sched.state_dict() == before
+
+
 @pytest.mark.parametrize("build,match", [
     (lambda o: StepLR(o, 0), "step_size"),
     (lambda o: StepLR(o, 2.5), "step_size"),
