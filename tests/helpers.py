@@ -386,8 +386,14 @@ def peak_rss_mb_of(code, timeout=120, **env):
     import subprocess
     import sys
 
+    # VmHWM (Linux) is this process's own high-water mark; ru_maxrss also counts the parent's pages at the fork
+    # before exec, so after a large parent (pytest with torch loaded) it reported 400-700 MB for a 160 MB child
     script = (code + "\nimport resource, sys\n"
-              "sys.stdout.write('\\nPEAK_KB=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+              "try:\n"
+              "    peak = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+              "except (OSError, IndexError):\n"
+              "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "sys.stdout.write('\\nPEAK_KB=%d\\n' % peak)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
                           env=repo_env(**env))
     out = proc.stdout + proc.stderr
