@@ -99,10 +99,10 @@ def test_clear_workspace(rng):
 
 def test_workspace_is_bounded(rng):
     kernels.clear_workspace()
-    w = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 3, 3)).astype(np.float32)  # channel_last: an (n, 7, 7, 6) copy per batch size
     slots = kernels.workspace_usage()["slots"]
     for n in range(1, slots + 6):
-        kernels.conv2d_forward(rng.standard_normal((n, 2, 5, 5)).astype(np.float32), w, None, 1, 1)
+        kernels.conv2d_forward(rng.standard_normal((n, 6, 5, 5)).astype(np.float32), w, None, 1, 1)
     assert kernels.workspace_usage()["arrays"] == slots
 
 
