@@ -35,6 +35,8 @@ def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, ceil_mode=
             f"for kernel_size {(kh, kw)}"
         )
     N, C, H, W = x_shape
+    if H == 0 or W == 0:  # every window would lie in the padding: no element to take the maximum or mean of
+        raise ValueError(f"{fn}: the input's planes are empty ({H}x{W}); pooling needs at least one pixel")
     if kh > H + 2 * ph or kw > W + 2 * pw:
         raise ValueError(
             f"{fn}: kernel_size {(kh, kw)} is larger than the padded input "
@@ -184,6 +186,9 @@ def global_avg_pool2d_forward(x):
     """
     fn = "global_avg_pool2d_forward"
     x = as_float_array(x, "x", fn, ndim=4)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{fn}: the input's planes are empty ({x.shape[2]}x{x.shape[3]}); "
+                         "the mean needs at least one pixel")
     y = np.empty(x.shape[:2], dtype=x.dtype)
     global_avg_pool2d_forward_kernel(x, y)
     return y

@@ -119,6 +119,11 @@ POOL_FWD_CASES = {
     "kernel_larger_than_input": (ValueError, r"kernel", lambda f: f(XP, 7)),
     "x_integer": (TypeError, r"\bx\b.*(float|dtype)",
                   lambda f: f(XP.astype(np.int32), 2)),
+    # windows entirely in the padding: the kernels read outside the array (or crashed) before the check
+    "empty_plane_with_padding": (ValueError, r"planes are empty \(0x0\)", lambda f: f(z(1, 1, 0, 0), 2, padding=1)),
+    "empty_rows_of_a_wide_plane": (ValueError, r"planes are empty \(0x100000\)",
+                                   lambda f: f(z(1, 2, 0, 100000, dtype=F32), 2, padding=1)),
+    "empty_columns": (ValueError, r"planes are empty \(3x0\)", lambda f: f(z(2, 1, 3, 0), (1, 2), padding=(0, 1))),
 }
 
 
@@ -162,6 +167,8 @@ POOL_BWD_CASES = {
                      lambda: K.global_avg_pool2d_backward(z(2, 3, 1, 1), XP.shape)),
     "global_x_ndim": (ValueError, r"\bx\b",
                       lambda: K.global_avg_pool2d_forward(z(3, 6, 6))),
+    "global_empty_plane": (ValueError, r"planes are empty \(0x4\)",  # was a NaN mean
+                           lambda: K.global_avg_pool2d_forward(z(2, 3, 0, 4))),
 }
 
 
