@@ -13,6 +13,7 @@ import sys
 
 import numba
 import numpy as np
+import pytest
 from helpers import repo_env
 
 import fastcnn
@@ -109,3 +110,37 @@ def test_seeded_fit_of_a_residual_batchnorm_model_repeats_bit_for_bit():
         fastcnn.set_num_threads(before)
     for a, b in zip(first, second, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+_FIT = """
+import numba, numpy as np, fastcnn
+from fastcnn.layers import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+fastcnn.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+fastcnn.manual_seed(3)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((100, 1, 12, 12)).astype(np.float32)
+y = rng.integers(0, 10, 100)
+model = fastcnn.Sequential(Conv2d(1, 8, 3, padding=1), BatchNorm2d(8), ReLU(), MaxPool2d(2),
+                           Conv2d(8, 16, 3), ReLU(), Flatten(), Linear(16 * 4 * 4, 10), input_shape=(1, 12, 12))
+model.fit(x, y, epochs=2, batch_size=48, seed=5, verbose=0,
+          optimizer=fastcnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4))
+np.save({out!r}, np.concatenate([p.data.ravel().astype(np.float64) for p in model.parameters()]
+                                + [np.ravel(b).astype(np.float64) for layer in model.layers for b in layer.buffers().values()]))
+"""
+
+
+@pytest.mark.slow
+def test_fit_with_an_empty_cache_and_a_warm_one_gives_the_same_weights(tmp_path):
+    """Issue 12: a seeded fit (conv, BatchNorm, pooling, a last partial batch of 4) in a process that compiles every
+    kernel, then in one that loads them from the cache it wrote: every weight and running statistic bit for bit.
+    Slow (the first process compiles for about half a minute): run with ``-m slow``."""
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
+    results = []
+    for run in range(2):
+        out = tmp_path / f"fit{run}.npy"
+        proc = subprocess.run([sys.executable, "-c", _FIT.format(out=str(out))], env=env, check=False,
+                              capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(np.load(out))
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+    np.testing.assert_array_equal(results[0], results[1])
