@@ -148,10 +148,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
 
-    def _check_xy(self, x, y, loss, name):
+    def _check_xy(self, x, y, loss, name, owner="Sequential.fit"):
         x = self._as_input(x, f"{name}x")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise ValueError(f"Sequential.fit: {name}x contains NaN or infinite values")
+            raise ValueError(f"{owner}: {name}x contains NaN or infinite values")
         out_shape = self.output_shapes(x.shape[1:])[-1]
         y = np.asarray(y)
         if y.shape[:1] != x.shape[:1]:
@@ -274,7 +274,7 @@ class Sequential:
         """
         if loss not in LOSSES:
             raise ValueError(f"Sequential.evaluate: loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        x, y = self._check_xy(x, y, loss, "")
+        x, y = self._check_xy(x, y, loss, "", "Sequential.evaluate")
         if len(x) == 0:
             raise ValueError("Sequential.evaluate: x is empty")
         total, correct = 0.0, 0

@@ -49,7 +49,7 @@ def run(args):
         result = model.evaluate(x, y_test, batch_size=args.batch_size)
         logits = model.predict(x, batch_size=args.batch_size)
     except (TypeError, ValueError) as exc:
-        fail(f"{args.checkpoint}: the model cannot take these images: {str(exc).replace('Sequential.fit: ', '')}",
+        fail(f"{args.checkpoint}: the model cannot take these images: {str(exc).replace('Sequential.evaluate: ', '')}",
              EXIT_DATA_ERROR)
     k = logits.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)

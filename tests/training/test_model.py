@@ -507,3 +507,14 @@ def test_relu_then_maxpool_runs_pooled_first_with_identical_results(pool):
     np.testing.assert_array_equal(dx, d)
     for p, q in zip(model.parameters(), [p for layer in plain for p in layer.parameters()]):
         np.testing.assert_array_equal(p.grad, q.grad)
+
+
+def test_evaluate_and_fit_name_themselves_for_non_finite_images():
+    """Issue 12: evaluate on NaN images said "Sequential.fit: ..."."""
+    model = fastcnn.models.lenet5()
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    x[1, 0, 3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"^Sequential\.evaluate: x contains NaN or infinite values"):
+        model.evaluate(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"^Sequential\.fit: x contains NaN or infinite values"):
+        model.fit(x, np.array([0, 1]), verbose=False)
