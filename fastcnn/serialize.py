@@ -205,8 +205,8 @@ def save_model(model, path, optimizer=None, normalizer=None, schedule=None, extr
     Raises
     ------
     ValueError
-        For a layer class checkpoints cannot hold, an object array, or an
-        ``extra`` that is not JSON-serialisable; nothing is written then.
+        For a layer class checkpoints cannot hold, an object or non-finite array
+        (:func:`load` refuses them), or a non-JSON ``extra``; nothing is written.
     OSError
         If the file cannot be written; an existing file at ``path`` is left
         unchanged and no temporary file remains.
@@ -237,6 +237,10 @@ def save_model(model, path, optimizer=None, normalizer=None, schedule=None, extr
     header["normalizer"] = _normalizer_entry(normalizer, arrays)
     header["schedule"] = _state(schedule, "schedule")
     header["extra"] = extra
+    for key, arr in arrays.items():  # load refuses them: a checkpoint that cannot be loaded is not written
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"save_model: {key} holds NaN or infinite values (did training diverge?); "
+                             f"nothing is written to {path!r}")
     arrays["config"] = np.array(_dumps(header, "the optimizer, schedule and extra"))
     for name, arr in arrays.items():
         _plain_array(arr, name)

@@ -178,3 +178,15 @@ def test_refused_load_leaves_the_rng_and_file_alone(ckpt):
     b = fastcnn.models.lenet5().parameters()[0].data.copy()
     np.testing.assert_array_equal(a, b)
     assert ckpt.read_bytes() == broken != before
+
+
+def test_saving_nan_weights_is_refused_and_writes_nothing(tmp_path):
+    """load refuses non-finite weights, so save refuses to write a checkpoint that could not be loaded."""
+    model = fastcnn.models.lenet5()
+    path = tmp_path / "old.npz"
+    model.save(path)
+    before = path.read_bytes()
+    model.parameters()[2].data[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"save_model: param_2 holds NaN or infinite values"):
+        model.save(path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.npz"]
