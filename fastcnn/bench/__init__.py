@@ -32,7 +32,7 @@ One module per job; this package re-exports their public names:
                     and per-layer times)
 ``layers``          the per-layer timers of ``bench models`` (:class:`~fastcnn.bench.layers.LayerTimer`)
 ``startup``         :func:`bench_startup` (fresh processes)
-``machine``         :func:`machine_info`: CPU, vector width, threads, versions
+``machine``         :func:`machine_info`: CPU, vector width, threads, versions; :func:`busy_cores`
 ``report``          the ``format_*`` tables, :func:`write_json`, :func:`plot_conv`
 ``torch_models``    the PyTorch twins of fastcnn's models (``torch_lenet5``,
                     ``torch_vgg_small``, ``torch_resnet_small``)
@@ -59,7 +59,7 @@ from .conv import (
     parse_shape,
     run_conv_suite,
 )
-from .machine import machine_info
+from .machine import busy_cores, machine_info
 from .memory import conv_workspace_bytes
 from .models import BENCH_MODELS, bench_models
 from .report import (
@@ -92,6 +92,7 @@ __all__ = [
     "bench_startup",
     "bench_models",
     "machine_info",
+    "busy_cores",
     "format_conv",
     "format_train",
     "format_startup",

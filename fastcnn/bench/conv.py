@@ -269,7 +269,8 @@ def _time_ops(ops, repeat, settle, min_sample):
 def _algorithm_entry(shape, samples, number, peak_gflops):
     """One algorithm's medians (timed and derived), GFLOP/s and share of the peak."""
     med = {op: median(samples[op]) for op in TIMED_OPS}
-    med["backward_data"] = med["backward"] - med["backward_weight"]  # derived
+    derived = med["backward"] - med["backward_weight"]  # noise can make it negative: then unknown (None)
+    med["backward_data"] = derived if derived > 0 else None
     med["forward_backward"] = median([f + g for f, g in zip(samples["forward"], samples["backward"])])
     gflops = {op: (_PASSES[op] * shape.flops / t / 1e9 if t and t > 0 else None) for op, t in med.items()}
     return {
@@ -304,7 +305,8 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     ``forward``; ``backward_weight`` (dw and db only: fastcnn's
     ``need_input_grad=False``, torch's autograd with ``x.requires_grad=False``);
     ``backward`` (dx, dw, db).  Derived: ``backward_data`` = backward -
-    backward_weight, ``forward_backward`` = forward + backward (per repeat).
+    backward_weight (None when noise makes it 0 or negative: printed "-"),
+    ``forward_backward`` = forward + backward (per repeat).
     The torch forward runs under ``torch.no_grad()``; its backward times
     ``torch.autograd.grad`` on a graph built (untimed) just before.
 

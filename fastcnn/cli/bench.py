@@ -29,8 +29,16 @@ def add_parser(subparsers):
     return parser
 
 
+#: Other processes using this many cores or more before a benchmark starts make it print a warning.
+BUSY_CORES = 0.5
+
+
 def run(args):
-    """Run the benchmark ``args.bench_command``; return 0."""
+    """Run the benchmark ``args.bench_command`` (after a warning when the machine is busy); return 0."""
+    busy = bench.busy_cores()
+    if busy is not None and busy >= BUSY_CORES:
+        log(f"fastcnn bench: warning: the machine is busy (other processes kept about {busy:.1f} cores working "
+            "just before the benchmark); its timings, and its ratios to PyTorch, are unreliable")
     return RUNS[args.bench_command](args)
 
 

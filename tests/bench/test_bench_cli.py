@@ -3,6 +3,7 @@
 import functools
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -335,3 +336,35 @@ def test_bench_models_cli_no_inference(tmp_path, monkeypatch, capsys):
 def test_bench_models_rejects_unknown_model(capsys):
     status, out, err = run_main(["bench", "models", "--models", "alexnet"], capsys)
     assert_one_line_error(status, err, 2, "--models", "alexnet")
+
+
+# --------------------------------------------------------------------------- busy machines and noise (issue 12)
+
+
+def test_busy_cores_reads_the_machine():
+    busy = bench.busy_cores(0.05)
+    if busy is None:
+        pytest.skip("no /proc/stat here")
+    assert 0 <= busy <= (os.cpu_count() or 1) + 1e-9
+
+
+@pytest.mark.parametrize("busy,warned", [(1.2, True), (0.1, False), (None, False)])
+def test_bench_warns_when_the_machine_is_busy(monkeypatch, capsys, busy, warned):
+    monkeypatch.setattr(bench, "busy_cores", lambda interval=0.3: busy)
+    status, out, err = run_main(["bench", "conv", "--shapes", TINY, "--repeat", "1", "--threads", "1"], capsys)
+    assert status == 0, err
+    assert ("the machine is busy" in err) == warned
+    if warned:
+        assert "1.2 cores" in err and "unreliable" in err
+
+
+def test_a_negative_derived_input_gradient_time_is_unknown_not_negative(capsys):
+    """bench conv printed -66.6 ms under load: backward faster than its weight-only part, by noise."""
+    from fastcnn.bench import conv as conv_bench
+
+    samples = {"forward": [0.010], "backward_weight": [0.030], "backward": [0.020]}
+    entry = conv_bench._algorithm_entry(parse_shape(TINY), samples, {op: 1 for op in samples}, 100.0)
+    assert entry["median_s"]["backward_data"] is None and entry["gflops"]["backward_data"] is None
+    samples["backward"] = [0.050]
+    entry = conv_bench._algorithm_entry(parse_shape(TINY), samples, {op: 1 for op in samples}, 100.0)
+    assert entry["median_s"]["backward_data"] > 0
