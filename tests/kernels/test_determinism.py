@@ -50,12 +50,18 @@ np.save({out!r}, np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a i
 def test_reductions_compiled_and_cached_give_the_same_bits(tmp_path):
     """Batch-norm statistics and gradients and the losses: a process that compiles the kernels (empty cache) and
     one that loads them from the cache it wrote give bit-identical results."""
+    _cold_then_warm(tmp_path, _REDUCTIONS, timeout=900)
+
+
+def _cold_then_warm(tmp_path, script, timeout):
+    """Run ``script`` (it saves an array to ``{out}``) with an empty Numba cache, then with the cache it wrote;
+    assert the first run wrote the cache and both saved the same bits."""
     env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
     results = []
     for run in range(2):
         out = tmp_path / f"run{run}.npy"
-        proc = subprocess.run([sys.executable, "-c", _REDUCTIONS.format(out=str(out))], env=env, check=False,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run([sys.executable, "-c", script.format(out=str(out))], env=env, check=False,
+                              capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         results.append(np.load(out))
     assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run did write the cache
@@ -134,13 +140,4 @@ def test_fit_with_an_empty_cache_and_a_warm_one_gives_the_same_weights(tmp_path)
     """Issue 12: a seeded fit (conv, BatchNorm, pooling, a last partial batch of 4) in a process that compiles every
     kernel, then in one that loads them from the cache it wrote: every weight and running statistic bit for bit.
     Slow (the first process compiles for about half a minute): run with ``-m slow``."""
-    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
-    results = []
-    for run in range(2):
-        out = tmp_path / f"fit{run}.npy"
-        proc = subprocess.run([sys.executable, "-c", _FIT.format(out=str(out))], env=env, check=False,
-                              capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        results.append(np.load(out))
-    assert any((tmp_path / "cache").rglob("*.nbi"))
-    np.testing.assert_array_equal(results[0], results[1])
+    _cold_then_warm(tmp_path, _FIT, timeout=1800)
