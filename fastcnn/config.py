@@ -28,6 +28,7 @@ and a sum the optimiser may reorder then differs between the two.
 """
 
 import os
+import threading
 
 import llvmlite.binding
 import numba
@@ -119,8 +120,19 @@ def set_num_threads(n):
             "set NUMBA_NUM_THREADS before importing fastcnn to allow more"
         )
     numba.set_num_threads(int(n))
+    _planned.threads = int(n)
 
 
 def get_num_threads():
-    """Return the number of threads fastcnn's parallel kernels use."""
-    return numba.get_num_threads()
+    """Return the number of threads fastcnn's parallel kernels are planned for (in this Python thread).
+
+    Every kernel sizes its tasks from this count, so it decides the results.
+    During :meth:`~fastcnn.Sequential.fit` fewer threads may run them on a
+    busy machine (:mod:`fastcnn._cpuload`), with the same results.
+    """
+    planned = getattr(_planned, "threads", None)
+    return numba.get_num_threads() if planned is None else planned
+
+
+#: The count :func:`set_num_threads` last set in each Python thread (Numba's own count is per thread too).
+_planned = threading.local()

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .._cpuload import busy_cores  # noqa: F401  (re-exported by fastcnn.bench)
 from .timing import blas
 
 __all__ = ["version", "torch_version", "cpu_model", "vector_info", "vector_text", "machine_info"]
@@ -36,32 +37,6 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine() or None
-
-
-def busy_cores(interval=0.3):
-    """How many cores other processes kept busy during ``interval`` seconds (read from ``/proc/stat``).
-
-    Call it before a benchmark starts, while this process is idle: the
-    machine's busy time over the interval, in cores (0 on an idle machine,
-    about 1 with one CPU-bound process running).  None where ``/proc/stat``
-    cannot be read (not Linux).
-    """
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total1 - total0
-    if total <= 0:
-        return None
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / total)
 
 
 def vector_info():
