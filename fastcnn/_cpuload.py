@@ -8,15 +8,18 @@ the thread count the plans were made for (:func:`fastcnn.get_num_threads`),
 never from the threads that happen to run it, so the number of threads that
 *run* can change from batch to batch without changing a single bit of the
 results (``tests/training/test_dynamic_threads.py`` checks it).  That is what
-:class:`ThreadGovernor` does during :meth:`~fastcnn.Sequential.fit`: every half
-second it reads how much CPU time other processes took on this process's cores
+:class:`ThreadGovernor` does during :meth:`~fastcnn.Sequential.fit`: every 0.2 s
+it reads how much CPU time other processes took on this process's cores
 (``/proc/stat`` minus this process's own time) and runs the parallel kernels on
 the cores left free, at least one and at most the planned count, as OpenMP's
 ``OMP_DYNAMIC`` does from the load average.  ``FASTCNN_DYNAMIC_THREADS=0``
 turns it off; where ``/proc/stat`` cannot be read (not Linux) it does nothing.
+A :meth:`~fastcnn.Sequential.fit` started within a second of the last one (a
+loop calling it once per epoch) starts on the thread count that one ended on.
 """
 
 import os
+import threading
 import time
 
 import numba
@@ -24,7 +27,7 @@ import numba
 from . import config
 
 #: Seconds between two readings of the load.
-INTERVAL = 0.5
+INTERVAL = 0.2
 
 
 def _cpus():
@@ -122,10 +125,13 @@ class ThreadGovernor:
     def __enter__(self):
         config.set_num_threads(self.threads)  # pins the planned count for this thread
         self._last = (self.clock(), self.sampler.sample()) if self.threads > 1 else None
+        if self._last is not None:
+            self._run_on(_recent_count(self.threads), count=False)
         return self
 
     def __exit__(self, *exc):
-        self._run_on(self.threads)
+        _recent.last = (time.monotonic(), self.threads, self.running)
+        self._run_on(self.threads, count=False)
         return False
 
     def tick(self):
@@ -144,8 +150,23 @@ class ThreadGovernor:
         others = max(0.0, ((sample[0] - before[0]) - (sample[1] - before[1])) / (now - then))
         self._run_on(max(1, min(self.threads, round(self.cpus - others))))
 
-    def _run_on(self, n):
+    def _run_on(self, n, count=True):
         if n != self.running:
-            self.changes += 1
+            self.changes += count
             self.running = n
         numba.set_num_threads(n)
+
+
+#: The last governor's exit in each Python thread: (time.monotonic(), planned, running).
+_recent = threading.local()
+
+#: Seconds for which a new governor starts where the last one in the same thread ended (a fit per epoch).
+RECENT = 1.0
+
+
+def _recent_count(threads):
+    """The running count a governor left less than :data:`RECENT` seconds ago with the same plan, else ``threads``."""
+    last = getattr(_recent, "last", None)
+    if last is None or last[1] != threads or time.monotonic() - last[0] > RECENT:
+        return threads
+    return last[2]

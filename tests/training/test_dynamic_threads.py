@@ -8,6 +8,11 @@ import fastcnn
 from fastcnn import _cpuload, models, training
 from fastcnn.layers import init
 
+@pytest.fixture(autouse=True)
+def _no_recent_governor(monkeypatch):
+    monkeypatch.setattr(_cpuload, "_recent", __import__("threading").local())
+
+
 needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 
 
@@ -61,6 +66,17 @@ def test_the_planned_count_comes_back_when_the_machine_is_quiet_again():
         governor.tick()
         assert governor.running == 2
         assert governor.changes == 2
+
+
+@needs_two_threads
+def test_a_fit_right_after_another_starts_where_it_ended():
+    with _governor([1.0]) as governor:
+        governor.tick()
+    assert numba.get_num_threads() == 2
+    with _governor([0.0]) as governor:
+        assert governor.running == 1 and numba.get_num_threads() == 1
+        governor.tick()
+        assert governor.running == 2
 
 
 def test_without_proc_stat_the_governor_does_nothing():
