@@ -57,3 +57,52 @@ def test_pool_torch(benchmark, shape, kind):
         return torch.autograd.grad(pool(x, 2), x, dy)
 
     run(benchmark, step, f"{kind}_pool2d fwd+bwd {_id(shape)}")
+
+
+# The pooling options of MobileNet-style networks: a 3x3 stride-1 average pool whose padding does not count
+# (count_include_pad=False), and a global max pool over the last feature maps.
+OPTION_SHAPES = [(64, 32, 16, 16), (64, 128, 8, 8)]
+
+
+@pytest.mark.parametrize("shape", OPTION_SHAPES, ids=_id)
+def test_avg_pool_without_padding(benchmark, shape):
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+    def step():
+        y = kernels.avg_pool2d_forward(x, 3, stride=1, padding=1, count_include_pad=False)
+        return kernels.avg_pool2d_backward(y, x.shape, 3, stride=1, padding=1, count_include_pad=False)
+
+    run(benchmark, step, f"avg_pool2d 3x3/1 pad 1 count_include_pad=False fwd+bwd {_id(shape)}")
+
+
+@pytest.mark.parametrize("shape", OPTION_SHAPES, ids=_id)
+def test_global_max_pool(benchmark, shape):
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+    def step():
+        y, argmax = kernels.global_max_pool2d_forward(x)
+        return kernels.global_max_pool2d_backward(y, argmax, x.shape)
+
+    run(benchmark, step, f"global_max_pool2d fwd+bwd {_id(shape)}")
+
+
+@pytest.mark.parametrize("kind", ["avg_no_pad", "global_max"])
+@pytest.mark.parametrize("shape", OPTION_SHAPES, ids=_id)
+def test_pool_options_torch(benchmark, shape, kind):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape, dtype=np.float32)).requires_grad_(True)
+    if kind == "avg_no_pad":
+        def pool():
+            return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        group = f"avg_pool2d 3x3/1 pad 1 count_include_pad=False fwd+bwd {_id(shape)}"
+    else:
+        def pool():
+            return F.adaptive_max_pool2d(x, 1)
+        group = f"global_max_pool2d fwd+bwd {_id(shape)}"
+
+    def step():
+        y = pool()
+        return torch.autograd.grad(y, x, y.detach())
+
+    run(benchmark, step, group)

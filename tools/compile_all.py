@@ -35,6 +35,7 @@ def touch_everything(dtype):
     K.max_pool2d_forward(x, 3, stride=2, padding=1)  # the general kernel (2x2 / stride 2 has its own)
     K.avg_pool2d_backward(K.avg_pool2d_forward(x, 2), x.shape, 2)
     K.global_avg_pool2d_backward(K.global_avg_pool2d_forward(x), x.shape)
+    K.global_max_pool2d_backward(*K.global_max_pool2d_forward(x), x.shape)
     K.col2im(K.im2col(x, 3), x.shape, 3)
     for f, g in ((K.relu_forward, K.relu_backward), (K.sigmoid_forward, K.sigmoid_backward),
                  (K.tanh_forward, K.tanh_backward)):

@@ -4,14 +4,15 @@
 recursively, the layers inside a Residual's paths) with a timer around its
 ``forward`` and ``backward``, then runs the model's real training step
 several times: every layer sees the activations and gradients the model
-produces, in the order it runs them (a ReLU before a MaxPool2d runs after it;
+produces, in the order it runs them (a ReLU before a max pooling runs after it;
 the layers before the first one with parameters get no backward call).  The
 timers are instance attributes, removed afterwards.
 
 :class:`TorchForwardTimer` does the same for the forward pass of a PyTorch
 twin's top-level modules, with forward hooks, and :func:`align` pairs those
 modules with fastcnn's top-level layers by kind (``Residual`` with the twin's
-``BasicBlock``, ``GlobalAvgPool2d`` with ``AdaptiveAvgPool2d``).
+``BasicBlock``, ``GlobalAvgPool2d`` with ``AdaptiveAvgPool2d``, ``GlobalMaxPool2d``
+with ``AdaptiveMaxPool2d``; the other pooling layers have PyTorch's names).
 """
 
 import time
@@ -21,7 +22,8 @@ from .timing import median
 __all__ = ["TORCH_KINDS", "layer_tree", "LayerTimer", "TorchForwardTimer", "align"]
 
 #: fastcnn layer class name -> the class name of the PyTorch module that does its job in the twins.
-TORCH_KINDS = {"Residual": "BasicBlock", "GlobalAvgPool2d": "AdaptiveAvgPool2d"}
+TORCH_KINDS = {"Residual": "BasicBlock", "GlobalAvgPool2d": "AdaptiveAvgPool2d",
+               "GlobalMaxPool2d": "AdaptiveMaxPool2d"}
 
 
 def layer_tree(model):

@@ -12,7 +12,7 @@ This module only re-exports; each op family lives in its own module:
 =================  ===========================================================
 ``conv``           convolution, im2col/col2im; ``conv_plan`` chooses its algorithms,
                    ``conv_tune`` times them (``algorithm="tuned"``)
-``pool``           max / average / global average pooling
+``pool``           max / average / global average / global max pooling
 ``activation``     ReLU, leaky ReLU, sigmoid, tanh, softmax
 ``norm``           batch normalisation
 ``linear``         fully connected layers
@@ -46,6 +46,12 @@ from ._conv_channellast import (
     conv2d_forward_channellast,
     input_grad_frame,
     to_channel_last,
+)
+from ._conv_depthwise import (
+    conv2d_backward_input_depthwise,
+    conv2d_backward_weight_depthwise,
+    conv2d_forward_depthwise,
+    depthwise_frame,
 )
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
@@ -81,6 +87,8 @@ from ._pool import (
     avg_pool2d_forward_kernel,
     global_avg_pool2d_backward_kernel,
     global_avg_pool2d_forward_kernel,
+    global_max_pool2d_backward_kernel,
+    global_max_pool2d_forward_kernel,
     max_pool2d_2x2_forward_kernel,
     max_pool2d_backward_kernel,
     max_pool2d_forward_kernel,
@@ -128,6 +136,8 @@ from .pool import (
     avg_pool2d_forward,
     global_avg_pool2d_backward,
     global_avg_pool2d_forward,
+    global_max_pool2d_backward,
+    global_max_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
     pool2d_output_shape,
@@ -160,6 +170,8 @@ __all__ = [
     "pool2d_output_shape",
     "global_avg_pool2d_forward",
     "global_avg_pool2d_backward",
+    "global_max_pool2d_forward",
+    "global_max_pool2d_backward",
     # activations
     "relu_forward",
     "relu_backward",
@@ -207,6 +219,10 @@ __all__ = [
     "winograd_filter",
     "conv2d_forward_winograd",
     "conv2d_backward_weight_winograd",
+    "depthwise_frame",
+    "conv2d_forward_depthwise",
+    "conv2d_backward_weight_depthwise",
+    "conv2d_backward_input_depthwise",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",
@@ -216,6 +232,8 @@ __all__ = [
     "avg_pool2d_backward_kernel",
     "global_avg_pool2d_forward_kernel",
     "global_avg_pool2d_backward_kernel",
+    "global_max_pool2d_forward_kernel",
+    "global_max_pool2d_backward_kernel",
     "relu_forward_kernel",
     "relu_backward_kernel",
     "sigmoid_forward_kernel",

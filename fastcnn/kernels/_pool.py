@@ -2,8 +2,8 @@
 
 x (N, C, H, W), y and dy (N, C, P, Q); window (kh, kw), stride (sh, sw),
 padding (ph, pw).  Output (p, q) covers input rows ``p*sh - ph ..`` and
-columns ``q*sw - pw ..`` of the padded input.  One prange iteration owns each
-(image, channel) plane.
+columns ``q*sw - pw ..`` of the padded input.  The global poolings' y and dy
+are (N, C).  One prange iteration owns each (image, channel) plane.
 """
 
 import numpy as np
@@ -167,22 +167,41 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
     return bad
 
 
-@pjit
-def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
-    """Window means into ``y``, zero padding counted in the divisor (PyTorch's default).
+@njit(inline="always")
+def _avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad):
+    """The divisor of the window starting at (i0, j0) of the padded input (see :func:`avg_pool2d_forward_kernel`)."""
+    i_end, j_end = min(i0 + kh, H + ph), min(j0 + kw, W + pw)
+    if count_include_pad:
+        return (i_end - i0) * (j_end - j0)
+    return (min(i_end, H) - max(i0, 0)) * (min(j_end, W) - max(j0, 0))
 
-    The divisor is the window's extent clipped to the padded input:
-    ``(min(i0 + kh, H + ph) - i0) * (min(j0 + kw, W + pw) - j0)``.
+
+@pjit
+def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad=True):
+    """Window means into ``y``; zero padding counts in the divisor unless ``count_include_pad`` is False.
+
+    The window of output (p, q) starts at ``(i0, j0) = (p*sh - ph, q*sw - pw)``
+    and is clipped to the padded input, ``i_end = min(i0 + kh, H + ph)``,
+    ``j_end = min(j0 + kw, W + pw)``; its sum runs over the input pixels in
+    it.  The divisor is, as in PyTorch:
+
+    * ``count_include_pad=True``: ``(i_end - i0) * (j_end - j0)``, padding
+      included; a ceil-mode window hanging past the padding counts only the
+      part inside it.
+    * ``count_include_pad=False``: the number of input pixels in the window,
+      ``(min(i_end, H) - max(i0, 0)) * (min(j_end, W) - max(j0, 0))``.
 
     Parameters
     ----------
     x : (N, C, H, W) float array, read
     y : (N, C, P, Q) array of x's dtype, written in full; every window must
-        start inside the padded input, ``(P-1)*sh < H + 2*ph`` and
-        ``(Q-1)*sw < W + 2*pw`` (true of the P and Q the checked functions use), or
-        its divisor is zero or negative
+        hold an input pixel, ``(P-1)*sh - ph < H`` and ``(Q-1)*sw - pw < W``
+        and ``ph < kh``, ``pw < kw`` (true of the P and Q the checked
+        functions use), or its divisor is zero or negative
     kh, kw, sh, sw, ph, pw : int
         Window size, stride and zero padding along height and width.
+    count_include_pad : bool, optional
+        Whether the zero padding counts in the divisor (default True).
     """
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
@@ -196,7 +215,7 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
             for q in range(Q):
                 j0 = q * sw - pw
                 j_end = min(j0 + kw, W + pw)
-                count = (i_end - i0) * (j_end - j0)
+                count = _avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad)
                 acc = zero
                 for i in range(max(i0, 0), min(i_end, H)):
                     for j in range(max(j0, 0), min(j_end, W)):
@@ -205,12 +224,12 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw):
 
 
 @pjit
-def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
+def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad=True):
     """Spread each dy[n, c, p, q] evenly over its window (same divisor as forward).
 
     ``dx[n, c, i, j]`` is the sum of ``dy[n, c, p, q] / divisor(p, q)`` over
     the windows (p, q) that contain input pixel (i, j); the padding's share is
-    dropped.
+    dropped (with ``count_include_pad=False`` it has none).
 
     Parameters
     ----------
@@ -219,6 +238,8 @@ def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
     dx : (N, C, H, W) array of dy's dtype, written in full
     kh, kw, sh, sw, ph, pw : int
         The forward pass's window size, stride and padding.
+    count_include_pad : bool, optional
+        The forward pass's choice (default True).
     """
     N, C, H, W = dx.shape
     P, Q = dy.shape[2], dy.shape[3]
@@ -234,7 +255,7 @@ def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw):
             for q in range(Q):
                 j0 = q * sw - pw
                 j_end = min(j0 + kw, W + pw)
-                g = dy[n, c, p, q] / dx.dtype.type((i_end - i0) * (j_end - j0))
+                g = dy[n, c, p, q] / dx.dtype.type(_avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad))
                 for i in range(max(i0, 0), min(i_end, H)):
                     for j in range(max(j0, 0), min(j_end, W)):
                         dx[n, c, i, j] += g
@@ -280,3 +301,62 @@ def global_avg_pool2d_backward_kernel(dy, dx):
         for i in range(H):
             for j in range(W):
                 dx[n, c, i, j] = g
+
+
+@pjit
+def global_max_pool2d_forward_kernel(x, y, argmax):
+    """y[n, c] = maximum of x[n, c] over its H*W pixels; argmax[n, c] its flat index ``i*W + j``.
+
+    The rule of :func:`max_pool2d_forward_kernel` with one window covering
+    the whole plane: ties go to the first maximum in row-major order, and a
+    NaN wins (the first one).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array with H, W >= 1, read
+    y : (N, C) array of x's dtype, written in full
+    argmax : (N, C) int64 array, written in full
+    """
+    N, C, H, W = x.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        best, best_at = _window_max(x[n, c], 0, H, 0, W)
+        y[n, c] = best
+        argmax[n, c] = best_at
+
+
+@pjit
+def global_max_pool2d_backward_kernel(dy, argmax, dx):
+    """dx[n, c] is zero but at its flat index argmax[n, c], which receives dy[n, c].
+
+    Indices outside the plane are skipped, not written (the checked
+    :func:`fastcnn.kernels.global_max_pool2d_backward` refuses the call then).
+
+    Parameters
+    ----------
+    dy : (N, C) float array, read
+    argmax : (N, C) int64 array from :func:`global_max_pool2d_forward_kernel`
+    dx : (N, C, H, W) C-contiguous array of dy's dtype, written in full
+
+    Returns
+    -------
+    int
+        How many argmax values were outside ``[0, H*W)`` (0 for the forward kernel's).
+    """
+    N, C, H, W = dx.shape
+    dx_planes = dx.reshape(N * C, H * W)
+    zero = dx.dtype.type(0)
+    bad = 0
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = dx_planes[t]
+        for m in range(H * W):
+            plane[m] = zero
+        i = argmax[n, c]
+        if 0 <= i < H * W:
+            plane[i] = dy[n, c]
+        else:
+            bad += 1
+    return bad

@@ -1,7 +1,8 @@
-"""Checked pooling: max, average and global average, forward and backward side by side.
+"""Checked pooling: max, average, global average and global max, forward and backward side by side.
 
 Shape vocabulary: x (N, C, H, W), y, dy and argmax (N, C, P, Q); window
-(kh, kw), stride (sh, sw), padding (ph, pw).
+(kh, kw), stride (sh, sw), padding (ph, pw).  The global poolings' y, dy and
+argmax are (N, C).
 """
 
 import numpy as np
@@ -13,10 +14,28 @@ from ._pool import (
     avg_pool2d_forward_kernel,
     global_avg_pool2d_backward_kernel,
     global_avg_pool2d_forward_kernel,
+    global_max_pool2d_backward_kernel,
+    global_max_pool2d_forward_kernel,
     max_pool2d_2x2_forward_kernel,
     max_pool2d_backward_kernel,
     max_pool2d_forward_kernel,
 )
+
+
+def check_flag(value, name, fn):
+    """``value`` as a bool: True or False (Python or numpy bools), or the integers 1 and 0 (as ONNX writes them).
+
+    Anything else (None, strings, other numbers) raises TypeError naming ``fn`` and ``name``.
+    """
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{fn}: {name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def _check_plane(x, fn, what):
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{fn}: the input's planes are empty ({x.shape[2]}x{x.shape[3]}); "
+                         f"the {what} needs at least one pixel")
 
 
 def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, ceil_mode=False, fn="pool2d"):
@@ -126,13 +145,28 @@ def max_pool2d_backward(dy, argmax, x_shape):
     return dx
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Average pooling forward; zero padding counts in the divisor (PyTorch's default).
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average pooling forward, with PyTorch's divisor rule.
 
-    The divisor of output (p, q) is the window's size clipped to the padded
-    input, ``(min(i0 + kh, H + ph) - i0) * (min(j0 + kw, W + pw) - j0)`` with
-    ``i0 = p*sh - ph``, ``j0 = q*sw - pw``; it is smaller only for a ceil-mode
-    window hanging past the padding.  Arguments as :func:`max_pool2d_forward`.
+    The window of output (p, q) starts at ``(i0, j0) = (p*sh - ph, q*sw - pw)``
+    and is clipped to the padded input: ``i_end = min(i0 + kh, H + ph)``,
+    ``j_end = min(j0 + kw, W + pw)``.  The sum runs over the input pixels in
+    it; the divisor is
+
+    * ``count_include_pad=True`` (the default): ``(i_end - i0) * (j_end - j0)``,
+      the zero padding included; smaller than ``kh*kw`` only for a ceil-mode
+      window hanging past the padding;
+    * ``count_include_pad=False``: the number of input pixels in the window,
+      ``(min(i_end, H) - max(i0, 0)) * (min(j_end, W) - max(j0, 0))``, so
+      the output is the mean of the pixels the window covers.
+
+    Parameters
+    ----------
+    x, kernel_size, stride, padding, ceil_mode
+        As :func:`max_pool2d_forward`.
+    count_include_pad : bool
+        Whether the zero padding counts in the divisor (1 and 0 are taken
+        for True and False; other values raise TypeError).
 
     Returns
     -------
@@ -145,20 +179,30 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     >>> avg_pool2d_forward(np.arange(16.0).reshape(1, 1, 4, 4), 2)[0, 0]
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
+    >>> ones = np.ones((1, 1, 2, 2))
+    >>> avg_pool2d_forward(ones, 2, padding=1)[0, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    >>> avg_pool2d_forward(ones, 2, padding=1, count_include_pad=False)[0, 0]
+    array([[1., 1.],
+           [1., 1.]])
     """
     fn = "avg_pool2d_forward"
     x = as_float_array(x, "x", fn, ndim=4)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad", fn)
     out_shape, geometry = pool2d_output_shape(x.shape, kernel_size, stride, padding, ceil_mode, fn)
     y = np.empty(out_shape, dtype=x.dtype)
-    avg_pool2d_forward_kernel(x, y, *geometry)
+    avg_pool2d_forward_kernel(x, y, *geometry, count_include_pad)
     return y
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False):
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Average pooling backward: each gradient is spread evenly over its window.
 
-    Arguments as :func:`avg_pool2d_forward`, with ``dy`` (N, C, P, Q) and the
-    input's shape instead of the input.
+    ``dx[n, c, i, j]`` is the sum of ``dy[n, c, p, q] / divisor(p, q)`` over
+    the windows that contain input pixel (i, j).  Arguments as
+    :func:`avg_pool2d_forward`, with ``dy`` (N, C, P, Q) and the input's
+    shape instead of the input.
 
     Returns
     -------
@@ -167,10 +211,11 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ceil_m
     fn = "avg_pool2d_backward"
     dy = as_float_array(dy, "dy", fn, ndim=4)
     x_shape = check_x_shape(x_shape, fn)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad", fn)
     out_shape, geometry = pool2d_output_shape(x_shape, kernel_size, stride, padding, ceil_mode, fn)
     check_shape(dy, out_shape, "dy", fn)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    avg_pool2d_backward_kernel(dy, dx, *geometry)
+    avg_pool2d_backward_kernel(dy, dx, *geometry, count_include_pad)
     return dx
 
 
@@ -186,9 +231,7 @@ def global_avg_pool2d_forward(x):
     """
     fn = "global_avg_pool2d_forward"
     x = as_float_array(x, "x", fn, ndim=4)
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(f"{fn}: the input's planes are empty ({x.shape[2]}x{x.shape[3]}); "
-                         "the mean needs at least one pixel")
+    _check_plane(x, fn, "mean")
     y = np.empty(x.shape[:2], dtype=x.dtype)
     global_avg_pool2d_forward_kernel(x, y)
     return y
@@ -202,4 +245,66 @@ def global_avg_pool2d_backward(dy, x_shape):
     check_shape(dy, x_shape[:2], "dy", fn)
     dx = np.empty(x_shape, dtype=dy.dtype)
     global_avg_pool2d_backward_kernel(dy, dx)
+    return dx
+
+
+def global_max_pool2d_forward(x):
+    """Maximum over each channel's H x W plane: (N, C, H, W) -> (N, C), and where it came from.
+
+    The rule of :func:`max_pool2d_forward` with one window covering the
+    plane: on ties the first maximum in row-major order wins, and a NaN wins
+    (the first one).  ``y`` is (N, C), as :func:`global_avg_pool2d_forward`'s;
+    PyTorch's ``adaptive_max_pool2d(x, 1)`` is ``y.reshape(N, C, 1, 1)``.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64, H and W at least 1
+
+    Returns
+    -------
+    y : ndarray, (N, C), dtype of x
+    argmax : ndarray, (N, C), int64
+        Flat index ``i*W + j`` of the winning element within its (H, W) plane.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import global_max_pool2d_forward
+    >>> global_max_pool2d_forward(np.array([[[[1.0, 3.0], [3.0, 2.0]], [[-1.0, -5.0], [0.5, 0.5]]]]))
+    (array([[3. , 0.5]]), array([[1, 2]]))
+    """
+    fn = "global_max_pool2d_forward"
+    x = as_float_array(x, "x", fn, ndim=4)
+    _check_plane(x, fn, "maximum")
+    y = np.empty(x.shape[:2], dtype=x.dtype)
+    argmax = np.empty(x.shape[:2], dtype=np.int64)
+    global_max_pool2d_forward_kernel(x, y, argmax)
+    return y, argmax
+
+
+def global_max_pool2d_backward(dy, argmax, x_shape):
+    """Global max pooling backward: dy[n, c] goes to the element that won plane (n, c); the rest is zero.
+
+    Parameters
+    ----------
+    dy : ndarray, (N, C)
+    argmax : ndarray, (N, C), integer, from :func:`global_max_pool2d_forward`
+    x_shape : (N, C, H, W)
+
+    Returns
+    -------
+    dx : ndarray, x_shape, dtype of dy
+    """
+    fn = "global_max_pool2d_backward"
+    dy = as_float_array(dy, "dy", fn, ndim=2)
+    x_shape = check_x_shape(x_shape, fn)
+    check_shape(dy, x_shape[:2], "dy", fn)
+    argmax = np.asarray(argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: argmax must be an integer array, got dtype {argmax.dtype}")
+    check_shape(argmax, dy.shape, "argmax", fn)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    if global_max_pool2d_backward_kernel(dy, np.ascontiguousarray(argmax, dtype=np.int64), dx):
+        plane = x_shape[2] * x_shape[3]
+        raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
     return dx

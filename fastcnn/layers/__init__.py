@@ -15,7 +15,7 @@ from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .init import manual_seed
 from .norm import BatchNorm1d, BatchNorm2d, Normalize
-from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pool import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 from .local import LocallyConnected2d, count_connections
 from .residual import Residual
 
@@ -26,6 +26,7 @@ __all__ = [
     "MaxPool2d",
     "AvgPool2d",
     "GlobalAvgPool2d",
+    "GlobalMaxPool2d",
     "ReLU",
     "Sigmoid",
     "Tanh",

@@ -4,12 +4,12 @@ The functions take the list of layers itself, read afresh on every call:
 ``Sequential.layers`` and ``Residual.block`` are public lists that may be
 edited.  Two rules apply inside every chain, nested ones included:
 
-* **ReLU before MaxPool2d runs after it.**  ``maxpool(relu(x)) ==
-  relu(maxpool(x))`` exactly, because ReLU never decreases: the same maximum
-  is picked (or one of equal value), and its gradient is routed where it was
-  (zero where the maximum is not positive).  Pooling first leaves the ReLU a
-  quarter of the elements (2x2 pooling) in both passes.  See
-  :func:`run_order`.
+* **ReLU before MaxPool2d (or GlobalMaxPool2d) runs after it.**
+  ``maxpool(relu(x)) == relu(maxpool(x))`` exactly, because ReLU never
+  decreases: the same maximum is picked (or one of equal value), and its
+  gradient is routed where it was (zero where the maximum is not positive).
+  Pooling first leaves the ReLU a quarter of the elements (2x2 pooling), one
+  per plane (global max pooling), in both passes.  See :func:`run_order`.
 * **The input gradient is computed only when asked for.**  ``backward(...,
   need_input_grad=False)`` stops at the first layer that has parameters,
   telling it ``need_input_grad=False`` (a convolution or linear layer then
@@ -21,13 +21,16 @@ edited.  Two rules apply inside every chain, nested ones included:
 from . import fuse
 from .activation import ReLU
 from .base import unique_parameters
-from .pool import MaxPool2d
+from .pool import GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["backward", "forward", "output_shapes", "parameters", "run_order"]
 
+#: The pooling layers a ReLU directly before them runs after (exact classes).
+_MAX_POOLS = (MaxPool2d, GlobalMaxPool2d)
+
 
 def run_order(layers):
-    """The order the layers run in: indices into ``layers``, a ReLU directly followed by a MaxPool2d swapped.
+    """The order the layers run in: indices into ``layers``, a ReLU directly followed by a max pooling swapped.
 
     Parameters
     ----------
@@ -37,7 +40,8 @@ def run_order(layers):
     -------
     list of int
         A permutation of ``range(len(layers))``; only exact ``ReLU`` and
-        ``MaxPool2d`` instances (not subclasses) are swapped, each pair once.
+        ``MaxPool2d`` or ``GlobalMaxPool2d`` instances (not subclasses) are
+        swapped, each pair once.
 
     Examples
     --------
@@ -49,7 +53,7 @@ def run_order(layers):
     order = list(range(n))
     i = 0
     while i < n - 1:
-        if type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2d:
+        if type(layers[i]) is ReLU and type(layers[i + 1]) in _MAX_POOLS:
             order[i], order[i + 1] = i + 1, i
             i += 2
         else:

@@ -1,8 +1,9 @@
-"""Pooling layers."""
+"""Pooling layers: max, average, global average and global max."""
 
 import numpy as np
 
 from .. import kernels
+from ..kernels.pool import check_flag
 from .base import Layer, format_args
 
 
@@ -44,12 +45,12 @@ class _Pool2d(Layer):
             "ceil_mode": self.ceil_mode,
         }
 
+    def _repr_args(self):
+        """``(name, value, default)`` of the arguments after kernel_size, for :func:`format_args`."""
+        return [("stride", self.stride, None), ("padding", self.padding, 0), ("ceil_mode", self.ceil_mode, False)]
+
     def __repr__(self):
-        extra = format_args([
-            ("stride", self.stride, None),
-            ("padding", self.padding, 0),
-            ("ceil_mode", self.ceil_mode, False),
-        ])
+        extra = format_args(self._repr_args())
         return f"{type(self).__name__}(kernel_size={self.kernel_size!r}" + (f", {extra})" if extra else ")")
 
 
@@ -83,26 +84,46 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling (zero padding counts in the divisor); backward spreads gradients evenly.
+    """Average pooling; backward spreads each gradient evenly over its window.
 
-    Arguments as :class:`MaxPool2d`.
+    Parameters
+    ----------
+    kernel_size, stride, padding, ceil_mode
+        As :class:`MaxPool2d`.
+    count_include_pad : bool
+        True (the default): the zero padding counts in the divisor; False:
+        each output is the mean of the input pixels its window covers.  The
+        rule, ceil-mode windows included, is PyTorch's (see
+        :func:`fastcnn.kernels.avg_pool2d_forward`).
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        self.count_include_pad = check_flag(count_include_pad, "count_include_pad", "AvgPool2d")
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+
+    def get_config(self):
+        """Constructor arguments as a JSON-able dict (pairs as lists)."""
+        return {**super().get_config(), "count_include_pad": self.count_include_pad}
+
+    def _repr_args(self):
+        return super()._repr_args() + [("count_include_pad", self.count_include_pad, True)]
 
     def forward(self, x):
         x = _check_pool_input(x, self)
         self._x_shape = x.shape if self.training else None
-        return kernels.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        return kernels.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                          self.count_include_pad)
 
     def backward(self, dy, need_input_grad=True):
         if not need_input_grad:
             return None
         x_shape = self._cached(self._x_shape, "input shape")
         return kernels.avg_pool2d_backward(dy, x_shape, self.kernel_size, self.stride, self.padding,
-                                           self.ceil_mode)
+                                           self.ceil_mode, self.count_include_pad)
 
 
-class GlobalAvgPool2d(Layer):
-    """Mean over each channel's whole plane: (N, C, H, W) -> (N, C)."""
+class _GlobalPool2d(Layer):
+    """(N, C, H, W) -> (N, C): one value per channel's whole plane."""
 
     _x_shape = None
 
@@ -110,6 +131,10 @@ class GlobalAvgPool2d(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
         return (input_shape[0],)
+
+
+class GlobalAvgPool2d(_GlobalPool2d):
+    """Mean over each channel's whole plane: (N, C, H, W) -> (N, C)."""
 
     def forward(self, x):
         x = _check_pool_input(x, self)
@@ -120,3 +145,32 @@ class GlobalAvgPool2d(Layer):
         if not need_input_grad:
             return None
         return kernels.global_avg_pool2d_backward(dy, self._cached(self._x_shape, "input shape"))
+
+
+class GlobalMaxPool2d(_GlobalPool2d):
+    """Maximum over each channel's whole plane: (N, C, H, W) -> (N, C).
+
+    As :class:`GlobalAvgPool2d`, the output is (N, C) (PyTorch's
+    ``AdaptiveMaxPool2d(1)`` followed by ``Flatten``).  On ties the first
+    maximum in row-major order wins and a NaN wins, as in :class:`MaxPool2d`;
+    backward routes each gradient to the winner.  A ReLU directly before it
+    runs after it (the same result on C values per image instead of C*H*W;
+    see :func:`fastcnn.layers.chain.run_order`).
+    """
+
+    _argmax = None
+
+    def forward(self, x):
+        x = _check_pool_input(x, self)
+        y, argmax = kernels.global_max_pool2d_forward(x)
+        if self.training:
+            self._argmax, self._x_shape = argmax, x.shape
+        else:
+            self._argmax = self._x_shape = None
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        x_shape = self._cached(self._x_shape, "argmax")
+        return kernels.global_max_pool2d_backward(dy, self._argmax, x_shape)

@@ -82,6 +82,10 @@ def test_align_pairs_layers_with_the_twins_modules():
                  ["Conv2d", "BasicBlock", "AdaptiveAvgPool2d", "Flatten", "Linear"]) == {0: 0, 1: 1, 3: 2, 4: 4}
     assert align(["Conv2d", "ReLU"], ["Conv2d", "ReLU"]) == {0: 0, 1: 1}
     assert align(["Linear"], []) == {}
+    # the pooling of MobileNet-style nets: AvgPool2d keeps PyTorch's name, GlobalMaxPool2d is AdaptiveMaxPool2d
+    assert align(["Conv2d", "AvgPool2d", "ReLU", "GlobalMaxPool2d", "Linear"],
+                 ["Conv2d", "AvgPool2d", "ReLU", "AdaptiveMaxPool2d", "Flatten", "Linear"]) == {
+                     0: 0, 1: 1, 2: 2, 3: 3, 4: 5}
 
 
 def test_bench_models_layer_tables_and_json(tmp_path):

@@ -184,6 +184,24 @@ def test_summary(checkpoint, capsys):
     assert_one_line_error(status, err, 2, "resnet")
 
 
+def test_summary_shows_nested_blocks_one_layer_per_line(capsys):
+    """resnet_small's residual blocks: a row with the block's total, then its paths indented, one layer per
+    line (a block's repr on one line made 299-character lines); the total is the model's."""
+    status, out, err = run_main(["summary", "--model", "resnet_small"], capsys)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 105
+    model = fastcnn.models.build("resnet_small")  # as the command builds it: for MNIST's 1x28x28 images
+    assert f"Total params: {sum(p.size for p in model.parameters()):,}" in out
+    blocks = [i for i, line in enumerate(lines) if line.startswith("Residual ")]
+    assert len(blocks) == sum(type(layer).__name__ == "Residual" for layer in model.layers) > 0
+    for i in blocks:
+        assert lines[i + 1] == "  block:" and lines[i + 2].startswith("    Conv2d(")
+    assert sum(line.lstrip().startswith("Conv2d(") for line in lines) == sum(
+        type(layer).__name__ == "Conv2d" for top in model.layers for layer in top.walk())
+    assert out.count("  shortcut:") == len(blocks)
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["predict", "IMAGES"], ["summary"], ["train", "--resume"]])
 @pytest.mark.parametrize("damage", ["truncated", "random", "missing"])
 def test_corrupt_checkpoint_is_one_line(checkpoint, tmp_path, capsys, command, damage):
