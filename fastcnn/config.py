@@ -25,14 +25,27 @@ Kernels whose sums must come out bit for bit the same in every compiled copy
 whatever ``FASTCNN_FASTMATH`` says: a prange kernel loaded from Numba's cache
 runs differently optimised code than the same kernel compiled in the process,
 and a sum the optimiser may reorder then differs between the two.
+
+Threads.  The kernels release the GIL and may be called from several Python
+threads at once: Numba's ``omp`` and ``tbb`` threading layers are thread-safe.
+Its ``workqueue`` layer (the fallback where neither OpenMP nor TBB loads) is
+not: two parallel kernels running at once abort the process.  So the
+decorators here make every kernel a :class:`numba.core.registry.CPUDispatcher`
+subclass that checks, when it compiles or loads a signature, which layer
+Numba chose; under ``workqueue``, calls from Python then hold one process-wide
+lock (:func:`calls_serialised` says whether they do).  Under the other layers
+nothing changes: no lock, no Python frame on the call path.
 """
 
+import functools
 import os
 import threading
+import weakref
 
 import llvmlite.binding
 import numba
 import numpy as np
+from numba.core.registry import CPUDispatcher
 
 DEFAULT_DTYPE = np.float32
 
@@ -79,23 +92,108 @@ PARALLEL_JIT = dict(JIT, parallel=True)
 ORDERED_PARALLEL_JIT = dict(PARALLEL_JIT, fastmath=False)
 
 
+# --------------------------------------------------------------------------- kernels and threads
+
+
+class _Serialisation:
+    """Whether kernel calls from Python hold :attr:`lock`: decided once Numba has chosen its threading layer."""
+
+    def __init__(self):
+        self.layer = None  # Numba's threading layer, once chosen
+        self.lock = threading.RLock()
+        self.kernels = weakref.WeakSet()
+
+    def needed(self):
+        """True under the ``workqueue`` layer (then every registered kernel is made a :class:`_SerialisedKernel`)."""
+        if self.layer is None:
+            try:
+                layer = numba.threading_layer()
+            except ValueError:  # no parallel kernel compiled or loaded yet: nothing parallel can run
+                return False
+            if layer == "workqueue":
+                with self.lock:
+                    for kernel in list(self.kernels):
+                        kernel.__class__ = _SerialisedKernel
+            self.layer = layer
+        return self.layer == "workqueue"
+
+    def locked(self, entry, *args, **kwargs):
+        with self.lock:
+            return entry(*args, **kwargs)
+
+
+_SERIAL = _Serialisation()
+
+
+class _Kernel(CPUDispatcher):
+    """A fastcnn kernel: Numba's dispatcher, which checks after compiling (or loading) a signature whether calls
+    must be serialised (see the module docstring).  Calls to compiled signatures take Numba's own path."""
+
+    def _compile_for_args(self, *args, **kwargs):
+        entry = super()._compile_for_args(*args, **kwargs)
+        return functools.partial(_SERIAL.locked, entry) if _SERIAL.needed() else entry
+
+
+class _SerialisedKernel(_Kernel):
+    """A fastcnn kernel under Numba's ``workqueue`` threading layer: each call from Python holds one lock."""
+
+    def __call__(self, *args, **kwargs):
+        with _SERIAL.lock:
+            return super().__call__(*args, **kwargs)
+
+
+def _kernel(dispatcher):
+    """Make a Numba dispatcher a fastcnn kernel (with ``NUMBA_DISABLE_JIT=1``, a plain function: left as it is)."""
+    if isinstance(dispatcher, CPUDispatcher):
+        dispatcher.__class__ = _Kernel
+        with _SERIAL.lock:
+            _SERIAL.kernels.add(dispatcher)
+        if _SERIAL.needed():
+            dispatcher.__class__ = _SerialisedKernel
+    return dispatcher
+
+
+def _jit(args, kwargs, options):
+    """``numba.njit(*args, **options, **kwargs)``, its dispatchers made fastcnn kernels."""
+    made = numba.njit(*args, **{**options, **kwargs})
+    if args and callable(args[0]):  # @njit on a function
+        return _kernel(made)
+    return lambda func: _kernel(made(func))  # @njit(options or signatures): a decorator
+
+
 def njit(*args, **kwargs):
     """``numba.njit`` with fastcnn's serial options (see module docstring)."""
-    return numba.njit(*args, **{**JIT, **kwargs})
+    return _jit(args, kwargs, JIT)
 
 
 def pjit(*args, **kwargs):
     """``numba.njit`` with fastcnn's parallel options (see module docstring)."""
-    return numba.njit(*args, **{**PARALLEL_JIT, **kwargs})
+    return _jit(args, kwargs, PARALLEL_JIT)
 
 
 def pjit_ordered(*args, **kwargs):
     """``numba.njit`` with fastcnn's parallel options but no fast-math flags (see module docstring)."""
-    return numba.njit(*args, **{**ORDERED_PARALLEL_JIT, **kwargs})
+    return _jit(args, kwargs, ORDERED_PARALLEL_JIT)
+
+
+def calls_serialised():
+    """Whether kernel calls from Python threads are serialised by a lock (Numba's ``workqueue`` threading layer).
+
+    False as long as no parallel kernel has been compiled or loaded (Numba
+    chooses its threading layer then), and under the thread-safe ``omp`` and
+    ``tbb`` layers: kernels called from several threads run at the same time.
+    """
+    return _SERIAL.needed()
 
 
 def set_num_threads(n):
-    """Set the number of threads fastcnn's parallel kernels use.
+    """Set the number of threads fastcnn's parallel kernels use when called from this Python thread.
+
+    As Numba's own setting, it belongs to the calling Python thread: other
+    threads keep theirs, and a new thread starts with ``NUMBA_NUM_THREADS``
+    whatever the main thread set (call this at the start of each thread
+    that runs kernels).  Several threads training at once each start their
+    own team of this many kernel threads: give each a share of the cores.
 
     Parameters
     ----------

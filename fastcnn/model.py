@@ -6,6 +6,7 @@ Residual block's paths); the training loop itself lives in
 """
 
 import numbers
+import threading
 
 import numpy as np
 
@@ -127,7 +128,8 @@ class Sequential:
         """Run a batch through every layer and return the outputs (logits for a classifier).
 
         The layers run in :func:`fastcnn.layers.chain.run_order`: a ReLU directly
-        followed by a MaxPool2d runs after it (the same result, on fewer elements).
+        followed by a MaxPool2d or GlobalMaxPool2d runs after it (the same result,
+        on fewer elements).
         In eval mode they run fused (:mod:`fastcnn.layers.fuse`: BatchNorm folded
         into the convolution or linear layer before it, ReLU in place, one thread
         for tiny batches), the same result up to float rounding.
@@ -308,10 +310,7 @@ class Sequential:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"Sequential: batch_size must be a positive int, got {batch_size!r}")
-        was_training = self.training
-        switch = was_training or _any_training(self.layers)
-        if switch:
-            self.eval()
+        _enter_eval(self)
         own_forward = type(self).forward is Sequential.forward
         try:
             for lo in range(0, len(x), batch_size):
@@ -322,8 +321,7 @@ class Sequential:
                     out, owned = self.forward(batch), False
                 yield lo, out, owned
         finally:
-            if switch:
-                self.train(was_training)
+            _leave_eval(self)
 
     # ------------------------------------------------------------------ description
 
@@ -402,6 +400,37 @@ class Sequential:
     def __repr__(self):
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+# Predictions switch a model in training mode to eval mode and back.  Several threads may predict with one model at
+# once: the first to start switches, the last to finish switches back (one thread's switch back must not put the
+# batches another is still running in training mode).  id(model) -> [predictions running, mode to restore or None]
+# (an entry lives while a prediction runs, and the running generator holds the model).
+_EVAL_LOCK = threading.Lock()
+_EVAL_USERS = {}
+
+
+def _enter_eval(model):
+    """Eval mode for a prediction, shared with the predictions other threads are running with ``model``."""
+    with _EVAL_LOCK:
+        entry = _EVAL_USERS.get(id(model))
+        if entry is None:
+            switch = model.training or _any_training(model.layers)
+            entry = _EVAL_USERS[id(model)] = [0, model.training if switch else None]
+            if switch:
+                model.eval()
+        entry[0] += 1
+
+
+def _leave_eval(model):
+    """End a prediction: the last one running restores the mode that the first one found."""
+    with _EVAL_LOCK:
+        entry = _EVAL_USERS[id(model)]
+        entry[0] -= 1
+        if entry[0] == 0:
+            del _EVAL_USERS[id(model)]
+            if entry[1] is not None:
+                model.train(entry[1])
 
 
 def _any_training(layers):
