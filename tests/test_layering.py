@@ -13,6 +13,8 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * ``fastcnn/model.py`` imports, at module level, only config, _util, kernels and layers: the training
   loop (``fastcnn.training``) and the serializer sit above it and are imported inside the methods
   that hand over to them (``fit``, ``save``, ``get_config``);
+* ``fastcnn/onnx/*`` (beside serialize, above model) imports nothing from cli, bench, training, callbacks,
+  optim, models or serialize, and imports the optional ``onnx`` package only inside functions;
 * ``fastcnn/training.py`` imports nothing from cli, bench, models or serialize;
   ``fastcnn/callbacks.py`` nothing from the model, the training loop or anything above;
 * ``fastcnn/optim.py`` sees Parameters only: from the layers it imports ``Parameter``
@@ -22,7 +24,7 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * a raw kernel module imports no other variant, only the shared ``_gemm`` and ``_loops``;
   ``fastcnn/kernels/__init__.py`` only re-exports;
 * tests, benchmarks, examples and tools use public kernel names only (one listed exception);
-* the tests sit in one folder per tier (kernels, layers, training, data, cli, bench) and each helper
+* the tests sit in one folder per tier (kernels, layers, training, data, cli, bench, onnx) and each helper
   shared by test files is defined once, in ``tests/helpers.py`` (or among the oracles of ``tests/naive.py``).
 """
 
@@ -353,6 +355,29 @@ def test_training_and_callbacks_import_no_higher_tier():
         assert violations(path.read_text(), name, is_package, forbidden) == [], file
 
 
+# --------------------------------------------------------------------------- ONNX
+
+ONNX_FILES = modules_under("onnx")
+ONNX_FORBIDDEN = ("fastcnn.cli", "fastcnn.bench", "fastcnn.training", "fastcnn.callbacks", "fastcnn.optim",
+                  "fastcnn.models", "fastcnn.serialize")
+#: Optional packages: imported inside the functions that need them, so fastcnn imports without them.
+OPTIONAL_PACKAGES = ("onnx", "onnxruntime", "google.protobuf", "torch")
+
+
+def test_onnx_package_is_there():
+    assert (PACKAGE_DIR / "onnx" / "__init__.py") in ONNX_FILES and len(ONNX_FILES) >= 4
+
+
+@pytest.mark.parametrize("path", ONNX_FILES, ids=ids(ONNX_FILES))
+def test_onnx_imports_no_higher_tier_and_its_packages_lazily(path):
+    name, is_package = module_name(path)
+    source = path.read_text()
+    assert violations(source, name, is_package, ONNX_FORBIDDEN) == []
+    eager = [t for t, _, _ in module_level_imports(source, name, is_package)
+             if any(t == p or t.startswith(p + ".") for p in OPTIONAL_PACKAGES)]
+    assert eager == [], f"{name} imports {eager} at module level"
+
+
 # --------------------------------------------------------------------------- kernel modules, tests and tools
 
 #: The raw kernel modules may share these two (the micro-kernel and the loop helpers) and nothing else.
@@ -423,7 +448,7 @@ def test_tests_benchmarks_examples_and_tools_use_public_kernels(path):
 # --------------------------------------------------------------------------- the tests themselves
 
 TESTS_DIR = ROOT / "tests"
-TIERS = ("kernels", "layers", "training", "data", "cli", "bench")
+TIERS = ("kernels", "layers", "training", "data", "cli", "bench", "onnx")
 #: Test files that check the repository as a whole and stay at the top of tests/.
 REPOSITORY_WIDE = {"test_layering.py", "test_readme.py", "test_examples.py", "test_util.py", "test_docs.py"}
 TEST_FILES = sorted(p for p in TESTS_DIR.rglob("test_*.py") if "__pycache__" not in p.parts)

@@ -21,6 +21,9 @@ Subcommands
     Benchmark the convolution kernels, LeNet-5 training throughput, the
     vgg_small and resnet_small models, or process start-up, against PyTorch
     when it is installed (see :mod:`fastcnn.bench`).
+``fastcnn export CKPT OUT.onnx`` / ``fastcnn import-onnx IN.onnx OUT.npz``
+    A checkpoint's model as an ONNX file, and an ONNX model (one ``torch.onnx.export``
+    wrote, say) as a checkpoint (see :mod:`fastcnn.onnx`; ``pip install 'fastcnn[onnx]'``).
 
 Run ``fastcnn train --help`` (or ``fastcnn bench conv --help``, ...) for the
 options.  The same commands are available as ``python -m fastcnn``.  Errors in
@@ -37,12 +40,12 @@ types, the one-line error, loading data and checkpoints).
 
 import sys
 
-from . import bench, common, evaluate, plot, predict, summary, train
+from . import bench, common, evaluate, export, import_onnx, plot, predict, summary, train
 
 __all__ = ["main"]
 
 #: The subcommands, in the order ``fastcnn --help`` lists them.
-COMMANDS = (train, evaluate, predict, summary, plot, bench)
+COMMANDS = (train, evaluate, predict, summary, plot, bench, export, import_onnx)
 
 
 def build_parser():
