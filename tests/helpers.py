@@ -399,3 +399,188 @@ def peak_rss_mb_of(code, timeout=120, **env):
     out = proc.stdout + proc.stderr
     peak = [int(line.split("=")[1]) for line in out.splitlines() if line.startswith("PEAK_KB=")]
     return proc.returncode, out, (peak[-1] / 1024 if peak else float("nan"))
+
+
+# --------------------------------------------------------------------------- cases in a child process (fuzzing)
+
+_CHILD_SCRIPT = r'''
+import contextlib, hashlib, importlib, io, json, signal, sys, traceback
+
+
+def status_kb(key):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux: resets VmHWM, the peak resident memory, to the current value
+        return True
+    except OSError:
+        return False
+
+
+class CaseTimeout(BaseException):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise CaseTimeout()
+
+
+def describe(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        d = {"shape": list(value.shape), "dtype": value.dtype.str, "contiguous": bool(value.flags.c_contiguous),
+             "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}
+        if value.size and value.dtype.kind in "biuf":
+            d["finite"] = bool(np.isfinite(value).all()) if value.dtype.kind == "f" else True
+            d["min"], d["max"] = (float(value.min()), float(value.max())) if d["finite"] else (None, None)
+        return {"ndarray": d}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, (list, tuple)):
+        return [describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return {"repr": repr(value)[:200]}
+
+
+def run_case(case_id, target, args, kwargs, timeout):
+    module, _, name = target.partition(":")
+    fn = importlib.import_module(module)
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    out, err = io.StringIO(), io.StringIO()
+    result = {"id": case_id, "base_mb": (status_kb("VmRSS:") or 0) / 1024}
+    can_peak = reset_peak()
+    signal.alarm(timeout)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            value = fn(*args, **kwargs)
+        signal.alarm(0)
+        result.update(status="returned", value=describe(value))
+    except CaseTimeout:
+        result.update(status="hung")
+    except SystemExit as exc:
+        signal.alarm(0)
+        code = exc.code if exc.code is None or isinstance(exc.code, int) else str(exc.code)
+        result.update(status="exit", code=code)
+    except BaseException as exc:
+        signal.alarm(0)
+        result.update(status="raised", type=type(exc).__name__, mro=[c.__name__ for c in type(exc).__mro__],
+                      message=str(exc), traceback=traceback.format_exc()[-3000:])
+    finally:
+        signal.alarm(0)
+    peak = status_kb("VmHWM:")
+    result.update(peak_mb=peak / 1024 if can_peak and peak else None, stdout=out.getvalue()[-4000:],
+                  stderr=err.getvalue()[-4000:])
+    return result
+
+
+def main(cases_path, results_path):
+    with open(cases_path) as f:
+        spec = json.load(f)
+    exec(spec["setup"], {"__name__": "fuzz_setup"})
+    signal.signal(signal.SIGALRM, on_alarm)
+    with open(results_path, "a") as log:
+        for case_id, target, args, kwargs in spec["cases"]:
+            log.write(json.dumps({"id": case_id, "status": "started"}) + "\n")
+            log.flush()
+            log.write(json.dumps(run_case(case_id, target, args, kwargs, spec["case_timeout"])) + "\n")
+            log.flush()
+
+
+main(sys.argv[1], sys.argv[2])
+'''
+
+
+def run_cases_in_child(cases, setup="", case_timeout=20, cwd=None, startup_timeout=180, **env):
+    """Run calls in a fresh Python, one after another, and report each one's outcome.
+
+    A crash (segfault, abort, ``os._exit``) or a hang fails only the case it happened in: the child is
+    restarted for the cases after it.
+
+    Parameters
+    ----------
+    cases : list of (str, str, list, dict)
+        ``(case_id, "module:function", args, kwargs)``; the arguments must be JSON.
+    setup : str
+        Python code the child runs once before the cases (to lower a reader's limit, say).
+    case_timeout : int
+        Seconds one case may run: ``SIGALRM`` interrupts it (status ``"hung"``), and a child that does not
+        answer the alarm is killed ``10`` s later (``"hung"`` too).
+    cwd : path, optional
+        The child's working directory.
+    **env
+        Environment variables for the child (see :func:`repo_env`).
+
+    Returns
+    -------
+    dict
+        ``{case_id: result}``; ``result["status"]`` is ``"returned"`` (``value``: the return value with every
+        array replaced by its shape, dtype string, min, max, finiteness and SHA-256, bytes by their length and
+        SHA-256), ``"raised"`` (``type``, ``mro``: the names of its classes, ``message``, ``traceback``),
+        ``"exit"`` (``code`` of a SystemExit), ``"hung"`` or ``"died"`` (``output``: the child's last output).
+        Every result but ``"died"`` holds ``stdout``, ``stderr`` (what the call printed), ``base_mb`` (resident
+        memory before the call) and ``peak_mb`` (the peak during it; None where Linux's ``clear_refs`` is
+        missing).
+    """
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    results, todo = {}, list(cases)
+    with tempfile.TemporaryDirectory(prefix="fastcnn-child-") as d:
+        while todo:
+            cases_path, results_path, log_path = (os.path.join(d, n) for n in ("cases.json", "results.jsonl", "log"))
+            with open(cases_path, "w") as f:
+                json.dump({"setup": setup, "case_timeout": case_timeout, "cases": todo}, f)
+            open(results_path, "w").close()
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen([sys.executable, "-c", _CHILD_SCRIPT, cases_path, results_path], cwd=cwd,
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        env=repo_env(**env))
+                started, current, since, hung, pending = time.monotonic(), None, None, False, ""
+                with open(results_path) as feed:
+                    while True:
+                        running = proc.poll() is None
+                        pending += feed.read()
+                        *lines, pending = pending.split("\n")  # a line the child is still writing stays pending
+                        for entry in map(json.loads, lines):
+                            if entry["status"] == "started":
+                                current, since = entry["id"], time.monotonic()
+                            else:
+                                results[entry["id"]], current = entry, None
+                        if not running:
+                            break
+                        now = time.monotonic()
+                        if (current is not None and now - since > case_timeout + 10) or (
+                                current is None and not results and now - started > startup_timeout):
+                            proc.kill()
+                            hung = True
+                        time.sleep(0.01)
+                    proc.wait()
+            with open(log_path, "rb") as f:
+                output = f.read()[-4000:].decode("utf-8", "replace")
+            ids = [c[0] for c in todo]
+            if current is None:
+                missing = [i for i in ids if i not in results]
+                for i in missing:  # the child ended before starting them (a failing setup)
+                    results[i] = {"id": i, "status": "died", "returncode": proc.returncode, "output": output}
+                break
+            results[current] = {"id": current, "status": "hung" if hung else "died", "returncode": proc.returncode,
+                                "output": output}
+            todo = todo[ids.index(current) + 1:]
+    return results

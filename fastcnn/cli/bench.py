@@ -5,6 +5,7 @@ Each benchmark has a parser function (``_add_conv`` ...) and a run function
 """
 
 import argparse
+import os
 import subprocess
 import textwrap
 
@@ -48,10 +49,27 @@ def _add_json_option(parser):
 
 
 def _conv_shape(text):
+    """``bench.parse_shape(text)``, refused when its float32 arrays (x, w, y and their gradients) would not fit in
+    this machine's memory."""
     try:
-        return bench.parse_shape(text)
+        s = bench.parse_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    need = 4 * 2 * (s.n * s.c * s.h * s.w + s.k * s.c * s.r * s.r + s.n * s.k * s.p * s.q)
+    memory = _memory_bytes()
+    if need > memory:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: its arrays and their gradients would need "
+                                         f"{need / 2**30:.3g} GiB, more than this machine's {memory / 2**30:.3g} GiB "
+                                         "of memory")
+    return s
+
+
+def _memory_bytes():
+    """This machine's physical memory in bytes (``2**40`` where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**40
 
 
 def _write_json(path, payload):

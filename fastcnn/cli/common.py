@@ -12,13 +12,15 @@ import argparse
 import errno
 import math
 import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import models
-from .._util import atomic_write
+from .._util import TEMP_PREFIX, TEMP_SUFFIX, atomic_write
 
 EXIT_DATA_ERROR = 1
 EXIT_FAILURE = 1
@@ -35,6 +37,18 @@ NUM_CLASSES = 10
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports errors on a single line, with exit status :data:`EXIT_USAGE`."""
+
+    def parse_args(self, args=None, namespace=None):
+        """``ArgumentParser.parse_args``, after making standard output and error write what they cannot encode
+        as backslash escapes: a path holding bytes that are not UTF-8 arrives as surrogate escapes
+        (``'\\udcff'``), and printing it must not raise UnicodeEncodeError (a traceback after the work)."""
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):
+                try:
+                    stream.reconfigure(errors="backslashreplace")
+                except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+                    pass
+        return super().parse_args(args, namespace)
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"fastcnn: error: {message} (see '{self.prog} --help')\n")
@@ -60,6 +74,13 @@ def int_arg(text):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def nonempty(text):
+    """An argument type: ``text``, refused when empty (``--data ''`` would read the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def float_arg(text):
@@ -121,14 +142,51 @@ def set_threads(threads):
 
 
 def check_output(path, option):
-    """Refuse, before any work, an output file whose folder does not exist or that is a folder."""
+    """Refuse, before any work, an output file that could not be written at the end.
+
+    Refused: an empty path, a folder, a folder that does not exist, a name longer than the file system
+    allows (status 2), an existing target that is not a regular file (a device such as ``/dev/null``, a
+    FIFO: the atomic writer would replace it; status 2), and a folder where no file can be created (a
+    temporary file is created and removed at once to find out; status 1).
+    """
     if path is None:
         return
+    if not path:
+        fail(f"argument {option}: empty path", EXIT_USAGE)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         fail(f"argument {option}: folder {folder} does not exist", EXIT_USAGE)
     if os.path.isdir(path):
         fail(f"argument {option}: {path} is a folder", EXIT_USAGE)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        fail(f"argument {option}: {path} exists and is not a regular file (a device, a FIFO); name a file",
+             EXIT_USAGE)
+    _check_writable(path, folder, option)
+
+
+def _check_writable(path, folder, option):
+    """Fail unless ``path``'s name fits the file system and a file can be created in ``folder``."""
+    name = os.fsencode(os.path.basename(os.path.abspath(path)))
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no limit known
+        longest = 255
+    if len(name) > longest:
+        fail(f"argument {option}: the file name is {len(name)} bytes long, more than the {longest} this file system "
+             "allows", EXIT_USAGE)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)  # cleaned as stale if left
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        fail(f"argument {option}: cannot write in folder {folder}: {exc.strerror or exc}", EXIT_FAILURE)
+
+
+def check_data_dir(spec, data_dir):
+    """Refuse an explicit ``--data-dir`` that ``--data spec`` would ignore (only mnist and fashion-mnist read it)."""
+    if data_dir is not None and spec not in ("mnist", "fashion-mnist"):
+        fail(f"argument --data-dir: only --data mnist or fashion-mnist reads it, and the data is {spec!r}; drop "
+             "--data-dir, or pass --data mnist", EXIT_USAGE)
 
 
 def write_error(path, exc):

@@ -18,11 +18,12 @@ def add_parser(subparsers):
         ),
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'fastcnn train'")
-    parser.add_argument("--data", default=None, metavar="sample|mnist|fashion-mnist|DIR",
+    parser.add_argument("--data", default=None, type=common.nonempty, metavar="sample|mnist|fashion-mnist|DIR",
                         help="as for 'fastcnn train' (default: the data the checkpoint was "
                              "trained on)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="where --data mnist|fashion-mnist looks (default: $FASTCNN_DATA)")
+    parser.add_argument("--data-dir", default=None, type=common.nonempty, metavar="DIR",
+                        help="where --data mnist|fashion-mnist looks (default: $FASTCNN_DATA); refused with "
+                             "other data")
     parser.add_argument("--limit", type=common.positive_int, default=None, metavar="N",
                         help="use only the first N test images")
     parser.add_argument("--batch-size", type=common.positive_int, default=256, metavar="B",
@@ -38,6 +39,7 @@ def run(args):
     checkpoint = common.load_checkpoint(args.checkpoint)
     saved = ((checkpoint.get("extra") or {}).get("settings")) or {}
     spec = args.data or saved.get("data") or "sample"
+    common.check_data_dir(spec, args.data_dir)
     name, (_, (x_test, y_test)) = common.load_data(spec, args.data_dir or saved.get("data_dir"))
     common.check_images(spec, (("test", (x_test, y_test)),))
     if args.limit is not None:

@@ -1,7 +1,7 @@
 """``fastcnn summary CKPT`` / ``fastcnn summary --model NAME [--plans]``: the layer table, with convolution plans."""
 
 from . import common
-from .common import EXIT_USAGE, fail
+from .common import EXIT_DATA_ERROR, EXIT_USAGE, fail
 
 
 def add_parser(subparsers):
@@ -38,5 +38,10 @@ def run(args):
         epoch = checkpoint.get("epoch")
         title = args.checkpoint + (f" (trained {epoch} epoch{'s' if epoch != 1 else ''})" if epoch else "")
     print(title)
-    model.summary(plans=args.plans, batch_size=args.batch_size)
+    try:
+        model.summary(plans=args.plans, batch_size=args.batch_size)
+    except (TypeError, ValueError) as exc:
+        if args.plans:  # the plans are made for --batch-size images: their arrays may be impossible
+            fail(f"argument --batch-size: {exc}", EXIT_USAGE)
+        fail(f"{args.checkpoint or args.model}: {exc}", EXIT_DATA_ERROR)
     return 0

@@ -83,16 +83,16 @@ def add_parser(subparsers):
 
 def _add_data_options(parser):
     parser.add_argument(
-        "--data", default=None, metavar="sample|mnist|fashion-mnist|DIR",
+        "--data", default=None, type=common.nonempty, metavar="sample|mnist|fashion-mnist|DIR",
         help="'sample' for the MNIST subset packaged with fastcnn (6,000 training and "
              "1,000 test images); 'mnist' or 'fashion-mnist' for the IDX files in --data-dir "
              "or $FASTCNN_DATA (nothing is downloaded); or a directory holding the four "
              "MNIST IDX files (train-images-idx3-ubyte[.gz], ...); default: sample, or the "
              "checkpoint's with --resume",
     )
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
+    parser.add_argument("--data-dir", default=None, type=common.nonempty, metavar="DIR",
                         help="where --data mnist|fashion-mnist looks for the IDX files "
-                             "(DIR/mnist or DIR itself; default: $FASTCNN_DATA)")
+                             "(DIR/mnist or DIR itself; default: $FASTCNN_DATA); refused with other --data")
     parser.add_argument("--model", default=None, choices=common.MODEL_NAMES,
                         help="network to train, from fastcnn.models (default: lenet5; with --resume the "
                              "checkpoint's model, and a different one is an error)")
@@ -158,6 +158,7 @@ def _add_run_options(parser):
 def run(args):
     """Train; return 0, or 1 when ``fit`` stopped because the loss became NaN or infinite."""
     checkpoint, extra, settings, start = _resume(args)
+    common.check_data_dir(settings["data"], args.data_dir)
     _check_outputs(args, settings["model"])
     threads = common.set_threads(args.threads)
     name, (x_train, y_train), val, (x_test, y_test), norm = _prepare_data(settings, checkpoint)
@@ -196,6 +197,7 @@ def _check_outputs(args, model_name):
     if args.out is None:
         args.out = DEFAULT_OUT.replace("lenet5", model_name)
     common.check_output(args.out, "--out")
+    common.check_output(history_path(args.out), "--out")  # the history goes beside the checkpoint
     common.check_output(args.plot, "--plot")
     if args.plot is not None:
         from ..plot import require_matplotlib

@@ -42,11 +42,13 @@ def _read_cifar_batch(path):
 
 
 def _find_batch(folder, name):
-    """``folder/name`` or ``folder/name.gz``, whichever is a file, else None."""
-    for candidate in (folder / name, folder / (name + ".gz")):
+    """``folder/name`` or ``folder/name.gz``, whichever is a regular file, else whichever is there at all (a FIFO,
+    a folder: the reader then says why it is refused), else None."""
+    candidates = (folder / name, folder / (name + ".gz"))
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
-    return None
+    return next((c for c in candidates if os.path.lexists(c)), None)
 
 
 def load_cifar10(path):

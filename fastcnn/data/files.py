@@ -26,6 +26,7 @@ import json
 import os
 import re
 import stat
+import tokenize
 import zipfile
 import zlib
 
@@ -51,6 +52,11 @@ _KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", sta
 
 
 # --------------------------------------------------------------------------- regular files
+
+
+def _limit(limit):
+    """``limit``, or :data:`MAX_ARRAY_BYTES` as it is now when None (a test may lower it)."""
+    return MAX_ARRAY_BYTES if limit is None else limit
 
 
 def check_path(path, owner):
@@ -159,6 +165,7 @@ def read_limited(path, limit, what):
         If there are more than ``limit`` bytes, or the gzip stream is truncated or corrupt; also
         see :func:`check_regular_file`.
     """
+    limit = _limit(limit)
     stream, raw, size, gz = _open_stream(path, what)
     with raw, stream:
         if not gz and size > limit:
@@ -172,7 +179,7 @@ def read_limited(path, limit, what):
     return bytes(data)
 
 
-def read_exact(path, parse_header, what, limit=MAX_ARRAY_BYTES):
+def read_exact(path, parse_header, what, limit=None):
     """``(header bytes, data bytes)``: a header, then exactly the data size it declares, nothing after.
 
     Parameters
@@ -184,8 +191,8 @@ def read_exact(path, parse_header, what, limit=MAX_ARRAY_BYTES):
         and returns the number of data bytes it declares (raising ValueError for a bad header).
     what : str
         Names the file kind in messages.
-    limit : int
-        The most data bytes accepted.
+    limit : int, optional
+        The most data bytes accepted; default :data:`MAX_ARRAY_BYTES` (its value at the call).
 
     Raises
     ------
@@ -194,6 +201,7 @@ def read_exact(path, parse_header, what, limit=MAX_ARRAY_BYTES):
         :data:`MAX_DEFLATE_RATIO` times it when gzip), the data is shorter (``truncated``) or
         followed by more bytes (``trailing bytes``), or the gzip stream is corrupt.
     """
+    limit = _limit(limit)
     stream, raw, size, gz = _open_stream(path, what)
     with raw, stream:
         try:
@@ -236,11 +244,11 @@ def _npy_header(f, where, what):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, TypeError, EOFError, OSError) as exc:
-        raise ValueError(f"{where}: corrupt .npy header: {exc}") from None
+    except (ValueError, SyntaxError, TypeError, EOFError, OSError, tokenize.TokenError, RecursionError) as exc:
+        raise ValueError(f"{where}: corrupt .npy header: {exc}") from None  # TokenError: unbalanced brackets
     if dtype.hasobject or dtype.kind not in _NPY_DTYPE_KINDS or dtype.fields is not None:
-        raise ValueError(f"{where}: holds a {dtype} array (object or structured data would need pickle); "
-                         "only numeric and string arrays are read")
+        raise ValueError(f"{where}: holds a {dtype} array; only bool, integer, floating-point and unicode arrays "
+                         "are read (object arrays would need pickle, which is never loaded)")
     return tuple(shape), fortran, dtype
 
 
@@ -252,7 +260,11 @@ def _npy_nbytes(shape, dtype):
 
 
 def _npy_data(f, shape, fortran, dtype, room, limit, where):
-    """The array whose data follows in ``f``: ``room`` bytes are there; ValueError unless exactly all of them."""
+    """The array whose data follows in ``f``: ``room`` bytes are there; ValueError unless exactly all of them.
+
+    The array comes back in native byte order (a big-endian file's data is converted).
+    """
+    limit = _limit(limit)
     nbytes = _npy_nbytes(shape, dtype)
     if nbytes != room or nbytes > limit:
         why = f"holds {room}" if nbytes != room else f"the limit is {limit}"
@@ -262,11 +274,14 @@ def _npy_data(f, shape, fortran, dtype, room, limit, where):
     if len(data) != nbytes:
         raise ValueError(f"{where}: truncated: {len(data)} of {nbytes} data bytes")
     arr = np.frombuffer(data, dtype=dtype) if nbytes else np.empty(0, dtype)
-    return arr.reshape(shape, order="F" if fortran else "C")
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
-def read_npy(path, what, limit=MAX_ARRAY_BYTES):
+def read_npy(path, what, limit=None):
     """The array in the ``.npy`` file ``path``: header read first, its size checked against the file's.
+
+    The array comes back in native byte order.
 
     Raises
     ------
@@ -360,8 +375,9 @@ class NpzReader:
                 raise ValueError(f"{where}: corrupt member ({exc})") from None
         return shape, dtype
 
-    def read(self, name, limit=MAX_ARRAY_BYTES, shape=None, dtype=None):
-        """Array ``name``; with ``shape``/``dtype``, ValueError before any data is read unless they match."""
+    def read(self, name, limit=None, shape=None, dtype=None):
+        """Array ``name`` (native byte order); with ``shape``/``dtype``, ValueError before any data is read unless
+        they match."""
         info, where, f = self._open(name)
         with f:
             try:

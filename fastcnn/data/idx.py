@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import MAX_ARRAY_BYTES, check_path, read_exact, read_limited
+from .files import check_path, read_exact, read_limited
 
 __all__ = ["read_idx", "read_bytes"]
 
@@ -28,7 +28,7 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 
-def read_bytes(path, limit=MAX_ARRAY_BYTES):
+def read_bytes(path, limit=None):
     """The contents of a file, decompressed when it is gzip, at most ``limit`` bytes.
 
     Parameters
@@ -37,7 +37,8 @@ def read_bytes(path, limit=MAX_ARRAY_BYTES):
         A regular file; gunzipped when its name ends in ``.gz`` or it starts
         with the gzip magic bytes ``1f 8b``, piece by piece, refused as soon
         as more than ``limit`` bytes come out (a small bomb is not inflated).
-    limit : int, default :data:`fastcnn.data.files.MAX_ARRAY_BYTES`
+    limit : int, optional
+        Default :data:`fastcnn.data.files.MAX_ARRAY_BYTES`.
 
     Returns
     -------

@@ -26,6 +26,7 @@ _MNIST_FILES = {
 }
 
 _SAMPLE_FILE = "mnist_sample.npz"
+_NUM_CLASSES = 10  # MNIST's and Fashion-MNIST's labels are 0-9
 _SAMPLE_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -37,12 +38,13 @@ FASHION_MNIST_CLASSES = (
 
 
 def _find_mnist_file(directory, stems):
-    for stem in stems:
-        for name in (stem, stem + ".gz"):
-            candidate = directory / name
-            if candidate.is_file():
-                return candidate
-    return None
+    """The first candidate name that is a regular file, else the first that is there at all (a FIFO, a folder,
+    a broken link: :func:`read_idx` then says why it is refused), else None."""
+    candidates = [directory / name for stem in stems for name in (stem, stem + ".gz")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return next((c for c in candidates if os.path.lexists(c)), None)
 
 
 def _check_split(images, labels, split, paths):
@@ -61,6 +63,13 @@ def _check_split(images, labels, split, paths):
         )
     if images.dtype != np.uint8:
         raise ValueError(f"{paths[0]}: expected uint8 images, got {images.dtype}")
+    if min(images.shape[1:]) < 1:
+        raise ValueError(f"{paths[0]}: expected {split} images of at least 1x1 pixels, got shape {images.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{paths[1]}: expected integer {split} labels, got {labels.dtype}")
+    if len(labels) and not 0 <= labels.min() <= labels.max() <= _NUM_CLASSES - 1:
+        raise ValueError(f"{paths[1]}: expected {split} labels 0-{_NUM_CLASSES - 1}, found values from "
+                         f"{labels.min()} to {labels.max()}")
 
 
 def _format(x_train, y_train, x_test, y_test):
@@ -97,7 +106,9 @@ def load_mnist(path=None):
         If the directory does not exist or lacks some of the files (the
         message names the directory and the missing files).
     ValueError
-        If a file is corrupt or the files do not fit together.
+        If a file is corrupt or is not a regular file (a FIFO, a folder), or
+        the files do not fit together: images that are not uint8 (N, H, W),
+        labels that are not integers 0-9, counts or image sizes that differ.
 
     Examples
     --------
@@ -141,6 +152,10 @@ def _load_idx_dir(path, dataset):
             split,
             (found[f"{split}_images"], found[f"{split}_labels"]),
         )
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise ValueError(f"{dataset}: the training images ({found['train_images']}) are "
+                         f"{'x'.join(map(str, arrays['train_images'].shape[1:]))}, the test images "
+                         f"({found['test_images']}) {'x'.join(map(str, arrays['test_images'].shape[1:]))}")
     return _format(
         arrays["train_images"], arrays["train_labels"],
         arrays["test_images"], arrays["test_labels"],

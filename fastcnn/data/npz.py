@@ -36,8 +36,9 @@ def load_npz(path, x_key="x", y_key="y"):
         If the file is not a regular file or not a readable ``.npz``, needs
         pickle (object arrays), declares arrays larger than its members hold,
         lacks a key (the message lists the keys it has), the images are not
-        3-D or 4-D numeric arrays, or the labels are not 1-D non-negative
-        integers as many as the images.
+        3-D or 4-D numeric arrays with every size but N at least 1 and finite
+        values, or the labels are not 1-D non-negative integers (that fit
+        int64) as many as the images.  Images come back in native byte order.
 
     Examples
     --------
@@ -93,6 +94,10 @@ def _check_images_and_labels(path, x, y, x_key, y_key):
         )
     if x.dtype.kind not in "uif":
         raise ValueError(f"load_npz: {path}: {x_key!r} must be numeric images, got dtype {x.dtype}")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"load_npz: {path}: {x_key!r} has an empty image size, shape {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"load_npz: {path}: {x_key!r} holds NaN or infinite values")
     if y.ndim != 1:
         raise ValueError(f"load_npz: {path}: {y_key!r} must be 1-D labels (N,), got shape {y.shape}")
     if y.dtype.kind not in "iu":
@@ -103,4 +108,6 @@ def _check_images_and_labels(path, x, y, x_key, y_key):
         )
     if len(y) and y.min() < 0:
         raise ValueError(f"load_npz: {path}: labels must be >= 0, found {y.min()}")
+    if len(y) and y.dtype == np.uint64 and y.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"load_npz: {path}: labels must fit int64, found {y.max()}")
     return np.ascontiguousarray(x), y.astype(np.int64)
