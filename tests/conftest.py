@@ -17,6 +17,15 @@ if _HERE not in sys.path:
 
 from helpers import FLOAT_DTYPES, single_thread  # after the sys.path line above
 
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles for the property tests (registered, not loaded: a test takes one as its settings' parent).
+# "ci": the quick run, reproducible (derandomized, no example database); "slow": the deeper run of the tests
+# marked slow (pytest -m slow).
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, database=None, print_blob=False,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("slow", settings.get_profile("ci"), max_examples=300)
+
 
 @pytest.fixture
 def rng(request):

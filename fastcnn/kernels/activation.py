@@ -5,8 +5,6 @@ input ``x`` for ReLU and leaky ReLU, the forward output ``y`` for sigmoid,
 tanh and softmax.
 """
 
-import numbers
-
 import numpy as np
 
 from ._activations import (
@@ -21,7 +19,7 @@ from ._activations import (
     tanh_backward_kernel,
     tanh_forward_kernel,
 )
-from ._checks import as_float_array, check_shape
+from ._checks import as_float_array, check_shape, finite_real
 
 
 def _elementwise(kernel, fn, *arrays, names):
@@ -73,10 +71,7 @@ def tanh_backward(dy, y):
 
 
 def _slope(negative_slope, fn):
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) \
-            or not np.isfinite(negative_slope):
-        raise ValueError(f"{fn}: negative_slope must be a finite real number, got {negative_slope!r}")
-    return float(negative_slope)
+    return finite_real(negative_slope, "negative_slope", fn)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from ._checks import as_float_array, check_shape
+from ._checks import as_float_array, check_flag, check_shape
 from ._dense import (
     linear_backward_bias_kernel,
     linear_backward_input_kernel,
@@ -70,6 +70,7 @@ def linear_backward(dy, x, w, need_input_grad=True):
     db : ndarray (out_features,)
     """
     fn = "linear_backward"
+    need_input_grad = check_flag(need_input_grad, "need_input_grad", fn)
     x, w = _linear_args(x, w, fn)
     dy = as_float_array(dy, "dy", fn, ndim=2, dtype=x.dtype)
     check_shape(dy, (x.shape[0], w.shape[0]), "dy", fn)

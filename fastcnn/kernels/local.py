@@ -6,7 +6,7 @@ filter bank per output pixel, b (K, P, Q), y and dy (N, K, P, Q).
 
 import numpy as np
 
-from ._checks import as_float_array, check_shape, nonnegative_pair, positive_pair
+from ._checks import as_float_array, check_flag, check_shape, check_x_shape, nonnegative_pair, positive_pair
 from ._local import (
     locally_connected2d_backward_bias_kernel,
     locally_connected2d_backward_input_kernel,
@@ -22,9 +22,8 @@ def locally_connected2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="
     ``w_shape`` is (P, Q, K, C, R, S); ``P = floor((H + 2*ph - R) / sh) + 1`` (Q
     likewise) must equal the weight's first two axes.
     """
-    if len(w_shape) != 6:
-        raise ValueError(f"{fn}: weight must have 6 dimensions (P, Q, K, C, R, S), got shape {tuple(w_shape)}")
-    P, Q, K, C, R, S = w_shape
+    x_shape = check_x_shape(x_shape, fn)
+    P, Q, K, C, R, S = check_x_shape(w_shape, fn, "weight shape", "(P, Q, K, C, R, S)", ndim=6)
     N, K2, P2, Q2 = conv2d_output_shape(x_shape, (K, C, R, S), stride, padding, fn)
     if (P2, Q2) != (P, Q):
         raise ValueError(
@@ -113,6 +112,7 @@ def locally_connected2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=
     db : ndarray (K, P, Q)
     """
     fn = "locally_connected2d_backward"
+    need_input_grad = check_flag(need_input_grad, "need_input_grad", fn)
     x, w, geometry, out_shape = _local_args(x, w, stride, padding, fn)
     dy = as_float_array(dy, "dy", fn, ndim=4, dtype=x.dtype)
     check_shape(dy, out_shape, "dy", fn)

@@ -4,11 +4,9 @@ Shape vocabulary: x and dy (N, C, H, W) or (N, C[, L]), weight, bias, mean
 and inv_std (C,).
 """
 
-import numbers
-
 import numpy as np
 
-from ._checks import as_float_array, check_shape
+from ._checks import as_float_array, check_flag, check_shape, finite_real
 from ._norm import batch_norm_backward_kernel, batch_norm_forward_eval_kernel, batch_norm_forward_train_kernel
 
 
@@ -26,9 +24,7 @@ def _channel_vector(a, name, C, dtype, fn, default=None):
 
 
 def _norm_scalars(momentum, eps, fn):
-    for name, value in (("momentum", momentum), ("eps", eps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-            raise ValueError(f"{fn}: {name} must be a finite real number, got {value!r}")
+    momentum, eps = finite_real(momentum, "momentum", fn), finite_real(eps, "eps", fn)
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum!r}")
     if eps <= 0:
@@ -44,7 +40,7 @@ def _as_3d(x, fn, ndim):
     return x, x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def _running_stats(running_mean, running_var, C, dtype, fn):
+def _running_stats(running_mean, running_var, C, dtype, fn, training):
     stats = []
     for name, a in (("running_mean", running_mean), ("running_var", running_var)):
         if a is None:
@@ -53,6 +49,9 @@ def _running_stats(running_mean, running_var, C, dtype, fn):
         if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
             raise TypeError(f"{fn}: {name} must be a C-contiguous numpy array (it is updated in place), "
                             f"got {type(a).__name__}")
+        if training and not a.flags.writeable:
+            raise ValueError(f"{fn}: {name} is read-only, but training mode updates it in place; pass a writable "
+                             "array (or None to skip the update)")
         stats.append(_channel_vector(a, name, C, dtype, fn))
     return stats
 
@@ -120,12 +119,13 @@ def batch_norm_update_running(running_mean, running_var, mean, var, count, momen
 
 def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, fn, ndim):
     momentum, eps = _norm_scalars(momentum, eps, fn)
+    training = check_flag(training, "training", fn)
     x, x3 = _as_3d(x, fn, ndim)
     N, C, L = x3.shape
     dtype = x.dtype
     weight = _channel_vector(weight, "weight", C, dtype, fn, default=1)
     bias = _channel_vector(bias, "bias", C, dtype, fn, default=0)
-    running_mean, running_var = _running_stats(running_mean, running_var, C, dtype, fn)
+    running_mean, running_var = _running_stats(running_mean, running_var, C, dtype, fn, training)
     if training:
         y, mean, var, inv_std = _train_forward(x, x3, weight, bias, eps, fn)
         batch_norm_update_running(running_mean, running_var, mean, var, N * L, momentum)
@@ -140,6 +140,7 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, mo
 
 
 def _batch_norm_backward(dy, x, weight, mean, inv_std, training, fn, ndim):
+    training = check_flag(training, "training", fn)
     x, x3 = _as_3d(x, fn, ndim)
     dy = as_float_array(dy, "dy", fn, dtype=x.dtype)
     check_shape(dy, x.shape, "dy", fn)
@@ -152,7 +153,7 @@ def _batch_norm_backward(dy, x, weight, mean, inv_std, training, fn, ndim):
     dx = np.empty(x.shape, dtype=x.dtype)
     dweight = np.empty(C, dtype=x.dtype)
     dbias = np.empty(C, dtype=x.dtype)
-    batch_norm_backward_kernel(dy.reshape(x3.shape), x3, weight, mean, inv_std, bool(training),
+    batch_norm_backward_kernel(dy.reshape(x3.shape), x3, weight, mean, inv_std, training,
                                dx.reshape(x3.shape), dweight, dbias)
     return dx, dweight, dbias
 
