@@ -494,12 +494,6 @@ def _conv_call(name):
 #: one of them, a call that reproduces it).  Each is a strict-xfail test in tests/kernels/test_properties.py
 #: (test_known_hostile_bug): when the bug is fixed it XPASSes, which fails; then remove the entry.
 KNOWN_BUGS = {
-    "pool_ceil_mode_unchecked": (
-        "pool.py: ceil_mode is used as bool(ceil_mode), so 'False', None or 2.5 pick a mode silently; fix: "
-        "ceil_mode = check_flag(ceil_mode, 'ceil_mode', fn) in pool2d_output_shape",
-        lambda c: c.arg == "ceil_mode" and c.label in _FLAG_BAD,
-        lambda: run_hostile(Case("max_pool2d_forward", _pool_call("max_pool2d_forward"), "ceil_mode", "string",
-                                 "False", "invalid"))),
     "conv_need_input_grad_unchecked": (
         "conv.py: need_input_grad is used for its truth value, so 'False' computes dx and None skips it; fix: "
         "check_flag(need_input_grad, 'need_input_grad', fn) in conv2d_backward(_im2col) and conv2d_plan",

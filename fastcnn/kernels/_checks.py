@@ -103,7 +103,7 @@ def check_flag(value, name, fn):
     """
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
-    raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+    raise TypeError(f"{fn}: {name} must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def finite_real(value, name, fn):
@@ -118,20 +118,27 @@ def finite_real(value, name, fn):
     return f
 
 
-def check_x_shape(x_shape, fn, name="x_shape", dims="(N, C, H, W)", ndim=4):
-    """A tuple of ``ndim`` positive ints (N, C, H, W), or the ``dims`` named, of an array that fits in memory.
-
-    "Fits" counts 4 bytes an element (float32, the smaller float dtype): see
-    :func:`check_allocation`.
-    """
+def shape_ints(x_shape, fn, name="x_shape", dims="(N, C, H, W)", ndim=4, minimum=1):
+    """A tuple of ``ndim`` ints (not bools) of at least ``minimum``, or ValueError naming ``fn`` and ``name``."""
     try:
         ok = len(x_shape) == ndim and all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
                                           for d in x_shape)
         shape = tuple(int(d) for d in x_shape) if ok else ()
     except TypeError:
         ok = False
-    if not ok or min(shape) <= 0:
-        raise ValueError(f"{fn}: {name} must be {ndim} positive ints {dims}, got {x_shape!r}")
+    if not ok or min(shape) < minimum:
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f"(>= {minimum})"
+        raise ValueError(f"{fn}: {name} must be {ndim} {kind} ints {dims}, got {x_shape!r}")
+    return shape
+
+
+def check_x_shape(x_shape, fn, name="x_shape", dims="(N, C, H, W)", ndim=4):
+    """A tuple of ``ndim`` positive ints (N, C, H, W), or the ``dims`` named, of an array that fits in memory.
+
+    "Fits" counts 4 bytes an element (float32, the smaller float dtype): see
+    :func:`check_allocation`.
+    """
+    shape = shape_ints(x_shape, fn, name, dims, ndim)
     check_allocation(shape, 4, f"an array of {name}", fn)
     return shape
 

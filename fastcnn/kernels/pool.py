@@ -8,7 +8,8 @@ argmax are (N, C).
 import numpy as np
 
 from .._shapes import pool_output_size
-from ._checks import as_float_array, check_shape, check_x_shape, nonnegative_pair, positive_pair
+from ._checks import (as_float_array, check_flag, check_shape, check_x_shape, nonnegative_pair, positive_pair,
+                      shape_ints)
 from ._pool import (
     avg_pool2d_backward_kernel,
     avg_pool2d_forward_kernel,
@@ -20,16 +21,6 @@ from ._pool import (
     max_pool2d_backward_kernel,
     max_pool2d_forward_kernel,
 )
-
-
-def check_flag(value, name, fn):
-    """``value`` as a bool: True or False (Python or numpy bools), or the integers 1 and 0 (as ONNX writes them).
-
-    Anything else (None, strings, other numbers) raises TypeError naming ``fn`` and ``name``.
-    """
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise TypeError(f"{fn}: {name} must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def _check_plane(x, fn, what):
@@ -53,7 +44,8 @@ def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, ceil_mode=
             f"{fn}: padding must be at most half the kernel size, got padding {(ph, pw)} "
             f"for kernel_size {(kh, kw)}"
         )
-    N, C, H, W = x_shape
+    N, C, H, W = shape_ints(x_shape, fn, minimum=0)
+    ceil_mode = check_flag(ceil_mode, "ceil_mode", fn)
     if H == 0 or W == 0:  # every window would lie in the padding: no element to take the maximum or mean of
         raise ValueError(f"{fn}: the input's planes are empty ({H}x{W}); pooling needs at least one pixel")
     if kh > H + 2 * ph or kw > W + 2 * pw:
@@ -61,8 +53,8 @@ def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, ceil_mode=
             f"{fn}: kernel_size {(kh, kw)} is larger than the padded input "
             f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {(ph, pw)})"
         )
-    P = pool_output_size(H, kh, sh, ph, bool(ceil_mode))
-    Q = pool_output_size(W, kw, sw, pw, bool(ceil_mode))
+    P = pool_output_size(H, kh, sh, ph, ceil_mode)
+    Q = pool_output_size(W, kw, sw, pw, ceil_mode)
     return (N, C, P, Q), (kh, kw, sh, sw, ph, pw)
 
 

@@ -19,7 +19,7 @@ class _Pool2d(Layer):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = check_flag(ceil_mode, "ceil_mode", type(self).__name__)
         # check the arguments now, on a shape every valid window fits
         self.output_shape_of((1, 1, 10**6, 10**6))
         self._x_shape = None
