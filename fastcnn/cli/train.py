@@ -63,7 +63,7 @@ def add_parser(subparsers):
         "train",
         help="train a CNN (LeNet-5 by default) on MNIST, report the test accuracy and save a checkpoint",
         description=(
-            "Train a CNN (--model: LeNet-5 by default, or convnet, vgg_small, resnet_small sized for "
+            "Train a CNN (--model: LeNet-5 by default, or convnet, vgg_small, resnet_small, mobilenet_small sized for "
             "1x28x28 images) on MNIST with SGD, report the test accuracy and save a checkpoint "
             "(weights, optimizer momentum, normalisation statistics, epoch, history). Images are "
             "scaled to [0, 1], then standardised with the mean and standard deviation of the "
