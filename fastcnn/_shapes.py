@@ -17,9 +17,29 @@ def pair(value, name):
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
-def conv_output_size(size, kernel, stride, padding):
-    """Output length of a convolution along one axis: ``floor((i + 2p - k) / s) + 1``."""
-    return (size + 2 * padding - kernel) // stride + 1
+def conv_output_size(size, kernel, stride, padding, dilation=1):
+    """Output length of a convolution along one axis: ``floor((i + 2p - d*(k - 1) - 1) / s) + 1``.
+
+    With dilation ``d`` the kernel's taps are ``d`` apart and it spans
+    ``d*(k - 1) + 1`` input pixels (:func:`dilated_kernel_size`); ``d = 1``
+    gives ``floor((i + 2p - k) / s) + 1``.
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def dilated_kernel_size(kernel, dilation):
+    """Input pixels a kernel of ``kernel`` taps, ``dilation`` apart, spans: ``d*(k - 1) + 1``."""
+    return dilation * (kernel - 1) + 1
+
+
+def same_padding(kernel, dilation=1):
+    """Zero padding ``(before, after)`` along one axis that keeps a stride-1 output as long as its input.
+
+    PyTorch's ``padding="same"`` rule: the total ``d*(k - 1)`` is split in
+    half, and when it is odd the extra pixel goes after (right or bottom).
+    """
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
 
 
 def pool_output_size(size, kernel, stride, padding, ceil_mode):

@@ -50,64 +50,91 @@ def pool_out(size, k, s, p, ceil_mode):
 # ---------------------------------------------------------------------------
 # convolution (cross-correlation), zero padding
 # ---------------------------------------------------------------------------
-def conv2d_forward(x, w, b=None, stride=1, padding=0):
-    x, w = _f64(x), _f64(w)
+def same_padding(kernel, dilation):
+    """PyTorch's padding="same" along one axis, from its documentation: ``(before, after)`` with the
+    total ``dilation*(kernel - 1)`` split in half and the odd pixel after."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
+
+
+def _conv_setup(x_shape, w_shape, stride, padding, dilation, groups):
+    """(sh, sw, (top, bottom), (left, right), dh, dw, OH, OW) of a convolution, straight from the definitions."""
     sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    N, C, H, W = x.shape
-    K, C2, R, S = w.shape
-    assert C == C2
-    OH, OW = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    dh, dw = pair(dilation)
+    _, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    assert C == Cg * groups and K % groups == 0
+    if padding == "valid":
+        pads = (0, 0), (0, 0)
+    elif padding == "same":
+        pads = same_padding(R, dh), same_padding(S, dw)
+    else:
+        ph, pw = pair(padding)
+        pads = (ph, ph), (pw, pw)
+    (top, bottom), (left, right) = pads
+    OH = (H + top + bottom - dh * (R - 1) - 1) // sh + 1
+    OW = (W + left + right - dw * (S - 1) - 1) // sw + 1
+    return sh, sw, top, left, dh, dw, OH, OW
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, k, oh, ow] = b[k] + sum over the C/groups channels c of k's group and the taps (r, s) of
+    w[k, c, r, s] * x[n, g*C/groups + c, oh*sh - top + r*dh, ow*sw - left + s*dw] (zero outside x),
+    with k's group g = k // (K/groups); padding may be an int, a pair, "same" or "valid"."""
+    x, w = _f64(x), _f64(w)
+    N, _, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw, top, left, dh, dw, OH, OW = _conv_setup(x.shape, w.shape, stride, padding, dilation, groups)
     y = np.zeros((N, K, OH, OW))
     for n in range(N):
         for k in range(K):
+            c0 = (k // (K // groups)) * Cg  # the first input channel of k's group
             for oh in range(OH):
                 for ow in range(OW):
                     acc = 0.0 if b is None else float(b[k])
-                    for c in range(C):
+                    for c in range(Cg):
                         for r in range(R):
-                            ih = oh * sh - ph + r
+                            ih = oh * sh - top + r * dh
                             if ih < 0 or ih >= H:
                                 continue  # zero padding
                             for s in range(S):
-                                iw = ow * sw - pw + s
+                                iw = ow * sw - left + s * dw
                                 if iw < 0 or iw >= W:
                                     continue
-                                acc += float(x[n, c, ih, iw]) * float(w[k, c, r, s])
+                                acc += float(x[n, c0 + c, ih, iw]) * float(w[k, c, r, s])
                     y[n, k, oh, ow] = acc
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0):
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     """(dx, dw, db) by scattering every output's gradient back along the edges
     of the forward computation graph."""
     dy, x, w = _f64(dy), _f64(x), _f64(w)
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    N, C, H, W = x.shape
-    K, _, R, S = w.shape
-    OH, OW = dy.shape[2], dy.shape[3]
-    assert dy.shape == (N, K, conv_out(H, R, sh, ph), conv_out(W, S, sw, pw))
+    N, _, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw, top, left, dh, dw_, OH, OW = _conv_setup(x.shape, w.shape, stride, padding, dilation, groups)
+    assert dy.shape == (N, K, OH, OW)
     dx = np.zeros_like(x)
     dw = np.zeros_like(w)
     db = np.zeros(K)
     for n in range(N):
         for k in range(K):
+            c0 = (k // (K // groups)) * Cg
             for oh in range(OH):
                 for ow in range(OW):
                     g = float(dy[n, k, oh, ow])
                     db[k] += g
-                    for c in range(C):
+                    for c in range(Cg):
                         for r in range(R):
-                            ih = oh * sh - ph + r
+                            ih = oh * sh - top + r * dh
                             if ih < 0 or ih >= H:
                                 continue
                             for s in range(S):
-                                iw = ow * sw - pw + s
+                                iw = ow * sw - left + s * dw_
                                 if iw < 0 or iw >= W:
                                     continue
-                                dx[n, c, ih, iw] += w[k, c, r, s] * g
-                                dw[k, c, r, s] += x[n, c, ih, iw] * g
+                                dx[n, c0 + c, ih, iw] += w[k, c, r, s] * g
+                                dw[k, c, r, s] += x[n, c0 + c, ih, iw] * g
     return dx, dw, db
 
 
@@ -129,16 +156,17 @@ def true_convolution2d(x, w):
     return y
 
 
-def im2col(x, kernel_size, stride=1, padding=0):
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     """Reference im2col in fastcnn's documented layout: shape (N, C*R*S, P*Q),
-    ``cols[n, (c*R + r)*S + s, p*Q + q] = xpad[n, c, p*sh + r, q*sw + s]``
+    ``cols[n, (c*R + r)*S + s, p*Q + q] = xpad[n, c, p*sh + r*dh, q*sw + s*dw]``
     (zero padding)."""
     x = _f64(x)
     R, S = pair(kernel_size)
     sh, sw = pair(stride)
     ph, pw = pair(padding)
+    dh, dw = pair(dilation)
     N, C, H, W = x.shape
-    P, Q = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    P, Q = conv_out(H, dh * (R - 1) + 1, sh, ph), conv_out(W, dw * (S - 1) + 1, sw, pw)
     cols = np.zeros((N, C * R * S, P * Q))
     for n in range(N):
         for c in range(C):
@@ -147,22 +175,23 @@ def im2col(x, kernel_size, stride=1, padding=0):
                     row = (c * R + r) * S + s
                     for p in range(P):
                         for q in range(Q):
-                            ih = p * sh - ph + r
-                            iw = q * sw - pw + s
+                            ih = p * sh - ph + r * dh
+                            iw = q * sw - pw + s * dw
                             if 0 <= ih < H and 0 <= iw < W:
                                 cols[n, row, p * Q + q] = x[n, c, ih, iw]
     return cols
 
 
-def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     """Reference col2im: scatter-add every column entry back to the input
     pixel it was read from (entries from the padding are dropped)."""
     cols = _f64(cols)
     R, S = pair(kernel_size)
     sh, sw = pair(stride)
     ph, pw = pair(padding)
+    dh, dw = pair(dilation)
     N, C, H, W = x_shape
-    P, Q = conv_out(H, R, sh, ph), conv_out(W, S, sw, pw)
+    P, Q = conv_out(H, dh * (R - 1) + 1, sh, ph), conv_out(W, dw * (S - 1) + 1, sw, pw)
     assert cols.shape == (N, C * R * S, P * Q)
     dx = np.zeros((N, C, H, W))
     for n in range(N):
@@ -172,8 +201,8 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
                     row = (c * R + r) * S + s
                     for p in range(P):
                         for q in range(Q):
-                            ih = p * sh - ph + r
-                            iw = q * sw - pw + s
+                            ih = p * sh - ph + r * dh
+                            iw = q * sw - pw + s * dw
                             if 0 <= ih < H and 0 <= iw < W:
                                 dx[n, c, ih, iw] += cols[n, row, p * Q + q]
     return dx
@@ -229,22 +258,28 @@ def max_pool2d_backward(dy, argmax, x_shape):
     return dx
 
 
-def _avg_windows(H, W, kh, kw, sh, sw, ph, pw, OH, OW):
-    """Yield (oh, ow, h0, h1, w0, w1, divisor) with PyTorch's
-    count_include_pad=True rule: the divisor counts the window clipped to the
-    padded input; the sum uses the window clipped to the real input."""
+def _avg_windows(H, W, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad=True):
+    """Yield (oh, ow, h0, h1, w0, w1, divisor) with PyTorch's rules: the sum
+    uses the window clipped to the real input; with count_include_pad=True the
+    divisor counts the window clipped to the padded input, with False it counts
+    the real input pixels in the window (every pixel (ih, iw) with
+    h0 <= ih < h1 and w0 <= iw < w1, counted one by one)."""
     for oh in range(OH):
         for ow in range(OW):
             hstart = oh * sh - ph
             wstart = ow * sw - pw
             hend = min(hstart + kh, H + ph)
             wend = min(wstart + kw, W + pw)
-            divisor = (hend - hstart) * (wend - wstart)
-            yield (oh, ow, max(hstart, 0), min(hend, H), max(wstart, 0),
-                   min(wend, W), divisor)
+            h0, h1, w0, w1 = max(hstart, 0), min(hend, H), max(wstart, 0), min(wend, W)
+            if count_include_pad:
+                divisor = (hend - hstart) * (wend - wstart)
+            else:
+                divisor = sum(1 for _ in range(h0, h1) for _ in range(w0, w1))
+            yield (oh, ow, h0, h1, w0, w1, divisor)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True):
     x = _f64(x)
     kh, kw = pair(kernel_size)
     sh, sw = pair(kernel_size if stride is None else stride)
@@ -255,7 +290,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     for n in range(N):
         for c in range(C):
             for oh, ow, h0, h1, w0, w1, div in _avg_windows(
-                    H, W, kh, kw, sh, sw, ph, pw, OH, OW):
+                    H, W, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad):
                 acc = 0.0
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
@@ -265,7 +300,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 
 
 def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0,
-                        ceil_mode=False):
+                        ceil_mode=False, count_include_pad=True):
     dy = _f64(dy)
     kh, kw = pair(kernel_size)
     sh, sw = pair(kernel_size if stride is None else stride)
@@ -277,7 +312,7 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0,
     for n in range(N):
         for c in range(C):
             for oh, ow, h0, h1, w0, w1, div in _avg_windows(
-                    H, W, kh, kw, sh, sw, ph, pw, OH, OW):
+                    H, W, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad):
                 g = dy[n, c, oh, ow] / div
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
@@ -308,6 +343,38 @@ def global_avg_pool2d_backward(dy, x_shape):
             for h in range(H):
                 for w_ in range(W):
                     dx[n, c, h, w_] = dy[n, c] / (H * W)
+    return dx
+
+
+def global_max_pool2d_forward(x):
+    """Returns (y, argmax), both (N, C): the maximum of each (H, W) plane and its
+    flat index h*W + w.  Scanning in row-major order, a later element replaces
+    the current one only if it is strictly greater, and the first NaN met wins
+    (nothing replaces a NaN)."""
+    x = _f64(x)
+    N, C, H, W = x.shape
+    y = np.zeros((N, C))
+    am = np.zeros((N, C), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            best, best_idx = None, -1
+            for h in range(H):
+                for w_ in range(W):
+                    v = float(x[n, c, h, w_])
+                    if best_idx == -1 or (not math.isnan(best) and (math.isnan(v) or v > best)):
+                        best, best_idx = v, h * W + w_
+            y[n, c], am[n, c] = best, best_idx
+    return y, am
+
+
+def global_max_pool2d_backward(dy, argmax, x_shape):
+    dy = _f64(dy)
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            idx = int(argmax[n, c])
+            dx[n, c, idx // W, idx % W] = dy[n, c]
     return dx
 
 

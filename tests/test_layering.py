@@ -397,6 +397,11 @@ def test_raw_kernel_modules_import_no_other_variant(path):
     assert {p.rsplit(".", 1)[0] if p.count(".") > 2 else p for p in private} <= RAW_SHARED, private
 
 
+def test_depthwise_kernels_are_a_raw_variant_module():
+    """``_conv_depthwise`` is checked by the rule above (a variant: imports only ``_loops`` and ``config``)."""
+    assert "_conv_depthwise.py" in {p.name for p in RAW_KERNEL_FILES}
+
+
 def test_kernels_init_only_re_exports():
     """``fastcnn/kernels/__init__.py`` holds imports, ``__all__`` and its docstring: no code of its own."""
     tree = ast.parse((PACKAGE_DIR / "kernels" / "__init__.py").read_text())

@@ -18,17 +18,19 @@ from fastcnn.augment import Augment  # noqa: E402
 t_import = time.perf_counter() - t0
 
 # (N, C, H, W, K, R, S, padding) for the algorithms that apply to particular shapes only
-CONV_SHAPES = {"matmul_1x1": (8, 3, 6, 6, 4, 1, 1, 0), "matmul_whole_input": (8, 3, 6, 6, 4, 6, 6, 0)}
+CONV_SHAPES = {"matmul_1x1": (8, 3, 6, 6, 4, 1, 1, 0), "matmul_whole_input": (8, 3, 6, 6, 4, 6, 6, 0),
+               "depthwise": (8, 3, 6, 6, 6, 3, 3, 1)}
 
 
 def touch_everything(dtype):
     rng = np.random.default_rng(0)
     for algorithm in K.CONV_ALGORITHMS:  # every algorithm a plan can name, each pass
         N, C, H, W, Kout, R, S, pad = CONV_SHAPES.get(algorithm, (8, 3, 6, 6, 4, 3, 3, 1))
+        groups = C if algorithm == "depthwise" else 1  # depthwise: each channel its own group
         x = rng.standard_normal((N, C, H, W)).astype(dtype)
-        w = rng.standard_normal((Kout, C, R, S)).astype(dtype)
-        y = K.conv2d_forward(x, w, None, 1, pad, algorithm=algorithm)
-        K.conv2d_backward(y, x, w, 1, pad, algorithm=algorithm)
+        w = rng.standard_normal((Kout, C // groups, R, S)).astype(dtype)
+        y = K.conv2d_forward(x, w, None, 1, pad, algorithm=algorithm, groups=groups)
+        K.conv2d_backward(y, x, w, 1, pad, algorithm=algorithm, groups=groups)
     x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
     y, a = K.max_pool2d_forward(x, 2)
     K.max_pool2d_backward(y, a, x.shape)

@@ -52,6 +52,7 @@ from .conv import (
     COMPARED_ALGORITHMS,
     CONV_SUITE,
     FASTCNN_ALGORITHMS,
+    GROUPED_CONV_SUITE,
     SHAPE_FORMAT,
     ConvShape,
     bench_conv,
@@ -78,6 +79,7 @@ from .train import bench_train
 __all__ = [
     "ConvShape",
     "CONV_SUITE",
+    "GROUPED_CONV_SUITE",
     "SHAPE_FORMAT",
     "FASTCNN_ALGORITHMS",
     "COMPARED_ALGORITHMS",

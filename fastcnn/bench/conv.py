@@ -1,6 +1,6 @@
 """The convolution benchmark: one shape, or a suite of shapes, timed per algorithm against PyTorch.
 
-Shapes are written ``NxCxHxW:KkR[sS][pP]`` (:func:`parse_shape`).  For each
+Shapes are written ``NxCxHxW:KkR[sS][pP][dD][gG]`` (:func:`parse_shape`).  For each
 algorithm (fastcnn's ``direct`` and ``im2col``, every other named algorithm
 of :data:`COMPARED_ALGORITHMS` that the kernels offer and that applies to
 the shape, and PyTorch's ``F.conv2d`` when installed) :func:`bench_conv`
@@ -16,6 +16,9 @@ Examples
 (64, 3, 32, 32, 32, 3, 1, 1)
 >>> str(s), (s.p, s.q)
 ('64x3x32x32:32k3s1p1', (32, 32))
+>>> depthwise = parse_shape("64x32x32x32:32k3s2p1g32")
+>>> depthwise.groups, (depthwise.p, depthwise.q), depthwise.flops
+(32, (16, 16), 9437184)
 """
 
 import math
@@ -25,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._shapes import conv_output_size
 from .machine import machine_info
 from .memory import TIMED_OPS, conv_workspace_bytes, traced_extra_bytes
 from .timing import calls_per_sample, measure_peak_gflops, median, no_gc, rotated, time_call, use_threads
@@ -36,6 +40,7 @@ __all__ = [
     "COMPARED_ALGORITHMS",
     "ConvShape",
     "CONV_SUITE",
+    "GROUPED_CONV_SUITE",
     "parse_shape",
     "conv_arrays",
     "compared_algorithms",
@@ -45,9 +50,10 @@ __all__ = [
 
 #: One-paragraph description of the shape strings, used in ``--help``.
 SHAPE_FORMAT = (
-    "NxCxHxW:KkR[sS][pP]: a batch of N images with C channels of H x W pixels, "
-    "convolved with K filters of R x R, stride S (default 1) and zero padding P "
-    "(default 0); e.g. 64x3x32x32:32k3s1p1"
+    "NxCxHxW:KkR[sS][pP][dD][gG]: a batch of N images with C channels of H x W pixels, "
+    "convolved with K filters of R x R, stride S (default 1), zero padding P "
+    "(default 0), dilation D (default 1) and G channel groups (default 1; G = C is "
+    "depthwise); e.g. 64x3x32x32:32k3s1p1, 64x64x16x16:64k3p1g64"
 )
 
 #: The fastcnn algorithms measured on every shape (with "torch" when PyTorch is installed).
@@ -68,7 +74,7 @@ _COMPARED = ("forward", "backward", "forward_backward")
 
 
 class ConvShape(NamedTuple):
-    """A convolution problem: input (n, c, h, w), k filters of r x r, stride, pad."""
+    """A convolution problem: input (n, c, h, w), k filters of r x r, stride, pad, dilation, channel groups."""
 
     n: int
     c: int
@@ -78,29 +84,44 @@ class ConvShape(NamedTuple):
     r: int
     stride: int = 1
     pad: int = 0
+    dilation: int = 1
+    groups: int = 1
 
     @property
     def p(self):
         """Output height."""
-        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+        return conv_output_size(self.h, self.r, self.stride, self.pad, self.dilation)
 
     @property
     def q(self):
         """Output width."""
-        return (self.w + 2 * self.pad - self.r) // self.stride + 1
+        return conv_output_size(self.w, self.r, self.stride, self.pad, self.dilation)
+
+    @property
+    def weight_shape(self):
+        """``(K, C/groups, R, R)``."""
+        return (self.k, self.c // self.groups, self.r, self.r)
+
+    @property
+    def grouping(self):
+        """``{"dilation": ..., "groups": ...}``, the keyword arguments of the kernels."""
+        return {"dilation": self.dilation, "groups": self.groups}
 
     @property
     def flops(self):
-        """Floating-point operations of one pass: ``2 * N*K*C*R*S*P*Q`` (a multiply-add is 2)."""
-        return 2 * self.n * self.k * self.c * self.r * self.r * self.p * self.q
+        """Floating-point operations of one pass: ``2 * N*K*(C/groups)*R*S*P*Q`` (a multiply-add is 2)."""
+        return 2 * self.n * self.k * (self.c // self.groups) * self.r * self.r * self.p * self.q
 
     def __str__(self):
-        return f"{self.n}x{self.c}x{self.h}x{self.w}:{self.k}k{self.r}s{self.stride}p{self.pad}"
+        extra = (f"d{self.dilation}" if self.dilation != 1 else "") + (f"g{self.groups}" if self.groups != 1 else "")
+        return f"{self.n}x{self.c}x{self.h}x{self.w}:{self.k}k{self.r}s{self.stride}p{self.pad}{extra}"
 
     def describe(self):
         """A longer, human-readable description."""
+        extra = (f" dilation {self.dilation}" if self.dilation != 1 else "") + (
+            " depthwise" if self.groups == self.c > 1 else f" {self.groups} groups" if self.groups != 1 else "")
         return (f"N={self.n} C={self.c} {self.h}x{self.w} -> K={self.k} {self.r}x{self.r} "
-                f"stride {self.stride} pad {self.pad} -> {self.p}x{self.q}; "
+                f"stride {self.stride} pad {self.pad}{extra} -> {self.p}x{self.q}; "
                 f"{self.flops / 1e9:.3f} GFLOP per pass")
 
 
@@ -114,11 +135,22 @@ CONV_SUITE = (
     ConvShape(32, 32, 32, 32, 64, 3, 2, 1),
 )
 
-_SHAPE_RE = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
+#: The depthwise, grouped and dilated layers of ``fastcnn bench conv`` (run after :data:`CONV_SUITE`):
+#: MobileNet-style depthwise 3x3 at 32, 64 and 128 channels (one with stride 2), a ResNeXt-style grouped
+#: 3x3 (4 groups) and a dilated 3x3.
+GROUPED_CONV_SUITE = (
+    ConvShape(64, 32, 32, 32, 32, 3, 1, 1, 1, 32),
+    ConvShape(64, 64, 16, 16, 64, 3, 1, 1, 1, 64),
+    ConvShape(64, 128, 16, 16, 128, 3, 2, 1, 1, 128),
+    ConvShape(64, 64, 16, 16, 64, 3, 1, 1, 1, 4),
+    ConvShape(64, 32, 16, 16, 32, 3, 1, 2, 2, 1),
+)
+
+_SHAPE_RE = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?(?:d(\d+))?(?:g(\d+))?")
 
 
 def parse_shape(text):
-    """Parse ``NxCxHxW:KkR[sS][pP]`` into a :class:`ConvShape`.
+    """Parse ``NxCxHxW:KkR[sS][pP][dD][gG]`` into a :class:`ConvShape`.
 
     Raises
     ------
@@ -129,20 +161,23 @@ def parse_shape(text):
     Examples
     --------
     >>> parse_shape("8x2x8x8:4k3")
-    ConvShape(n=8, c=2, h=8, w=8, k=4, r=3, stride=1, pad=0)
+    ConvShape(n=8, c=2, h=8, w=8, k=4, r=3, stride=1, pad=0, dilation=1, groups=1)
     """
     m = _SHAPE_RE.fullmatch(text.strip().lower())
     if m is None:
-        raise ValueError(f"bad shape {text!r}: expected NxCxHxW:KkR[sS][pP], e.g. 64x3x32x32:32k3s1p1")
+        raise ValueError(f"bad shape {text!r}: expected NxCxHxW:KkR[sS][pP][dD][gG], e.g. 64x3x32x32:32k3s1p1")
     n, c, h, w, k, r = (int(g) for g in m.groups()[:6])
-    stride = int(m.group(7)) if m.group(7) is not None else 1
-    pad = int(m.group(8)) if m.group(8) is not None else 0
-    shape = ConvShape(n, c, h, w, k, r, stride, pad)
-    if min(n, c, h, w, k, r, stride) < 1:
-        raise ValueError(f"bad shape {text!r}: N, C, H, W, K, R and the stride must be positive")
-    if r > h + 2 * pad or r > w + 2 * pad:
-        raise ValueError(f"bad shape {text!r}: kernel {r}x{r} is larger than the padded input "
-                         f"{h + 2 * pad}x{w + 2 * pad}")
+    stride, pad, dilation, groups = (int(v) if v is not None else default
+                                     for v, default in zip(m.groups()[6:], (1, 0, 1, 1)))
+    shape = ConvShape(n, c, h, w, k, r, stride, pad, dilation, groups)
+    if min(n, c, h, w, k, r, stride, dilation, groups) < 1:
+        raise ValueError(f"bad shape {text!r}: N, C, H, W, K, R, the stride, dilation and groups must be positive")
+    if c % groups or k % groups:
+        raise ValueError(f"bad shape {text!r}: C ({c}) and K ({k}) must be multiples of the groups ({groups})")
+    span = dilation * (r - 1) + 1
+    if span > h + 2 * pad or span > w + 2 * pad:
+        raise ValueError(f"bad shape {text!r}: kernel {r}x{r}" + (f" (dilated: {span}x{span})" if span > r else "")
+                         + f" is larger than the padded input {h + 2 * pad}x{w + 2 * pad}")
     return shape
 
 
@@ -151,7 +186,7 @@ def conv_arrays(shape, seed=0):
     rng = np.random.default_rng(seed)
     s = shape
     x = rng.standard_normal((s.n, s.c, s.h, s.w), dtype=np.float32)
-    w = rng.standard_normal((s.k, s.c, s.r, s.r), dtype=np.float32) / np.float32(math.sqrt(s.c * s.r * s.r))
+    w = rng.standard_normal(s.weight_shape, dtype=np.float32) / np.float32(math.sqrt(s.c // s.groups * s.r * s.r))
     b = rng.standard_normal(s.k, dtype=np.float32)
     dy = rng.standard_normal((s.n, s.k, s.p, s.q), dtype=np.float32)
     return x, w, b, dy
@@ -165,11 +200,12 @@ def _fastcnn_ops(shape, algorithm, arrays):
     from ..kernels import conv2d_backward, conv2d_forward
 
     x, w, b, dy = arrays
-    st, pd, a = shape.stride, shape.pad, algorithm
+    st, pd, a, kw = shape.stride, shape.pad, algorithm, shape.grouping
     return {
-        "forward": (lambda: conv2d_forward(x, w, b, st, pd, algorithm=a), None),
-        "backward_weight": (lambda: conv2d_backward(dy, x, w, st, pd, need_input_grad=False, algorithm=a), None),
-        "backward": (lambda: conv2d_backward(dy, x, w, st, pd, algorithm=a), None),
+        "forward": (lambda: conv2d_forward(x, w, b, st, pd, algorithm=a, **kw), None),
+        "backward_weight": (lambda: conv2d_backward(dy, x, w, st, pd, need_input_grad=False, algorithm=a, **kw),
+                            None),
+        "backward": (lambda: conv2d_backward(dy, x, w, st, pd, algorithm=a, **kw), None),
     }
 
 
@@ -179,7 +215,7 @@ def _applies(shape, algorithm):
 
     s = shape
     try:
-        conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, algorithm=algorithm)
+        conv2d_plan((s.n, s.c, s.h, s.w), s.weight_shape, s.stride, s.pad, algorithm=algorithm, **s.grouping)
     except ValueError:
         return False
     return True
@@ -190,12 +226,16 @@ def compared_algorithms(shape):
 
     Every name of :data:`COMPARED_ALGORITHMS` that is in
     :data:`FASTCNN_ALGORITHMS`, or that ``fastcnn.kernels.CONV_ALGORITHMS``
-    names and that applies to the shape (``winograd``, ``winograd4``: 3x3, stride 1); the
-    others are left out without a word.
+    names and that applies to the shape (``winograd``, ``winograd4``: 3x3, stride 1,
+    one group); the others are left out without a word.  A grouped shape
+    compares ``direct`` (depthwise kernels for a depthwise one) with ``im2col``
+    only: a Winograd transform per group of a few channels is no contender.
 
     Examples
     --------
     >>> compared_algorithms(parse_shape("8x2x8x8:4k5s2"))
+    ('direct', 'im2col')
+    >>> compared_algorithms(parse_shape("8x16x8x8:16k3p1g16"))
     ('direct', 'im2col')
     """
     from ..kernels import CONV_ALGORITHMS
@@ -203,7 +243,7 @@ def compared_algorithms(shape):
     if isinstance(shape, str):
         shape = parse_shape(shape)
     return tuple(a for a in COMPARED_ALGORITHMS
-                 if a in FASTCNN_ALGORITHMS or (a in CONV_ALGORITHMS and _applies(shape, a)))
+                 if a in FASTCNN_ALGORITHMS or (a in CONV_ALGORITHMS and shape.groups == 1 and _applies(shape, a)))
 
 
 def _plan_names(shape, algorithm):
@@ -211,7 +251,7 @@ def _plan_names(shape, algorithm):
     from ..kernels import conv2d_plan
 
     s = shape
-    plans = conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, algorithm=algorithm)
+    plans = conv2d_plan((s.n, s.c, s.h, s.w), s.weight_shape, s.stride, s.pad, algorithm=algorithm, **s.grouping)
     return {"forward": plans.forward.algorithm, "weight_grad": plans.weight_grad.algorithm,
             "input_grad": plans.input_grad.algorithm}
 
@@ -219,7 +259,7 @@ def _plan_names(shape, algorithm):
 def _torch_ops(torch, shape, arrays):
     """{op: (fn, setup)} for PyTorch's F.conv2d; ``fn(setup())`` is timed, the autograd graph built untimed."""
     F = torch.nn.functional
-    st, pd = shape.stride, shape.pad
+    st, pd, dl, gr = shape.stride, shape.pad, shape.dilation, shape.groups
     xt, wt, bt, dyt = (torch.from_numpy(a) for a in arrays)
     wr = wt.clone().requires_grad_(True)
     br = bt.clone().requires_grad_(True)
@@ -227,13 +267,13 @@ def _torch_ops(torch, shape, arrays):
 
     def forward():
         with torch.no_grad():
-            return F.conv2d(xt, wt, bt, st, pd)
+            return F.conv2d(xt, wt, bt, st, pd, dl, gr)
 
     def graph_weight():  # x needs no gradient: autograd skips dx
-        return F.conv2d(xt, wr, br, st, pd)
+        return F.conv2d(xt, wr, br, st, pd, dl, gr)
 
     def graph_full():
-        return F.conv2d(xr, wr, br, st, pd)
+        return F.conv2d(xr, wr, br, st, pd, dl, gr)
 
     return {
         "forward": (forward, None),

@@ -64,8 +64,8 @@ def conv_workspace_bytes(shape, algorithm, op, threads=1, itemsize=4):
     if op not in TIMED_OPS:
         raise ValueError(f"conv_workspace_bytes: op must be one of {TIMED_OPS}, got {op!r}")
     s = shape
-    plans = conv2d_plan((s.n, s.c, s.h, s.w), (s.k, s.c, s.r, s.r), s.stride, s.pad, dtype=np.dtype(f"f{itemsize}"),
-                        algorithm=algorithm, need_input_grad=op == "backward", num_threads=threads)
+    plans = conv2d_plan((s.n, s.c, s.h, s.w), s.weight_shape, s.stride, s.pad, dtype=np.dtype(f"f{itemsize}"),
+                        algorithm=algorithm, need_input_grad=op == "backward", num_threads=threads, **s.grouping)
     return plans.memory_bytes(op)
 
 

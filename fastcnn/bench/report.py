@@ -145,11 +145,11 @@ def _timing_notes(shapes, has_torch):
     """The legend under the timing table."""
     out = ["fwd: forward; bwd-w: weight+bias gradient only (no dx); bwd-d*: input gradient, DERIVED as "
            "bwd - bwd-w; bwd: dx, dw, db; f+b: fwd + bwd (training step of the layer). GF/s counts "
-           "2*N*K*C*R*S*P*Q FLOPs per pass (f+b: 3 passes); %pk: share of the sgemm peak above."]
+           "2*N*K*(C/groups)*R*S*P*Q FLOPs per pass (f+b: 3 passes); %pk: share of the sgemm peak above."]
     others = sorted({a for r in shapes for a in r["algorithms"]} - set(FASTCNN_ALGORITHMS) - {"torch"})
     if others:
         out.append(f"GF/s and %pk are direct-equivalent: every algorithm, {', '.join(others)} included, is credited "
-                   "with 2*N*K*C*R*S*P*Q FLOPs per pass whatever arithmetic it does (winograd does fewer "
+                   "with 2*N*K*(C/groups)*R*S*P*Q FLOPs per pass whatever arithmetic it does (winograd does fewer "
                    "multiplications, so its figures can pass the peak); they compare times.")
     if has_torch:
         out.append("vs torch: torch's time / this time (above 1x: faster than PyTorch). torch forward under "

@@ -84,7 +84,7 @@ def _write_json(path, payload):
 
 
 def _add_conv(kinds):
-    suite = "\n".join(f"  {s}" for s in bench.CONV_SUITE)
+    suite = "\n".join(f"  {s}" for s in bench.CONV_SUITE + bench.GROUPED_CONV_SUITE)
     conv = kinds.add_parser(
         "conv",
         help="time the convolution algorithms (direct, im2col, torch) on a suite of shapes",
@@ -100,9 +100,11 @@ def _add_conv(kinds):
         epilog=textwrap.fill(f"shape format: {bench.SHAPE_FORMAT}", 78) + f"\n\ndefault suite:\n{suite}",
     )
     conv.add_argument("--shapes", nargs="+", type=_conv_shape, default=None, metavar="S",
-                      help="convolution shapes as NxCxHxW:KkR[sS][pP] (batch N, C input channels, "
+                      help="convolution shapes as NxCxHxW:KkR[sS][pP][dD][gG] (batch N, C input channels, "
                            "H x W pixels, K filters of R x R, stride S, default 1, padding P, "
-                           "default 0), e.g. 64x3x32x32:32k3s1p1; default: the suite below")
+                           "default 0, dilation D, default 1, G channel groups, default 1), "
+                           "e.g. 64x3x32x32:32k3s1p1 or 64x64x16x16:64k3p1g64 (depthwise); "
+                           "default: the suite below")
     conv.add_argument("--threads", type=common.positive_int, default=None, metavar="N",
                       help="threads for fastcnn, numpy's BLAS and PyTorch (default: fastcnn's, "
                            "normally the number of cores)")
@@ -124,7 +126,7 @@ def _run_conv(args):
         except ImportError as exc:
             fail(f"argument --plot: {exc}", EXIT_FAILURE)
     threads = common.set_threads(args.threads)
-    shapes = tuple(args.shapes) if args.shapes else bench.CONV_SUITE
+    shapes = tuple(args.shapes) if args.shapes else bench.CONV_SUITE + bench.GROUPED_CONV_SUITE
     suite = bench.run_conv_suite(shapes, repeat=args.repeat, threads=threads, log=log)
     print(bench.format_conv(suite), flush=True)
     if args.json is not None:

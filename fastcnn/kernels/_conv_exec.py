@@ -10,8 +10,16 @@ Every function takes checked arrays, the :class:`~fastcnn.kernels.conv_plan.Conv
 * ``input_grad(dy, w, dx, g, bufs)``
 
 :data:`FORWARD`, :data:`WEIGHT_GRAD` and :data:`INPUT_GRAD` map algorithm
-names to them.  Weight relayouts are tiny (R*S*C*K numbers) and rebuilt per
-call; the activation-sized layout copies live in the workspace.
+names to them; they compute a convolution of one group (``g.groups == 1``)
+or, for ``depthwise``, a depthwise one.  :func:`forward`,
+:func:`weight_grad` and :func:`input_grad` run any plan: a grouped one
+(``g.groups > 1``, not depthwise) as one call per group on contiguous copies
+of the group's channels (the plan's ``x_group``, ``y_group``, ``dy_group``,
+``dx_group`` buffers), and a dilated one whose algorithm does not compute
+dilation itself on the phase sub-images of the space-to-batch rearrangement
+(:meth:`~fastcnn.kernels.conv_plan.ConvGeometry.space_to_batch`; the
+``*_dilation_phases`` buffers).  Weight relayouts are tiny (R*S*C*K numbers) and
+rebuilt per call; the activation-sized layout copies live in the workspace.
 """
 
 from ._conv_batchlast import (
@@ -27,6 +35,11 @@ from ._conv_channellast import (
     conv2d_forward_channellast,
     to_channel_last,
 )
+from ._conv_depthwise import (
+    conv2d_backward_input_depthwise,
+    conv2d_backward_weight_depthwise,
+    conv2d_forward_depthwise,
+)
 from ._conv_im2col import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from ._conv_matmul import (
     forward_1x1,
@@ -39,20 +52,21 @@ from ._conv_matmul import (
 from ._conv_nchw import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows
 from ._conv_winograd import conv2d_backward_weight_winograd, conv2d_forward_winograd, winograd_filter
+from .conv_plan import NATIVE_DILATION
 
 # --------------------------------------------------------------------------- nchw
 
 
 def _nchw_forward(x, w, b, y, g, bufs):
-    conv2d_forward_direct(x, w, b, y, g.sh, g.sw, g.ph, g.pw)
+    conv2d_forward_direct(x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
 
 
 def _nchw_weight_grad(dy, x, dw, g, bufs):
-    conv2d_backward_weight_direct(dy, x, dw, g.sh, g.sw, g.ph, g.pw)
+    conv2d_backward_weight_direct(dy, x, dw, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
 
 
 def _nchw_input_grad(dy, w, dx, g, bufs):
-    conv2d_backward_input_direct(dy, w, dx, g.sh, g.sw, g.ph, g.pw)
+    conv2d_backward_input_direct(dy, w, dx, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
 
 
 # --------------------------------------------------------------------------- batch_last
@@ -138,15 +152,16 @@ def _channellast_input_grad(dy, w, dx, g, bufs):
 
 
 def _im2col_forward(x, w, b, y, g, bufs):
-    conv2d_forward_gemm(x, w, b, y, g.sh, g.sw, g.ph, g.pw, bufs["cols"])
+    conv2d_forward_gemm(x, w, b, y, g.sh, g.sw, g.ph, g.pw, bufs["cols"], g.dil_h, g.dil_w)
 
 
 def _im2col_weight_grad(dy, x, dw, g, bufs):
-    conv2d_backward_weight_gemm(dy, x, dw, g.sh, g.sw, g.ph, g.pw, bufs["cols"], bufs["dw_per_image"])
+    conv2d_backward_weight_gemm(dy, x, dw, g.sh, g.sw, g.ph, g.pw, bufs["cols"], bufs["dw_per_image"],
+                                g.dil_h, g.dil_w)
 
 
 def _im2col_input_grad(dy, w, dx, g, bufs):
-    conv2d_backward_input_gemm(dy, w, dx, g.sh, g.sw, g.ph, g.pw, bufs["dcols"])
+    conv2d_backward_input_gemm(dy, w, dx, g.sh, g.sw, g.ph, g.pw, bufs["dcols"], g.dil_h, g.dil_w)
 
 
 # --------------------------------------------------------------------------- one matrix product
@@ -204,6 +219,24 @@ def _winograd_input_grad(dy, w, dx, g, bufs):
     conv2d_forward_winograd(dyt, u, bufs["zero_bias"], dx, bufs["tiles"], bufs["products"])
 
 
+# --------------------------------------------------------------------------- depthwise
+
+
+def _depthwise_forward(x, w, b, y, g, bufs):
+    conv2d_forward_depthwise(x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["x_phases"],
+                             bufs["wide_rows"])
+
+
+def _depthwise_weight_grad(dy, x, dw, g, bufs):
+    conv2d_backward_weight_depthwise(dy, x, dw, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["x_phases"],
+                                     bufs["dy_wide_rows"], bufs["partial_dw_depthwise"])
+
+
+def _depthwise_input_grad(dy, w, dx, g, bufs):
+    conv2d_backward_input_depthwise(dy, w, dx, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["dy_frames"],
+                                    bufs["dx_phases"])
+
+
 #: Algorithms whose forward pass and weight gradient read the same layout copy of x: the buffer's role.  A
 #: caller that keeps that copy from the forward pass for the same, unchanged x (a layer, which holds x) passes
 #: ``x_ready=True`` to the weight gradient's executor, which then skips the copy.
@@ -219,6 +252,7 @@ FORWARD = {
     "matmul_whole_input": _whole_forward,
     "winograd": _winograd_forward,
     "winograd4": _winograd_forward,
+    "depthwise": _depthwise_forward,
 }
 WEIGHT_GRAD = {
     "nchw": _nchw_weight_grad,
@@ -230,6 +264,7 @@ WEIGHT_GRAD = {
     "matmul_whole_input": _whole_weight_grad,
     "winograd": _winograd_weight_grad,
     "winograd4": _winograd_weight_grad,
+    "depthwise": _depthwise_weight_grad,
 }
 INPUT_GRAD = {
     "nchw": _nchw_input_grad,
@@ -241,4 +276,134 @@ INPUT_GRAD = {
     "matmul_whole_input": _whole_input_grad,
     "winograd": _winograd_input_grad,
     "winograd4": _winograd_input_grad,
+    "depthwise": _depthwise_input_grad,
 }
+
+
+# --------------------------------------------------------------------------- any plan, grouped ones per group
+
+
+def _grouped(name, g):
+    """The per-group geometry when plan ``name`` on ``g`` runs one call per group, else None."""
+    return g.per_group() if g.groups > 1 and name != "depthwise" else None
+
+
+def forward(name, x, w, b, y, g, bufs):
+    """Run the forward pass of the plan of algorithm ``name`` on ``g`` (see the module docstring)."""
+    sub = _grouped(name, g)
+    if sub is None:
+        _forward_one(name, x, w, b, y, g, bufs)
+        return
+    xg, yg = bufs["x_group"], bufs["y_group"]  # (N, C/G, H, W), (N, K/G, P, Q)
+    for i in range(g.groups):
+        cs, ks = slice(i * sub.C, (i + 1) * sub.C), slice(i * sub.K, (i + 1) * sub.K)
+        xg[...] = x[:, cs]
+        _forward_one(name, xg, w[ks], b[ks], yg, sub, bufs)
+        y[:, ks] = yg
+
+
+def weight_grad(name, dy, x, dw, g, bufs, x_ready=False):
+    """Run the weight gradient of the plan (``x_ready`` as the executors of :data:`X_LAYOUT` take it)."""
+    sub = _grouped(name, g)
+    if sub is None:
+        _weight_grad_one(name, dy, x, dw, g, bufs, x_ready)
+        return
+    xg, dyg = bufs["x_group"], bufs["dy_group"]
+    for i in range(g.groups):
+        cs, ks = slice(i * sub.C, (i + 1) * sub.C), slice(i * sub.K, (i + 1) * sub.K)
+        xg[...] = x[:, cs]
+        dyg[...] = dy[:, ks]
+        _weight_grad_one(name, dyg, xg, dw[ks], sub, bufs, False)  # dw[ks]: contiguous rows, written in place
+
+
+def input_grad(name, dy, w, dx, g, bufs):
+    """Run the input gradient of the plan."""
+    sub = _grouped(name, g)
+    if sub is None:
+        _input_grad_one(name, dy, w, dx, g, bufs)
+        return
+    dyg, dxg = bufs["dy_group"], bufs["dx_group"]
+    for i in range(g.groups):
+        cs, ks = slice(i * sub.C, (i + 1) * sub.C), slice(i * sub.K, (i + 1) * sub.K)
+        dyg[...] = dy[:, ks]
+        _input_grad_one(name, dyg, w[ks], dxg, sub, bufs)
+        dx[:, cs] = dxg
+
+
+# --------------------------------------------------------------------------- one group, dilated ones by phases
+
+
+def _phases(g):
+    """``[(a, b, image rows, image cols, phase rows, phase cols)]``: where the pixels of x of row phase a and
+    column phase b (of the padded image) sit in x and in their sub-image (:meth:`ConvGeometry.space_to_batch`)."""
+    out = []
+    for a in range(g.dil_h):
+        i0 = (a - g.ph) % g.dil_h  # the first row of x whose padded row is a (mod dil_h)
+        rows = range(i0, g.H, g.dil_h)
+        for b in range(g.dil_w):
+            j0 = (b - g.pw) % g.dil_w
+            cols = range(j0, g.W, g.dil_w)
+            u0, v0 = (i0 + g.ph) // g.dil_h, (j0 + g.pw) // g.dil_w
+            out.append((a, b, slice(i0, g.H, g.dil_h), slice(j0, g.W, g.dil_w),
+                        slice(u0, u0 + len(rows)), slice(v0, v0 + len(cols))))
+    return out
+
+
+def _split(a, g, out):
+    """``out`` (N*dh*dw, C, Hs, Ws): the zero-padded phase sub-images of ``a`` (N, C, H, W)."""
+    out.fill(0)
+    phases = out.reshape(g.dil_h, g.dil_w, g.N, *out.shape[1:])
+    for pa, pb, rows, cols, prows, pcols in _phases(g):
+        phases[pa, pb][:, :, prows, pcols] = a[:, :, rows, cols]
+
+
+def _split_output(d, g, out):
+    """``out`` (N*dh*dw, K, P', Q'): the phases of an output-shaped ``d`` (N, K, P, Q), zeros past P and Q."""
+    out.fill(0)
+    phases = out.reshape(g.dil_h, g.dil_w, g.N, *out.shape[1:])
+    for pa in range(g.dil_h):
+        for pb in range(g.dil_w):
+            part = d[:, :, pa::g.dil_h, pb::g.dil_w]
+            phases[pa, pb][:, :, :part.shape[2], :part.shape[3]] = part
+
+
+def _forward_one(name, x, w, b, y, g, bufs):
+    if not g.dilated or name in NATIVE_DILATION:
+        FORWARD[name](x, w, b, y, g, bufs)
+        return
+    sub = g.space_to_batch()
+    xs, ys = bufs["x_dilation_phases"], bufs["y_dilation_phases"]
+    _split(x, g, xs)
+    FORWARD[name](xs, w, b, ys, sub, bufs)
+    phases = ys.reshape(g.dil_h, g.dil_w, g.N, *ys.shape[1:])
+    for pa in range(g.dil_h):
+        for pb in range(g.dil_w):
+            part = y[:, :, pa::g.dil_h, pb::g.dil_w]
+            part[...] = phases[pa, pb][:, :, :part.shape[2], :part.shape[3]]
+
+
+def _weight_grad_one(name, dy, x, dw, g, bufs, x_ready):
+    if not g.dilated or name in NATIVE_DILATION:
+        if x_ready:
+            WEIGHT_GRAD[name](dy, x, dw, g, bufs, x_ready=True)
+        else:
+            WEIGHT_GRAD[name](dy, x, dw, g, bufs)
+        return
+    sub = g.space_to_batch()
+    xs, dys = bufs["x_dilation_phases"], bufs["dy_dilation_phases"]
+    _split(x, g, xs)
+    _split_output(dy, g, dys)
+    WEIGHT_GRAD[name](dys, xs, dw, sub, bufs)
+
+
+def _input_grad_one(name, dy, w, dx, g, bufs):
+    if not g.dilated or name in NATIVE_DILATION:
+        INPUT_GRAD[name](dy, w, dx, g, bufs)
+        return
+    sub = g.space_to_batch()
+    dys, dxs = bufs["dy_dilation_phases"], bufs["dx_dilation_phases"]
+    _split_output(dy, g, dys)
+    INPUT_GRAD[name](dys, w, dxs, sub, bufs)
+    phases = dxs.reshape(g.dil_h, g.dil_w, g.N, *dxs.shape[1:])
+    for pa, pb, rows, cols, prows, pcols in _phases(g):  # each pixel of x is in one sub-image: assignment
+        dx[:, :, rows, cols] = phases[pa, pb][:, :, prows, pcols]

@@ -5,8 +5,9 @@ allocated and checks nothing; :mod:`fastcnn.kernels` holds the checked
 versions.  They can be called from other Numba code.
 
 Notation: x (N, C, H, W), w (K, C, R, S), y and dy (N, K, P, Q); strides
-``sh, sw`` and zero paddings ``ph, pw`` are ints.  Output pixel (p, q) reads
-input pixel (p*sh - ph + r, q*sw - pw + s) for kernel tap (r, s).
+``sh, sw``, zero paddings ``ph, pw`` and dilations ``dil_h, dil_w`` (default
+1) are ints.  Output pixel (p, q) reads input pixel
+(p*sh - ph + r*dil_h, q*sw - pw + s*dil_w) for kernel tap (r, s).
 
 Parallel work is split so that every prange iteration owns what it writes:
 forward over (image, output channel), input gradient over (image, input
@@ -22,8 +23,8 @@ from ._loops import valid_range
 
 
 @pjit
-def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw):
-    """y[n, k] = b[k] + sum_c correlate(x[n, c], w[k, c]) with stride and zero padding.
+def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw, dil_h=1, dil_w=1):
+    """y[n, k] = b[k] + sum_c correlate(x[n, c], w[k, c]) with stride, zero padding and dilation.
 
     Parameters
     ----------
@@ -33,6 +34,8 @@ def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw):
     y : (N, K, P, Q) float array, written in full
     sh, sw, ph, pw : int
         Stride and zero padding along height and width.
+    dil_h, dil_w : int, optional
+        Dilation (the taps' spacing), 1 by default.
     """
     N, C, H, W = x.shape
     K, _, R, S = w.shape
@@ -45,23 +48,23 @@ def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw):
                 y[n, k, p, q] = b[k]
         for c in range(C):
             for r in range(R):
-                p_lo, p_hi = valid_range(r, ph, sh, H, P)
+                p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
                 for s in range(S):
-                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                    q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
                     wv = w[k, c, r, s]
                     for p in range(p_lo, p_hi):
-                        ih = p * sh - ph + r
+                        ih = p * sh - ph + r * dil_h
                         if sw == 1:
-                            off = s - pw
+                            off = s * dil_w - pw
                             for q in range(q_lo, q_hi):
                                 y[n, k, p, q] += wv * x[n, c, ih, q + off]
                         else:
                             for q in range(q_lo, q_hi):
-                                y[n, k, p, q] += wv * x[n, c, ih, q * sw - pw + s]
+                                y[n, k, p, q] += wv * x[n, c, ih, q * sw - pw + s * dil_w]
 
 
 @pjit
-def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw):
+def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """dx[n, c] = sum_k full-correlate(dy[n, k], rot180(w[k, c])), written as a scatter.
 
     Each (n, c) plane of ``dx`` is owned by one prange iteration.
@@ -72,6 +75,8 @@ def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw):
     w : (K, C, R, S) float array
     dx : (N, C, H, W) float array, written in full
     sh, sw, ph, pw : int
+    dil_h, dil_w : int, optional
+        Dilation, 1 by default.
     """
     N, C, H, W = dx.shape
     K, _, R, S = w.shape
@@ -84,24 +89,24 @@ def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw):
                 dx[n, c, i, j] = 0
         for k in range(K):
             for r in range(R):
-                p_lo, p_hi = valid_range(r, ph, sh, H, P)
+                p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
                 for s in range(S):
-                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                    q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
                     wv = w[k, c, r, s]
                     for p in range(p_lo, p_hi):
-                        ih = p * sh - ph + r
+                        ih = p * sh - ph + r * dil_h
                         if sw == 1:
-                            off = s - pw
+                            off = s * dil_w - pw
                             for q in range(q_lo, q_hi):
                                 dx[n, c, ih, q + off] += wv * dy[n, k, p, q]
                         else:
                             for q in range(q_lo, q_hi):
-                                dx[n, c, ih, q * sw - pw + s] += wv * dy[n, k, p, q]
+                                dx[n, c, ih, q * sw - pw + s * dil_w] += wv * dy[n, k, p, q]
 
 
 @pjit
-def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw):
-    """dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, c, p*sh - ph + r, q*sw - pw + s].
+def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw, dil_h=1, dil_w=1):
+    """dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, c, p*sh - ph + r*dil_h, q*sw - pw + s*dil_w].
 
     Each (k, c) kernel slice of ``dw`` is owned by one prange iteration, with
     the batch summed inside it, so there is no race.
@@ -112,6 +117,8 @@ def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw):
     x : (N, C, H, W) float array
     dw : (K, C, R, S) float array, written in full
     sh, sw, ph, pw : int
+    dil_h, dil_w : int, optional
+        Dilation, 1 by default.
     """
     N, C, H, W = x.shape
     K, _, R, S = dw.shape
@@ -121,20 +128,20 @@ def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw):
         k = t // C
         c = t - k * C
         for r in range(R):
-            p_lo, p_hi = valid_range(r, ph, sh, H, P)
+            p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
             for s in range(S):
-                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
                 acc = zero
                 for n in range(N):
                     for p in range(p_lo, p_hi):
-                        ih = p * sh - ph + r
+                        ih = p * sh - ph + r * dil_h
                         if sw == 1:
-                            off = s - pw
+                            off = s * dil_w - pw
                             for q in range(q_lo, q_hi):
                                 acc += dy[n, k, p, q] * x[n, c, ih, q + off]
                         else:
                             for q in range(q_lo, q_hi):
-                                acc += dy[n, k, p, q] * x[n, c, ih, q * sw - pw + s]
+                                acc += dy[n, k, p, q] * x[n, c, ih, q * sw - pw + s * dil_w]
                 dw[k, c, r, s] = acc
 
 

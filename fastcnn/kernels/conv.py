@@ -1,53 +1,108 @@
 """Checked 2-D convolution: validate, plan, allocate, run the plan's kernels.
 
-Shape vocabulary: x (N, C, H, W), w (K, C, R, S) as PyTorch's, y and dy
-(N, K, P, Q), stride (sh, sw), zero padding (ph, pw).  Every public function
-here takes ``algorithm=``: ``"auto"`` (default) lets :mod:`fastcnn.kernels.conv_plan`
-choose per pass, a name from :data:`~fastcnn.kernels.conv_plan.ALGORITHMS`
-forces one; :func:`conv2d_plan` shows the choice without running anything.
+Shape vocabulary: x (N, C, H, W), w (K, C/groups, R, S) as PyTorch's, y and
+dy (N, K, P, Q), stride (sh, sw), zero padding (ph, pw), dilation
+(dil_h, dil_w).  Every public function here takes ``algorithm=``: ``"auto"``
+(default) lets :mod:`fastcnn.kernels.conv_plan` choose per pass, a name from
+:data:`~fastcnn.kernels.conv_plan.ALGORITHMS` forces one;
+:func:`conv2d_plan` shows the choice without running anything.  The keyword
+arguments ``dilation`` and ``groups`` and ``padding="same"`` / ``"valid"``
+mean what they mean in ``torch.nn.functional.conv2d``.
 """
 
 import numbers
 
 import numpy as np
 
-from .._shapes import conv_output_size
+from .._shapes import conv_output_size, dilated_kernel_size, same_padding
 from ..config import get_num_threads
 from . import _conv_exec, _workspace, conv_tune
 from ._checks import as_float_array, check_shape, check_x_shape, nonnegative_pair, positive_pair
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_nchw import conv2d_backward_bias
-from .conv_plan import CHOICES, ConvGeometry, ConvPlans, make_plan
+from .conv_plan import CHOICES, Buffer, ConvGeometry, ConvPlans, make_plan
 
 
-def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="conv2d"):
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="conv2d", *, dilation=1, groups=1):
     """Output shape (N, K, P, Q) of a convolution, after checking the geometry.
 
-    ``P = floor((H + 2*ph - R) / sh) + 1`` and likewise Q.  Raises ValueError
-    for a channel mismatch or a kernel larger than the padded input.
+    ``P = floor((H + 2*ph - dil_h*(R - 1) - 1) / sh) + 1`` and likewise Q
+    (``padding="same"``: P = H).  Raises ValueError for a channel mismatch,
+    channels not divisible by ``groups`` or a kernel larger than the padded
+    input.
     """
-    g = _geometry(x_shape, w_shape, stride, padding, fn)
+    g, _ = _geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
     return (g.N, g.K, g.P, g.Q)
 
 
-def _geometry(x_shape, w_shape, stride, padding, fn):
-    """The checked :class:`ConvGeometry` of a convolution."""
+def _padding(padding, kernel, stride, dilation, fn):
+    """``((ph, pw), (eh, ew))``: symmetric zero padding and the extra bottom/right rows "same" adds (0 or 1)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding != "same":
+            raise ValueError(f"{fn}: padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"{fn}: padding='same' needs stride 1 (as in PyTorch), got stride {stride}; "
+                             "give the padding as numbers for a strided convolution")
+        (th, bh), (tw, bw) = (same_padding(k, d) for k, d in zip(kernel, dilation))
+        return (th, tw), (bh - th, bw - tw)
+    return nonnegative_pair(padding, "padding", fn), (0, 0)
+
+
+def _groups(groups, fn):
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"{fn}: groups must be an int, got {type(groups).__name__} ({groups!r})")
+    if groups < 1:
+        raise ValueError(f"{fn}: groups must be at least 1, got {groups}")
+    return int(groups)
+
+
+def _check_channels(C, K, Cw, G, x_shape, w_shape, fn):
+    shapes = f"(x shape {tuple(x_shape)}, weight shape {tuple(w_shape)})"
+    if C % G:
+        raise ValueError(f"{fn}: in_channels ({C}) must be divisible by groups ({G}) {shapes}")
+    if K % G:
+        raise ValueError(f"{fn}: out_channels ({K}, the weight's first axis) must be divisible by groups ({G}) "
+                         f"{shapes}")
+    if C != Cw * G:
+        per_group = "" if G == 1 else f" ({Cw} per group x groups={G})"
+        raise ValueError(f"{fn}: input has {C} channels but weight expects {Cw * G}{per_group} {shapes}")
+
+
+def _geometry(x_shape, w_shape, stride, padding, fn, dilation=1, groups=1):
+    """The checked :class:`ConvGeometry` and the extra bottom/right zero rows ``(eh, ew)`` of "same" padding.
+
+    The geometry is that of the input with those rows added: a convolution
+    with them runs on a zero-extended copy of x (:func:`_extend`).
+    """
     sh, sw = positive_pair(stride, "stride", fn)
-    ph, pw = nonnegative_pair(padding, "padding", fn)
+    dil = positive_pair(dilation, "dilation", fn)
+    G = _groups(groups, fn)
     N, C, H, W = x_shape
     K, Cw, R, S = w_shape
-    if C != Cw:
+    _check_channels(C, K, Cw, G, x_shape, w_shape, fn)
+    (ph, pw), (eh, ew) = _padding(padding, (R, S), (sh, sw), dil, fn)
+    dil_h, dil_w = dil[0] if R > 1 else 1, dil[1] if S > 1 else 1  # a 1-wide kernel ignores its dilation
+    RE, SE = dilated_kernel_size(R, dil_h), dilated_kernel_size(S, dil_w)
+    if RE > H + eh + 2 * ph or SE > W + ew + 2 * pw:
+        spans = "" if (RE, SE) == (R, S) else f" with dilation {(dil_h, dil_w)} spans {RE}x{SE} and"
         raise ValueError(
-            f"{fn}: input has {C} channels but weight expects {Cw} "
-            f"(x shape {tuple(x_shape)}, weight shape {tuple(w_shape)})"
-        )
-    if R > H + 2 * ph or S > W + 2 * pw:
-        raise ValueError(
-            f"{fn}: kernel {R}x{S} is larger than the padded input "
+            f"{fn}: kernel {R}x{S}{spans} is larger than the padded input "
             f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {(ph, pw)})"
         )
-    P, Q = conv_output_size(H, R, sh, ph), conv_output_size(W, S, sw, pw)
-    return ConvGeometry(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw)
+    H, W = H + eh, W + ew
+    P, Q = conv_output_size(H, R, sh, ph, dil_h), conv_output_size(W, S, sw, pw, dil_w)
+    return ConvGeometry(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dil_h, dil_w, G), (eh, ew)
+
+
+def _extend(a, shape):
+    """``a`` (N, C, h, w) zero-extended at the bottom and right to ``shape`` (a new array; ``a`` when equal)."""
+    if a.shape == tuple(shape):
+        return a
+    out = np.zeros(shape, dtype=a.dtype)
+    out[:, :, :a.shape[2], :a.shape[3]] = a
+    return out
 
 
 def _check_algorithm(algorithm, fn):
@@ -66,19 +121,33 @@ def _plan(op, g, dtype, algorithm, fn, threads=None):
         raise ValueError(f"{fn}: {e}") from None
 
 
+def _with_extension(plan, g, extra):
+    """``plan`` with the zero-extended copy of x (or dx) that "same" padding with an even kernel adds."""
+    if extra == (0, 0) or plan is None:
+        return plan
+    role = "dx_extended" if plan.op == "input_grad" else "x_extended"
+    return plan._replace(buffers=plan.buffers + (Buffer(role, (g.N, g.C, g.H, g.W), "call"),))
+
+
 def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorithm="auto", need_input_grad=True,
-                num_threads=None):
+                num_threads=None, *, dilation=1, groups=1):
     """Which algorithm computes each pass of a convolution, in which layout, with how much scratch memory.
 
-    Runs nothing.  The plans depend on the shapes, stride, padding, dtype,
-    ``algorithm`` and the current thread count (per-thread buffers); they are
-    what :func:`conv2d_forward` and :func:`conv2d_backward` execute.
+    Runs nothing.  The plans depend on the shapes, stride, padding,
+    dilation, groups, dtype, ``algorithm`` and the current thread count
+    (per-thread buffers); they are what :func:`conv2d_forward` and
+    :func:`conv2d_backward` execute.  A grouped convolution's plan is that
+    of one group run once per group (see :mod:`fastcnn.kernels.conv_plan`),
+    except a depthwise one, which has its own kernels.
 
     Parameters
     ----------
     x_shape : (N, C, H, W)
-    w_shape : (K, C, R, S)
+    w_shape : (K, C/groups, R, S)
     stride, padding : int or (int, int)
+        ``padding`` may also be "same" or "valid" (see :func:`conv2d_forward`);
+        "same" with an even dilated kernel plans for x with one more zero row
+        (column) at the bottom (right), a copy listed among the buffers.
     dtype : float32 or float64
     algorithm : str
         "auto" (default: fixed thresholds), "direct" (the same today: never
@@ -91,6 +160,11 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     num_threads : int or None
         Threads the call would run on (sizes the per-thread buffers); None:
         the current ``fastcnn.get_num_threads()``.
+    dilation : int or (int, int)
+        Spacing of the kernel taps, 1 (default) for an ordinary convolution.
+    groups : int
+        Channel groups: C and K must be multiples; ``groups == C`` is a
+        depthwise convolution.
 
     Returns
     -------
@@ -105,7 +179,9 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     >>> from fastcnn.kernels import conv2d_plan
     >>> plans = conv2d_plan((64, 64, 16, 16), (64, 64, 3, 3), padding=1)
     >>> plans.input_grad.algorithm
-    'channel_last'
+    'winograd4'
+    >>> conv2d_plan((64, 64, 16, 16), (64, 1, 3, 3), padding=1, groups=64).input_grad.algorithm
+    'depthwise'
     """
     fn = "conv2d_plan"
     x_shape = check_x_shape(x_shape, fn)
@@ -113,7 +189,7 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
-    g = _geometry(x_shape, w_shape, stride, padding, fn)
+    g, extra = _geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
     algorithm = _check_algorithm(algorithm, fn)
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
                                     or num_threads < 1):
@@ -121,13 +197,15 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     threads = None if num_threads is None else int(num_threads)
     forward, weight_grad = (_plan(op, g, dtype, algorithm, fn, threads) for op in ("forward", "weight_grad"))
     input_grad = _plan("input_grad", g, dtype, algorithm, fn, threads) if need_input_grad else None
-    return ConvPlans(g, forward, weight_grad, input_grad)
+    return ConvPlans(g, *(_with_extension(p, g, extra) for p in (forward, weight_grad, input_grad)))
 
 
-def _conv_args(x, w, stride, padding, fn):
+def _conv_args(x, w, stride, padding, dilation, groups, fn):
+    """Checked x and w, their geometry (that of x zero-extended for "same" padding) and that extension (eh, ew)."""
     x = as_float_array(x, "x", fn, ndim=4)
     w = as_float_array(w, "weight", fn, ndim=4, dtype=x.dtype)
-    return x, w, _geometry(x.shape, w.shape, stride, padding, fn)
+    g, extra = _geometry(x.shape, w.shape, stride, padding, fn, dilation, groups)
+    return x, w, g, extra
 
 
 def bias_vector(b, w, fn):
@@ -141,18 +219,18 @@ def bias_vector(b, w, fn):
     return b
 
 
-def _run_forward(x, w, b, stride, padding, algorithm, fn):
-    x, w, g = _conv_args(x, w, stride, padding, fn)
+def _run_forward(x, w, b, stride, padding, algorithm, fn, dilation=1, groups=1):
+    x, w, g, _ = _conv_args(x, w, stride, padding, dilation, groups, fn)
     algorithm = _check_algorithm(algorithm, fn)
     b = bias_vector(b, w, fn)
     plan = _plan("forward", g, x.dtype, algorithm, fn)
     y = np.empty((g.N, g.K, g.P, g.Q), dtype=x.dtype)
-    _conv_exec.FORWARD[plan.algorithm](x, w, b, y, g, _workspace.take(plan, x.dtype))
+    _conv_exec.forward(plan.algorithm, _extend(x, (g.N, g.C, g.H, g.W)), w, b, y, g, _workspace.take(plan, x.dtype))
     return y
 
 
-def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn):
-    x, w, g = _conv_args(x, w, stride, padding, fn)
+def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn, dilation=1, groups=1):
+    x, w, g, extra = _conv_args(x, w, stride, padding, dilation, groups, fn)
     algorithm = _check_algorithm(algorithm, fn)
     dy = as_float_array(dy, "dy", fn, ndim=4, dtype=x.dtype)
     check_shape(dy, (g.N, g.K, g.P, g.Q), "dy", fn)
@@ -163,13 +241,17 @@ def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn):
     dw = np.empty(w.shape, dtype=w.dtype)
     db = np.empty(g.K, dtype=w.dtype)
     conv2d_backward_bias(dy, db)
-    _conv_exec.WEIGHT_GRAD[weight_plan.algorithm](dy, x, dw, g, _workspace.take(weight_plan, x.dtype))
+    full = (g.N, g.C, g.H, g.W)  # x's shape with the bottom/right zeros of "same" padding, if any
+    _conv_exec.weight_grad(weight_plan.algorithm, dy, _extend(x, full), dw, g, _workspace.take(weight_plan, x.dtype))
     if input_plan is not None:
-        _conv_exec.INPUT_GRAD[input_plan.algorithm](dy, w, dx, g, _workspace.take(input_plan, x.dtype))
+        dx_full = dx if extra == (0, 0) else np.empty(full, dtype=x.dtype)
+        _conv_exec.input_grad(input_plan.algorithm, dy, w, dx_full, g, _workspace.take(input_plan, x.dtype))
+        if dx_full is not dx:
+            dx[...] = dx_full[:, :, :x.shape[2], :x.shape[3]]
     return dx, dw, db
 
 
-def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto"):
+def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto", *, dilation=1, groups=1):
     """2-D convolution layer forward pass (cross-correlation).
 
     ``y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, c, p*sh + r, q*sw + s]``
@@ -177,6 +259,17 @@ def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto"):
     is a cross-correlation: the mathematical convolution is the same sum with
     the kernel rotated by 180 degrees, i.e. ``conv2d_forward(x, w[:, :, ::-1, ::-1], b)``.
     Output size: ``P = floor((H + 2*ph - R) / sh) + 1``, ``Q`` likewise.
+
+    With ``dilation`` (dil_h, dil_w) the taps are that far apart:
+    ``xp[n, c, p*sh + r*dil_h, q*sw + s*dil_w]``, and
+    ``P = floor((H + 2*ph - dil_h*(R - 1) - 1) / sh) + 1``.  With ``groups``
+    G the C input and K output channels form G groups; output channel k
+    reads only the ``C/G`` input channels of its group ``k // (K/G)``, and
+    w is (K, C/G, R, S): ``y[n, k] = b[k] + sum_c w[k, c] * xp[n, g*C/G + c]``.
+    ``groups == C`` is a depthwise convolution (``K/C`` filters per channel).
+    ``padding="valid"`` is 0; ``padding="same"`` (stride 1 only) pads so
+    that ``P = H`` and ``Q = W``: ``dil*(R - 1)`` in all, half before, and
+    the odd one after (bottom, right), as PyTorch does.
 
     Every algorithm gives the same result up to float rounding; which one runs
     is :func:`conv2d_plan`'s choice (``conv2d_plan(...).forward``): a 1x1
@@ -188,13 +281,18 @@ def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto"):
     Parameters
     ----------
     x : ndarray, (N, C, H, W), float32 or float64
-    w : ndarray, (K, C, R, S), same dtype
+    w : ndarray, (K, C/groups, R, S), same dtype
     b : ndarray (K,) of the same dtype, or None
     stride, padding : int or (int, int)
-        Stride >= 1 and zero padding >= 0, along height then width.
+        Stride >= 1 and zero padding >= 0, along height then width;
+        ``padding`` may be "same" or "valid".
     algorithm : str
         "auto" (default), "direct", "tuned" (see :func:`conv2d_plan`) or a
         name from ``fastcnn.kernels.CONV_ALGORITHMS``.
+    dilation : int or (int, int)
+        Tap spacing >= 1 (default 1).
+    groups : int
+        Channel groups (default 1); C and K must be multiples of it.
 
     Returns
     -------
@@ -210,10 +308,11 @@ def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto"):
     array([[37., 47.],
            [67., 77.]])
     """
-    return _run_forward(x, w, b, stride, padding, algorithm, "conv2d_forward")
+    return _run_forward(x, w, b, stride, padding, algorithm, "conv2d_forward", dilation, groups)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorithm="auto"):
+def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorithm="auto", *, dilation=1,
+                    groups=1):
     """Gradients of a convolution.
 
     - ``dx``: the full correlation of ``dy`` (dilated by the stride, zero-padded
@@ -223,6 +322,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorit
       the correlation of the input with the output gradient.
     - ``db[k] = sum_{n, p, q} dy[n, k, p, q]``.
 
+    With dilation the taps read ``xp[..., p*sh + r*dil_h, q*sw + s*dil_w]``
+    (and dx scatters back there); with groups each group's dx and dw come
+    from its own channels only (see :func:`conv2d_forward`).
+
     ``conv2d_plan(...).weight_grad`` and ``.input_grad`` say which algorithm
     computes each (they are chosen separately: dx vectorises over the input
     channels, dw over the output channels).
@@ -231,7 +334,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorit
     ----------
     dy : ndarray, (N, K, P, Q)
         Gradient of the loss with respect to the forward output.
-    x, w, stride, padding, algorithm
+    x, w, stride, padding, algorithm, dilation, groups
         As given to :func:`conv2d_forward`.
     need_input_grad : bool
         False skips ``dx`` (the first layer of a network needs none).
@@ -239,7 +342,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorit
     Returns
     -------
     dx : ndarray (N, C, H, W) or None
-    dw : ndarray (K, C, R, S)
+    dw : ndarray (K, C/groups, R, S)
     db : ndarray (K,)
 
     Examples
@@ -253,10 +356,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_input_grad=True, algorit
            [2., 4., 2.],
            [1., 2., 1.]])
     """
-    return _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, "conv2d_backward")
+    return _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, "conv2d_backward", dilation, groups)
 
 
-def conv2d_forward_im2col(x, w, b, stride=1, padding=0):
+def conv2d_forward_im2col(x, w, b, stride=1, padding=0, *, dilation=1, groups=1):
     """2-D convolution forward through im2col and one matrix multiply per image.
 
     ``conv2d_forward(..., algorithm="im2col")``: same arguments, result and
@@ -273,30 +376,33 @@ def conv2d_forward_im2col(x, w, b, stride=1, padding=0):
     array([[37., 47.],
            [67., 77.]], dtype=float32)
     """
-    return _run_forward(x, w, b, stride, padding, "im2col", "conv2d_forward_im2col")
+    return _run_forward(x, w, b, stride, padding, "im2col", "conv2d_forward_im2col", dilation, groups)
 
 
-def conv2d_backward_im2col(dy, x, w, stride=1, padding=0, need_input_grad=True):
+def conv2d_backward_im2col(dy, x, w, stride=1, padding=0, need_input_grad=True, *, dilation=1, groups=1):
     """Gradients of a convolution through im2col, GEMM and col2im: ``conv2d_backward(..., algorithm="im2col")``.
 
     Same arguments and results as :func:`conv2d_backward`:
-    ``dw = sum_n dy[n] @ im2col(x)[n].T``, ``dx = col2im(w.T @ dy)``.
+    ``dw = sum_n dy[n] @ im2col(x)[n].T``, ``dx = col2im(w.T @ dy)`` (per group).
     """
-    return _run_backward(dy, x, w, stride, padding, need_input_grad, "im2col", "conv2d_backward_im2col")
+    return _run_backward(dy, x, w, stride, padding, need_input_grad, "im2col", "conv2d_backward_im2col", dilation,
+                         groups)
 
 
-def im2col(x, kernel_size, stride=1, padding=0):
+def im2col(x, kernel_size, stride=1, padding=0, *, dilation=1):
     """Unfold image patches into columns.
 
     Parameters
     ----------
     x : ndarray, (N, C, H, W), float32 or float64
     kernel_size, stride, padding : int or (int, int)
+    dilation : int or (int, int)
+        Tap spacing (default 1).
 
     Returns
     -------
     cols : ndarray, (N, C*R*S, P*Q)
-        ``cols[n, (c*R + r)*S + s, p*Q + q] = xp[n, c, p*sh + r, q*sw + s]``
+        ``cols[n, (c*R + r)*S + s, p*Q + q] = xp[n, c, p*sh + r*dil_h, q*sw + s*dil_w]``
         with ``xp`` the zero-padded input.
 
     Examples
@@ -310,20 +416,21 @@ def im2col(x, kernel_size, stride=1, padding=0):
     x = as_float_array(x, "x", fn, ndim=4)
     R, S = positive_pair(kernel_size, "kernel_size", fn)
     N, C = x.shape[:2]
-    g = _geometry(x.shape, (1, C, R, S), stride, padding, fn)
+    g, _ = _geometry(x.shape, (1, C, R, S), stride, padding, fn, dilation)
     cols = np.empty((N, C * R * S, g.P * g.Q), dtype=x.dtype)
-    im2col_kernel(x, cols, R, S, g.sh, g.sw, g.ph, g.pw)
+    im2col_kernel(_extend(x, (N, C, g.H, g.W)), cols, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
     return cols
 
 
-def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, dilation=1):
     """Fold columns back into images, summing overlaps: the adjoint of :func:`im2col`.
 
     Parameters
     ----------
     cols : ndarray, (N, C*R*S, P*Q)
     x_shape : (N, C, H, W)
-    kernel_size, stride, padding : int or (int, int)
+    kernel_size, stride, padding, dilation
+        As given to :func:`im2col`.
 
     Returns
     -------
@@ -334,11 +441,11 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     x_shape = check_x_shape(x_shape, fn)
     R, S = positive_pair(kernel_size, "kernel_size", fn)
     N, C = x_shape[:2]
-    g = _geometry(x_shape, (1, C, R, S), stride, padding, fn)
+    g, extra = _geometry(x_shape, (1, C, R, S), stride, padding, fn, dilation)
     check_shape(cols, (N, C * R * S, g.P * g.Q), "cols", fn)
-    dx = np.empty(x_shape, dtype=cols.dtype)
-    col2im_kernel(cols, dx, R, S, g.sh, g.sw, g.ph, g.pw)
-    return dx
+    dx = np.empty((N, C, g.H, g.W), dtype=cols.dtype)
+    col2im_kernel(cols, dx, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+    return dx if extra == (0, 0) else np.ascontiguousarray(dx[:, :, :x_shape[2], :x_shape[3]])
 
 
 #: A layer keeps its own layout copy of x from the forward pass for the weight gradient (see :class:`PreparedConv`)
@@ -357,20 +464,27 @@ class PreparedConv:
     same layout copy of x (``_conv_exec.X_LAYOUT``: channel_last, batch_last)
     and it is small (:data:`LAYER_LAYOUT_BYTES`), the copy is this object's
     own array: :meth:`forward` with ``keep=True`` marks it as the copy of that
-    x, and :meth:`backward` given the same x object skips making it again.
+    x, and :meth:`backward` given the same x object skips making it again
+    (with ``keep=False``, as in eval mode, the copy is made in the calling
+    thread's workspace: several threads may run one eval-mode layer at once).
     The caller promises that x is not changed in between (a layer holds its
     input; the checked functions never skip the copy).  ``dw`` and ``db``
-    are this object's scratch arrays, overwritten by the next call.
+    are this object's scratch arrays, overwritten by the next call.  With
+    "same" padding and an even dilated kernel, x is zero-extended at the
+    bottom and right first (the copy made in :meth:`forward` with ``keep``
+    serves :meth:`backward` too); grouped and dilated plans keep no layout
+    copy.
     """
 
-    def __init__(self, x_shape, w_shape, stride, padding, dtype, algorithm, fn, threads):
-        self.g = _geometry(x_shape, w_shape, stride, padding, fn)
+    def __init__(self, x_shape, w_shape, stride, padding, dtype, algorithm, fn, threads, dilation=1, groups=1):
+        self.g, self.extra = _geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
         self.dtype = np.dtype(dtype)
         self.algorithm, self.fn, self.threads = _check_algorithm(algorithm, fn), fn, threads
         forward = _plan("forward", self.g, dtype, algorithm, fn, threads)
         weight = _plan("weight_grad", self.g, dtype, algorithm, fn, threads)
-        self.layout = self.layout_of = None
-        role = _conv_exec.X_LAYOUT.get(forward.algorithm) if forward.algorithm == weight.algorithm else None
+        self.layout = self.layout_of = self.extended = None
+        role = (_conv_exec.X_LAYOUT.get(forward.algorithm)
+                if forward.algorithm == weight.algorithm and self.g.groups == 1 and not self.g.dilated else None)
         shape = next((b.shape for b in forward.buffers if b.role == role), None)
         if shape is not None and int(np.prod(shape)) * self.dtype.itemsize <= LAYER_LAYOUT_BYTES:
             self.role, self.layout = role, np.empty(shape, dtype=dtype)
@@ -380,18 +494,33 @@ class PreparedConv:
         self.dw = np.empty(w_shape, dtype=dtype)
         self.db = np.empty(self.g.K, dtype=dtype)
 
-    def _bufs(self, plan):
+    def _bufs(self, plan, own_layout=True):
         bufs = _workspace.take(plan, self.dtype)
         if self.layout is not None:
-            bufs[self.role] = self.layout
+            # forward without keep (eval mode) copies into the calling thread's workspace instead: several threads
+            # may call one eval-mode layer at once, and this object's array would be shared between them
+            bufs[self.role] = (self.layout if own_layout
+                               else _workspace.WORKSPACE.get(self.role, self.layout.shape, self.dtype))
         return bufs
+
+    def _extend(self, x, keep):
+        """x zero-extended for "same" padding (x itself without), reusing the copy :meth:`forward` kept for x."""
+        if self.extra == (0, 0):
+            return x
+        if self.extended is not None and self.extended[0] is x:
+            return self.extended[1]
+        g = self.g
+        xe = _extend(x, (g.N, g.C, g.H, g.W))
+        self.extended = (x, xe) if keep else None
+        return xe
 
     def forward(self, x, w, b, keep):
         """``y`` of :func:`conv2d_forward` (new array); ``keep``: x stays unchanged until :meth:`backward`."""
         g = self.g
         y = np.empty((g.N, g.K, g.P, g.Q), dtype=self.dtype)
-        self.layout_of = None
-        _conv_exec.FORWARD[self.forward_plan.algorithm](x, w, b, y, g, self._bufs(self.forward_plan))
+        self.layout_of = self.extended = None
+        x = self._extend(x, keep)
+        _conv_exec.forward(self.forward_plan.algorithm, x, w, b, y, g, self._bufs(self.forward_plan, keep))
         if keep and self.layout is not None:
             self.layout_of = x
         return y
@@ -399,18 +528,23 @@ class PreparedConv:
     def backward(self, dy, x, w, need_input_grad):
         """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays."""
         g = self.g
-        dx = np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype) if need_input_grad else None
+        x_shape = x.shape
+        dx = np.empty(x_shape, dtype=self.dtype) if need_input_grad else None
         conv2d_backward_bias(dy, self.db)
-        executor = _conv_exec.WEIGHT_GRAD[self.weight_plan.algorithm]
+        x = self._extend(x, True)
+        name = self.weight_plan.algorithm
         if self.layout is None:
-            executor(dy, x, self.dw, g, self._bufs(self.weight_plan))
+            _conv_exec.weight_grad(name, dy, x, self.dw, g, self._bufs(self.weight_plan))
         else:
             ready = self.layout_of is x
-            executor(dy, x, self.dw, g, self._bufs(self.weight_plan), x_ready=ready)
+            _conv_exec.weight_grad(name, dy, x, self.dw, g, self._bufs(self.weight_plan), x_ready=ready)
             self.layout_of = x
         if need_input_grad:
             if self.input_plan is None:
                 self.input_plan = _plan("input_grad", g, self.dtype, self.algorithm, self.fn, self.threads)
-            _conv_exec.INPUT_GRAD[self.input_plan.algorithm](dy, w, dx, g, _workspace.take(self.input_plan,
-                                                                                            self.dtype))
+            dx_full = dx if self.extra == (0, 0) else np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype)
+            _conv_exec.input_grad(self.input_plan.algorithm, dy, w, dx_full, g,
+                                  _workspace.take(self.input_plan, self.dtype))
+            if dx_full is not dx:
+                dx[...] = dx_full[:, :, :x_shape[2], :x_shape[3]]
         return dx, self.dw, self.db

@@ -8,8 +8,9 @@ outputs.  The checked functions of :mod:`fastcnn.kernels.conv` execute plans
 (they allocate exactly these buffers), ``fastcnn bench``'s memory model sums
 them, and ``tools/compile_all.py`` compiles every algorithm named here.
 
-Shape vocabulary (as everywhere in the kernels): x (N, C, H, W), w (K, C, R, S),
-y and dy (N, K, P, Q), stride (sh, sw), zero padding (ph, pw), T threads.
+Shape vocabulary (as everywhere in the kernels): x (N, C, H, W), w (K, C/G, R, S),
+y and dy (N, K, P, Q), stride (sh, sw), zero padding (ph, pw), dilation
+(dil_h, dil_w), G groups, T threads.
 
 Algorithms
 ----------
@@ -62,8 +63,42 @@ Algorithms
     ``tests/kernels/test_conv_winograd.py``).  ``"auto"`` picks it for
     3x3 stride-1 layers with at least :data:`WINOGRAD_MIN_CHANNELS` input
     and output channels, where it beats the direct kernels in every pass.
+``depthwise``
+    Depthwise convolutions (``groups == C``, K = m*C, any stride, padding
+    and dilation) on NCHW planes (``_conv_depthwise.py``): each plane
+    zero-padded and split into its stride phases in a per-task scratch,
+    every kernel tap a contiguous span over wide output rows, up to 9 taps
+    fused per vectorised pass; dx gathered per stride phase.  Memory-bound:
+    reads each input once, no layout copies, no products of tiny matrices.
 
-``"auto"`` picks, for every pass:
+Grouped and dilated convolutions
+--------------------------------
+``groups = G`` splits the C input and K output channels into G groups of
+``C/G`` and ``K/G``; group g's outputs read only group g's inputs (PyTorch's
+semantics and weight layout (K, C/G, R, S)).  A depthwise convolution
+(``G == C``, more than one channel) runs ``depthwise``.  Any other G > 1
+runs *one call per group*: each group's channels are copied to contiguous
+buffers (``x_group``, ``y_group``, ``dy_group``, ``dx_group``), the plan
+of the per-group convolution (:meth:`ConvGeometry.per_group`, chosen by
+the same rules) runs on them, and the results are copied back; a named
+algorithm must apply to the per-group convolution.
+
+Dilation > 1 (taps ``dil`` pixels apart; a 1x1 kernel ignores it) is
+computed directly by ``nchw``, ``im2col`` and ``depthwise``
+(:data:`NATIVE_DILATION`).  With stride 1, every other algorithm runs on
+the *space-to-batch* rearrangement (:meth:`ConvGeometry.space_to_batch`):
+output pixel ``(dil_h*p + a, dil_w*q + b)`` reads only padded input pixels
+of the same row phase a and column phase b, so x zero-padded and split
+into its ``dil_h*dil_w`` phase sub-images, stacked along the batch
+(``x_dilation_phases``), convolved with the same kernel undilated and
+unpadded, gives y's phases (``y_dilation_phases``, interleaved back); dy
+and dx likewise, and dw sums over the sub-images.  ``"auto"`` chooses for
+that undilated convolution by the rules below.  A dilated convolution with
+a stride runs ``im2col`` (``"direct"``: ``nchw``); the other algorithms
+refuse it.
+
+``"auto"`` picks, for every pass: ``depthwise`` for a depthwise convolution;
+otherwise (per group when G > 1, on the phase sub-images when dilated)
 ``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
 otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
 most 2) and has at least :data:`WINOGRAD_MIN_CHANNELS` input and output
@@ -83,12 +118,13 @@ from typing import NamedTuple
 from ._conv_batchlast import BLOCK as BATCHLAST_BLOCK
 from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
+from ._conv_depthwise import depthwise_frame
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
 from ._conv_rows import rows_padded_length
 
 #: Every named algorithm, in the order the documentation lists them.
 ALGORITHMS = ("nchw", "batch_last", "rows", "channel_last", "im2col", "matmul_1x1", "matmul_whole_input", "winograd",
-              "winograd4")
+              "winograd4", "depthwise")
 #: What ``algorithm=`` accepts: a named algorithm, "auto" / "direct" (the plan picks per pass by fixed thresholds;
 #: never im2col; "direct" never Winograd either) or "tuned" (each pass times the algorithms that apply and keeps the fastest: :mod:`.conv_tune`).
 CHOICES = ("auto", "direct", "tuned") + ALGORITHMS
@@ -126,11 +162,19 @@ LAYOUTS = {
     "matmul_whole_input": "NCHW as (N, C*R*S)",
     "winograd": "NHWC, 4x4 tiles transformed (F(2x2, 3x3))",
     "winograd4": "NHWC, 6x6 tiles transformed (F(4x4, 3x3))",
+    "depthwise": "NCHW planes, padded stride phases per task",
 }
+#: The algorithms that compute dilated convolutions directly; with stride 1 the others run on the phase sub-images.
+NATIVE_DILATION = ("nchw", "im2col", "depthwise")
 
 
 class ConvGeometry(NamedTuple):
-    """The sizes of one convolution, checked (see :func:`fastcnn.kernels.conv2d_output_shape`)."""
+    """The sizes of one convolution, checked (see :func:`fastcnn.kernels.conv2d_output_shape`).
+
+    C and K count every channel; the weight is (K, C/groups, R, S).  A
+    dilation along an axis where the kernel is 1 wide is stored as 1 (it
+    changes nothing there).
+    """
 
     N: int
     C: int
@@ -145,6 +189,34 @@ class ConvGeometry(NamedTuple):
     sw: int
     ph: int
     pw: int
+    dil_h: int = 1
+    dil_w: int = 1
+    groups: int = 1
+
+    @property
+    def dilated(self):
+        return self.dil_h > 1 or self.dil_w > 1
+
+    @property
+    def is_depthwise(self):
+        """Every input channel its own group (``groups == C``): the ``depthwise`` kernels' convolutions."""
+        return self.groups == self.C
+
+    def per_group(self):
+        """The convolution of one group (``C/groups`` -> ``K/groups`` channels, groups 1)."""
+        return self._replace(C=self.C // self.groups, K=self.K // self.groups, groups=1)
+
+    def space_to_batch(self):
+        """The undilated convolution of a stride-1 dilated one on its ``dil_h*dil_w`` phase sub-images.
+
+        Sub-image (a, b) of image n is ``xp[n, :, a::dil_h, b::dil_w]``
+        (xp: x zero-padded), zero-extended to ``ceil((H + 2ph) / dil_h)``
+        rows and ``ceil((W + 2pw) / dil_w)`` columns; it is image
+        ``(a*dil_w + b)*N + n`` of the batch, convolved without padding.
+        """
+        Hs, Ws = -(-(self.H + 2 * self.ph) // self.dil_h), -(-(self.W + 2 * self.pw) // self.dil_w)
+        return self._replace(N=self.N * self.dil_h * self.dil_w, H=Hs, W=Ws, P=Hs - self.R + 1, Q=Ws - self.S + 1,
+                             ph=0, pw=0, dil_h=1, dil_w=1)
 
     @property
     def is_1x1(self):
@@ -152,15 +224,16 @@ class ConvGeometry(NamedTuple):
 
     @property
     def is_whole_input(self):
-        return self.R == self.H + 2 * self.ph and self.S == self.W + 2 * self.pw
+        return self.R == self.H + 2 * self.ph and self.S == self.W + 2 * self.pw and not self.dilated
 
     @property
     def fits_rows(self):
-        return self.sh == 1 and self.sw == 1 and self.ph < self.R and self.pw < self.S
+        return self.sh == 1 and self.sw == 1 and self.ph < self.R and self.pw < self.S and not self.dilated
 
     @property
     def fits_winograd(self):
-        return (self.R, self.S, self.sh, self.sw) == (3, 3, 1, 1) and self.ph <= 2 and self.pw <= 2
+        return ((self.R, self.S, self.sh, self.sw) == (3, 3, 1, 1) and self.ph <= 2 and self.pw <= 2
+                and not self.dilated)
 
 
 class Buffer(NamedTuple):
@@ -248,7 +321,9 @@ class ConvPlans(NamedTuple):
     def __str__(self):
         g = self.geometry
         head = (f"conv {g.N}x{g.C}x{g.H}x{g.W} -> {g.K} channels, kernel {g.R}x{g.S}, "
-                f"stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}, output {g.P}x{g.Q}")
+                f"stride {(g.sh, g.sw)}, padding {(g.ph, g.pw)}"
+                + (f", dilation {(g.dil_h, g.dil_w)}" if g.dilated else "")
+                + (f", groups {g.groups}" if g.groups > 1 else "") + f", output {g.P}x{g.Q}")
         plans = [p for p in (self.forward, self.weight_grad, self.input_grad) if p is not None]
         return "\n".join([head] + ["  " + str(p) for p in plans])
 
@@ -262,8 +337,30 @@ def select(op, g, algorithm="auto"):
 
     ``algorithm`` is "auto", "direct" or a name from :data:`ALGORITHMS`;
     a named one is returned as it is when it applies to ``g``, else
-    ValueError says why.
+    ValueError says why.  With ``g.groups > 1`` (not depthwise) the
+    algorithm is that of one group, :meth:`ConvGeometry.per_group`.
     """
+    if algorithm == "depthwise" and not g.is_depthwise:
+        raise ValueError(
+            f"algorithm 'depthwise' needs groups equal to the input channels (a depthwise convolution), got "
+            f"groups={g.groups} for {g.C} input channels; use algorithm='auto'"
+        )
+    if algorithm == "depthwise" or (algorithm in ("auto", "direct") and g.is_depthwise and g.C > 1):
+        return "depthwise"
+    return _select_one_group(op, g.per_group() if g.groups > 1 else g, algorithm)
+
+
+def _select_one_group(op, g, algorithm):
+    """:func:`select` for a convolution of one group (``g.groups == 1``)."""
+    if g.dilated and algorithm not in NATIVE_DILATION:
+        if (g.sh, g.sw) == (1, 1):
+            return _select_one_group(op, g.space_to_batch(), algorithm)
+        if algorithm in ("auto", "direct"):
+            return "im2col" if algorithm == "auto" else "nchw"
+        raise ValueError(
+            f"algorithm '{algorithm}' needs dilation 1 or stride 1, got dilation {(g.dil_h, g.dil_w)} with stride "
+            f"{(g.sh, g.sw)} (strided dilated convolutions run 'nchw' or 'im2col'); use algorithm='auto'"
+        )
     if algorithm in ("auto", "direct"):
         if g.is_whole_input:
             return "matmul_whole_input"
@@ -355,7 +452,53 @@ def _buffers(op, algorithm, g, T):
         return _winograd_buffers(op, g, T, 2 if algorithm == "winograd" else 4)
     if algorithm == "rows":
         return _rows_buffers(op, g, T)
+    if algorithm == "depthwise":
+        return _depthwise_buffers(op, g, T)
     return ()  # nchw
+
+
+def _depthwise_buffers(op, g, T):
+    """The depthwise buffers: ``_buffers`` for ``algorithm="depthwise"`` (one scratch row per task).
+
+    Besides these, each kernel allocates its tap tables: a few ints per
+    kernel tap, not listed.
+    """
+    N, C, H, W, K, R, S, P = g[:8]
+    Hs, Ws, Et, Ew = depthwise_frame(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+    tasks = min(T, N * C)
+    split = 2 if g.sw > 1 else 1  # with sw > 1 the padded rows sit beside the phases until their columns are split
+    phases = Buffer("x_phases", (tasks, split * g.sh * g.sw * Hs * Ws + Ws), "workspace")
+    if op == "forward":
+        return (phases, Buffer("wide_rows", (tasks, P * Ws), "workspace"))
+    if op == "weight_grad":
+        return (phases, Buffer("dy_wide_rows", (tasks, P * Ws), "workspace"),
+                Buffer("partial_dw_depthwise", (tasks, K, R * S), "workspace"))
+    Wf = Ws + Ew
+    return (Buffer("dy_frames", (tasks, (Hs + Et + 1) * Wf), "workspace"),
+            Buffer("dx_phases", (tasks, split * g.sh * g.sw, Hs * Wf), "workspace"))
+
+
+def _dilation_buffers(op, sub):
+    """The phase sub-images of x, y, dy, dx that a dilated plan on the space-to-batch convolution ``sub`` adds."""
+    x = Buffer("x_dilation_phases", (sub.N, sub.C, sub.H, sub.W), "workspace")
+    y = (sub.N, sub.K, sub.P, sub.Q)
+    if op == "forward":
+        return (x, Buffer("y_dilation_phases", y, "workspace"))
+    if op == "weight_grad":
+        return (x, Buffer("dy_dilation_phases", y, "workspace"))
+    return (Buffer("dy_dilation_phases", y, "workspace"),
+            Buffer("dx_dilation_phases", (sub.N, sub.C, sub.H, sub.W), "workspace"))
+
+
+def _group_buffers(op, sub):
+    """The contiguous copies of one group's channels (``sub``: the per-group geometry) that grouped plans add."""
+    x = (sub.N, sub.C, sub.H, sub.W)
+    y = (sub.N, sub.K, sub.P, sub.Q)
+    if op == "forward":
+        return (Buffer("x_group", x, "workspace"), Buffer("y_group", y, "workspace"))
+    if op == "weight_grad":
+        return (Buffer("x_group", x, "workspace"), Buffer("dy_group", y, "workspace"))
+    return (Buffer("dy_group", y, "workspace"), Buffer("dx_group", x, "workspace"))
 
 
 def _rows_buffers(op, g, T):
@@ -426,4 +569,14 @@ def make_plan(op, g, algorithm, itemsize, threads):
     (4 or 8); ``threads`` the number of parallel tasks (per-thread buffers).
     """
     name = select(op, g, algorithm)
-    return ConvPlan(op, name, LAYOUTS[name], _buffers(op, name, g, threads), itemsize)
+    layout, buffers, one = LAYOUTS[name], (), g
+    if g.groups > 1 and name != "depthwise":
+        one = g.per_group()
+        layout += f"; one call per group ({g.groups} groups of {one.C} -> {one.K} channels)"
+        buffers += _group_buffers(op, one)
+    if one.dilated and name not in NATIVE_DILATION:
+        sub = one.space_to_batch()
+        layout += f"; on the {one.dil_h * one.dil_w} dilation phases of x, stacked along the batch"
+        buffers += _dilation_buffers(op, sub)
+        one = sub
+    return ConvPlan(op, name, layout, buffers + _buffers(op, name, one, threads), itemsize)

@@ -79,7 +79,7 @@ def _inputs(op, g, dtype):
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
-    x, w = rand(g.N, g.C, g.H, g.W), rand(g.K, g.C, g.R, g.S)
+    x, w = rand(g.N, g.C, g.H, g.W), rand(g.K, g.C // g.groups, g.R, g.S)
     if op == "forward":
         return (x, w, rand(g.K), np.empty((g.N, g.K, g.P, g.Q), dtype))
     dy = rand(g.N, g.K, g.P, g.Q)
@@ -94,15 +94,15 @@ def _time(op, g, dtype, threads, algorithm, args, bound):
     A candidate whose first timed run is over :data:`SLOW` times ``bound``
     (the best time so far) is not timed further: it cannot win.
     """
-    run = {"forward": _conv_exec.FORWARD, "weight_grad": _conv_exec.WEIGHT_GRAD,
-           "input_grad": _conv_exec.INPUT_GRAD}[op][algorithm]
+    run = {"forward": _conv_exec.forward, "weight_grad": _conv_exec.weight_grad,
+           "input_grad": _conv_exec.input_grad}[op]
     plan = make_plan(op, g, algorithm, np.dtype(dtype).itemsize, threads)
-    run(*args, g, _workspace.take(plan, dtype))
+    run(plan.algorithm, *args, g, _workspace.take(plan, dtype))
     times = []
     while len(times) < MAX_REPEATS and (len(times) < REPEATS or sum(times) < MIN_SECONDS):
         bufs = _workspace.take(plan, dtype)
         start = time.perf_counter()
-        run(*args, g, bufs)
+        run(plan.algorithm, *args, g, bufs)
         times.append(time.perf_counter() - start)
         if times[0] > SLOW * bound:
             break
@@ -202,18 +202,26 @@ def _parse_entry(entry, i, fn, path):
     try:
         op, geometry, dtype, threads, algorithm = (entry[k] for k in ("op", "geometry", "dtype", "threads",
                                                                       "algorithm"))
-        g = ConvGeometry(**{f: geometry[f] for f in ConvGeometry._fields})
+        # dilation and groups came later: a file saved before has neither (both 1)
+        g = ConvGeometry(**{f: geometry[f] if f in geometry or f not in _LATER_FIELDS else 1
+                            for f in ConvGeometry._fields})
     except (TypeError, KeyError) as e:
         raise ValueError(f"{where} lacks or mistypes {e}") from None
     if op not in PASSES or dtype not in ("float32", "float64") or algorithm not in ALGORITHMS:
         raise ValueError(f"{where}: unknown op, dtype or algorithm ({op!r}, {dtype!r}, {algorithm!r})")
     if not all(type(v) is int and v >= 0 for v in g) or type(threads) is not int or threads < 1:
         raise ValueError(f"{where}: geometry sizes and threads must be non-negative ints")
+    if min(g.dil_h, g.dil_w, g.groups) < 1 or g.C % g.groups or g.K % g.groups:
+        raise ValueError(f"{where}: dilation and groups must be positive, and groups must divide C and K")
     try:
         select(op, g, algorithm)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     return (op, g, np.dtype(dtype).str, threads), algorithm
+
+
+#: Geometry fields added after the file format's version 1: optional in a file, 1 when absent.
+_LATER_FIELDS = ("dil_h", "dil_w", "groups")
 
 
 def _load_env_file():

@@ -13,6 +13,22 @@ from .base import Layer, Parameter, as_input, check_dtype, check_positive_int, f
 #: What ``Conv2d(algorithm=...)`` accepts: "auto", "direct", "tuned" or a named algorithm of
 #: ``kernels.CONV_ALGORITHMS``.
 ALGORITHMS = ("auto", "direct", "tuned") + tuple(kernels.CONV_ALGORITHMS)
+#: What a dilated Conv2d with a stride accepts (with stride 1 the other algorithms run on the dilation phases).
+STRIDED_DILATED_ALGORITHMS = ("auto", "direct", "tuned", "nchw", "im2col", "depthwise")
+
+
+def _padding(padding, stride, owner):
+    """``"same"``, ``"valid"`` or a pair of non-negative ints, checked."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{owner}: padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"{owner}: padding='same' needs stride 1 (as in PyTorch), got stride={stride!r}")
+        return padding
+    pad = pair(padding, "padding")
+    if min(pad) < 0:
+        raise ValueError(f"{owner}: padding must be non-negative, got padding={padding!r}")
+    return pad
 
 
 class Conv2d(Layer):
@@ -22,7 +38,19 @@ class Conv2d(Layer):
     ----------
     in_channels, out_channels : int
     kernel_size, stride, padding : int or (int, int)
-        Output size ``floor((H + 2*padding - kernel_size) / stride) + 1``.
+        Output size ``floor((H + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``.
+        ``padding`` may also be ``"valid"`` (no padding) or ``"same"``
+        (stride 1 only: the output is as large as the input; the total
+        ``dilation*(kernel_size - 1)`` is split in half, the odd pixel at the
+        bottom/right), as in PyTorch.
+    dilation : int or (int, int)
+        Spacing of the kernel taps (default 1).
+    groups : int
+        Channel groups (default 1): ``in_channels`` and ``out_channels`` must
+        be multiples; each group of ``out_channels/groups`` outputs sees only
+        its ``in_channels/groups`` inputs.  ``groups == in_channels`` is a
+        depthwise convolution (``out_channels/in_channels`` filters per
+        channel), which has its own fast kernels.
     bias : bool
     algorithm : str
         ``"auto"`` (default): each pass runs the algorithm
@@ -32,14 +60,15 @@ class Conv2d(Layer):
         (see :mod:`fastcnn.kernels.conv_tune`).  A name from
         ``fastcnn.kernels.CONV_ALGORITHMS`` (``"nchw"``, ``"batch_last"``,
         ``"channel_last"``, ``"im2col"``, ``"matmul_1x1"``,
-        ``"matmul_whole_input"``) forces that algorithm for every pass; one
+        ``"matmul_whole_input"``, ``"depthwise"``, ...) forces that algorithm for every pass; one
         that does not apply to the layer's shapes is refused.  :meth:`plan`
         shows what runs for an input shape.
     dtype : float32 (default) or float64
 
     Attributes
     ----------
-    weight : Parameter, (out_channels, in_channels, kh, kw)
+    weight : Parameter, (out_channels, in_channels / groups, kh, kw)
+        Initialised as PyTorch's, with ``fan_in = in_channels / groups * kh * kw``.
     bias : Parameter (out_channels,) or None
 
     Examples
@@ -49,35 +78,56 @@ class Conv2d(Layer):
     >>> conv = Conv2d(1, 6, 5, padding=2)
     >>> conv.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
     (2, 6, 28, 28)
+    >>> Conv2d(32, 32, 3, padding="same", groups=32).weight.shape  # depthwise
+    (32, 1, 3, 3)
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 algorithm="auto", dtype=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, algorithm="auto", dtype=None):
         owner = "Conv2d"
         self.in_channels = check_positive_int(in_channels, "in_channels", owner)
         self.out_channels = check_positive_int(out_channels, "out_channels", owner)
+        self.groups = check_positive_int(groups, "groups", owner)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{owner}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) must "
+                             f"both be divisible by groups ({self.groups})")
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
-        if min(self.kernel_size) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
+        self.dilation = pair(dilation, "dilation")
+        self.padding = _padding(padding, self.stride, owner)
+        if min(self.kernel_size) <= 0 or min(self.stride) <= 0 or min(self.dilation) <= 0:
             raise ValueError(
-                f"{owner}: kernel_size and stride must be positive and padding non-negative, got "
-                f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}"
+                f"{owner}: kernel_size, stride and dilation must be positive, got "
+                f"kernel_size={kernel_size!r}, stride={stride!r}, dilation={dilation!r}"
             )
-        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-            raise ValueError(f"{owner}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, "
-                             f"got {algorithm!r}")
-        if algorithm == "matmul_1x1" and (self.kernel_size, self.stride, self.padding) != ((1, 1), (1, 1), (0, 0)):
-            raise ValueError(f"{owner}: algorithm 'matmul_1x1' needs kernel_size=1, stride=1 and padding=0, got "
-                             f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}")
-        self.algorithm = algorithm
+        self.algorithm = self._check_algorithm(algorithm, owner)
         dtype = check_dtype(dtype, owner)
         kh, kw = self.kernel_size
-        fan_in = self.in_channels * kh * kw
-        self.weight = Parameter(init.kaiming_uniform((self.out_channels, self.in_channels, kh, kw), fan_in, dtype))
+        fan_in = self.in_channels // self.groups * kh * kw
+        shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
+        self.weight = Parameter(init.kaiming_uniform(shape, fan_in, dtype))
         self.bias = Parameter(init.bias_uniform((self.out_channels,), fan_in, dtype)) if bias else None
         self._x = self._forward_plans = self._zeros = None
         self._plans = {}
+
+    def _check_algorithm(self, algorithm, owner):
+        """``algorithm``, after refusing a name that cannot apply to this layer whatever its input."""
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise ValueError(f"{owner}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, "
+                             f"got {algorithm!r}")
+        padding = (0, 0) if self.padding == "valid" else self.padding
+        if algorithm == "matmul_1x1" and (self.kernel_size, self.stride, padding) != ((1, 1), (1, 1), (0, 0)):
+            raise ValueError(f"{owner}: algorithm 'matmul_1x1' needs kernel_size=1, stride=1 and padding=0, got "
+                             f"kernel_size={self.kernel_size!r}, stride={self.stride!r}, padding={self.padding!r}")
+        if algorithm == "depthwise" and self.groups != self.in_channels:
+            raise ValueError(f"{owner}: algorithm 'depthwise' needs groups == in_channels (a depthwise convolution), "
+                             f"got groups={self.groups} for in_channels={self.in_channels}")
+        dilated = any(d > 1 and k > 1 for d, k in zip(self.dilation, self.kernel_size))
+        if dilated and self.stride != (1, 1) and algorithm not in STRIDED_DILATED_ALGORITHMS:
+            raise ValueError(f"{owner}: algorithm {algorithm!r} cannot compute a dilated convolution with a stride "
+                             f"(dilation {self.dilation}, stride {self.stride}); use one of "
+                             f"{', '.join(map(repr, STRIDED_DILATED_ALGORITHMS))}")
+        return algorithm
 
     def own_parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
@@ -85,8 +135,12 @@ class Conv2d(Layer):
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
-        shape = kernels.conv2d_output_shape((1, *input_shape), self.weight.shape, self.stride, self.padding, repr(self))
+        shape = kernels.conv2d_output_shape((1, *input_shape), self.weight.shape, self.stride, self.padding, repr(self),
+                                            **self._grouping())
         return shape[1:]
+
+    def _grouping(self):
+        return {"dilation": self.dilation, "groups": self.groups}
 
     def plan(self, x_shape, need_input_grad=True):
         """Which algorithm computes each pass for a batch of shape ``x_shape`` (N, C, H, W), and its scratch memory.
@@ -98,10 +152,12 @@ class Conv2d(Layer):
         --------
         >>> from fastcnn.layers import Conv2d
         >>> Conv2d(64, 64, 3, padding=1).plan((64, 64, 16, 16)).input_grad.algorithm
-        'channel_last'
+        'winograd4'
+        >>> Conv2d(64, 64, 3, padding=1, groups=64).plan((64, 64, 16, 16)).input_grad.algorithm
+        'depthwise'
         """
         return kernels.conv2d_plan(x_shape, self.weight.shape, self.stride, self.padding, self.weight.dtype,
-                                   self.algorithm, need_input_grad)
+                                   self.algorithm, need_input_grad, **self._grouping())
 
     def _prepared(self, x):
         """The :class:`~fastcnn.kernels.conv.PreparedConv` for ``x``'s shape (made once per shape and thread
@@ -111,13 +167,14 @@ class Conv2d(Layer):
         if w.dtype != dtype or not w.flags.c_contiguous or (b is not None and (b.dtype != dtype or b.ndim != 1
                                                                                 or not b.flags.c_contiguous)):
             return None
-        key = (x.shape, get_num_threads(), self.algorithm, self.stride, self.padding, w.shape, dtype)
+        key = (x.shape, get_num_threads(), self.algorithm, self.stride, self.padding, self.dilation, self.groups,
+               w.shape, dtype)
         prepared = self._plans.get(key)
         if prepared is None:
             if len(self._plans) >= 4:  # a few input shapes (full and last batch) at a time
                 self._plans.clear()
             prepared = self._plans[key] = PreparedConv(x.shape, w.shape, self.stride, self.padding, dtype,
-                                                       self.algorithm, repr(self), key[1])
+                                                       self.algorithm, repr(self), key[1], **self._grouping())
         return prepared
 
     def forward(self, x):
@@ -125,7 +182,8 @@ class Conv2d(Layer):
         b = None if self.bias is None else self.bias.data
         prepared = self._prepared(x)
         if prepared is None:
-            y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm)
+            y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm,
+                                       **self._grouping())
         else:
             y = prepared.forward(x, self.weight.data, self._zero_bias(prepared) if b is None else b, self.training)
         self._x = x if self.training else None
@@ -146,20 +204,27 @@ class Conv2d(Layer):
             dx, dw, db = prepared.backward(dy, x, self.weight.data, need_input_grad)
         else:
             dx, dw, db = kernels.conv2d_backward(dy, x, self.weight.data, self.stride, self.padding,
-                                                 need_input_grad=need_input_grad, algorithm=self.algorithm)
+                                                 need_input_grad=need_input_grad, algorithm=self.algorithm,
+                                                 **self._grouping())
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
         return dx
 
     def get_config(self):
-        """Constructor arguments as a JSON-able dict (pairs as lists, dtype by name)."""
+        """Constructor arguments as a JSON-able dict (pairs as lists, dtype by name).
+
+        A checkpoint written before ``dilation`` and ``groups`` existed lacks
+        them; it loads with their defaults (1), which is what it meant.
+        """
         return {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
             "bias": self.bias is not None,
             "algorithm": self.algorithm,
             "dtype": self.weight.dtype.name,
@@ -169,6 +234,8 @@ class Conv2d(Layer):
         extra = format_args([
             ("stride", self.stride, (1, 1)),
             ("padding", self.padding, (0, 0)),
+            ("dilation", self.dilation, (1, 1)),
+            ("groups", self.groups, 1),
             ("bias", self.bias is not None, True),
             ("algorithm", self.algorithm, "auto"),
             ("dtype", self.weight.dtype.name, "float32"),

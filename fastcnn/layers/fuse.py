@@ -26,7 +26,7 @@ one, up to float rounding, with less work:
   more than the work.
 * **Nothing kept for backward** (eval mode keeps nothing anyway).
 
-The ReLU-before-MaxPool2d swap of :func:`fastcnn.layers.chain.run_order` holds
+The ReLU-before-max-pooling swap of :func:`fastcnn.layers.chain.run_order` holds
 here as well.  Layers this module does not know run their own ``forward``.
 Training mode never comes here: its forward and backward are unchanged.
 
@@ -52,7 +52,7 @@ from .base import as_input
 from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .norm import BatchNorm1d, BatchNorm2d
-from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pool import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["PARALLEL_MIN_ELEMENTS", "ROWS_MAX_BATCH", "ROWS_MAX_OUTPUTS", "SERIAL_MAX_MACS", "folded_weights",
            "forward", "multiply_adds", "relu_", "residual", "run", "steps"]
@@ -73,7 +73,7 @@ ROWS_MAX_OUTPUTS = 16
 SERIAL_MAX_MACS = 2_000_000
 
 #: Layers whose ``forward`` (in eval mode) always returns a new array: the chain owns their output.
-_FRESH_OUTPUT = (Conv2d, Linear, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d)
+_FRESH_OUTPUT = (Conv2d, Linear, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d)
 
 
 def folded_weights(layer, norm):
@@ -169,7 +169,7 @@ def multiply_adds(layers, input_shape):
     Returns
     -------
     int
-        ``sum(K*P*Q * C*R*S)`` over the Conv2d layers and ``in*out`` over the
+        ``sum(K*P*Q * C/groups*R*S)`` over the Conv2d layers and ``in*out`` over the
         Linear layers: the arithmetic that dominates a forward pass.
 
     Examples
@@ -253,7 +253,8 @@ def _relu(x, owned):
 def _conv(x, conv, norm, relu):
     x = as_input(x, conv.weight.dtype, conv, 4)
     w, b = folded_weights(conv, norm)
-    y = kernels.conv2d_forward(x, w, b, conv.stride, conv.padding, algorithm=conv.algorithm)
+    y = kernels.conv2d_forward(x, w, b, conv.stride, conv.padding, algorithm=conv.algorithm, dilation=conv.dilation,
+                               groups=conv.groups)
     return y if relu is None else relu_(y)
 
 

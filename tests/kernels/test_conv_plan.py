@@ -21,6 +21,7 @@ CASES = {**nv.CONV_CASES, **nv.CONV_MATMUL_CASES}
 NCHW, BL, CL, ROWS = "nchw", "batch_last", "channel_last", "rows"
 MM1, WHOLE = "matmul_1x1", "matmul_whole_input"
 WG, WG4 = "winograd", "winograd4"
+DEPTHWISE = "depthwise"  # groups == C only: tests/kernels/test_conv_groups.py
 
 # case -> (forward, weight_grad, input_grad) chosen by algorithm="auto"
 EXPECTED = {
@@ -92,6 +93,8 @@ def _applies(algorithm, case):
         return g.fits_rows
     if algorithm in (WG, WG4):
         return g.fits_winograd
+    if algorithm == DEPTHWISE:
+        return g.is_depthwise
     return True
 
 
@@ -123,9 +126,9 @@ def test_model_layers_select_expected_algorithms(name):
 @pytest.mark.parametrize("algorithm", K.CONV_ALGORITHMS)
 def test_forced_algorithm_is_planned_for_every_pass(algorithm):
     case = {MM1: "1x1_batch9", WHOLE: "whole_input_padded_batch3", ROWS: "odd_rect_image_rect_kernel",
-            WG: "wide_channels_pad1", WG4: "wide_channels_pad1"}.get(
+            WG: "wide_channels_pad1", WG4: "wide_channels_pad1", DEPTHWISE: "batch1_3x3"}.get(
         algorithm, "rect_stride_and_padding")
-    x_shape, w_shape, stride, padding = _shapes(case)
+    x_shape, w_shape, stride, padding = _shapes(case)  # batch1_3x3 has one input channel: depthwise
     plans = K.conv2d_plan(x_shape, w_shape, stride, padding, dtype=np.float64, algorithm=algorithm)
     assert {plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm} == {algorithm}
     assert plans.forward.itemsize == 8
@@ -156,7 +159,7 @@ def test_every_algorithm_matches_naive(case, algorithm, dtype, rng):
     np.testing.assert_array_equal(db2, db)
 
 
-@pytest.mark.parametrize("algorithm", [a for a in K.CONV_ALGORITHMS if a not in (MM1, WHOLE)])
+@pytest.mark.parametrize("algorithm", [a for a in K.CONV_ALGORITHMS if a not in (MM1, WHOLE, DEPTHWISE)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_every_algorithm_at_model_sizes_matches_im2col(algorithm, threads, rng):
     """Shapes where per-thread chunks, 16-wide blocks and batch padding all come into play."""

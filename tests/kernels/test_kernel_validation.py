@@ -51,6 +51,18 @@ CONV_FWD_CASES = {
     "x_integer": (TypeError, r"\bx\b.*(float|dtype)",
                   lambda f: f(X.astype(np.int64), W, None)),
     "x_list": (TypeError, r"\bx\b", lambda f: f(X.tolist(), W, None)),
+    # groups, dilation and the padding strings (tests/kernels/test_conv_groups.py has the full messages)
+    "groups_not_dividing_channels": (ValueError, r"divisible by groups", lambda f: f(X, W, B, groups=2)),
+    "groups_zero": (ValueError, r"groups", lambda f: f(X, W, B, groups=0)),
+    "groups_float": (TypeError, r"groups", lambda f: f(X, W, B, groups=1.0)),
+    "weight_for_other_groups": (ValueError, r"channel", lambda f: f(z(2, 4, 5, 5), z(4, 1, 3, 3), B, groups=2)),
+    "dilation_zero": (ValueError, r"dilation", lambda f: f(X, W, B, dilation=0)),
+    "dilation_pair_negative": (ValueError, r"dilation", lambda f: f(X, W, B, dilation=(1, -1))),
+    "dilation_float": (TypeError, r"dilation", lambda f: f(X, W, B, dilation=2.0)),
+    "dilated_kernel_larger_than_input": (ValueError, r"kernel.*dilation", lambda f: f(X, W, B, dilation=3)),
+    "padding_same_with_stride": (ValueError, r"padding='same' needs stride 1",
+                                 lambda f: f(X, W, B, stride=2, padding="same")),
+    "padding_unknown_string": (ValueError, r"padding must be 'same', 'valid'", lambda f: f(X, W, B, padding="full")),
 }
 
 

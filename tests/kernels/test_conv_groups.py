@@ -1,0 +1,384 @@
+"""Grouped, depthwise and dilated convolutions, and padding="same"/"valid": every algorithm that applies.
+
+Oracles: the naive loops (``naive.conv2d_forward/backward`` with groups and dilation), float64 central
+differences, and PyTorch's autograd when it is installed.  ``EXPECTED`` is the plan "auto" chooses for
+each case: moving a rule of ``conv_plan.select`` changes it visibly here.
+"""
+
+import functools
+import re
+import zlib
+
+import numpy as np
+import pytest
+
+import naive as nv
+from helpers import assert_close, check_grad, randn, single_thread
+
+import fastcnn
+from fastcnn import kernels as K
+
+# name -> (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+CASES = {
+    # groups 1, dilated
+    "g1_dil2_pad2": (2, 3, 9, 8, 4, 3, 3, 1, 2, 2, 1),
+    "g1_dil2_stride2": (2, 3, 10, 9, 4, 3, 3, 2, 1, 2, 1),
+    "g1_rect_dil_same": (2, 2, 8, 7, 3, 3, 2, 1, "same", (2, 3), 1),
+    "g1_even_kernel_same": (2, 3, 7, 6, 2, 2, 4, 1, "same", 1, 1),
+    "g1_valid": (2, 3, 6, 7, 4, 3, 3, 1, "valid", 1, 1),
+    # groups 2
+    "g2_pad1": (3, 4, 7, 6, 6, 3, 3, 1, 1, 1, 2),
+    "g2_stride2_valid": (2, 4, 9, 8, 4, 3, 3, 2, "valid", 1, 2),
+    "g2_dil2_same": (2, 6, 9, 8, 4, 3, 3, 1, "same", 2, 2),
+    "g2_dil_stride_rect": (2, 4, 11, 9, 2, 3, 2, (2, 1), (3, 1), (2, 3), 2),
+    "g2_1x1": (2, 4, 5, 5, 6, 1, 1, 1, 0, 1, 2),
+    "g2_kernel_eq_input": (2, 4, 4, 4, 4, 4, 4, 1, 0, 1, 2),
+    "g2_wide_channels_N9": (9, 32, 5, 4, 32, 3, 3, 1, 1, 1, 2),
+    "g4_even_same_batch_last": (9, 8, 6, 7, 8, 2, 2, 1, "same", 1, 4),
+    # depthwise (groups == C)
+    "dw_pad1": (2, 3, 7, 6, 3, 3, 3, 1, 1, 1, 3),
+    "dw_mult2_stride2": (2, 3, 9, 8, 6, 3, 3, 2, 1, 1, 3),
+    "dw_dil2_same": (2, 4, 8, 9, 4, 3, 3, 1, "same", 2, 4),
+    "dw_even_kernel_same": (2, 3, 7, 6, 3, 2, 2, 1, "same", 1, 3),
+    "dw_5x5_stride3_mult2": (1, 2, 11, 10, 4, 5, 5, 3, 2, 1, 2),
+    "dw_rect_stride_dil_mult3": (2, 2, 11, 7, 6, 3, 2, (3, 2), (4, 1), (2, 3), 2),
+    "dw_valid": (2, 2, 6, 6, 2, 3, 3, 1, "valid", 1, 2),
+    "dw_1x1_stride2_pad1": (2, 3, 5, 5, 3, 1, 1, 2, 1, 1, 3),
+    "dw_kernel_eq_input": (2, 2, 4, 4, 2, 4, 4, 1, 0, 1, 2),
+    "dw_padding_ge_kernel": (2, 2, 5, 5, 2, 2, 2, 1, 3, 1, 2),
+    "dw_stride_gt_kernel": (2, 2, 9, 9, 2, 2, 2, 3, 0, 1, 2),
+    "dw_40_channels": (3, 40, 6, 5, 40, 3, 3, 1, 1, 1, 40),
+}
+
+DW, IM2COL, NCHW, CL, BL, ROWS = "depthwise", "im2col", "nchw", "channel_last", "batch_last", "rows"
+MM1, WHOLE, WG4 = "matmul_1x1", "matmul_whole_input", "winograd4"
+
+# case -> (forward, weight_grad, input_grad) chosen by algorithm="auto"
+EXPECTED = {
+    # dilated, stride 1: the rules on the phase sub-images (batch N*dil_h*dil_w); with a stride: im2col
+    "g1_dil2_pad2": (ROWS, ROWS, BL),
+    "g1_dil2_stride2": (IM2COL,) * 3,
+    "g1_rect_dil_same": (ROWS, ROWS, BL),
+    "g1_even_kernel_same": (ROWS, ROWS, NCHW),
+    "g1_valid": (ROWS, ROWS, NCHW),
+    "g2_pad1": (ROWS, ROWS, NCHW),
+    "g2_stride2_valid": (NCHW,) * 3,
+    "g2_dil2_same": (ROWS, ROWS, BL),
+    "g2_dil_stride_rect": (IM2COL,) * 3,
+    "g2_1x1": (MM1,) * 3,
+    "g2_kernel_eq_input": (WHOLE,) * 3,
+    "g2_wide_channels_N9": (CL, CL, CL),
+    "g4_even_same_batch_last": (ROWS, ROWS, BL),
+    **{name: (DW,) * 3 for name in CASES if name.startswith("dw_")},
+}
+
+
+def _case(name):
+    N, C, H, W, Kout, R, S, stride, padding, dilation, groups = CASES[name]
+    return (N, C, H, W), (Kout, C // groups, R, S), stride, padding, dilation, groups
+
+
+def _kw(dilation, groups):
+    return {"dilation": dilation, "groups": groups}
+
+
+@functools.cache
+def _oracle(name, dtype):
+    """Inputs (x, w, b, dy) of a case, seeded by its name, and the naive y, dx, dw, db (computed once per case)."""
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, w_shape[:1], dtype)
+    y = nv.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    dy = randn(rng, y.shape, dtype)
+    return (x, w, b, dy), (y, *nv.conv2d_backward(dy, x, w, stride, padding, dilation, groups))
+
+
+def _applies(algorithm, name):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    try:
+        K.conv2d_plan(x_shape, w_shape, stride, padding, algorithm=algorithm, **_kw(dilation, groups))
+    except ValueError:
+        return False
+    return True
+
+
+def _algorithm_cases():
+    return [pytest.param(name, algorithm, id=f"{algorithm}-{name}")
+            for name in CASES for algorithm in ("auto", "direct") + K.CONV_ALGORITHMS if _applies(algorithm, name)]
+
+
+def test_every_case_has_an_expected_plan():
+    assert set(EXPECTED) == set(CASES)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_auto_selects_expected_algorithms(name):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    plans = K.conv2d_plan(x_shape, w_shape, stride, padding, **_kw(dilation, groups))
+    assert (plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm) == EXPECTED[name]
+    g = plans.geometry
+    assert g.groups == groups and (g.P, g.Q) == nv._conv_setup(x_shape, w_shape, stride, padding, dilation,
+                                                                groups)[-2:]
+    roles = {b.role for b in plans.forward.buffers}
+    if groups > 1 and not g.is_depthwise:  # one call per group: the group copies are in the plan
+        assert {"x_group", "y_group"} <= roles
+        assert "per group" in plans.forward.layout and f"groups {groups}" in str(plans)
+    if g.dilated and plans.forward.algorithm not in (IM2COL, DW):  # the phase sub-images are in the plan
+        assert {"x_dilation_phases", "y_dilation_phases"} <= roles and "dilation phases" in plans.forward.layout
+
+
+def test_every_named_algorithm_runs_some_case():
+    """Each algorithm of CONV_ALGORITHMS computes at least one grouped or dilated case here."""
+    covered = {algorithm for name in CASES for algorithm in K.CONV_ALGORITHMS if _applies(algorithm, name)}
+    assert covered == set(K.CONV_ALGORITHMS)
+
+
+@pytest.mark.parametrize("name,algorithm", _algorithm_cases())
+def test_every_algorithm_matches_naive(name, algorithm, dtype):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    kw = _kw(dilation, groups)
+    (x, w, b, dy), (want_y, *wanted) = _oracle(name, dtype)
+    y = K.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm, **kw)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    assert_close(y, want_y, dtype, err_msg="y")
+    assert y.shape == K.conv2d_output_shape(x_shape, w_shape, stride, padding, **kw)
+    dx, dw, db = K.conv2d_backward(dy, x, w, stride, padding, algorithm=algorithm, **kw)
+    for got, want, what in zip((dx, dw, db), wanted, ("dx", "dw", "db")):
+        assert got.dtype == dtype and got.flags.c_contiguous, what
+        assert_close(got, want, dtype, err_msg=what)
+    none, dw2, db2 = K.conv2d_backward(dy, x, w, stride, padding, need_input_grad=False, algorithm=algorithm, **kw)
+    assert none is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_5x5_stride3_mult2", "dw_even_kernel_same",
+                                  "dw_rect_stride_dil_mult3", "g2_dil_stride_rect", "g1_even_kernel_same"])
+def test_float64_gradients_match_central_differences(name, rng, one_thread):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    kw = _kw(dilation, groups)
+    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
+    y = K.conv2d_forward(x, w, b, stride, padding, **kw)
+    G = rng.standard_normal(y.shape)
+    dx, dw, db = K.conv2d_backward(G, x, w, stride, padding, **kw)
+
+    def loss():
+        return float(np.sum(K.conv2d_forward(x, w, b, stride, padding, **kw) * G))
+
+    check_grad(dx, loss, x, "x")
+    check_grad(dw, loss, w, "w")
+    check_grad(db, loss, b, "b")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_depthwise_results_do_not_depend_on_the_tasks_but_dw_order(threads, rng):
+    """Forward and dx are the same bits for any task count; dw (per-task partial sums) agrees to rounding."""
+    x, w = randn(rng, (5, 7, 12, 11), np.float32), randn(rng, (14, 1, 3, 3), np.float32)
+    kw = {"groups": 7}
+    y1 = K.conv2d_forward(x, w, None, 2, 1, **kw)
+    dy = randn(rng, y1.shape, np.float32)
+    dx1, dw1, _ = K.conv2d_backward(dy, x, w, 2, 1, **kw)
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(min(threads, before))
+    try:
+        y = K.conv2d_forward(x, w, None, 2, 1, **kw)
+        dx, dw, _ = K.conv2d_backward(dy, x, w, 2, 1, **kw)
+    finally:
+        fastcnn.set_num_threads(before)
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(dx, dx1)
+    assert_close(dw, dw1, np.float32)
+
+
+def _raw_buffers(x_shape, w_shape, stride, padding, dilation, tasks, dtype):
+    """The scratch arrays of the raw depthwise kernels, sized by ``depthwise_frame`` for ``tasks`` tasks."""
+    (N, _, H, W), (Kout, _, R, S) = x_shape, w_shape
+    (sh, sw), (ph, pw), (dh, dw) = (nv.pair(v) for v in (stride, padding, dilation))
+    Hs, Ws, Et, Ew = K.depthwise_frame(H, W, R, S, sh, sw, ph, pw, dh, dw)
+    P, Q = nv.conv_out(H, dh * (R - 1) + 1, sh, ph), nv.conv_out(W, dw * (S - 1) + 1, sw, pw)
+    Wf, split = Ws + Ew, 2 if sw > 1 else 1
+    return {"xs": np.empty((tasks, split * sh * sw * Hs * Ws + Ws), dtype), "ys": np.empty((tasks, P * Ws), dtype),
+            "partial": np.empty((tasks, Kout, R * S), dtype),
+            "frames": np.empty((tasks, (Hs + Et + 1) * Wf), dtype),
+            "outs": np.empty((tasks, split * sh * sw, Hs * Wf), dtype), "y_shape": (N, Kout, P, Q)}
+
+
+@pytest.mark.parametrize("tasks", [1, 4, 40])  # 40: more tasks than (image, channel) planes
+@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_rect_stride_dil_mult3", "dw_5x5_stride3_mult2"])
+def test_raw_depthwise_kernels_match_naive(name, tasks, dtype, rng):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    (sh, sw), (ph, pw), (dh, dwl) = (nv.pair(v) for v in (stride, padding, dilation))
+    x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, w_shape[:1], dtype)
+    bufs = _raw_buffers(x_shape, w_shape, stride, padding, dilation, tasks, dtype)
+    for a in ("xs", "ys", "frames", "outs", "partial"):
+        bufs[a][...] = np.nan  # the kernels must not read what they did not write
+    y = np.full(bufs["y_shape"], np.nan, dtype)
+    K.conv2d_forward_depthwise(x, w, b, y, sh, sw, ph, pw, dh, dwl, bufs["xs"], bufs["ys"])
+    assert_close(y, nv.conv2d_forward(x, w, b, stride, padding, dilation, groups), dtype, err_msg="y")
+    dy = randn(rng, y.shape, dtype)
+    want_dx, want_dw, _ = nv.conv2d_backward(dy, x, w, stride, padding, dilation, groups)
+    dw = np.full(w.shape, np.nan, dtype)
+    K.conv2d_backward_weight_depthwise(dy, x, dw, sh, sw, ph, pw, dh, dwl, bufs["xs"], bufs["ys"], bufs["partial"])
+    assert_close(dw, want_dw, dtype, err_msg="dw")
+    dx = np.full(x.shape, np.nan, dtype)
+    K.conv2d_backward_input_depthwise(dy, w, dx, sh, sw, ph, pw, dh, dwl, bufs["frames"], bufs["outs"])
+    assert_close(dx, want_dx, dtype, err_msg="dx")
+
+
+def test_depthwise_plan_names_its_buffers():
+    plans = K.conv2d_plan((64, 32, 16, 16), (32, 1, 3, 3), 2, 1, groups=32, num_threads=2)
+    assert {p.algorithm for p in (plans.forward, plans.weight_grad, plans.input_grad)} == {DW}
+    roles = {b.role: b.shape for p in (plans.forward, plans.weight_grad, plans.input_grad) for b in p.buffers}
+    # stride 2: 4 phases of 9 x 9 pixels, the padded rows before their columns are split, one row of slack;
+    # 8 x 9 wide output rows
+    assert roles["x_phases"] == (2, 2 * 4 * 9 * 9 + 9) and roles["wide_rows"] == (2, 8 * 9)
+    assert roles["partial_dw_depthwise"] == (2, 32, 9) and roles["dx_phases"] == (2, 8, 9 * 10)
+    assert plans.memory_bytes("backward")["total"] < 64 * 1024  # no activation-sized copy
+
+
+@pytest.mark.parametrize("algorithm,shape", [
+    (DW, ((8, 32, 16, 16), (64, 1, 3, 3), 2, 1, 1, 32)),
+    (CL, ((8, 32, 12, 12), (32, 8, 3, 3), 1, 1, 1, 4)),  # one call per group
+    (CL, ((8, 16, 12, 12), (32, 16, 3, 3), 1, 2, 2, 1)),  # on the dilation phases
+    (ROWS, ((4, 8, 11, 10), (8, 4, 2, 2), 1, "same", 1, 2)),  # grouped, and x zero-extended for "same"
+    (IM2COL, ((4, 8, 12, 12), (8, 8, 3, 3), 2, 2, 2, 1)),
+])
+def test_plan_memory_is_what_the_kernels_allocate(algorithm, shape, rng):
+    """The plan's Python-allocated buffers are what tracemalloc sees (slack: array headers and small objects)."""
+    traced_extra_bytes = pytest.importorskip("fastcnn.bench.memory").traced_extra_bytes
+    x_shape, w_shape, stride, padding, dilation, groups = shape
+    kw = _kw(dilation, groups)
+    x, w, b = randn(rng, x_shape, np.float32), randn(rng, w_shape, np.float32), randn(rng, w_shape[:1], np.float32)
+    dy = randn(rng, K.conv2d_output_shape(x_shape, w_shape, stride, padding, **kw), np.float32)
+    plans = K.conv2d_plan(x_shape, w_shape, stride, padding, algorithm=algorithm, **kw)
+    calls = {
+        "forward": lambda: K.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm, **kw),
+        "backward_weight": lambda: K.conv2d_backward(dy, x, w, stride, padding, False, algorithm=algorithm, **kw),
+        "backward": lambda: K.conv2d_backward(dy, x, w, stride, padding, algorithm=algorithm, **kw),
+    }
+    for op, call in calls.items():
+        call()  # compile first: Numba's compiler allocates too
+        model = plans.memory_bytes(op)["numpy"]
+        traced = traced_extra_bytes(call)
+        assert abs(traced - model) <= 65536 + 0.02 * model, (op, traced, model)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("algorithm,name,needs", [
+    (DW, "g2_pad1", "groups equal to the input channels"),
+    (CL, "g1_dil2_stride2", "dilation 1 or stride 1, got dilation (2, 2) with stride (2, 2)"),
+    ("winograd4", "g1_dil2_stride2", "dilation 1 or stride 1"),
+    (BL, "g2_dil_stride_rect", "dilation 1 or stride 1"),
+    (MM1, "g2_pad1", "1x1 kernel"),
+])
+def test_inapplicable_algorithm_is_refused(algorithm, name, needs):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    with pytest.raises(ValueError, match=f"conv2d_plan: algorithm '{algorithm}' needs .*{re.escape(needs)}"):
+        K.conv2d_plan(x_shape, w_shape, stride, padding, algorithm=algorithm, **_kw(dilation, groups))
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    with pytest.raises(ValueError, match=f"conv2d_forward: algorithm '{algorithm}' needs"):
+        K.conv2d_forward(x, w, None, stride, padding, algorithm=algorithm, **_kw(dilation, groups))
+
+
+X4, W_G2 = np.zeros((2, 4, 6, 6), np.float32), np.zeros((6, 2, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"groups": 3}, ValueError, r"in_channels \(4\) must be divisible by groups \(3\)"),
+    ({"groups": 0}, ValueError, "groups must be at least 1, got 0"),
+    ({"groups": 2.0}, TypeError, "groups must be an int, got float"),
+    ({"groups": True}, TypeError, "groups must be an int, got bool"),
+    ({"groups": 4}, ValueError, r"out_channels \(6, the weight's first axis\) must be divisible by groups \(4\)"),
+    ({"groups": 4, "w": np.zeros((8, 2, 3, 3), np.float32)}, ValueError,
+     r"input has 4 channels but weight expects 8 \(2 per group x groups=4\)"),
+    ({"groups": 1}, ValueError, "input has 4 channels but weight expects 2"),
+    ({"groups": 2, "dilation": 0}, ValueError, "dilation must be positive, got 0"),
+    ({"groups": 2, "dilation": (1, -1)}, ValueError, "dilation must be positive"),
+    ({"groups": 2, "dilation": 1.5}, TypeError, "dilation must be an int or a pair of ints"),
+    ({"groups": 2, "stride": 2, "padding": "same"}, ValueError, "padding='same' needs stride 1"),
+    ({"groups": 2, "padding": "full"}, ValueError, "padding must be 'same', 'valid', an int or a pair of ints"),
+    ({"groups": 2, "dilation": 3}, ValueError, r"kernel 3x3 with dilation \(3, 3\) spans 7x7 and is larger than"),
+])
+def test_bad_grouping_arguments_are_refused(kwargs, exc, match):
+    kwargs = dict(kwargs)
+    stride, padding, w = kwargs.pop("stride", 1), kwargs.pop("padding", 0), kwargs.pop("w", W_G2)
+    with pytest.raises(exc, match="conv2d_forward: " + match):
+        K.conv2d_forward(X4, w, None, stride, padding, **kwargs)
+    with pytest.raises(exc, match="conv2d_plan: " + match):
+        K.conv2d_plan(X4.shape, w.shape, stride, padding, **kwargs)
+
+
+def test_out_channels_not_divisible_by_groups_is_refused():
+    with pytest.raises(ValueError, match=r"conv2d_backward: out_channels \(5, the weight's first axis\) must be "
+                                         r"divisible by groups \(2\)"):
+        K.conv2d_backward(np.zeros((2, 5, 4, 4)), X4.astype(np.float64), np.zeros((5, 2, 3, 3)), groups=2)
+
+
+# --------------------------------------------------------------------------- im2col with dilation, "same" sizes
+
+
+def test_im2col_and_col2im_with_dilation_match_naive(rng):
+    x = randn(rng, (2, 3, 9, 8), np.float64)
+    cols = K.im2col(x, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3))
+    assert_close(cols, nv.im2col(x, (3, 2), (2, 1), (2, 1), (2, 3)), np.float64)
+    back = K.col2im(cols, x.shape, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3))
+    assert_close(back, nv.col2im(cols, x.shape, (3, 2), (2, 1), (2, 1), (2, 3)), np.float64)
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (2, 1), (4, 1), (3, 2), (2, 3), ((5, 2), (1, 3))])
+def test_same_padding_keeps_the_size_as_torch_does(kernel, dilation):
+    shape = K.conv2d_output_shape((1, 2, 7, 6), (3, 2, *nv.pair(kernel)), 1, "same", dilation=dilation)
+    assert shape == (1, 3, 7, 6)
+    assert K.conv2d_output_shape((1, 2, 7, 6), (3, 2, *nv.pair(kernel)), 1, "valid", dilation=dilation) == \
+        K.conv2d_output_shape((1, 2, 7, 6), (3, 2, *nv.pair(kernel)), 1, 0, dilation=dilation)
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+TORCH_CASES = {
+    "depthwise_multiplier2": ((3, 4, 10, 9), (8, 1, 3, 3), 1, 1, 1, 4),
+    "depthwise_stride2_multiplier2": ((3, 4, 11, 10), (8, 1, 3, 3), 2, 1, 1, 4),
+    "grouped": ((3, 6, 8, 9), (9, 2, 3, 3), 1, 1, 1, 3),
+    "dilated": ((2, 3, 11, 10), (5, 3, 3, 3), 1, 2, 2, 1),
+    "grouped_dilated_strided": ((2, 4, 12, 11), (6, 2, 3, 2), (2, 1), (1, 2), (2, 3), 2),
+    "depthwise_same_even_kernel": ((2, 3, 7, 8), (6, 1, 4, 2), 1, "same", (1, 2), 3),
+    "same_dilated": ((2, 4, 9, 9), (4, 4, 3, 3), 1, "same", 3, 1),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own zero-padded copy
+@pytest.mark.parametrize("name", list(TORCH_CASES))
+@pytest.mark.parametrize("algorithm", ["auto", "nchw", "im2col"])
+def test_against_torch_autograd(name, algorithm, rng):
+    torch = pytest.importorskip("torch")
+    x_shape, w_shape, stride, padding, dilation, groups = TORCH_CASES[name]
+    kw = _kw(dilation, groups)
+    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
+    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, nv.pair(stride), padding if isinstance(padding, str)
+                                    else nv.pair(padding), nv.pair(dilation), groups)
+    y = K.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm, **kw)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
+    got = K.conv2d_backward(dy, x, w, stride, padding, algorithm=algorithm, **kw)
+    for g, t, what in zip(got, want, ("dx", "dw", "db")):
+        np.testing.assert_allclose(g, t.numpy(), rtol=1e-10, atol=1e-10, err_msg=what)
+
+
+def test_tuned_plans_time_only_what_applies_to_a_grouped_layer(rng):
+    K.clear_tuned_plans()
+    try:
+        x, w = randn(rng, (4, 6, 6, 6), np.float32), randn(rng, (6, 2, 3, 3), np.float32)
+        with single_thread():
+            y = K.conv2d_forward(x, w, None, 1, 1, algorithm="tuned", groups=3)
+        assert_close(y, nv.conv2d_forward(x, w, None, 1, 1, 1, 3), np.float32)
+        entry = next(e for e in K.tuned_plans() if e["op"] == "forward")
+        assert entry["geometry"]["groups"] == 3 and DW not in entry["seconds"]
+        depthwise = K.conv2d_plan((4, 6, 6, 6), (6, 1, 3, 3), 1, 1, algorithm="tuned", groups=6, num_threads=1)
+        assert depthwise.forward.algorithm in K.CONV_ALGORITHMS
+    finally:
+        K.clear_tuned_plans()
