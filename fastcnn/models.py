@@ -1,4 +1,4 @@
-"""Ready-made networks: LeNet-5, a configurable plain ConvNet, a small VGG and a small ResNet.
+"""Ready-made networks: LeNet-5, a configurable plain ConvNet, a small VGG, a small ResNet and a small MobileNet.
 
 Each builder returns a :class:`fastcnn.Sequential` with ``input_shape`` set and
 its parameters in the order of the PyTorch model of the same layers, so
@@ -17,7 +17,7 @@ from ._util import check_int
 from .layers import BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Residual
 from .model import Sequential
 
-__all__ = ["lenet5", "convnet", "vgg_small", "resnet_small", "get_model", "build", "names", "MODELS"]
+__all__ = ["lenet5", "convnet", "vgg_small", "resnet_small", "mobilenet_small", "get_model", "build", "names", "MODELS"]
 
 
 def lenet5(num_classes=10, in_channels=1):
@@ -363,6 +363,89 @@ def resnet_small(num_classes=10, in_channels=3, widths=(16, 32, 64), blocks_per_
     return Sequential(*layers, input_shape=(in_channels, image_size, image_size))
 
 
+# --------------------------------------------------------------------------- MobileNet
+
+
+def _separable(c_in, c_out, stride, algorithm):
+    """Depthwise 3x3 conv (``groups = c_in``, stride), BN, ReLU, then pointwise 1x1 conv c_in -> c_out, BN, ReLU."""
+    return [
+        Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False, algorithm=algorithm),
+        BatchNorm2d(c_in),
+        ReLU(),
+        Conv2d(c_in, c_out, 1, bias=False, algorithm=algorithm),
+        BatchNorm2d(c_out),
+        ReLU(),
+    ]
+
+
+def _blocks(blocks, owner):
+    if (not isinstance(blocks, (tuple, list)) or not blocks
+            or any(not isinstance(b, (tuple, list)) or len(b) != 2 for b in blocks)):
+        raise ValueError(f"{owner}: blocks must be a non-empty sequence of (channels, stride) pairs, got {blocks!r}")
+    return [(check_int(c, "blocks channels", owner, minimum=1), check_int(s, "blocks stride", owner, minimum=1))
+            for c, s in blocks]
+
+
+def mobilenet_small(num_classes=10, in_channels=3, width=32, blocks=((64, 1), (128, 2), (128, 1), (256, 2), (256, 1)),
+                    image_size=32, algorithm="auto"):
+    """A small MobileNet (Howard et al. 2017: depthwise-separable blocks) for CIFAR-sized images.
+
+    For the defaults (3x32x32 inputs)::
+
+        stem:  conv3x3 3->32, BN, ReLU                                     32x32x32
+        5 depthwise-separable blocks (channels, stride):
+               (64, 1) 64x32x32, (128, 2) 128x16x16, (128, 1),
+               (256, 2) 256x8x8, (256, 1)
+        head:  global average pool -> linear 256 -> num_classes
+
+    A block is a depthwise 3x3 convolution (``groups`` = its channels, the
+    block's stride, padding 1), BN, ReLU, then a pointwise 1x1 convolution to
+    the block's channels, BN, ReLU.  Convolutions have no bias (BN follows
+    each).  The global-average-pool head takes any image size that survives
+    the strides; ``image_size`` only sets ``input_shape``.
+
+    Parameter count for 10 classes: 136,778 (stem 928; blocks 2,528, 9,152,
+    18,048, 34,688 and 68,864; head 2,570).
+
+    Parameters
+    ----------
+    num_classes : int
+    in_channels : int
+    width : int
+        Channels of the stem.
+    blocks : sequence of (channels, stride)
+        The depthwise-separable blocks in order.
+    image_size : int
+        Height and width recorded as ``input_shape``.
+    algorithm : str
+        Every convolution's ``Conv2d(algorithm=...)``.
+
+    Returns
+    -------
+    Sequential
+
+    Examples
+    --------
+    >>> import fastcnn
+    >>> model = fastcnn.models.mobilenet_small()
+    >>> model.output_shapes((3, 32, 32))[-1]
+    (10,)
+    """
+    owner = "mobilenet_small"
+    num_classes = check_int(num_classes, "num_classes", owner, minimum=1)
+    in_channels = check_int(in_channels, "in_channels", owner, minimum=1)
+    width = check_int(width, "width", owner, minimum=1)
+    blocks = _blocks(blocks, owner)
+    image_size = check_int(image_size, "image_size", owner, minimum=1)
+    layers = [Conv2d(in_channels, width, 3, padding=1, bias=False, algorithm=algorithm), BatchNorm2d(width), ReLU()]
+    c = width
+    for c_out, stride in blocks:
+        layers += _separable(c, c_out, stride, algorithm)
+        c = c_out
+    layers += [GlobalAvgPool2d(), Linear(c, num_classes)]
+    return Sequential(*layers, input_shape=(in_channels, image_size, image_size))
+
+
 # --------------------------------------------------------------------------- registry
 
 #: Model name -> builder, for selecting a model by name (the command line's ``--model``).
@@ -371,6 +454,7 @@ MODELS = {
     "convnet": convnet,
     "vgg_small": vgg_small,
     "resnet_small": resnet_small,
+    "mobilenet_small": mobilenet_small,
 }
 
 
@@ -380,7 +464,7 @@ def get_model(name, **kwargs):
     Parameters
     ----------
     name : str
-        One of ``"lenet5"``, ``"convnet"``, ``"vgg_small"``, ``"resnet_small"``
+        One of ``"lenet5"``, ``"convnet"``, ``"vgg_small"``, ``"resnet_small"``, ``"mobilenet_small"``
         (a dash works too: ``"vgg-small"``).
     **kwargs
         The builder's arguments (``convnet`` needs ``in_shape`` and ``num_classes``).
@@ -419,7 +503,7 @@ def names():
     --------
     >>> import fastcnn
     >>> fastcnn.models.names()
-    ('lenet5', 'convnet', 'vgg_small', 'resnet_small')
+    ('lenet5', 'convnet', 'vgg_small', 'resnet_small', 'mobilenet_small')
     """
     return tuple(MODELS)
 
@@ -476,7 +560,7 @@ def build(name, num_classes=10, in_channels=1, image_size=28, **kwargs):
     --------
     >>> import fastcnn
     >>> [fastcnn.models.build(name).input_shape for name in fastcnn.models.names()]
-    [(1, 28, 28), (1, 28, 28), (1, 28, 28), (1, 28, 28)]
+    [(1, 28, 28), (1, 28, 28), (1, 28, 28), (1, 28, 28), (1, 28, 28)]
     """
     key = _key(name, "build")
     args = _BUILD_ARGS.get(key, _sized_args)(num_classes, in_channels, image_size)

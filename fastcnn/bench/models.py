@@ -17,14 +17,16 @@ __all__ = ["BENCH_MODELS", "DEFAULT_MODELS", "MODEL_INPUT_SHAPES", "fastcnn_step
 BENCH_MODELS = {
     "vgg_small": "VGG-small-BN (3 stages 32-64-128, 2 convs each, FC 256; 815k params)",
     "resnet_small": "ResNet-small (16-32-64, 2 basic blocks per stage, GAP head; 175k params)",
+    "mobilenet_small": "MobileNet-small (stem 32, 5 depthwise-separable blocks to 256, GAP head; 137k params)",
     "lenet5": "LeNet-5 (2 convs 6-16 5x5, FC 120-84; 62k params)",
 }
 
 #: The models :func:`bench_models` times when not told which.
-DEFAULT_MODELS = ("vgg_small", "resnet_small", "lenet5")
+DEFAULT_MODELS = ("vgg_small", "resnet_small", "mobilenet_small", "lenet5")
 
 #: Each model's input image shape (channels, height, width).
-MODEL_INPUT_SHAPES = {"vgg_small": (3, 32, 32), "resnet_small": (3, 32, 32), "lenet5": (1, 28, 28)}
+MODEL_INPUT_SHAPES = {"vgg_small": (3, 32, 32), "resnet_small": (3, 32, 32), "mobilenet_small": (3, 32, 32),
+                      "lenet5": (1, 28, 28)}
 
 
 def fastcnn_step(model, x, y):
@@ -268,8 +270,8 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     """Training-step time and inference speed of the model zoo's networks, fastcnn vs PyTorch.
 
     For each model in ``models`` (names from :data:`BENCH_MODELS`:
-    ``"vgg_small"`` and ``"resnet_small"`` on 3x32x32 images, ``"lenet5"`` on
-    1x28x28) one training step is: zero the gradients, forward a batch of
+    ``"vgg_small"``, ``"resnet_small"`` and ``"mobilenet_small"`` on 3x32x32
+    images, ``"lenet5"`` on 1x28x28) one training step is: zero the gradients, forward a batch of
     ``batch`` float32 random images (10 classes, train mode, so BatchNorm
     uses batch statistics), softmax cross-entropy, backward; no optimizer
     step.  PyTorch runs its twin of the same architecture (``TORCH_TWINS`` in
@@ -318,7 +320,7 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     target : float
         Seconds one sample should last (more calls per sample for fast calls).
     algorithm : str
-        Every convolution's ``Conv2d(algorithm=...)`` in vgg_small and resnet_small: "auto" (the
+        Every convolution's ``Conv2d(algorithm=...)`` in the models but lenet5: "auto" (the
         plans' choice) or a name of ``fastcnn.kernels.CONV_ALGORITHMS`` (lenet5 keeps its default).
     inference : bool
         Also time eval-mode throughput and batch-1 latency.

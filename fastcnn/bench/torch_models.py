@@ -15,7 +15,8 @@ Examples
 ...     net = torch_lenet5(torch)
 """
 
-__all__ = ["import_torch", "torch_lenet5", "torch_vgg_small", "torch_resnet_small", "TORCH_TWINS"]
+__all__ = ["import_torch", "torch_lenet5", "torch_vgg_small", "torch_resnet_small", "torch_mobilenet_small",
+           "TORCH_TWINS"]
 
 
 def import_torch():
@@ -131,5 +132,35 @@ def torch_resnet_small(torch, num_classes=10, in_channels=3, widths=(16, 32, 64)
     return nn.Sequential(*layers)
 
 
+def torch_mobilenet_small(torch, num_classes=10, in_channels=3, width=32,
+                          blocks=((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))):
+    """PyTorch twin of :func:`fastcnn.models.mobilenet_small` (same layers, same parameter order).
+
+    Parameters
+    ----------
+    torch : module
+        PyTorch.
+    num_classes, in_channels, width, blocks
+        As in :func:`fastcnn.models.mobilenet_small`.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Stem (3x3 conv, BatchNorm2d, ReLU); per block a depthwise 3x3 conv
+        (``groups`` = its channels), BatchNorm2d, ReLU, a 1x1 conv,
+        BatchNorm2d, ReLU; global average pool, flatten, Linear.
+    """
+    nn = torch.nn
+    layers = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    c = width
+    for c_out, stride in blocks:
+        layers += [nn.Conv2d(c, c, 3, stride=stride, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                   nn.Conv2d(c, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        c = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)
+
+
 #: fastcnn model name -> its PyTorch twin (called as ``TORCH_TWINS[name](torch)``).
-TORCH_TWINS = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small, "resnet_small": torch_resnet_small}
+TORCH_TWINS = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small, "resnet_small": torch_resnet_small,
+               "mobilenet_small": torch_mobilenet_small}

@@ -48,13 +48,14 @@ def small_zoo():
         "lenet5": models.lenet5(),
         "vgg_small": models.vgg_small(widths=(8, 16), fc_units=32, image_size=16),
         "resnet_small": models.resnet_small(widths=(8, 16), blocks_per_stage=2, image_size=16),
+        "mobilenet_small": models.mobilenet_small(width=8, blocks=((16, 1), (16, 2)), image_size=16),
         "mlp_bn1d": fastcnn.Sequential(Flatten(), Linear(48, 32), BatchNorm1d(32), ReLU(), Dropout(0.3),
                                        Linear(32, 16, bias=False), BatchNorm1d(16, affine=False), Sigmoid(),
                                        Linear(16, 5), input_shape=(3, 4, 4)),
     }
 
 
-@pytest.mark.parametrize("name", ["lenet5", "vgg_small", "resnet_small", "mlp_bn1d"])
+@pytest.mark.parametrize("name", ["lenet5", "vgg_small", "resnet_small", "mobilenet_small", "mlp_bn1d"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_fused_eval_forward_matches_layer_by_layer(name, batch):
     rng = np.random.default_rng(0)

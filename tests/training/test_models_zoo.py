@@ -1,4 +1,4 @@
-"""The model zoo: convnet, vgg_small, resnet_small (and the registry).
+"""The model zoo: convnet, vgg_small, resnet_small, mobilenet_small (and the registry).
 
 Parameter counts are checked against hand arithmetic and against PyTorch twins
 built here (with the weights copied across, the twins also give the same
@@ -10,7 +10,7 @@ import pytest
 
 import fastcnn
 from fastcnn.layers import BatchNorm2d, Conv2d, Dropout, Linear, ReLU, Residual
-from fastcnn.models import MODELS, convnet, get_model, lenet5, resnet_small, vgg_small
+from fastcnn.models import MODELS, convnet, get_model, lenet5, mobilenet_small, resnet_small, vgg_small
 from fastcnn.optim import SGD
 from helpers import copy_into_torch
 
@@ -137,7 +137,7 @@ def test_too_small_message():
 
 
 def test_registry():
-    assert set(MODELS) == {"lenet5", "convnet", "vgg_small", "resnet_small"}
+    assert set(MODELS) == {"lenet5", "convnet", "vgg_small", "resnet_small", "mobilenet_small"}
     assert get_model("lenet5").input_shape == (1, 28, 28)
     assert n_params(get_model("vgg-small", num_classes=4, widths=(4, 4, 8), fc_units=8)) == convnet_count(
         (3, 32, 32), 4, (4, 4, 8), 2, 1, 8, bn=True)
@@ -152,13 +152,15 @@ def test_names_and_build_for_images():
     """``names()`` lists the registry; ``build`` takes the same size arguments for every model."""
     from fastcnn.models import build, names
 
-    assert names() == ("lenet5", "convnet", "vgg_small", "resnet_small") and set(names()) == set(MODELS)
+    assert names() == ("lenet5", "convnet", "vgg_small", "resnet_small", "mobilenet_small")
+    assert set(names()) == set(MODELS)
     x = np.zeros((2, 1, 28, 28), np.float32)
     same = {  # what build(name) must equal, built by hand with each builder's own arguments
         "lenet5": lambda: lenet5(),
         "convnet": lambda: convnet((1, 28, 28), 10),
         "vgg_small": lambda: vgg_small(num_classes=10, in_channels=1, image_size=28),
         "resnet_small": lambda: resnet_small(num_classes=10, in_channels=1, image_size=28),
+        "mobilenet_small": lambda: mobilenet_small(num_classes=10, in_channels=1, image_size=28),
     }
     for name in names():
         fastcnn.manual_seed(0)
@@ -209,6 +211,13 @@ def torch_resnet(torch, c_in, classes, widths, blocks):
     return torch_resnet_small(torch, num_classes=classes, in_channels=c_in, widths=widths, blocks_per_stage=blocks)
 
 
+def torch_mobilenet(torch, **kwargs):
+    """The benchmark's PyTorch twin of mobilenet_small."""
+    from fastcnn.bench.torch_models import torch_mobilenet_small
+
+    return torch_mobilenet_small(torch, **kwargs)
+
+
 TWINS = [
     ("convnet", lambda: convnet((3, 32, 32), 10),
      lambda t: torch_convnet(t, (3, 32, 32), 10, (32, 64), 2, 1, 128, False)),
@@ -217,6 +226,7 @@ TWINS = [
      lambda t: torch_convnet(t, (3, 32, 32), 10, (32, 64, 128), 2, 1, 256, False)),
     ("resnet_small", lambda: resnet_small(), lambda t: torch_resnet(t, 3, 10, (16, 32, 64), 2)),
     ("resnet_small_deep", lambda: resnet_small(4, 1, (8, 8, 16), 3), lambda t: torch_resnet(t, 1, 4, (8, 8, 16), 3)),
+    ("mobilenet_small", lambda: mobilenet_small(), lambda t: torch_mobilenet(t)),
 ]
 
 
@@ -233,6 +243,8 @@ SMALL_TWINS = [
      lambda t: torch_convnet(t, (3, 16, 16), 3, (4, 8, 8), 2, 1, 16, True)),
     ("resnet_small", lambda: resnet_small(3, widths=(4, 8), blocks_per_stage=2, image_size=16),
      lambda t: torch_resnet(t, 3, 3, (4, 8), 2)),
+    ("mobilenet_small", lambda: mobilenet_small(3, width=8, blocks=((16, 1), (16, 2), (32, 2)), image_size=16),
+     lambda t: torch_mobilenet(t, num_classes=3, width=8, blocks=((16, 1), (16, 2), (32, 2)))),
 ]
 
 
@@ -344,3 +356,23 @@ def test_resnet_trains_on_3_channel_32x32_images():
     after = model.evaluate(x, y)
     assert after["loss"] < 0.7 * before
     assert after["accuracy"] >= 0.8  # chance is 1/3
+
+
+def test_mobilenet_small_blocks_are_depthwise_separable():
+    model = mobilenet_small(blocks=((16, 2),), width=8)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2d"]
+    assert [(c.in_channels, c.out_channels, c.groups, c.kernel_size) for c in convs] == [
+        (3, 8, 1, (3, 3)), (8, 8, 8, (3, 3)), (8, 16, 1, (1, 1))]
+    assert model.output_shapes((3, 32, 32))[-2:] == [(16,), (10,)]
+    with pytest.raises(ValueError, match="blocks"):
+        mobilenet_small(blocks=((16,),))
+
+
+def test_mobilenet_trains_on_3_channel_images():
+    fastcnn.manual_seed(2)
+    model = mobilenet_small(3, width=8, blocks=((16, 1), (16, 2)), image_size=16)
+    x, y = colour_set(n=64, size=16, seed=2)
+    before = model.evaluate(x, y)["loss"]
+    model.fit(x, y, epochs=5, batch_size=16, optimizer=SGD(model.parameters(), lr=0.05, momentum=0.9),
+              verbose=False, seed=0)
+    assert model.evaluate(x, y)["loss"] < 0.8 * before
