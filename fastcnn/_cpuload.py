@@ -14,8 +14,8 @@ it reads how much CPU time other processes took on this process's cores
 the cores left free, at least one and at most the planned count, as OpenMP's
 ``OMP_DYNAMIC`` does from the load average.  ``FASTCNN_DYNAMIC_THREADS=0``
 turns it off; where ``/proc/stat`` cannot be read (not Linux) it does nothing.
-A :meth:`~fastcnn.Sequential.fit` started within a second of the last one (a
-loop calling it once per epoch) starts on the thread count that one ended on.
+A :meth:`~fastcnn.Sequential.fit` started within 30 s of the last one (a loop
+calling it once per epoch) starts on the thread count that one ended on.
 """
 
 import os
@@ -160,8 +160,10 @@ class ThreadGovernor:
 #: The last governor's exit in each Python thread: (time.monotonic(), planned, running).
 _recent = threading.local()
 
-#: Seconds for which a new governor starts where the last one in the same thread ended (a fit per epoch).
-RECENT = 1.0
+#: Seconds for which a new governor starts where the last one in the same thread ended (a fit per epoch, or a
+#: benchmark's repeats): the last reading is a better first guess than the planned count, and a wrong guess
+#: lasts one interval.
+RECENT = 30.0
 
 
 def _recent_count(threads):
