@@ -479,62 +479,10 @@ def check_empty_axis(name, kwargs):
 
 # --------------------------------------------------------------------------- known bugs
 
-_FLAG_BAD = ("string", "none", "float", "list")
-
-
-def _pool_call(name):
-    return _pool_calls(np.random.default_rng(0), np.float64)[name]
-
-
-def _conv_call(name):
-    return _conv_calls(np.random.default_rng(0), np.float64)[name]
-
-
 #: Cases excluded from the properties above because they fail today: id -> (reason and the fix, whether a case is
 #: one of them, a call that reproduces it).  Each is a strict-xfail test in tests/kernels/test_properties.py
 #: (test_known_hostile_bug): when the bug is fixed it XPASSes, which fails; then remove the entry.
-KNOWN_BUGS = {
-    "conv_need_input_grad_unchecked": (
-        "conv.py: need_input_grad is used for its truth value, so 'False' computes dx and None skips it; fix: "
-        "check_flag(need_input_grad, 'need_input_grad', fn) in conv2d_backward(_im2col) and conv2d_plan",
-        lambda c: c.arg == "need_input_grad" and c.name.startswith("conv2d") and c.label in _FLAG_BAD,
-        lambda: run_hostile(Case("conv2d_backward", _conv_call("conv2d_backward"), "need_input_grad", "none", None,
-                                 "invalid"))),
-    "output_shape_unchecked_shapes": (
-        "conv.py / pool.py: conv2d_output_shape and pool2d_output_shape unpack x_shape and w_shape unchecked "
-        "(None, 3 entries, 2.5, -1 or True give unpacking errors or a nonsense shape); fix: "
-        "check_x_shape(x_shape, fn) (and check_x_shape(w_shape, fn, 'w_shape', '(K, C, R, S)')) first",
-        lambda c: c.name in ("conv2d_output_shape", "pool2d_output_shape") and c.arg in ("x_shape", "w_shape"),
-        lambda: run_hostile(Case("conv2d_output_shape", _conv_call("conv2d_output_shape"), "x_shape", "none", None,
-                                 "invalid"))),
-    "conv2d_plan_dtype_message": (
-        "conv.py: conv2d_plan(dtype='nonsense') lets numpy's TypeError through without the function's name; "
-        "fix: wrap np.dtype(dtype) in try/except TypeError and re-raise naming conv2d_plan",
-        lambda c: c.name == "conv2d_plan" and c.arg == "dtype" and c.label == "nonsense",
-        lambda: run_hostile(Case("conv2d_plan", _conv_call("conv2d_plan"), "dtype", "nonsense", "nonsense",
-                                 "invalid"))),
-    "conv_output_too_large": (
-        "conv.py: a padding of 2**20 (or a 2**30 window with half padding for im2col) asks for an output of "
-        "2**42 elements and numpy raises MemoryError; fix: check_allocation((N, K, P, Q), itemsize, 'the output', fn) "
-        "(and for im2col the columns (N, C*R*S, P*Q)) before allocating",
-        lambda c: c.name in ("conv2d_forward", "conv2d_forward_im2col", "im2col") and c.label in (
-            "huge_1048576", "huge_window_half_padding", "huge_window_rows"),
-        lambda: run_hostile(Case("conv2d_forward", _conv_call("conv2d_forward"), "padding", "huge_1048576", 2**20,
-                                 "either"))),
-    "conv_empty_batch_or_channels": (
-        "conv.py: an empty batch (N = 0) or no output channels (K = 0) reach the algorithms: 'rows' (and 'auto', "
-        "which picks it) return an uninitialised dw for N = 0 (garbage gradients, no error); 'winograd' and "
-        "'winograd4' raise ZeroDivisionError (conv_plan._winograd_chunk: tasks = min(T, N) = 0); "
-        "'matmul_whole_input' lets numpy's reshape ValueError through without the function's name; 'depthwise' "
-        "differs from the naive loops for K = 0; fix: refuse empty axes in _conv_args, as conv2d_plan does "
-        "(ValueError naming the function)",
-        lambda c: c[0] == "conv2d_forward" and 0 in (c[1]["x"].shape[0], c[1]["w"].shape[0]),
-        lambda: [check_empty_axis("conv2d_forward", dict(x=np.ones(x), w=np.ones(w), b=np.ones(w[0]), stride=1,
-                                                         padding=p, algorithm=a))
-                 for x, w, p, a in (((0, 3, 5, 5), (2, 3, 3, 3), 1, "winograd4"),
-                                    ((0, 2, 3, 3), (2, 2, 3, 3), 0, "matmul_whole_input"),
-                                    ((2, 2, 3, 3), (0, 2, 3, 3), 0, "auto"))]),
-}
+KNOWN_BUGS = {}
 
 
 def _call(family, name, **changes):
@@ -580,6 +528,18 @@ FIXED = {
     # an unchecked x_shape: "cannot unpack non-iterable NoneType object"
     "local_output_shape_none": ("locally_connected2d_output_shape",
                                 lambda: _call(_local_calls, "locally_connected2d_output_shape"), "x_shape", None),
+    # need_input_grad used for its truth value: None skipped dx, "False" computed it
+    "conv_backward_need_input_grad_none": ("conv2d_backward", lambda: _call(_conv_calls, "conv2d_backward"),
+                                           "need_input_grad", None),
+    "conv2d_plan_need_input_grad_string": ("conv2d_plan", lambda: _call(_conv_calls, "conv2d_plan"),
+                                           "need_input_grad", "False"),
+    # numpy's "data type 'nonsense' not understood" without the function's name
+    "conv2d_plan_dtype_nonsense": ("conv2d_plan", lambda: _call(_conv_calls, "conv2d_plan"), "dtype", "nonsense"),
+    # "cannot unpack non-iterable NoneType object"
+    "conv_output_shape_none": ("conv2d_output_shape", lambda: _call(_conv_calls, "conv2d_output_shape"), "x_shape",
+                               None),
+    # an output of 2**42 pixels: MemoryError
+    "conv_padding_2_20": ("conv2d_forward", lambda: _call(_conv_calls, "conv2d_forward"), "padding", 2**20),
 }
 
 

@@ -17,7 +17,16 @@ import numpy as np
 from .._shapes import conv_output_size, dilated_kernel_size, same_padding
 from ..config import get_num_threads
 from . import _conv_exec, _workspace, conv_tune
-from ._checks import as_float_array, check_shape, check_x_shape, nonnegative_pair, positive_pair
+from ._checks import (
+    as_float_array,
+    check_allocation,
+    check_flag,
+    check_shape,
+    check_x_shape,
+    nonnegative_pair,
+    positive_pair,
+    shape_ints,
+)
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_nchw import conv2d_backward_bias
 from .conv_plan import CHOICES, Buffer, ConvGeometry, ConvPlans, make_plan
@@ -27,9 +36,10 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="conv2d", *, d
     """Output shape (N, K, P, Q) of a convolution, after checking the geometry.
 
     ``P = floor((H + 2*ph - dil_h*(R - 1) - 1) / sh) + 1`` and likewise Q
-    (``padding="same"``: P = H).  Raises ValueError for a channel mismatch,
-    channels not divisible by ``groups`` or a kernel larger than the padded
-    input.
+    (``padding="same"``: P = H).  Raises ValueError for shapes that are not 4
+    positive ints (an empty axis included: no convolution function accepts
+    one), a channel mismatch, channels not divisible by ``groups`` or a
+    kernel larger than the padded input.
     """
     g, _ = _geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
     return (g.N, g.K, g.P, g.Q)
@@ -79,8 +89,8 @@ def _geometry(x_shape, w_shape, stride, padding, fn, dilation=1, groups=1):
     sh, sw = positive_pair(stride, "stride", fn)
     dil = positive_pair(dilation, "dilation", fn)
     G = _groups(groups, fn)
-    N, C, H, W = x_shape
-    K, Cw, R, S = w_shape
+    N, C, H, W = x_shape = shape_ints(x_shape, fn)
+    K, Cw, R, S = w_shape = shape_ints(w_shape, fn, "w_shape", "(K, C/groups, R, S)")
     _check_channels(C, K, Cw, G, x_shape, w_shape, fn)
     (ph, pw), (eh, ew) = _padding(padding, (R, S), (sh, sw), dil, fn)
     dil_h, dil_w = dil[0] if R > 1 else 1, dil[1] if S > 1 else 1  # a 1-wide kernel ignores its dilation
@@ -186,9 +196,13 @@ def conv2d_plan(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, algorit
     fn = "conv2d_plan"
     x_shape = check_x_shape(x_shape, fn)
     w_shape = check_x_shape(w_shape, fn, "w_shape", "(K, C, R, S)")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
+    need_input_grad = check_flag(need_input_grad, "need_input_grad", fn)
     g, extra = _geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
     algorithm = _check_algorithm(algorithm, fn)
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
@@ -204,8 +218,23 @@ def _conv_args(x, w, stride, padding, dilation, groups, fn):
     """Checked x and w, their geometry (that of x zero-extended for "same" padding) and that extension (eh, ew)."""
     x = as_float_array(x, "x", fn, ndim=4)
     w = as_float_array(w, "weight", fn, ndim=4, dtype=x.dtype)
+    _nonempty(x, "x", "(N, C, H, W)", fn)
+    _nonempty(w, "weight", "(K, C/groups, R, S)", fn)
     g, extra = _geometry(x.shape, w.shape, stride, padding, fn, dilation, groups)
     return x, w, g, extra
+
+
+def _nonempty(a, name, dims, fn):
+    """Raise ValueError when array ``a`` has an axis of size 0 (an empty batch, no channels, empty planes)."""
+    if 0 in a.shape:
+        raise ValueError(f"{fn}: {name} has an empty axis: shape {a.shape} {dims}; a convolution needs at least one "
+                         "image, input channel, output channel and pixel")
+
+
+def _check_scratch(plan, itemsize, fn):
+    """Raise ValueError when a buffer of ``plan`` (sized by the arguments) would not fit in memory."""
+    for buf in plan.buffers:
+        check_allocation(buf.shape, itemsize, f"the {buf.role} buffer of {plan.algorithm}", fn)
 
 
 def bias_vector(b, w, fn):
@@ -224,6 +253,8 @@ def _run_forward(x, w, b, stride, padding, algorithm, fn, dilation=1, groups=1):
     algorithm = _check_algorithm(algorithm, fn)
     b = bias_vector(b, w, fn)
     plan = _plan("forward", g, x.dtype, algorithm, fn)
+    check_allocation((g.N, g.K, g.P, g.Q), x.dtype.itemsize, "the output", fn)
+    _check_scratch(plan, x.dtype.itemsize, fn)
     y = np.empty((g.N, g.K, g.P, g.Q), dtype=x.dtype)
     _conv_exec.forward(plan.algorithm, _extend(x, (g.N, g.C, g.H, g.W)), w, b, y, g, _workspace.take(plan, x.dtype))
     return y
@@ -232,10 +263,14 @@ def _run_forward(x, w, b, stride, padding, algorithm, fn, dilation=1, groups=1):
 def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn, dilation=1, groups=1):
     x, w, g, extra = _conv_args(x, w, stride, padding, dilation, groups, fn)
     algorithm = _check_algorithm(algorithm, fn)
+    need_input_grad = check_flag(need_input_grad, "need_input_grad", fn)
     dy = as_float_array(dy, "dy", fn, ndim=4, dtype=x.dtype)
     check_shape(dy, (g.N, g.K, g.P, g.Q), "dy", fn)
     weight_plan = _plan("weight_grad", g, x.dtype, algorithm, fn)
     input_plan = _plan("input_grad", g, x.dtype, algorithm, fn) if need_input_grad else None
+    for plan in (weight_plan, input_plan):
+        if plan is not None:
+            _check_scratch(plan, x.dtype.itemsize, fn)
     # outputs first, so that scratch memory is what the plan says on top of inputs and outputs at every moment
     dx = None if input_plan is None else np.empty(x.shape, dtype=x.dtype)
     dw = np.empty(w.shape, dtype=w.dtype)
@@ -282,6 +317,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0, algorithm="auto", *, dilation=1
     ----------
     x : ndarray, (N, C, H, W), float32 or float64
     w : ndarray, (K, C/groups, R, S), same dtype
+        Neither may have an empty axis (ValueError: no empty batch, channels
+        or planes).
     b : ndarray (K,) of the same dtype, or None
     stride, padding : int or (int, int)
         Stride >= 1 and zero padding >= 0, along height then width;
@@ -414,9 +451,11 @@ def im2col(x, kernel_size, stride=1, padding=0, *, dilation=1):
     """
     fn = "im2col"
     x = as_float_array(x, "x", fn, ndim=4)
+    _nonempty(x, "x", "(N, C, H, W)", fn)
     R, S = positive_pair(kernel_size, "kernel_size", fn)
     N, C = x.shape[:2]
     g, _ = _geometry(x.shape, (1, C, R, S), stride, padding, fn, dilation)
+    check_allocation((N, C * R * S, g.P * g.Q), x.dtype.itemsize, "the columns", fn)
     cols = np.empty((N, C * R * S, g.P * g.Q), dtype=x.dtype)
     im2col_kernel(_extend(x, (N, C, g.H, g.W)), cols, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
     return cols

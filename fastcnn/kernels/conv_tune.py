@@ -54,7 +54,8 @@ FORMAT = 1
 _LOCK = threading.RLock()
 _CHOICES = {}  # (op, ConvGeometry, dtype str, threads) -> algorithm
 _TIMES = {}  # same key -> {algorithm: seconds}, for what was timed in this process
-_ENV_LOADED = []
+_ENV_LOADED = []  # [True] once the load of FASTCNN_TUNED_PLANS has started
+_ENV_DONE = []  # [True] once it has ended: from then on a choice in _CHOICES is final (until cleared)
 
 
 def _machine():
@@ -112,6 +113,10 @@ def _time(op, g, dtype, threads, algorithm, args, bound):
 def choose(op, g, dtype, threads):
     """The tuned algorithm for pass ``op`` of ``g`` (timing the candidates the first time the key is seen)."""
     key = (op, ConvGeometry(*g), np.dtype(dtype).str, int(threads))
+    if _ENV_DONE:  # a choice made before needs no lock (one dict read is atomic under the GIL): another
+        choice = _CHOICES.get(key)  # thread's tuning, which holds the lock for seconds, does not delay it
+        if choice is not None:
+            return choice
     with _LOCK:
         _load_env_file()
         if key in _CHOICES:
@@ -229,6 +234,9 @@ def _load_env_file():
     if _ENV_LOADED:
         return
     _ENV_LOADED.append(True)
-    path = os.environ.get("FASTCNN_TUNED_PLANS")
-    if path and os.path.exists(path):
-        load_tuned_plans(path)
+    try:
+        path = os.environ.get("FASTCNN_TUNED_PLANS")
+        if path and os.path.exists(path):
+            load_tuned_plans(path)
+    finally:
+        _ENV_DONE.append(True)

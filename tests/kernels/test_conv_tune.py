@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import naive as nv
 from helpers import repo_env
 from fastcnn import kernels
+from fastcnn.kernels import conv_tune
 from fastcnn.layers import Conv2d
 
 X_SHAPE, W_SHAPE = (8, 16, 9, 9), (16, 16, 3, 3)
@@ -153,3 +155,28 @@ def test_the_environment_file_is_saved_then_loaded_by_the_next_process(tmp_path)
     assert all(timed for timed, _, _ in outs[0])  # first process: timed and saved
     assert not any(timed for timed, _, _ in outs[1])  # second: loaded, nothing timed
     assert [entry[1:] for entry in outs[0]] == [entry[1:] for entry in outs[1]]
+
+
+def test_an_existing_choice_does_not_wait_for_another_threads_tuning():
+    """choose() reads a choice made before without taking the lock a tuning thread holds (for seconds)."""
+    g = kernels.conv2d_plan((1, 2, 5, 5), (2, 2, 3, 3), padding=1).geometry
+    first = conv_tune.choose("forward", g, np.float32, 1)  # times the candidates once
+    tuning, done = threading.Event(), threading.Event()
+
+    def tuner():  # stands for a thread tuning another shape: it holds the lock until told
+        with conv_tune._LOCK:
+            tuning.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=tuner)
+    holder.start()
+    try:
+        assert tuning.wait(60)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(conv_tune.choose("forward", g, np.float32, 1)))
+        reader.start()
+        reader.join(30)
+        assert got == [first]  # returned while the lock was still held
+    finally:
+        done.set()
+        holder.join()

@@ -277,3 +277,60 @@ def test_messages_name_the_function():
         K.max_pool2d_forward(XP, 0)
     with pytest.raises(ValueError, match="softmax_cross_entropy"):
         K.softmax_cross_entropy(LOGITS, np.array([9, 9, 9]))
+
+
+# (x shape, weight shape) with one axis of size 0; padding 1 makes the geometry valid otherwise
+EMPTY_AXES = {"N": ((0, 2, 5, 5), (2, 2, 3, 3)), "C": ((2, 0, 5, 5), (2, 0, 3, 3)), "K": ((2, 2, 5, 5), (0, 2, 3, 3)),
+              "H": ((2, 2, 0, 5), (2, 2, 1, 1)), "W": ((2, 2, 5, 0), (2, 2, 1, 3))}
+
+
+@pytest.mark.parametrize("algorithm", ("auto",) + K.CONV_ALGORITHMS)
+@pytest.mark.parametrize("axis", list(EMPTY_AXES))
+def test_conv_refuses_empty_axes_for_every_algorithm(axis, algorithm):
+    """An empty batch, no channels or empty planes are refused before any algorithm runs (they returned garbage
+    gradients, raised ZeroDivisionError or numpy's errors)."""
+    x_shape, w_shape = EMPTY_AXES[axis]
+    x, w = z(*x_shape), z(*w_shape)
+    with pytest.raises(ValueError, match=r"conv2d_forward: (x|weight) has an empty axis"):
+        K.conv2d_forward(x, w, None, padding=1, algorithm=algorithm)
+    with pytest.raises(ValueError, match=r"conv2d_backward: (x|weight) has an empty axis"):
+        K.conv2d_backward(z(1, 1, 1, 1), x, w, padding=1, algorithm=algorithm)
+    with pytest.raises(ValueError, match=r"conv2d_plan: (x_shape|w_shape) must be 4 positive ints"):
+        K.conv2d_plan(x_shape, w_shape, padding=1, algorithm=algorithm)
+    with pytest.raises(ValueError, match=r"conv2d: (x_shape|w_shape) must be 4 positive ints"):
+        K.conv2d_output_shape(x_shape, w_shape, padding=1)
+    if axis != "K":
+        with pytest.raises(ValueError, match=r"im2col: x has an empty axis"):
+            K.im2col(x, w_shape[2:], padding=1)
+
+
+@pytest.mark.parametrize("bad", [None, (2, 3, 5), (2, 3, 5, 2.5), (2, 3, 5, -1), (True, 3, 5, 5), "2,3"])
+def test_conv2d_output_shape_checks_both_shapes(bad):
+    with pytest.raises(ValueError, match=r"conv2d: x_shape must be 4 positive ints"):
+        K.conv2d_output_shape(bad, W.shape)
+    with pytest.raises(ValueError, match=r"conv2d: w_shape must be 4 positive ints"):
+        K.conv2d_output_shape(X.shape, bad)
+
+
+@pytest.mark.parametrize("flag", ["False", None, 2.5, []])
+def test_conv_need_input_grad_must_be_a_bool(flag):
+    calls = {"conv2d_backward": lambda: K.conv2d_backward(DY, X, W, need_input_grad=flag),
+             "conv2d_backward_im2col": lambda: K.conv2d_backward_im2col(DY, X, W, need_input_grad=flag),
+             "conv2d_plan": lambda: K.conv2d_plan(X.shape, W.shape, need_input_grad=flag)}
+    for fn, call in calls.items():
+        with pytest.raises(TypeError, match=f"{fn}: need_input_grad must be True or False"):
+            call()
+
+
+def test_conv2d_plan_names_itself_for_an_unknown_dtype():
+    with pytest.raises(TypeError, match="conv2d_plan: dtype must be float32 or float64, got 'nonsense'"):
+        K.conv2d_plan(X.shape, W.shape, dtype="nonsense")
+
+
+def test_conv_refuses_outputs_larger_than_memory():
+    """A padding of 2**20 asks for 2**42 output pixels: refused before numpy's MemoryError."""
+    for f in (K.conv2d_forward, K.conv2d_forward_im2col):
+        with pytest.raises(ValueError, match=rf"{f.__name__}: the output of shape \(2, 4, 2097155, 2097155\)"):
+            f(X, W, B, padding=2**20)
+    with pytest.raises(ValueError, match=r"im2col: the columns of shape"):
+        K.im2col(X, 2**30, padding=2**29)
