@@ -99,8 +99,11 @@ refuse it.
 
 ``"auto"`` picks, for every pass: ``depthwise`` for a depthwise convolution;
 otherwise (per group when G > 1, on the phase sub-images when dilated)
-``matmul_whole_input`` or ``matmul_1x1`` when the shape is one of theirs;
-otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
+``matmul_whole_input`` when the kernel covers the padded input; for a 1x1
+stride-1 unpadded kernel ``channel_last`` when the pass's vector channels
+(below) number at least :data:`CHANNEL_LAST_MIN_CHANNELS`, else
+``matmul_1x1`` (numpy's BLAS, whose threads spin between calls and slow the
+parallel kernels around them); otherwise ``winograd4`` when the layer fits it (3x3, stride 1, padding at
 most 2) and has at least :data:`WINOGRAD_MIN_CHANNELS` input and output
 channels and :data:`WINOGRAD_MIN_TILES` output tiles; otherwise, for
 forward and weight_grad, ``rows`` when the shape is one of its and either
@@ -364,12 +367,14 @@ def _select_one_group(op, g, algorithm):
     if algorithm in ("auto", "direct"):
         if g.is_whole_input:
             return "matmul_whole_input"
+        channels = g.C if op == "input_grad" else g.K
         if g.is_1x1:
-            return "matmul_1x1"
+            # numpy's BLAS threads spin between calls and take the cores from the parallel kernels around
+            # them (a MobileNet's 1x1 layers ran 2-3x slower): channel_last's GEMM is as fast, in our threads
+            return "channel_last" if channels >= CHANNEL_LAST_MIN_CHANNELS else "matmul_1x1"
         if (algorithm == "auto" and g.fits_winograd and min(g.C, g.K) >= WINOGRAD_MIN_CHANNELS
                 and g.N * -(-g.P // 4) * -(-g.Q // 4) >= WINOGRAD_MIN_TILES):
             return "winograd4"
-        channels = g.C if op == "input_grad" else g.K
         if op != "input_grad" and g.fits_rows and (channels < CHANNEL_LAST_MIN_CHANNELS or g.C <= ROWS_MAX_CHANNELS):
             return "rows"
         if channels >= CHANNEL_LAST_MIN_CHANNELS:
