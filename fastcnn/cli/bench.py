@@ -35,12 +35,17 @@ BUSY_CORES = 0.5
 
 
 def run(args):
-    """Run the benchmark ``args.bench_command`` (after a warning when the machine is busy); return 0."""
+    """Run the benchmark ``args.bench_command``; return 0."""
+    return RUNS[args.bench_command](args)
+
+
+def _warn_if_busy():
+    """Print a warning when other processes keep the machine busy: called when the arguments have passed,
+    just before the benchmark starts (a refused call prints its one error line, nothing else)."""
     busy = bench.busy_cores()
     if busy is not None and busy >= BUSY_CORES:
         log(f"fastcnn bench: warning: the machine is busy (other processes kept about {busy:.1f} cores working "
             "just before the benchmark); its timings, and its ratios to PyTorch, are unreliable")
-    return RUNS[args.bench_command](args)
 
 
 def _add_json_option(parser):
@@ -127,6 +132,7 @@ def _run_conv(args):
             fail(f"argument --plot: {exc}", EXIT_FAILURE)
     threads = common.set_threads(args.threads)
     shapes = tuple(args.shapes) if args.shapes else bench.CONV_SUITE + bench.GROUPED_CONV_SUITE
+    _warn_if_busy()
     suite = bench.run_conv_suite(shapes, repeat=args.repeat, threads=threads, log=log)
     print(bench.format_conv(suite), flush=True)
     if args.json is not None:
@@ -167,6 +173,7 @@ def _run_train(args):
     common.check_output(args.json, "--json")
     threads = common.set_threads(args.threads)
     log(f"training LeNet-5: {args.repeat} repeats of {args.batches} batches per framework ...")
+    _warn_if_busy()
     result = bench.bench_train(threads=threads, batches=args.batches, repeat=args.repeat)
     print(bench.format_train(result), flush=True)
     if args.json is not None:
@@ -197,6 +204,7 @@ def _add_startup(kinds):
 
 def _run_startup(args):
     common.check_output(args.json, "--json")
+    _warn_if_busy()
     log("starting fresh processes" + ("" if args.no_cold else
                                       "; the empty-cache run compiles the kernels LeNet-5 uses (slow)") + " ...")
     try:
@@ -246,6 +254,7 @@ def _run_models(args):
     what = "forward+backward" if args.no_inference else "forward+backward and inference"
     what += ", then per-layer times" if args.layers else ""
     log(f"{', '.join(models)} {what}: {args.repeat} rounds per framework ...")
+    _warn_if_busy()
     result = bench.bench_models(threads=threads, repeat=args.repeat, models=models, inference=not args.no_inference,
                                 layers=args.layers)
     print(bench.format_models_table(result), flush=True)

@@ -358,6 +358,14 @@ def test_bench_warns_when_the_machine_is_busy(monkeypatch, capsys, busy, warned)
         assert "1.2 cores" in err and "unreliable" in err
 
 
+@pytest.mark.parametrize("argv", [["conv", "--threads", "100000"], ["train", "--threads", "0"],
+                                  ["models", "--json", "/nowhere/x.json"], ["startup", "--json", "/nowhere/x.json"]])
+def test_a_refused_call_on_a_busy_machine_prints_only_its_error(monkeypatch, capsys, argv):
+    monkeypatch.setattr(bench, "busy_cores", lambda interval=0.3: 1.5)
+    status, out, err = run_main(["bench"] + argv, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "busy" not in err, err
+
+
 def test_a_negative_derived_input_gradient_time_is_unknown_not_negative(capsys):
     """bench conv printed -66.6 ms under load: backward faster than its weight-only part, by noise."""
     from fastcnn.bench import conv as conv_bench
