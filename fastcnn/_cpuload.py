@@ -107,13 +107,16 @@ class ThreadGovernor:
         Seconds between readings.
     clock : callable
         Seconds now (``time.perf_counter``; tests pass a fake one).
+    enabled : bool or None
+        False: the planned count runs throughout (default: :func:`dynamic_threads_enabled`).
 
     Use it as a context manager around the training loop and call
     :meth:`tick` once per step; leaving it restores the planned count.
     """
 
-    def __init__(self, threads, sampler=None, interval=INTERVAL, clock=time.perf_counter):
+    def __init__(self, threads, sampler=None, interval=INTERVAL, clock=time.perf_counter, enabled=None):
         self.threads = int(threads)
+        self.enabled = dynamic_threads_enabled() if enabled is None else bool(enabled)
         self.clock = clock
         self.sampler = CpuSampler() if sampler is None else sampler
         self.cpus = len(self.sampler.cpus)
@@ -124,13 +127,14 @@ class ThreadGovernor:
 
     def __enter__(self):
         config.set_num_threads(self.threads)  # pins the planned count for this thread
-        self._last = (self.clock(), self.sampler.sample()) if self.threads > 1 else None
+        self._last = (self.clock(), self.sampler.sample()) if self.threads > 1 and self.enabled else None
         if self._last is not None:
             self._run_on(_recent_count(self.threads), count=False)
         return self
 
     def __exit__(self, *exc):
-        _recent.last = (time.monotonic(), self.threads, self.running)
+        if self.enabled:
+            _recent.last = (time.monotonic(), self.threads, self.running)
         self._run_on(self.threads, count=False)
         return False
 

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from . import config
-from ._cpuload import ThreadGovernor, dynamic_threads_enabled
+from ._cpuload import ThreadGovernor
 from .callbacks import Callback, EpochLine, ProgressBar, step_schedule
 from .data import iterate_minibatches
 from .model import LOSSES
@@ -72,8 +72,7 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
              "history": history, "batch_size": loop.batch_size, "n": n}
     _call(callbacks, "on_train_begin", model, state)
     governor = ThreadGovernor(config.get_num_threads())
-    if dynamic_threads_enabled():
-        loop.tick = governor.tick
+    loop.tick = governor.tick
     with governor:
         bad_loss = epoch = None
         for epoch in range(initial_epoch, epochs):

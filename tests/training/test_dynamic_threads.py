@@ -79,6 +79,18 @@ def test_a_fit_right_after_another_starts_where_it_ended():
         assert governor.running == 2
 
 
+@needs_two_threads
+def test_with_the_governor_off_the_planned_count_runs_even_after_a_busy_fit(monkeypatch):
+    with _governor([1.0]) as governor:
+        governor.tick()
+        assert governor.running == 1
+    monkeypatch.setenv("FASTCNN_DYNAMIC_THREADS", "0")
+    with _cpuload.ThreadGovernor(2, sampler=FakeSampler([1.0]), interval=0.0, clock=FakeClock()) as governor:
+        assert numba.get_num_threads() == 2
+        governor.tick()
+        assert governor.running == 2 and numba.get_num_threads() == 2
+
+
 def test_without_proc_stat_the_governor_does_nothing():
     class NoStat(FakeSampler):
         def sample(self):
