@@ -29,6 +29,21 @@ def _check_plane(x, fn, what):
                          f"the {what} needs at least one pixel")
 
 
+def _argmax_like(argmax, dy, fn):
+    """``argmax`` as a contiguous int64 array of dy's shape (the backward kernels' index argument)."""
+    argmax = np.asarray(argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: argmax must be an integer array, got dtype {argmax.dtype}")
+    check_shape(argmax, dy.shape, "argmax", fn)
+    return np.ascontiguousarray(argmax, dtype=np.int64)
+
+
+def _argmax_out_of_plane(x_shape, fn):
+    """Raise for argmax values the backward kernel found outside an H x W plane (it skipped and counted them)."""
+    plane = x_shape[2] * x_shape[3]
+    raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
+
+
 def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0, ceil_mode=False, fn="pool2d"):
     """Check pooling geometry and return ``(out_shape, (kh, kw, sh, sw, ph, pw))``.
 
@@ -123,17 +138,13 @@ def max_pool2d_backward(dy, argmax, x_shape):
     fn = "max_pool2d_backward"
     dy = as_float_array(dy, "dy", fn, ndim=4)
     x_shape = check_x_shape(x_shape, fn)
-    argmax = np.asarray(argmax)
-    if argmax.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: argmax must be an integer array, got dtype {argmax.dtype}")
-    check_shape(argmax, dy.shape, "argmax", fn)
+    argmax = _argmax_like(argmax, dy, fn)
     if dy.shape[:2] != x_shape[:2]:
         raise ValueError(f"{fn}: dy shape {dy.shape} does not match x_shape {x_shape} in N and C")
     dx = np.empty(x_shape, dtype=dy.dtype)
     # the kernel skips (and counts) indices outside the plane: checked there, in the same pass
-    if max_pool2d_backward_kernel(dy, np.ascontiguousarray(argmax, dtype=np.int64), dx):
-        plane = x_shape[2] * x_shape[3]
-        raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
+    if max_pool2d_backward_kernel(dy, argmax, dx):
+        _argmax_out_of_plane(x_shape, fn)
     return dx
 
 
@@ -291,12 +302,8 @@ def global_max_pool2d_backward(dy, argmax, x_shape):
     dy = as_float_array(dy, "dy", fn, ndim=2)
     x_shape = check_x_shape(x_shape, fn)
     check_shape(dy, x_shape[:2], "dy", fn)
-    argmax = np.asarray(argmax)
-    if argmax.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: argmax must be an integer array, got dtype {argmax.dtype}")
-    check_shape(argmax, dy.shape, "argmax", fn)
+    argmax = _argmax_like(argmax, dy, fn)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    if global_max_pool2d_backward_kernel(dy, np.ascontiguousarray(argmax, dtype=np.int64), dx):
-        plane = x_shape[2] * x_shape[3]
-        raise ValueError(f"{fn}: argmax values must be in [0, {plane}) for x_shape {x_shape}")
+    if global_max_pool2d_backward_kernel(dy, argmax, dx):
+        _argmax_out_of_plane(x_shape, fn)
     return dx

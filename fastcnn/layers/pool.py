@@ -14,6 +14,11 @@ def _check_pool_input(x, owner):
     return x
 
 
+def _keep_argmax(layer, argmax, x_shape):
+    """What a max pooling's backward needs, kept in training mode only (eval keeps nothing)."""
+    layer._argmax, layer._x_shape = (argmax, x_shape) if layer.training else (None, None)
+
+
 class _Pool2d(Layer):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         self.kernel_size = kernel_size
@@ -70,10 +75,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x = _check_pool_input(x, self)
         y, argmax = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
-        if self.training:
-            self._argmax, self._x_shape = argmax, x.shape
-        else:
-            self._argmax = self._x_shape = None
+        _keep_argmax(self, argmax, x.shape)
         return y
 
     def backward(self, dy, need_input_grad=True):
@@ -163,10 +165,7 @@ class GlobalMaxPool2d(_GlobalPool2d):
     def forward(self, x):
         x = _check_pool_input(x, self)
         y, argmax = kernels.global_max_pool2d_forward(x)
-        if self.training:
-            self._argmax, self._x_shape = argmax, x.shape
-        else:
-            self._argmax = self._x_shape = None
+        _keep_argmax(self, argmax, x.shape)
         return y
 
     def backward(self, dy, need_input_grad=True):
