@@ -15,6 +15,12 @@
 What ``verbose`` prints comes from two callbacks of :mod:`fastcnn.callbacks`
 that :func:`fit` installs: :class:`~fastcnn.callbacks.ProgressBar` and
 :class:`~fastcnn.callbacks.EpochLine`.
+
+Data-parallel training (:mod:`fastcnn.distributed`, above this module) runs
+the same loop on every MPI rank: the same global batches, in the same order,
+augmented alike; the ``replicas`` argument replaces step 2's forward, loss and
+backward by the rank's shard of them and one allreduce, and step 3's
+validation by an evaluation split over the ranks.
 """
 
 import math
@@ -39,8 +45,16 @@ HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on
 
 
 def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entropy", validation_data=None,
-        shuffle=True, verbose=True, seed=None, callbacks=None, schedule=None, initial_epoch=0, augment=None):
+        shuffle=True, verbose=True, seed=None, callbacks=None, schedule=None, initial_epoch=0, augment=None,
+        replicas=None):
     """Train ``model`` with mini-batch gradient descent; :meth:`fastcnn.Sequential.fit` documents the arguments.
+
+    ``replicas`` (None: this process trains alone) is how :func:`fastcnn.distributed.fit` trains data-parallel:
+    an object whose ``gradient(model, loss_fn, classify, x_batch, y_batch) -> (mean loss, correct)`` puts the
+    global batch's mean gradient into every ``.grad`` (each rank computing its shard), ``evaluate(model, x, y,
+    loss)`` evaluates the validation data split over the ranks, ``end_epoch(model)`` runs before validation and
+    ``any(flag)`` makes a callback's request to stop every rank's.  The batches, their order and ``augment``
+    are the same on every rank: the global ones.
 
     Returns
     -------
@@ -65,7 +79,8 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
         callbacks = ([ProgressBar()] if sys.stderr.isatty() else []) + callbacks + [EpochLine()]
     n = len(x)
     loop = _EpochLoop(model, x, y, LOSSES[loss], loss == "cross_entropy", optimizer,
-                      n if batch_size is None else min(int(batch_size), n), shuffle, seed, augment, callbacks)
+                      n if batch_size is None else min(int(batch_size), n), shuffle, seed, augment, callbacks,
+                      replicas)
     epochs, initial_epoch = int(epochs), int(initial_epoch)
     history = _new_history(loop.classify, validation is not None)
     state = {"epochs": epochs, "initial_epoch": initial_epoch, "optimizer": optimizer, "schedule": schedule,
@@ -83,8 +98,11 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
             logs, bad_loss = loop.run(epoch)
             if bad_loss is not None:
                 break
+            if replicas is not None:
+                replicas.end_epoch(model)
             if validation is not None:
-                val = model.evaluate(*validation, loss=loss)
+                val = model.evaluate(*validation, loss=loss) if replicas is None else \
+                    replicas.evaluate(model, *validation, loss=loss)
                 logs["val_loss"] = val["loss"]
                 if loop.classify:
                     logs["val_accuracy"] = val["accuracy"]
@@ -94,6 +112,8 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
             if schedule is not None:
                 step_schedule(schedule, logs)
             stop = _end_epoch(callbacks, model, epoch, logs, history)
+            if replicas is not None:
+                stop = replicas.any(stop)
             if stop:
                 break
     _call(callbacks, "on_train_end", model, history)
@@ -110,7 +130,8 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
 class _EpochLoop:
     """The mini-batch loop of one epoch, with the scratch batch buffers it reuses from epoch to epoch."""
 
-    def __init__(self, model, x, y, loss_fn, classify, optimizer, batch_size, shuffle, seed, augment, callbacks):
+    def __init__(self, model, x, y, loss_fn, classify, optimizer, batch_size, shuffle, seed, augment, callbacks,
+                 replicas=None):
         self.model, self.x, self.y = model, x, y
         self.loss_fn, self.classify, self.optimizer = loss_fn, classify, optimizer
         self.batch_size, self.shuffle, self.seed, self.augment = batch_size, shuffle, seed, augment
@@ -119,6 +140,8 @@ class _EpochLoop:
         self.y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
         self.batch_hooks = _batch_hooks(callbacks)
         self.tick = _no_hook
+        self.gradient = self._gradient if replicas is None else \
+            (lambda xb, yb: replicas.gradient(model, loss_fn, classify, xb, yb))
 
     def _order_rng(self, epoch):
         if not self.shuffle:
@@ -140,18 +163,14 @@ class _EpochLoop:
             np.take(self.y, idx, axis=0, out=yb)
             if self.augment is not None:
                 xb = self._augmented(xb, m)
-            out = model.forward(xb)
-            batch_loss, dout = self.loss_fn(out, yb)
+            batch_loss, batch_correct = self.gradient(xb, yb)
             if not math.isfinite(batch_loss):
                 return None, batch_loss
-            optimizer.zero_grad()
-            model.backward(dout)
             optimizer.step()
             self.tick()
             total_loss += batch_loss * m
             seen += m
-            if self.classify:
-                correct += int((out.argmax(axis=1) == yb).sum())
+            correct += batch_correct
             if hooks:
                 logs = {"size": m, "loss": total_loss / seen}
                 if self.classify:
@@ -162,6 +181,16 @@ class _EpochLoop:
         if self.classify:
             logs["accuracy"] = correct / seen
         return logs, None
+
+    def _gradient(self, xb, yb):
+        """This process's step: forward, loss and (for a finite loss) backward; ``(loss, correct predictions)``."""
+        out = self.model.forward(xb)
+        batch_loss, dout = self.loss_fn(out, yb)
+        if not math.isfinite(batch_loss):
+            return batch_loss, 0
+        self.optimizer.zero_grad()
+        self.model.backward(dout)
+        return batch_loss, int((out.argmax(axis=1) == yb).sum()) if self.classify else 0
 
     def _augmented(self, xb, m):
         xb = self.augment(xb)

@@ -1,4 +1,5 @@
-"""``fastcnn bench conv|train|models|startup``: the benchmarks of :mod:`fastcnn.bench` from the command line.
+"""``fastcnn bench conv|train|models|startup|distributed``: the benchmarks of :mod:`fastcnn.bench` from the
+command line.
 
 Each benchmark has a parser function (``_add_conv`` ...) and a run function
 (``_run_conv`` ...); :func:`run` dispatches on the benchmark's name.
@@ -15,7 +16,7 @@ from .common import EXIT_FAILURE, fail, log
 
 
 def add_parser(subparsers):
-    """Add ``bench`` and its four benchmarks to ``subparsers``; return its parser."""
+    """Add ``bench`` and its five benchmarks to ``subparsers``; return its parser."""
     parser = subparsers.add_parser(
         "bench",
         help="benchmark convolution, training, models and start-up (against PyTorch when installed)",
@@ -25,7 +26,7 @@ def add_parser(subparsers):
         ),
     )
     kinds = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-    for add in (_add_conv, _add_train, _add_startup, _add_models):
+    for add in (_add_conv, _add_train, _add_startup, _add_models, _add_distributed):
         add(kinds)
     return parser
 
@@ -263,5 +264,44 @@ def _run_models(args):
     return 0
 
 
+# --------------------------------------------------------------------------- distributed
+
+
+def _add_distributed(kinds):
+    dist = kinds.add_parser(
+        "distributed",
+        help="data-parallel training over MPI: images/s of 1 and 2 ranks against one process, allreduce share",
+        description=(
+            "Training images/s of one process with 2 threads, one process with 1 thread (one rank) and "
+            "'mpiexec -n 2' ranks of 1 thread each training data-parallel (fastcnn.distributed.fit), fresh "
+            "processes in rotating order; the share of each epoch the ranks spend in the step's allreduce, and "
+            "the time of one allreduce alone. Needs mpiexec and mpi4py: pip install 'fastcnn[mpi]'."
+        ),
+    )
+    dist.add_argument("--model", choices=list(common.MODEL_NAMES), default="lenet5",
+                      help="network to train, built for 1x28x28 images (default: %(default)s)")
+    dist.add_argument("--batches", type=common.positive_int, default=20, metavar="B",
+                      help="global batches of 64 images per epoch (default: %(default)s)")
+    dist.add_argument("--repeat", type=common.positive_int, default=3, metavar="R",
+                      help="processes started per configuration, each timing 2 epochs (default: %(default)s)")
+    _add_json_option(dist)
+
+
+def _run_distributed(args):
+    from ..bench.distributed import bench_distributed, format_distributed
+
+    common.check_output(args.json, "--json")
+    _warn_if_busy()
+    try:
+        result = bench_distributed(model=args.model, batches=args.batches, repeat=args.repeat, log=log)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_FAILURE)
+    print(format_distributed(result), flush=True)
+    if args.json is not None:
+        _write_json(args.json, result)
+    return 0
+
+
 #: The run function of each benchmark, by its name on the command line.
-RUNS = {"conv": _run_conv, "train": _run_train, "startup": _run_startup, "models": _run_models}
+RUNS = {"conv": _run_conv, "train": _run_train, "startup": _run_startup, "models": _run_models,
+        "distributed": _run_distributed}

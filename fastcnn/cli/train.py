@@ -6,8 +6,16 @@ split the data; standardise it (:func:`common.normalize` with the statistics
 of the training images, or the checkpoint's); build or restore the model,
 the optimizer and the schedule; run ``Sequential.fit``; write the
 checkpoint, the history and the curves; report the test accuracy.
+
+Under an MPI launcher with several ranks every rank runs the same steps:
+the set-up runs on every rank with one message when any rank fails
+(:func:`fastcnn.distributed.run_everywhere`), the ranks' settings, data and
+starting weights are checked to agree, training is
+:func:`fastcnn.distributed.fit`, the test set is evaluated split over the
+ranks, and rank 0 alone prints and writes the checkpoint, history and plot.
 """
 
+import contextlib
 import json
 import sys
 import warnings
@@ -16,7 +24,7 @@ import numpy as np
 
 import fastcnn
 
-from .. import optim
+from .. import distributed, optim
 from .._util import to_jsonable
 from ..augment import Augment
 from ..callbacks import EarlyStopping, save_history
@@ -72,7 +80,10 @@ def add_parser(subparsers):
             "report watch it; the test set is used only for the final accuracy. --epochs is the "
             "total: '--resume CKPT --epochs 5' trains the epochs CKPT has not done yet, giving the "
             "same weights as an uninterrupted run; --resume continues the checkpoint's model, and a "
-            "different --model is refused."
+            "different --model is refused. Started by an MPI launcher with several ranks ('mpiexec -n 4 "
+            "fastcnn train ...', needs pip install 'fastcnn[mpi]'), training is data-parallel: --batch-size is "
+            "the global batch, split over the ranks, the weights equal one process's up to float rounding, "
+            "and rank 0 alone prints and writes files."
         ),
     )
     _add_data_options(parser)
@@ -156,40 +167,111 @@ def _add_run_options(parser):
 
 
 def run(args):
-    """Train; return 0, or 1 when ``fit`` stopped because the loss became NaN or infinite."""
+    """Train; return 0, or 1 when ``fit`` stopped because the loss became NaN or infinite.
+
+    Started by an MPI launcher with more than one rank (``mpiexec -n 4 fastcnn train ...``), every rank sets up
+    the same run, the ranks' settings and data are checked to agree, and training is data-parallel
+    (:func:`fastcnn.distributed.fit`); rank 0 alone prints and writes the checkpoint, history and plot.
+    """
+    comm = _world()
+    if comm is None:
+        return _train(args, _setup(args), None)
+    job = distributed.run_everywhere(comm, lambda: _setup(args, comm))  # holds no collective: ranks may fail
+    _check_ranks_agree(comm, args, job)
+    return _train(args, job, comm)
+
+
+def _world():
+    """The MPI communicator when a launcher started several ranks, else None; a missing mpi4py is an error."""
+    if distributed.launched_size() <= 1:
+        return None
+    try:
+        return distributed.world()
+    except (ImportError, ValueError) as exc:
+        fail(f"started by an MPI launcher: {exc}", EXIT_FAILURE)
+
+
+def _setup(args, comm=None):
+    """Everything before training: settings, data, model, optimizer, schedule; under MPI, checked to agree."""
     checkpoint, extra, settings, start = _resume(args)
     common.check_data_dir(settings["data"], args.data_dir)
-    _check_outputs(args, settings["model"])
+    if comm is None or comm.is_root:
+        _check_outputs(args, settings["model"])
     threads = common.set_threads(args.threads)
-    name, (x_train, y_train), val, (x_test, y_test), norm = _prepare_data(settings, checkpoint)
+    name, train, val, test, norm = _prepare_data(settings, checkpoint)
     model = checkpoint["model"] if checkpoint is not None else _new_model(settings)
     optimizer = _optimizer(model, checkpoint, settings, args)
     schedule = _schedule(optimizer, checkpoint, settings, args)
-    _announce(name, settings, args, threads, start, len(x_train), val, len(x_test))
+    return {"checkpoint": checkpoint, "extra": extra, "settings": settings, "start": start, "threads": threads,
+            "name": name, "train": train, "val": val, "test": test, "norm": norm, "model": model,
+            "optimizer": optimizer, "schedule": schedule}
+
+
+def _check_ranks_agree(comm, args, job):
+    """One clear refusal (exit status 2, printed by rank 0) when the ranks were started with different
+    settings, data or checkpoint."""
+    values = {key: value for key, value in job["settings"].items() if key != "data_dir"}  # the data counts
+    if values["data"] not in ("sample", "mnist", "fashion-mnist"):
+        values["data"] = "a directory"  # its path may differ from machine to machine
+    values.update(epochs=args.epochs, resumed_epoch=job["start"],
+                  checkpoint=distributed.fingerprint(_file_bytes(args.resume)) if args.resume else None)
+    for split in ("train", "val", "test"):
+        pair = job[split]
+        values[f"{split} data"] = None if pair is None else [distributed.fingerprint(a) for a in pair]
+    values["initial weights" if args.resume is None else "checkpoint weights"] = distributed.fingerprint(
+        np.concatenate([p.data.reshape(-1) for p in job["model"].parameters()]))
+    try:
+        distributed.check_same(comm, values, derived=[k for k in values if k.endswith((" data", " weights"))])
+    except distributed.SettingsMismatch as exc:
+        if not comm.is_root:
+            raise SystemExit(EXIT_USAGE) from None
+        fail(str(exc), EXIT_USAGE)
+
+
+def _file_bytes(path):
+    with open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8)
+
+
+def _train(args, job, comm):
+    """Train the set-up job, write the checkpoint, history and plot (rank 0), report the test accuracy."""
+    root = comm is None or comm.is_root
+    settings, start, model, optimizer = job["settings"], job["start"], job["model"], job["optimizer"]
+    if root:
+        _announce(job["name"], settings, args, job["threads"], start, len(job["train"][0]), job["val"],
+                  len(job["test"][0]), comm)
     stopper = _early_stopping(settings)
-    augment = _augment(settings, extra)
-    new = _fit(model, (x_train, y_train), val, args.epochs, settings,
-               optimizer=optimizer, schedule=schedule, initial_epoch=start,
+    augment = _augment(settings, job["extra"])
+    new = _fit(model, job["train"], job["val"], args.epochs, settings, comm,
+               optimizer=optimizer, schedule=job["schedule"], initial_epoch=start,
                callbacks=[stopper] if stopper is not None else None, augment=augment)
     stopped_early = stopper is not None and stopper.stopped_epoch > 0
 
     done = start + len(new.get("loss", ()))
-    history = {k: list(v) for k, v in (extra.get("history") or {}).items()}
+    history = {k: list(v) for k, v in (job["extra"].get("history") or {}).items()}
     for key, values in new.items():
         history.setdefault(key, []).extend(values)
     best = stopper.best_epoch + 1 if stopped_early else None
-    _save(model, args.out, optimizer=optimizer, normalizer=norm, schedule=schedule, augment=augment,
-          settings=settings, epoch=done, history=history, best_epoch=best)
-    if args.plot is not None:
-        _plot_history(history, args.plot)
+    if root:
+        with _aborting(comm):
+            _save(model, args.out, optimizer=optimizer, normalizer=job["norm"], schedule=job["schedule"],
+                  augment=augment, settings=settings, epoch=done, history=history, best_epoch=best)
+            if args.plot is not None:
+                _plot_history(history, args.plot)
 
-    result = model.evaluate(x_test, y_test)
+    x_test, y_test = job["test"]
+    result = model.evaluate(x_test, y_test) if comm is None else distributed.evaluate(model, x_test, y_test, comm)
     n = len(x_test)
-    print(f"test accuracy: {100 * result['accuracy']:.2f}% ({n} image{'s' if n != 1 else ''})",
-          flush=True)
+    if root:
+        print(f"test accuracy: {100 * result['accuracy']:.2f}% ({n} image{'s' if n != 1 else ''})", flush=True)
     if done < args.epochs and not stopped_early:  # fit stopped: the loss diverged
         return EXIT_FAILURE
     return 0
+
+
+def _aborting(comm):
+    """Under MPI, a failure of rank 0 alone (writing the checkpoint) ends every rank; else nothing."""
+    return distributed.abort_on_error(comm) if comm is not None else contextlib.nullcontext()
 
 
 def _check_outputs(args, model_name):
@@ -365,10 +447,13 @@ def _augment(settings, extra):
     return Augment(**AUGMENT, seed=np.random.default_rng([settings["seed"], 0xA06]))
 
 
-def _announce(name, settings, args, threads, start, n_train, val, n_test):
-    """The first line: model, data sizes, epochs, optimizer, threads and what is resumed."""
+def _announce(name, settings, args, threads, start, n_train, val, n_test, comm=None):
+    """The first line: model, data sizes, epochs, optimizer, threads (per rank, and the ranks) and what is
+    resumed."""
     validation = f"{len(val[0])} validation / " if val is not None else "no validation / "
     resumed = f"; resuming {args.resume} after epoch {start}" if args.resume is not None else ""
+    if comm is not None:
+        resumed = f" per rank x {comm.size} MPI ranks, global batch split over them" + resumed
     print(
         f"{settings['model']} on {name}: {n_train} training / {validation}{n_test} test images; "
         f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, batch {settings['batch_size']}, "
@@ -379,18 +464,27 @@ def _announce(name, settings, args, threads, start, n_train, val, n_test):
     )
 
 
-def _fit(model, train, validation, epochs, settings, **kwargs):
-    """``model.fit`` with the progress report; its RuntimeWarnings (a diverging loss) become
-    ``fastcnn: warning:`` lines, its argument errors a one-line error.  Returns the new history."""
+def _fit(model, train, validation, epochs, settings, comm=None, **kwargs):
+    """``model.fit`` (``fastcnn.distributed.fit`` under MPI) with the progress report on rank 0; its
+    RuntimeWarnings (a diverging loss) become ``fastcnn: warning:`` lines, its argument errors a one-line
+    error.  Returns the new history."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            history = model.fit(*train, epochs=epochs, batch_size=settings["batch_size"],
-                                validation_data=validation, verbose=True, seed=settings["seed"], **kwargs)
+            if comm is None:
+                history = model.fit(*train, epochs=epochs, batch_size=settings["batch_size"],
+                                    validation_data=validation, verbose=True, seed=settings["seed"], **kwargs)
+            else:  # the settings and data were checked to agree in _setup
+                history = distributed.fit(model, *train, epochs=epochs, batch_size=settings["batch_size"],
+                                          validation_data=validation, verbose=True, seed=settings["seed"],
+                                          comm=comm, check=False, **kwargs)
         except (TypeError, ValueError) as exc:
+            if comm is not None and not comm.is_root:
+                raise SystemExit(EXIT_USAGE) from None  # every rank refuses alike; rank 0 says why
             fail(f"cannot train: {exc}", EXIT_USAGE)
-    for warning in caught:
-        sys.stderr.write(f"fastcnn: warning: {warning.message}\n")
+    if comm is None or comm.is_root:
+        for warning in caught:
+            sys.stderr.write(f"fastcnn: warning: {warning.message}\n")
     return history
 
 
