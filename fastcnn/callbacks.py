@@ -37,11 +37,13 @@ import json
 import math
 import numbers
 import os
+import sys
 import warnings
 
 import numpy as np
 
 from ._util import atomic_write, to_jsonable
+from .compile_watch import CompileStatus, compile_seconds, compiling
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ProgressBar", "EpochLine",
            "progress_bar", "save_history"]
@@ -352,19 +354,26 @@ class ProgressBar(Callback):
     def __init__(self):
         self._bar = None
         self._n = self._epochs = self._seen = 0
+        self._desc = ""
+        self._status = None
+        self._compiled = 0.0
 
     def on_train_begin(self, model, state):
         self._n, self._epochs = state["n"], state["epochs"]
+        self._status = CompileStatus(self._show_compiling).__enter__()
 
     def on_epoch_begin(self, model, epoch, logs):
         self._close()
-        self._bar = progress_bar(self._n, f"epoch {epoch + 1}/{self._epochs}")
+        self._desc = f"epoch {epoch + 1}/{self._epochs}"
+        self._bar = progress_bar(self._n, self._desc)
         self._seen = 0
+        self._compiled = compile_seconds()
 
     def on_batch_end(self, model, batch, logs):
         bar = self._bar
         if bar is None:
             return
+        self._leave_out_compile(bar)
         bar.update(logs["size"])
         self._seen += logs["size"]
         post = {"loss": f"{logs['loss']:.4f}"}
@@ -376,11 +385,29 @@ class ProgressBar(Callback):
 
     def on_train_end(self, model, history):
         self._close()
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+            self._status = None
 
     def _close(self):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _show_compiling(self, text):
+        """The compile status in the bar's description while kernels compile (from the status's thread)."""
+        bar = self._bar
+        if bar is not None and compiling():
+            bar.set_description_str(f"{self._desc} ({text})", refresh=True)
+
+    def _leave_out_compile(self, bar):
+        """Move the bar's clock past compile time, so that its img/s and ETA count training only."""
+        compiled = compile_seconds()
+        delta, self._compiled = compiled - self._compiled, compiled
+        if delta > 0:
+            bar.start_t += delta
+            bar.last_print_t += delta
+            bar.set_description_str(self._desc, refresh=False)
 
 
 class EpochLine(Callback):
@@ -395,19 +422,43 @@ class EpochLine(Callback):
 
     def __init__(self):
         self._state = {}
+        self._status = None
+        self._compiled = 0.0
 
     def on_train_begin(self, model, state):
         self._state = state
+        self._status = CompileStatus(_stderr_line, tick=False).__enter__()
+
+    def on_epoch_begin(self, model, epoch, logs):
+        self._compiled = compile_seconds()
 
     def on_epoch_end(self, model, epoch, logs):
         lrs = list(self._state.get("history", {}).get("lr", [])) + [logs.get("lr")]
-        rate = self._state.get("n", 0) / logs["epoch_time"]
-        print(epoch_line(logs, epoch, self._state.get("epochs", epoch + 1), rate, lrs[0]), flush=True)
+        compile_time = compile_seconds() - self._compiled
+        rate = self._state.get("n", 0) / max(logs["epoch_time"] - compile_time, 1e-9)
+        print(epoch_line(logs, epoch, self._state.get("epochs", epoch + 1), rate, lrs[0], compile_time),
+              flush=True)
         return None
 
+    def on_train_end(self, model, history):
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+            self._status = None
 
-def epoch_line(logs, epoch, epochs, rate, first_lr=None):
-    """The text :class:`EpochLine` prints for one epoch's ``logs`` (``rate`` in images per second)."""
+
+def _stderr_line(text):
+    """One line on stderr that leaves a tqdm bar intact (``tqdm.write``)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"fastcnn: {text} ...", file=sys.stderr)
+
+
+def epoch_line(logs, epoch, epochs, rate, first_lr=None, compile_time=0.0):
+    """The text :class:`EpochLine` prints for one epoch's ``logs`` (``rate`` in images per second).
+
+    ``compile_time`` (seconds spent compiling kernels during the epoch, left
+    out of ``rate``) is shown when it is at least 0.05 s.
+    """
     parts = [f"epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}"]
     for key, label in (("accuracy", "acc"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc")):
         if key in logs:
@@ -417,6 +468,8 @@ def epoch_line(logs, epoch, epochs, rate, first_lr=None):
         parts.append(f"lr {lr:.3g}")
     parts.append(f"{rate:,.0f} img/s")
     parts.append(f"{logs['epoch_time']:.1f}s")
+    if compile_time >= 0.05:
+        parts.append(f"(compiling {compile_time:.1f}s)")
     return "  ".join(parts)
 
 

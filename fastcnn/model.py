@@ -259,11 +259,13 @@ class Sequential:
         >>> hist["epoch"], hist["lr"]
         ([1, 2, 3, 4], [0.1, 0.1, 0.05, 0.05])
         """
+        from .parallel_compile import CompileHelpers
         from .training import fit
 
-        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
-                   validation_data=validation_data, shuffle=shuffle, verbose=verbose, seed=seed, callbacks=callbacks,
-                   schedule=schedule, initial_epoch=initial_epoch, augment=augment)
+        with CompileHelpers(self, _batch_shape(x, batch_size)):
+            return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+                       validation_data=validation_data, shuffle=shuffle, verbose=verbose, seed=seed,
+                       callbacks=callbacks, schedule=schedule, initial_epoch=initial_epoch, augment=augment)
 
     def evaluate(self, x, y, batch_size=256, loss="cross_entropy"):
         """Mean loss and accuracy on a data set, in eval mode (the mode is restored after).
@@ -408,6 +410,16 @@ class Sequential:
 # (an entry lives while a prediction runs, and the running generator holds the model).
 _EVAL_LOCK = threading.Lock()
 _EVAL_USERS = {}
+
+
+def _batch_shape(x, batch_size):
+    """The shape of fit's training batches (for :class:`fastcnn.parallel_compile.CompileHelpers`); () if unknown."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) < 2 or shape[0] < 1:
+        return ()
+    n = shape[0] if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+        else max(1, min(batch_size, shape[0]))
+    return (n, *shape[1:])
 
 
 def _enter_eval(model):

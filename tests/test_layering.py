@@ -7,7 +7,7 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * ``fastcnn/data/*`` imports nothing from kernels, model, training, optim, models, cli, bench,
   serialize; from the layers only ``fastcnn.layers.norm`` (Normalizer's layer and arithmetic);
 * ``fastcnn/bench/*`` imports no private module or name of ``fastcnn.kernels``;
-* ``fastcnn/_util.py`` imports nothing from fastcnn (every tier may use it);
+* ``fastcnn/_util.py`` and ``fastcnn/compile_watch.py`` import nothing from fastcnn (every tier may use them);
 * nothing outside ``fastcnn/cli/`` (and ``fastcnn/__main__.py``) imports ``fastcnn.cli``, and the
   ``fastcnn/cli/*`` modules use only public modules and names of the rest of fastcnn;
 * ``fastcnn/model.py`` imports, at module level, only config, _util, kernels and layers: the training
@@ -15,8 +15,9 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
   that hand over to them (``fit``, ``save``, ``get_config``);
 * ``fastcnn/onnx/*`` (beside serialize, above model) imports nothing from cli, bench, training, callbacks,
   optim, models or serialize, and imports the optional ``onnx`` package only inside functions;
-* ``fastcnn/training.py`` imports nothing from cli, bench, models or serialize;
+* ``fastcnn/training.py`` imports nothing from cli, bench, models, serialize or distributed;
   ``fastcnn/callbacks.py`` nothing from the model, the training loop or anything above;
+* ``fastcnn/distributed/*`` (above training) imports nothing from cli or bench, and mpi4py only inside functions;
 * ``fastcnn/optim.py`` sees Parameters only: from the layers it imports ``Parameter``
   from ``fastcnn.layers.base`` and nothing else;
 * kernel files never hard-code Numba's ``fastmath=`` or ``cache=`` (they come from
@@ -24,8 +25,8 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * a raw kernel module imports no other variant, only the shared ``_gemm`` and ``_loops``;
   ``fastcnn/kernels/__init__.py`` only re-exports;
 * tests, benchmarks, examples and tools use public kernel names only (one listed exception);
-* the tests sit in one folder per tier (kernels, layers, training, data, cli, bench, onnx) and each helper
-  shared by test files is defined once, in ``tests/helpers.py`` (or among the oracles of ``tests/naive.py``).
+* the tests sit in one folder per tier (kernels, layers, training, data, cli, bench, onnx, distributed) and each
+  helper shared by test files is defined once, in ``tests/helpers.py`` (or among the oracles of ``tests/naive.py``).
 """
 
 import ast
@@ -249,8 +250,9 @@ def test_config_holds_the_numba_options():
 # --------------------------------------------------------------------------- _util and the command line
 
 
-def test_util_imports_nothing_from_fastcnn():
-    path = PACKAGE_DIR / "_util.py"
+@pytest.mark.parametrize("module", ["_util.py", "compile_watch.py"])
+def test_shared_bottom_modules_import_nothing_from_fastcnn(module):
+    path = PACKAGE_DIR / module
     name, is_package = module_name(path)
     assert violations(path.read_text(), name, is_package, ("fastcnn",)) == []
 
@@ -346,7 +348,8 @@ def test_model_imports_only_lower_tiers_at_module_level():
 
 def test_training_and_callbacks_import_no_higher_tier():
     for file, forbidden in (
-        ("training.py", ("fastcnn.cli", "fastcnn.bench", "fastcnn.models", "fastcnn.serialize")),
+        ("training.py", ("fastcnn.cli", "fastcnn.bench", "fastcnn.models", "fastcnn.serialize",
+                         "fastcnn.distributed")),
         ("callbacks.py", ("fastcnn.model", "fastcnn.training", "fastcnn.models", "fastcnn.cli", "fastcnn.bench",
                           "fastcnn.serialize", "fastcnn.data")),
     ):
@@ -375,6 +378,25 @@ def test_onnx_imports_no_higher_tier_and_its_packages_lazily(path):
     assert violations(source, name, is_package, ONNX_FORBIDDEN) == []
     eager = [t for t, _, _ in module_level_imports(source, name, is_package)
              if any(t == p or t.startswith(p + ".") for p in OPTIONAL_PACKAGES)]
+    assert eager == [], f"{name} imports {eager} at module level"
+
+
+# --------------------------------------------------------------------------- distributed (above training, below cli)
+
+DISTRIBUTED_FILES = modules_under("distributed")
+
+
+def test_distributed_package_is_there():
+    assert (PACKAGE_DIR / "distributed" / "__init__.py") in DISTRIBUTED_FILES and len(DISTRIBUTED_FILES) >= 5
+
+
+@pytest.mark.parametrize("path", DISTRIBUTED_FILES, ids=ids(DISTRIBUTED_FILES))
+def test_distributed_imports_no_higher_tier_and_mpi4py_lazily(path):
+    """fastcnn.distributed sits on the training loop; mpi4py is optional, so it is imported inside functions."""
+    name, is_package = module_name(path)
+    source = path.read_text()
+    assert violations(source, name, is_package, ("fastcnn.cli", "fastcnn.bench")) == []
+    eager = [t for t, _, _ in module_level_imports(source, name, is_package) if t.split(".")[0] == "mpi4py"]
     assert eager == [], f"{name} imports {eager} at module level"
 
 
@@ -453,7 +475,7 @@ def test_tests_benchmarks_examples_and_tools_use_public_kernels(path):
 # --------------------------------------------------------------------------- the tests themselves
 
 TESTS_DIR = ROOT / "tests"
-TIERS = ("kernels", "layers", "training", "data", "cli", "bench", "onnx")
+TIERS = ("kernels", "layers", "training", "data", "cli", "bench", "onnx", "distributed")
 #: Test files that check the repository as a whole and stay at the top of tests/.
 REPOSITORY_WIDE = {"test_layering.py", "test_readme.py", "test_examples.py", "test_util.py", "test_docs.py"}
 TEST_FILES = sorted(p for p in TESTS_DIR.rglob("test_*.py") if "__pycache__" not in p.parts)

@@ -17,13 +17,16 @@ Subcommands
 ``fastcnn plot CKPT --curves PNG --filters PNG --feature-maps PNG``
     Pictures of a checkpoint: its training curves, its first convolution's
     filters, and the feature maps of one test image (see :mod:`fastcnn.plot`).
-``fastcnn bench conv|train|models|startup``
-    Benchmark the convolution kernels, LeNet-5 training throughput, the
-    vgg_small and resnet_small models, or process start-up, against PyTorch
-    when it is installed (see :mod:`fastcnn.bench`).
+``fastcnn bench conv|train|models|startup|distributed``
+    Benchmark the convolution kernels, LeNet-5 training throughput, the zoo
+    models, process start-up (against PyTorch when it is installed), or
+    data-parallel training on 1 and 2 MPI ranks (see :mod:`fastcnn.bench`).
 ``fastcnn export CKPT OUT.onnx`` / ``fastcnn import-onnx IN.onnx OUT.npz``
     A checkpoint's model as an ONNX file, and an ONNX model (one ``torch.onnx.export``
     wrote, say) as a checkpoint (see :mod:`fastcnn.onnx`; ``pip install 'fastcnn[onnx]'``).
+``fastcnn compile [--model NAME ...] [--dtype ...]``
+    Compile the kernels the named zoo models need into Numba's disk cache, with
+    progress, so that the first real run starts at once (a Docker image, a CI job).
 
 Run ``fastcnn train --help`` (or ``fastcnn bench conv --help``, ...) for the
 options.  The same commands are available as ``python -m fastcnn``.  Errors in
@@ -40,12 +43,12 @@ types, the one-line error, loading data and checkpoints).
 
 import sys
 
-from . import bench, common, evaluate, export, import_onnx, plot, predict, summary, train
+from . import bench, common, compile, evaluate, export, import_onnx, plot, predict, summary, train
 
 __all__ = ["main"]
 
 #: The subcommands, in the order ``fastcnn --help`` lists them.
-COMMANDS = (train, evaluate, predict, summary, plot, bench, export, import_onnx)
+COMMANDS = (train, evaluate, predict, summary, plot, bench, export, import_onnx, compile)
 
 
 def build_parser():

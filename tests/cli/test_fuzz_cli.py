@@ -43,9 +43,11 @@ def install_stubs(setattr_):
     builtin)."""
     import fastcnn.bench
     import fastcnn.cli.train
+    import fastcnn.parallel_compile
     import fastcnn.plot
 
     setattr_(fastcnn.cli.train, "_fit", _reached)
+    setattr_(fastcnn.parallel_compile, "compile_model", _reached)
     for name in ("run_conv_suite", "bench_train", "bench_models", "bench_startup"):
         setattr_(fastcnn.bench, name, _reached)
     setattr_(fastcnn.bench, "busy_cores", lambda *a, **k: 0.0)
@@ -116,6 +118,11 @@ COMMANDS = {
     }),
     "bench-startup": (["bench", "startup", "--repeat", "1", "--no-cold"], {
         "--repeat": INT_BAD, "--json": OUT_PATHS,
+    }),
+    "compile": (["compile", "--model", "lenet5"], {
+        "--model": ["nope", "", "lenet"], "--dtype": ["float16", "", "int"], "--batch-size": INT_BAD + HUGE,
+        "--input-shape": ["1x28", "0x28x28", "axbxc", "", "1x28x28x1", "99999x28x28", "1x28x29", "3x32x32",
+                          "4096x4096x4096"], "--threads": INT_BAD,
     }),
     "bench-models": (["bench", "models", "--models", "lenet5", "--repeat", "1"], {
         "--models": ["nope", "", "lenet"], "--repeat": INT_BAD, "--threads": INT_BAD, "--json": OUT_PATHS,

@@ -53,10 +53,10 @@ def test_reductions_compiled_and_cached_give_the_same_bits(tmp_path):
     _cold_then_warm(tmp_path, _REDUCTIONS, timeout=900)
 
 
-def _cold_then_warm(tmp_path, script, timeout):
+def _cold_then_warm(tmp_path, script, timeout, **env_overrides):
     """Run ``script`` (it saves an array to ``{out}``) with an empty Numba cache, then with the cache it wrote;
     assert the first run wrote the cache and both saved the same bits."""
-    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1")
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1", **env_overrides)
     results = []
     for run in range(2):
         out = tmp_path / f"run{run}.npy"
@@ -140,4 +140,11 @@ def test_fit_with_an_empty_cache_and_a_warm_one_gives_the_same_weights(tmp_path)
     """Issue 12: a seeded fit (conv, BatchNorm, pooling, a last partial batch of 4) in a process that compiles every
     kernel, then in one that loads them from the cache it wrote: every weight and running statistic bit for bit.
     Slow (the first process compiles for about half a minute): run with ``-m slow``."""
-    _cold_then_warm(tmp_path, _FIT, timeout=1800)
+    _cold_then_warm(tmp_path, _FIT, timeout=1800, FASTCNN_COMPILE_HELPERS="0")
+
+
+@pytest.mark.slow
+def test_a_first_fit_compiled_with_helper_processes_gives_the_warm_weights(tmp_path):
+    """Issue 14: the same seeded fit, its first run with a helper process compiling layers from the last one
+    (some kernels then compiled here, some loaded from what the helper wrote), then warm: the same bits."""
+    _cold_then_warm(tmp_path, _FIT, timeout=1800, FASTCNN_COMPILE_HELPERS="1")

@@ -1,0 +1,89 @@
+"""Issue 14: helper processes that compile a model's layers while the first training step compiles its own.
+
+What is checked here: how many helpers start and which layers each takes, that nothing starts without a
+compile, that a helper loads the model and runs its layers to the end (exit 0), and that it leaves nothing
+behind.  That a first run with helpers trains the same weights as a warm one is in
+``tests/kernels/test_determinism.py`` (slow: it needs an empty cache).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import parallel_compile
+from fastcnn.layers import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from fastcnn.parallel_compile import CompileHelpers, compile_layers, helper_count
+
+
+def _model():
+    fastcnn.manual_seed(0)
+    return fastcnn.Sequential(Conv2d(1, 4, 3, padding=1), BatchNorm2d(4), ReLU(), MaxPool2d(2), Flatten(),
+                              Linear(4 * 4 * 4, 3), input_shape=(1, 8, 8))
+
+
+@pytest.mark.parametrize("setting, busy, want", [("0", 0.0, 0), ("2", 5.0, 2), ("99", 0.0, 8)])
+def test_helper_count_follows_the_setting(monkeypatch, setting, busy, want):
+    monkeypatch.setenv("FASTCNN_COMPILE_HELPERS", setting)
+    for v in parallel_compile._MPI_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    assert helper_count(busy) == want
+
+
+def test_helper_count_auto_takes_the_free_cores_and_none_under_mpi(monkeypatch):
+    monkeypatch.delenv("FASTCNN_COMPILE_HELPERS", raising=False)
+    for v in parallel_compile._MPI_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert helper_count(0.0) == 3
+    assert helper_count(1.0) == 2
+    assert helper_count(3.0) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert helper_count(0.0) == 3  # at most 3
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert helper_count(0.0) == 0
+
+
+def test_helpers_take_every_kth_layer_from_the_last():
+    assert parallel_compile._layers_for(5, 0, 1) == [4, 3, 2, 1, 0]
+    assert parallel_compile._layers_for(5, 0, 2) == [4, 2, 0]
+    assert parallel_compile._layers_for(5, 1, 2) == [3, 1]
+
+
+def test_compile_layers_runs_each_layer_alone_and_leaves_the_weights():
+    model = _model()
+    before = [p.data.copy() for p in model.parameters()]
+    compile_layers(model, (4, 1, 8, 8), range(len(model.layers)))
+    compile_layers(model, (4, 1, 8, 8), [5, 0], training=False)
+    for a, p in zip(before, model.parameters(), strict=True):
+        assert np.array_equal(a, p.data)
+
+
+def test_no_helper_starts_when_nothing_compiles(monkeypatch):
+    monkeypatch.setenv("FASTCNN_COMPILE_HELPERS", "1")
+    for v in parallel_compile._MPI_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    model = _model()
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    model.fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=False)  # compiled (or loaded) here
+    with CompileHelpers(model, (4, 1, 8, 8)) as helpers:
+        model.fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=False)
+        assert helpers._procs == [] and helpers._folder is None
+
+
+def test_a_helper_loads_the_model_and_compiles_its_layers(monkeypatch):
+    monkeypatch.setenv("FASTCNN_COMPILE_HELPERS", "1")
+    for v in parallel_compile._MPI_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    helpers = CompileHelpers(_model(), (4, 1, 8, 8))
+    helpers._launch()
+    try:
+        assert len(helpers._procs) == 1
+        folder = helpers._folder
+        assert helpers._procs[0].wait(timeout=300) == 0
+    finally:
+        helpers.stop()
+    assert not os.path.exists(folder)
+    helpers._launch()  # stopped: nothing starts any more
+    assert helpers._procs == []
