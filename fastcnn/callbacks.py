@@ -360,7 +360,7 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, model, state):
         self._n, self._epochs = state["n"], state["epochs"]
-        self._status = CompileStatus(self._show_compiling).__enter__()
+        self._status = CompileStatus(self._show_compiling, short=True).__enter__()
 
     def on_epoch_begin(self, model, epoch, logs):
         self._close()

@@ -127,13 +127,16 @@ class CompileStatus:
     when the first compile starts (``"compiling kernels for this CPU (first
     run only): 0 done, 0 s"``); with ``tick=True`` again every ``interval``
     seconds from a thread of its own while compiles go on, and a last time,
-    with the total, when the status is left.  Use as a context manager;
-    nothing is shown when nothing compiles.
+    with the total, when the status is left; ``short=True`` shortens the
+    running text to ``"compiling kernels: 7 done, 12 s"`` (for a progress
+    bar's description).  Use as a context manager; nothing is shown when
+    nothing compiles.
     """
 
-    def __init__(self, show, tick=True, interval=0.5):
+    def __init__(self, show, tick=True, interval=0.5, short=False):
         self.show = show
         self.tick = tick
+        self.short = short
         self.interval = interval
         self._remove = None
         self._stop = threading.Event()
@@ -161,6 +164,8 @@ class CompileStatus:
     def text(self, done=False):
         """The status: kernels compiled so far and the seconds it took."""
         n = kernels_compiled() - self._count0
+        if self.short and not done:
+            return f"compiling kernels: {n} done, {self.seconds():.0f} s"
         if n == 0 and not done:
             return "compiling kernels for this CPU (first run only; cached for next time)"
         if done:

@@ -6,7 +6,6 @@ time out of img/s.  A function defined here with ``__module__`` set into fastcnn
 is not cached (``cache=False``), so every test compiles afresh, whatever the state of the disk cache.
 """
 
-import types
 
 import numba
 import numpy as np
@@ -132,4 +131,12 @@ def test_fit_prints_the_compile_notice_on_stderr_at_the_first_compile(monkeypatc
     captured = capsys.readouterr()
     assert "fastcnn: compiling kernels for this CPU (first run only" in captured.err
     assert "(compiling " in captured.out
-    assert isinstance(types.SimpleNamespace(), object)
+
+
+def test_the_short_status_for_a_progress_bar():
+    shown = []
+    probe = _fresh_function("fastcnn._probe")
+    with CompileStatus(shown.append, interval=0.01, short=True):
+        probe(np.arange(3.0))
+    assert shown[0] == "compiling kernels: 0 done, 0 s"
+    assert shown[-1].startswith("compiled 1 kernel for this CPU in ")
