@@ -1,11 +1,13 @@
-"""Compile every fastcnn kernel in float32 and float64, and report how long it took.
+"""Compile every fastcnn kernel in float32 and float64 (or the dtypes named), and report how long it took.
 
     NUMBA_CACHE_DIR=$(mktemp -d) python tools/compile_all.py    # cold: nothing cached yet
     python tools/compile_all.py                                 # warm: loads from the cache
+    python tools/compile_all.py float64                         # float64 only (tests/conftest.py runs this)
 
 Useful to measure compile time and to fill the cache before timing anything.
 """
 
+import sys
 import time
 
 t0 = time.perf_counter()
@@ -39,6 +41,8 @@ def touch_everything(dtype):
     K.global_avg_pool2d_backward(K.global_avg_pool2d_forward(x), x.shape)
     K.global_max_pool2d_backward(*K.global_max_pool2d_forward(x), x.shape)
     K.col2im(K.im2col(x, 3), x.shape, 3)
+    xd = rng.standard_normal((2, 3, 6, 6)).astype(dtype)  # depthwise 3x3 stride 2 on even planes: its own forward
+    K.conv2d_forward(xd, rng.standard_normal((3, 1, 3, 3)).astype(dtype), None, 2, 1, groups=3)
     for f, g in ((K.relu_forward, K.relu_backward), (K.sigmoid_forward, K.sigmoid_backward),
                  (K.tanh_forward, K.tanh_backward)):
         out = f(x)
@@ -73,8 +77,9 @@ def touch_everything(dtype):
     opt.step()
 
 
+dtypes = sys.argv[1:] or ["float32", "float64"]
 t1 = time.perf_counter()
-for dtype in (np.float32, np.float64):
-    touch_everything(dtype)
+for name in dtypes:
+    touch_everything(np.dtype(name).type)
 t_compile = time.perf_counter() - t1
-print(f"import fastcnn: {t_import:.1f}s; every kernel in float32 and float64: {t_compile:.1f}s")
+print(f"import fastcnn: {t_import:.1f}s; every kernel in {' and '.join(dtypes)}: {t_compile:.1f}s")

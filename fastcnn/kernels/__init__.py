@@ -53,6 +53,7 @@ from ._conv_depthwise import (
     conv2d_forward_depthwise,
     depthwise_frame,
 )
+from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, depthwise_s2_fits, depthwise_s2_scratch
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
 from ._conv_nchw import (
@@ -223,6 +224,9 @@ __all__ = [
     "conv2d_forward_depthwise",
     "conv2d_backward_weight_depthwise",
     "conv2d_backward_input_depthwise",
+    "depthwise_s2_fits",
+    "depthwise_s2_scratch",
+    "conv2d_forward_depthwise_s2",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",

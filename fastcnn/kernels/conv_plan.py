@@ -70,6 +70,11 @@ Algorithms
     every kernel tap a contiguous span over wide output rows, up to 9 taps
     fused per vectorised pass; dx gathered per stride phase.  Memory-bound:
     reads each input once, no layout copies, no products of tiny matrices.
+    The forward pass of a 3x3 layer with stride 2 and padding 1 on even
+    planes (MobileNet's downsampling) splits only the columns, in one long
+    loop per plane, and computes wide rows of W (``_conv_depthwise_s2.py``):
+    on 8x8 outputs the general kernel's per-row copies cost more than the
+    arithmetic.
 
 Grouped and dilated convolutions
 --------------------------------
@@ -122,6 +127,7 @@ from ._conv_batchlast import BLOCK as BATCHLAST_BLOCK
 from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
+from ._conv_depthwise_s2 import depthwise_s2_fits, depthwise_s2_scratch
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
 from ._conv_rows import rows_padded_length
 
@@ -466,11 +472,17 @@ def _depthwise_buffers(op, g, T):
     """The depthwise buffers: ``_buffers`` for ``algorithm="depthwise"`` (one scratch row per task).
 
     Besides these, each kernel allocates its tap tables: a few ints per
-    kernel tap, not listed.
+    kernel tap, not listed.  The forward pass of a layer that
+    ``depthwise_s2_fits`` (3x3, stride 2, padding 1, even planes: MobileNet's
+    downsampling) runs ``conv2d_forward_depthwise_s2`` on its column phases
+    (``x_column_phases``); every other pass and layer the general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
-    Hs, Ws, Et, Ew = depthwise_frame(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
     tasks = min(T, N * C)
+    if op == "forward" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w):
+        Lx, Ly = depthwise_s2_scratch(H, W)
+        return (Buffer("x_column_phases", (tasks, Lx), "workspace"), Buffer("wide_rows", (tasks, Ly), "workspace"))
+    Hs, Ws, Et, Ew = depthwise_frame(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
     split = 2 if g.sw > 1 else 1  # with sw > 1 the padded rows sit beside the phases until their columns are split
     phases = Buffer("x_phases", (tasks, split * g.sh * g.sw * Hs * Ws + Ws), "workspace")
     if op == "forward":

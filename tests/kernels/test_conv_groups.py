@@ -48,6 +48,11 @@ CASES = {
     "dw_padding_ge_kernel": (2, 2, 5, 5, 2, 2, 2, 1, 3, 1, 2),
     "dw_stride_gt_kernel": (2, 2, 9, 9, 2, 2, 2, 3, 0, 1, 2),
     "dw_40_channels": (3, 40, 6, 5, 40, 3, 3, 1, 1, 1, 40),
+    # 3x3, stride 2, padding 1, even planes: the forward pass runs conv2d_forward_depthwise_s2
+    "dw_s2_even_rect": (3, 5, 8, 10, 5, 3, 3, 2, 1, 1, 5),
+    "dw_s2_mult2_batch1": (1, 4, 6, 4, 8, 3, 3, 2, 1, 1, 4),
+    "dw_s2_mult3_2x2_plane": (5, 2, 2, 2, 6, 3, 3, 2, 1, 1, 2),
+    "dw_s2_16x16_32_channels": (2, 32, 16, 16, 32, 3, 3, 2, 1, 1, 32),
 }
 
 DW, IM2COL, NCHW, CL, BL, ROWS = "depthwise", "im2col", "nchw", "channel_last", "batch_last", "rows"
@@ -152,7 +157,7 @@ def test_every_algorithm_matches_naive(name, algorithm, dtype):
     np.testing.assert_array_equal(db2, db)
 
 
-@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_5x5_stride3_mult2", "dw_even_kernel_same",
+@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_s2_mult2_batch1", "dw_5x5_stride3_mult2", "dw_even_kernel_same",
                                   "dw_rect_stride_dil_mult3", "g2_dil_stride_rect", "g1_even_kernel_same"])
 def test_float64_gradients_match_central_differences(name, rng, one_thread):
     x_shape, w_shape, stride, padding, dilation, groups = _case(name)
@@ -170,10 +175,11 @@ def test_float64_gradients_match_central_differences(name, rng, one_thread):
     check_grad(db, loss, b, "b")
 
 
+@pytest.mark.parametrize("width", [11, 10])  # 10: the forward pass runs conv2d_forward_depthwise_s2
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_depthwise_results_do_not_depend_on_the_tasks_but_dw_order(threads, rng):
+def test_depthwise_results_do_not_depend_on_the_tasks_but_dw_order(threads, width, rng):
     """Forward and dx are the same bits for any task count; dw (per-task partial sums) agrees to rounding."""
-    x, w = randn(rng, (5, 7, 12, 11), np.float32), randn(rng, (14, 1, 3, 3), np.float32)
+    x, w = randn(rng, (5, 7, 12, width), np.float32), randn(rng, (14, 1, 3, 3), np.float32)
     kw = {"groups": 7}
     y1 = K.conv2d_forward(x, w, None, 2, 1, **kw)
     dy = randn(rng, y1.shape, np.float32)
@@ -228,12 +234,68 @@ def test_raw_depthwise_kernels_match_naive(name, tasks, dtype, rng):
 def test_depthwise_plan_names_its_buffers():
     plans = K.conv2d_plan((64, 32, 16, 16), (32, 1, 3, 3), 2, 1, groups=32, num_threads=2)
     assert {p.algorithm for p in (plans.forward, plans.weight_grad, plans.input_grad)} == {DW}
-    roles = {b.role: b.shape for p in (plans.forward, plans.weight_grad, plans.input_grad) for b in p.buffers}
+    roles = {b.role: b.shape for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
     # stride 2: 4 phases of 9 x 9 pixels, the padded rows before their columns are split, one row of slack;
-    # 8 x 9 wide output rows
-    assert roles["x_phases"] == (2, 2 * 4 * 9 * 9 + 9) and roles["wide_rows"] == (2, 8 * 9)
+    # 8 x 9 wide rows of dy
+    assert roles["x_phases"] == (2, 2 * 4 * 9 * 9 + 9) and roles["dy_wide_rows"] == (2, 8 * 9)
     assert roles["partial_dw_depthwise"] == (2, 32, 9) and roles["dx_phases"] == (2, 8, 9 * 10)
+    # the forward pass (3x3, stride 2, padding 1, even plane): three zero gaps of 9, two column phases of
+    # 16 x 8 and the mask of the 8 wide rows of 16; the wide rows
+    forward = {b.role: b.shape for b in plans.forward.buffers}
+    assert forward == {"x_column_phases": (2, 3 * 9 + 3 * 16 * 8), "wide_rows": (2, 8 * 16)}
     assert plans.memory_bytes("backward")["total"] < 64 * 1024  # no activation-sized copy
+
+
+@pytest.mark.parametrize("shape,fits", [
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 1), True),
+    (((1, 3, 2, 6), (6, 1, 3, 3), 2, 1, 1), True),  # multiplier 2, two rows
+    (((2, 4, 15, 16), (4, 1, 3, 3), 2, 1, 1), False),  # odd height
+    (((2, 4, 16, 15), (4, 1, 3, 3), 2, 1, 1), False),  # odd width
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 0, 1), False),  # no padding
+    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), False),  # stride 1
+    (((2, 4, 16, 16), (4, 1, 3, 3), (2, 1), 1, 1), False),
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 2), False),  # dilated
+    (((2, 4, 16, 16), (4, 1, 5, 5), 2, 1, 1), False),
+])
+def test_depthwise_forward_plan_takes_the_stride2_kernel_where_it_fits(shape, fits):
+    x_shape, w_shape, stride, padding, dilation = shape
+    plans = K.conv2d_plan(x_shape, w_shape, stride, padding, groups=x_shape[1], dilation=dilation)
+    assert plans.forward.algorithm == DW
+    roles = {b.role for b in plans.forward.buffers}
+    assert roles == ({"x_column_phases", "wide_rows"} if fits else {"x_phases", "wide_rows"})
+    (N, C, H, W), (_, _, R, S) = x_shape, w_shape
+    (sh, sw), (dh, dwl) = nv.pair(stride), nv.pair(dilation)
+    assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == fits
+    # the other passes always run the general kernels
+    assert "x_column_phases" not in {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
+
+
+@pytest.mark.parametrize("tasks", [1, 3, 40])  # 40: more tasks than (image, channel) planes
+@pytest.mark.parametrize("name", ["dw_s2_even_rect", "dw_s2_mult2_batch1", "dw_s2_mult3_2x2_plane"])
+def test_raw_depthwise_s2_forward_matches_naive(name, tasks, dtype, rng):
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    (N, C, H, W), Kout = x_shape, w_shape[0]
+    x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, w_shape[:1], dtype)
+    Lx, Ly = K.depthwise_s2_scratch(H, W)
+    xs, ys = np.full((tasks, Lx), np.nan, dtype), np.full((tasks, Ly), np.nan, dtype)  # never read unwritten
+    y = np.full((N, Kout, H // 2, W // 2), np.nan, dtype)
+    K.conv2d_forward_depthwise_s2(x, w, b, y, xs, ys)
+    assert_close(y, nv.conv2d_forward(x, w, b, stride, padding, dilation, groups), dtype, err_msg="y")
+
+
+def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(rng):
+    """The left padding column is a select, not a product by 0: a non-finite pixel in the last column of a row
+    reaches only the outputs that read it (the naive loops' pattern), not column 0 of the next rows."""
+    x, w, b = randn(rng, (2, 3, 8, 8), np.float64), randn(rng, (3, 1, 3, 3), np.float64), None
+    x[0, 1, 3, 7], x[1, 2, 4, 7] = np.inf, np.nan
+    assert K.conv2d_plan(x.shape, w.shape, 2, 1, groups=3).forward.buffers[0].role == "x_column_phases"
+    y = K.conv2d_forward(x, w, b, 2, 1, groups=3)
+    want = nv.conv2d_forward(x, w, b, 2, 1, 1, 3)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite[:, :, :, 0].all() and not finite.all()
+    assert_close(y[finite], want[finite], np.float64)
 
 
 @pytest.mark.parametrize("algorithm,shape", [
@@ -341,6 +403,8 @@ def test_same_padding_keeps_the_size_as_torch_does(kernel, dilation):
 TORCH_CASES = {
     "depthwise_multiplier2": ((3, 4, 10, 9), (8, 1, 3, 3), 1, 1, 1, 4),
     "depthwise_stride2_multiplier2": ((3, 4, 11, 10), (8, 1, 3, 3), 2, 1, 1, 4),
+    "depthwise_stride2_even_multiplier2": ((3, 4, 10, 12), (8, 1, 3, 3), 2, 1, 1, 4),
+    "depthwise_stride2_16x16": ((2, 16, 16, 16), (16, 1, 3, 3), 2, 1, 1, 16),
     "grouped": ((3, 6, 8, 9), (9, 2, 3, 3), 1, 1, 1, 3),
     "dilated": ((2, 3, 11, 10), (5, 3, 3, 3), 1, 2, 2, 1),
     "grouped_dilated_strided": ((2, 4, 12, 11), (6, 2, 3, 2), (2, 1), (1, 2), (2, 3), 2),
