@@ -37,6 +37,7 @@ lock (:func:`calls_serialised` says whether they do).  Under the other layers
 nothing changes: no lock, no Python frame on the call path.
 """
 
+import contextlib
 import functools
 import os
 import threading
@@ -45,7 +46,13 @@ import weakref
 import llvmlite.binding
 import numba
 import numpy as np
+from numba.core.caching import IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: Numba's own unlocked saves
+    fcntl = None
 
 DEFAULT_DTYPE = np.float32
 
@@ -142,9 +149,46 @@ class _SerialisedKernel(_Kernel):
             return super().__call__(*args, **kwargs)
 
 
+class _LockedCacheFile(IndexDataCacheFile):
+    """Numba's cache index and data files of one function, saved under an exclusive lock across processes.
+
+    Numba picks a new entry's data file name from the index it has just read,
+    so two processes saving different signatures of one function at the same
+    moment (a helper compiling float64 while the tests compile float32, two
+    MPI ranks, helper processes of :mod:`fastcnn.parallel_compile`) can both
+    pick the same name: the index then names one signature's machine code
+    for the other.  Holding ``<index>.lock`` (``flock``) around each save
+    makes the read-choose-write one step.  Loads need no lock: every file is
+    written whole (a temporary file renamed).
+    """
+
+    def save(self, key, data):
+        with _file_lock(self._index_path + ".lock"):
+            super().save(key, data)
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """An exclusive ``flock`` on ``path`` (created if needed); no lock where that cannot be had."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if fcntl is not None else None
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
+
+
 def _kernel(dispatcher):
     """Make a Numba dispatcher a fastcnn kernel (with ``NUMBA_DISABLE_JIT=1``, a plain function: left as it is)."""
     if isinstance(dispatcher, CPUDispatcher):
+        cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+        if type(cache_file) is IndexDataCacheFile:
+            cache_file.__class__ = _LockedCacheFile
         dispatcher.__class__ = _Kernel
         with _SERIAL.lock:
             _SERIAL.kernels.add(dispatcher)

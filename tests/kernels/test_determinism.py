@@ -8,6 +8,7 @@ warm cache.  The batch-norm and loss kernels now add in a fixed order (``fastcnn
 ``_losses.py``).
 """
 
+import os
 import subprocess
 import sys
 
@@ -148,3 +149,35 @@ def test_a_first_fit_compiled_with_helper_processes_gives_the_warm_weights(tmp_p
     """Issue 14: the same seeded fit, its first run with a helper process compiling layers from the last one
     (some kernels then compiled here, some loaded from what the helper wrote), then warm: the same bits."""
     _cold_then_warm(tmp_path, _FIT, timeout=1800, FASTCNN_COMPILE_HELPERS="1")
+
+
+def test_cache_saves_hold_a_lock_across_processes(monkeypatch, tmp_path):
+    """Issue 14: two processes saving different signatures of one kernel at once (helper processes, the tests'
+    background compile, MPI ranks) could give both the same data file; fastcnn's kernels save under a lock."""
+    import fcntl
+
+    from numba.core.caching import IndexDataCacheFile
+
+    cache_file = K.relu_forward_kernel._cache._cache_file
+    assert isinstance(cache_file, IndexDataCacheFile) and type(cache_file) is not IndexDataCacheFile
+    lock_path = cache_file._index_path + ".lock"
+    held = []
+
+    def save(self, key, data):  # stands for Numba's read-choose-write of the index and data files
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+
+    monkeypatch.setattr(IndexDataCacheFile, "save", save)
+    cache_file.save(("key",), b"data")
+    assert held == [True]
+    fd = os.open(lock_path, os.O_RDWR)  # released after the save
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
