@@ -6,6 +6,7 @@ repository-wide checks at the top.  The tier folders are not packages: this file
 """
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -25,6 +26,35 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, database=None, print_blob=False,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("slow", settings.get_profile("ci"), max_examples=300)
+
+
+def pytest_collection_finish(session):
+    """Before a long run (the whole suite), on a machine with a free core: compile the float64 kernels in the
+    background (``tools/compile_all.py float64``), while the first test files compile the float32 ones they
+    need; the float64 gradient checks later load them from the cache.  With a warm cache it only loads them.
+    ``FASTCNN_TEST_PRECOMPILE=0`` turns it off.  Results do not depend on it: a kernel gives the same bits
+    compiled here or loaded (``tests/kernels/test_determinism.py``)."""
+    tool = os.path.join(os.path.dirname(_HERE), "tools", "compile_all.py")
+    if len(session.items) < 500 or os.environ.get("FASTCNN_TEST_PRECOMPILE", "1") == "0" or not os.path.exists(tool):
+        return
+    from fastcnn._cpuload import busy_cores
+    from fastcnn.parallel_compile import helper_count
+
+    if helper_count(busy_cores(0.25)) == 0:
+        return
+    env = dict(os.environ, FASTCNN_COMPILE_HELPERS="0",
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(_HERE), os.environ.get("PYTHONPATH")])))
+    session.config._fastcnn_precompile = subprocess.Popen(
+        [sys.executable, tool, "float64"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session):
+    proc = getattr(session.config, "_fastcnn_precompile", None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()  # Numba writes each cache file whole: nothing half-written is left
+    if proc is not None:
+        proc.wait()
 
 
 @pytest.fixture
