@@ -10,6 +10,7 @@ zoo model (built as ``fastcnn train --model`` builds it, or for
     RUN pip install fastcnn && fastcnn compile --model lenet5 resnet_small
 """
 
+import argparse
 import sys
 import time
 
@@ -45,11 +46,9 @@ def add_parser(subparsers):
 def _input_shape(text):
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 4096 for p in parts):
-        raise ValueError(f"expected CxHxW with three positive ints up to 4096 (e.g. 3x32x32), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected CxHxW, three positive ints up to 4096 (e.g. 3x32x32), "
+                                         f"got {text!r}")
     return tuple(int(p) for p in parts)
-
-
-_input_shape.__name__ = "input shape"
 
 
 def run(args):
