@@ -39,6 +39,7 @@ nothing changes: no lock, no Python frame on the call path.
 
 import contextlib
 import functools
+import hashlib
 import os
 import threading
 import weakref
@@ -46,6 +47,7 @@ import weakref
 import llvmlite.binding
 import numba
 import numpy as np
+from numba.core import sigutils
 from numba.core.caching import IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
 
@@ -140,6 +142,18 @@ class _Kernel(CPUDispatcher):
         entry = super()._compile_for_args(*args, **kwargs)
         return functools.partial(_SERIAL.locked, entry) if _SERIAL.needed() else entry
 
+    def compile(self, sig):
+        """Numba's compile (or cache load) of ``sig``, one process at a time per signature (see
+        :class:`_LockedCacheFile`): a process about to compile what another one is compiling waits for it and
+        loads the result from the cache instead of compiling it a second time."""
+        cache_file = getattr(getattr(self, "_cache", None), "_cache_file", None)
+        if not isinstance(cache_file, _LockedCacheFile) or tuple(sigutils.normalize_signature(sig)[0]) \
+                in self.overloads:
+            return super().compile(sig)
+        digest = hashlib.sha1(str(sigutils.normalize_signature(sig)).encode()).hexdigest()[:16]
+        with _file_lock(f"{cache_file._index_path}.{digest}.compiling"):
+            return super().compile(sig)
+
 
 class _SerialisedKernel(_Kernel):
     """A fastcnn kernel under Numba's ``workqueue`` threading layer: each call from Python holds one lock."""
@@ -151,6 +165,9 @@ class _SerialisedKernel(_Kernel):
 
 class _LockedCacheFile(IndexDataCacheFile):
     """Numba's cache index and data files of one function, saved under an exclusive lock across processes.
+
+    (With it, :meth:`_Kernel.compile` also holds a lock per signature while it
+    compiles, so that two processes never compile the same signature at once.)
 
     Numba picks a new entry's data file name from the index it has just read,
     so two processes saving different signatures of one function at the same

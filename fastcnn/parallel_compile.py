@@ -6,11 +6,12 @@ LeNet-5 compiling about 20 kernels, one core busy and the others idle.  When
 that first compile starts, :class:`CompileHelpers` (used by
 :meth:`fastcnn.Sequential.fit`) starts helper processes that load a copy of
 the model and run each layer's forward and backward pass on random data of
-the training batch's shape, **from the last layer backwards**, while the
-training process compiles from the first layer forwards.  Each compiled
-kernel is written to Numba's disk cache, and a process about to compile a
-kernel finds there what another one has finished: the two meet in the middle
-and the step needs about half the time on two cores.
+the training batch's shape, from the first layer on, while the training
+process compiles the whole forward pass and then the backward passes from the
+last layer back.  Each compiled kernel is written to Numba's disk cache, and
+a process about to compile a kernel finds there what another one has
+finished: the helper meets the forward kernels compiled already and compiles
+the backward ones that the training process reaches last.
 
 The helpers change nothing in the training process: it computes every step
 itself, with the kernels it compiled or loaded, and a kernel loaded from the
@@ -63,7 +64,7 @@ class CompileHelpers:
     A context manager: on entering, it waits for the first fastcnn compile
     of this process (none: nothing happens); then it saves the model to a
     temporary folder and starts :func:`helper_count` processes, each taking
-    every ``helpers``-th layer from the last.  Leaving it stops them
+    one contiguous run of the layers (:func:`_layers_for`).  Leaving it stops them
     (a helper killed mid-compile leaves no half file in the cache: Numba
     writes its files whole) and removes the folder.
     """
@@ -140,8 +141,15 @@ def _helper_env():
 
 
 def _layers_for(n_layers, k, helpers):
-    """Layer indices helper ``k`` of ``helpers`` compiles: every ``helpers``-th from the last, last first."""
-    return list(range(n_layers - 1 - k, -1, -helpers))
+    """Layer indices helper ``k`` of ``helpers`` compiles: the ``k``-th of ``helpers`` contiguous runs, in order.
+
+    The training process compiles every layer's forward pass first, then the
+    backward passes from the last layer to the first.  A helper running the
+    layers from the first one on (forward and backward of each) finds the
+    forward kernels mostly compiled already and compiles the backward ones
+    the training process reaches last: the two meet in the backward pass.
+    """
+    return list(range(k * n_layers // helpers, (k + 1) * n_layers // helpers))
 
 
 def compile_layers(model, input_shape, layers, training=True, seed=0):

@@ -181,3 +181,38 @@ def test_cache_saves_hold_a_lock_across_processes(monkeypatch, tmp_path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+def test_a_signature_compiles_in_one_process_at_a_time(monkeypatch):
+    """Issue 14: a process about to compile a kernel signature that another process is compiling waits for it
+    (then loads it from the cache): the compile holds a lock per signature beside the kernel's index."""
+    import fcntl
+
+    from numba.core.registry import CPUDispatcher
+
+    kernel = K.relu_forward_kernel
+    K.relu_forward(np.ones(4, np.float32))  # compiled or loaded: one signature this process has
+    sig = (numba.types.int16[::1], numba.types.int16[::1])  # never compiled: the lock is taken
+    held = []
+
+    def compile_(self, signature):
+        locks = [p for p in os.listdir(os.path.dirname(self._cache._cache_file._index_path))
+                 if p.startswith(os.path.basename(self._cache._cache_file._index_path)) and p.endswith(".compiling")]
+        for name in locks:
+            fd = os.open(os.path.join(os.path.dirname(self._cache._cache_file._index_path), name), os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                held.append(name)
+            finally:
+                os.close(fd)
+        return "compiled"
+
+    monkeypatch.setattr(CPUDispatcher, "compile", compile_)
+    assert type(kernel).compile(kernel, sig) == "compiled"
+    assert len(held) == 1
+    held.clear()
+    compiled = next(iter(kernel.overloads))  # a signature this process has: no lock
+    assert type(kernel).compile(kernel, compiled) == "compiled"
+    assert held == []

@@ -45,10 +45,11 @@ def test_helper_count_auto_takes_the_free_cores_and_none_under_mpi(monkeypatch):
     assert helper_count(0.0) == 0
 
 
-def test_helpers_take_every_kth_layer_from_the_last():
-    assert parallel_compile._layers_for(5, 0, 1) == [4, 3, 2, 1, 0]
-    assert parallel_compile._layers_for(5, 0, 2) == [4, 2, 0]
-    assert parallel_compile._layers_for(5, 1, 2) == [3, 1]
+def test_helpers_take_contiguous_runs_of_layers_in_order():
+    assert parallel_compile._layers_for(5, 0, 1) == [0, 1, 2, 3, 4]
+    assert parallel_compile._layers_for(5, 0, 2) == [0, 1]
+    assert parallel_compile._layers_for(5, 1, 2) == [2, 3, 4]
+    assert sorted(sum((parallel_compile._layers_for(7, k, 3) for k in range(3)), [])) == list(range(7))
 
 
 def test_compile_layers_runs_each_layer_alone_and_leaves_the_weights():
