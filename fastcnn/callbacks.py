@@ -428,14 +428,15 @@ class EpochLine(Callback):
     def on_train_begin(self, model, state):
         self._state = state
         self._status = CompileStatus(_stderr_line, tick=False).__enter__()
+        self._compiled = compile_seconds()
 
     def on_epoch_begin(self, model, epoch, logs):
         self._compiled = compile_seconds()
 
     def on_epoch_end(self, model, epoch, logs):
         lrs = list(self._state.get("history", {}).get("lr", [])) + [logs.get("lr")]
-        compile_time = compile_seconds() - self._compiled
-        rate = self._state.get("n", 0) / max(logs["epoch_time"] - compile_time, 1e-9)
+        compile_time = min(compile_seconds() - self._compiled, logs["epoch_time"])
+        rate = self._state.get("n", 0) / max(logs["epoch_time"] - compile_time, 1e-3)
         print(epoch_line(logs, epoch, self._state.get("epochs", epoch + 1), rate, lrs[0], compile_time),
               flush=True)
         return None

@@ -71,7 +71,7 @@ def test_a_forgotten_status_stops_listening():
 
 
 def test_epoch_line_leaves_compile_time_out_of_the_rate(monkeypatch, capsys):
-    clock = iter([10.0, 12.5])  # 2.5 s compiled during the epoch
+    clock = iter([7.0, 10.0, 12.5])  # train begins, the epoch begins, ends: 2.5 s compiled during the epoch
     monkeypatch.setattr(callbacks, "compile_seconds", lambda: next(clock))
     line = callbacks.EpochLine()
     line.on_train_begin(None, {"n": 1000, "epochs": 1, "history": {}})
@@ -81,6 +81,18 @@ def test_epoch_line_leaves_compile_time_out_of_the_rate(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "2,000 img/s" in out  # 1000 images in 3.0 - 2.5 s
     assert "(compiling 2.5s)" in out
+
+
+def test_epoch_line_counts_from_the_start_of_training_when_no_epoch_began(monkeypatch, capsys):
+    """Compiles before ``on_train_begin`` (earlier in the process) are not this epoch's."""
+    clock = iter([141.5, 141.5])
+    monkeypatch.setattr(callbacks, "compile_seconds", lambda: next(clock))
+    line = callbacks.EpochLine()
+    line.on_train_begin(None, {"n": 1000, "epochs": 1, "history": {}})
+    line.on_epoch_end(None, 0, {"loss": 0.5, "epoch_time": 0.5, "lr": 0.1})
+    line.on_train_end(None, {})
+    out = capsys.readouterr().out
+    assert "2,000 img/s" in out and "compiling" not in out
 
 
 def test_epoch_line_without_compiling_says_nothing_of_it():
