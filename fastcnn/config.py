@@ -49,6 +49,7 @@ import numba
 import numpy as np
 from numba.core import sigutils
 from numba.core.caching import IndexDataCacheFile
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
 try:
@@ -151,7 +152,9 @@ class _Kernel(CPUDispatcher):
                 in self.overloads:
             return super().compile(sig)
         digest = hashlib.sha1(str(sigutils.normalize_signature(sig)).encode()).hexdigest()[:16]
-        with _file_lock(f"{cache_file._index_path}.{digest}.compiling"):
+        # Numba's process-wide compiler lock first, the file lock second, always in that order: a thread
+        # holding a file lock never waits for the compiler lock held by a thread waiting for that file lock
+        with global_compiler_lock, _file_lock(f"{cache_file._index_path}.{digest}.compiling"):
             return super().compile(sig)
 
 

@@ -24,8 +24,6 @@ its gradient, loss and counts are zeros, and its own BatchNorm running statistic
 are restored afterwards.
 """
 
-import math
-
 import numpy as np
 
 from .. import kernels

@@ -216,3 +216,17 @@ def test_a_signature_compiles_in_one_process_at_a_time(monkeypatch):
     compiled = next(iter(kernel.overloads))  # a signature this process has: no lock
     assert type(kernel).compile(kernel, compiled) == "compiled"
     assert held == []
+
+
+def test_the_signature_lock_is_taken_under_numbas_compiler_lock(monkeypatch):
+    """Two threads of one process: one compiling kernel A (whose compile needs helper B), one compiling B.
+    Taking the file lock only under Numba's process-wide compiler lock keeps them from waiting on each other."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import CPUDispatcher
+
+    kernel = K.relu_forward_kernel
+    owned = []
+    monkeypatch.setattr(CPUDispatcher, "compile",
+                        lambda self, signature: owned.append(global_compiler_lock.is_locked()))
+    type(kernel).compile(kernel, (numba.types.int16[::1], numba.types.int16[::1]))
+    assert owned == [True]
