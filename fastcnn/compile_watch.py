@@ -112,12 +112,14 @@ def on_compile_start(method):
 
 
 def cache_location():
-    """Where compiled kernels are kept: ``NUMBA_CACHE_DIR`` when set, else the package's ``__pycache__`` folders."""
+    """Where compiled kernels are kept, in words: ``NUMBA_CACHE_DIR`` when set, else the ``__pycache__``
+    folders beside fastcnn's sources (Numba's user-wide cache folder where those cannot be written)."""
     from numba.core.config import CACHE_DIR
 
     if CACHE_DIR:
         return CACHE_DIR
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "**", "__pycache__")
+    package = os.path.dirname(os.path.abspath(__file__))
+    return f"the __pycache__ folders under {package} (or Numba's user-wide cache where those are read-only)"
 
 
 class CompileStatus:
