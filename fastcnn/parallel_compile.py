@@ -69,10 +69,9 @@ class CompileHelpers:
     writes its files whole) and removes the folder.
     """
 
-    def __init__(self, model, input_shape, loss="cross_entropy"):
+    def __init__(self, model, input_shape):
         self.model = model
         self.input_shape = tuple(int(d) for d in input_shape)
-        self.loss = loss
         self._remove = None
         self._procs = []
         self._folder = None
@@ -92,13 +91,15 @@ class CompileHelpers:
 
     def _start(self):
         """At the first compile: look at the load from a thread of its own, then maybe start helpers."""
+        from .config import get_num_threads
+
         self._remove()
         self._remove = None
-        threading.Thread(target=self._launch, name="fastcnn-compile-helpers", daemon=True).start()
+        threads = get_num_threads()  # this thread's planned count (the one the plans are made for)
+        threading.Thread(target=self._launch, args=(threads,), name="fastcnn-compile-helpers", daemon=True).start()
 
-    def _launch(self):
+    def _launch(self, threads):
         from ._cpuload import busy_cores
-        from .config import get_num_threads
 
         setting = os.environ.get("FASTCNN_COMPILE_HELPERS", "auto").strip()
         n = helper_count(None if setting.isdigit() else busy_cores(0.25))  # (this process's own time left out)
@@ -112,7 +113,7 @@ class CompileHelpers:
             except Exception:  # a model fastcnn cannot save: compile alone
                 return
             for k in range(n):
-                job = {"model": path, "input_shape": list(self.input_shape), "threads": get_num_threads(),
+                job = {"model": path, "input_shape": list(self.input_shape), "threads": threads,
                        "training": bool(self.model.training), "layers": _layers_for(len(self.model.layers), k, n)}
                 env = _helper_env()
                 self._procs.append(subprocess.Popen(

@@ -78,7 +78,7 @@ def test_a_helper_loads_the_model_and_compiles_its_layers(monkeypatch):
     for v in parallel_compile._MPI_VARIABLES:
         monkeypatch.delenv(v, raising=False)
     helpers = CompileHelpers(_model(), (4, 1, 8, 8))
-    helpers._launch()
+    helpers._launch(1)
     try:
         assert len(helpers._procs) == 1
         folder = helpers._folder
@@ -86,5 +86,20 @@ def test_a_helper_loads_the_model_and_compiles_its_layers(monkeypatch):
     finally:
         helpers.stop()
     assert not os.path.exists(folder)
-    helpers._launch()  # stopped: nothing starts any more
+    helpers._launch(1)  # stopped: nothing starts any more
     assert helpers._procs == []
+
+
+def test_helpers_plan_for_the_fitting_threads_count(monkeypatch, restore_num_threads):
+    """The planned thread count is per Python thread: the helpers get the one of the thread that compiles."""
+    import threading
+
+    fastcnn.set_num_threads(1)
+    seen = []
+    done = threading.Event()
+    monkeypatch.setattr(CompileHelpers, "_launch", lambda self, threads: (seen.append(threads), done.set()))
+    helpers = CompileHelpers(_model(), (4, 1, 8, 8))
+    helpers._remove = lambda: None
+    helpers._start()
+    assert done.wait(10)
+    assert seen == [1]
