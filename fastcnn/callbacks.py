@@ -348,7 +348,10 @@ class ProgressBar(Callback):
     epoch's last example is counted, before validation; a bar left open
     (training stopped on a non-finite loss) closes in ``on_train_end``.  Bars
     come from the module function :func:`progress_bar` (looked up on every
-    epoch).
+    epoch).  While kernels compile (the first run on a machine) the
+    description reads ``epoch 1/3 (compiling kernels: 7 done, 12 s)``, and
+    the bar's clock skips the compile time, so its rate and ETA count
+    training only (:mod:`fastcnn.compile_watch`).
     """
 
     def __init__(self):
@@ -417,7 +420,10 @@ class EpochLine(Callback):
 
     ``fit(verbose=True)`` installs one as the last callback, so it prints
     after the other callbacks' ``on_epoch_end``.  The learning rate is shown
-    only once it differs from the first epoch's (a schedule moved it).
+    only once it differs from the first epoch's (a schedule moved it).  When
+    kernels compile (the first run on a machine), a line on stderr says so
+    as the first compile starts, the rate leaves the compile time out and
+    the epoch's line ends with it: ``... 5,434 img/s  39.4s  (compiling 38.4s)``.
     """
 
     def __init__(self):

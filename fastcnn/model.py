@@ -237,6 +237,11 @@ class Sequential:
             used), ``epoch_time`` (seconds, validation included), ``epoch``
             (the 1-based epoch number), and anything callbacks add to the logs.
 
+        On a machine whose kernel cache lacks what the model needs, the first
+        step compiles it, with helper processes on free cores
+        (:mod:`fastcnn.parallel_compile`; ``FASTCNN_COMPILE_HELPERS=0`` turns
+        them off); ``verbose`` says so.
+
         Everything is checked before the first step: a refused call changes no
         weight.  If the loss becomes NaN or infinite, training stops before
         that step is applied, and a RuntimeWarning follows the callbacks'
