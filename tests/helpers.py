@@ -584,3 +584,20 @@ def run_cases_in_child(cases, setup="", case_timeout=20, cwd=None, startup_timeo
                                 "output": output}
             todo = todo[ids.index(current) + 1:]
     return results
+
+
+def randomise_norms(model, rng):
+    """Running statistics and affine parameters of every BatchNorm of ``model`` away from their initial values
+    (so that eval-mode fusion and save/load have something to get wrong); returns ``model``."""
+    from fastcnn.layers import BatchNorm1d, BatchNorm2d
+
+    for top in model.layers:
+        for layer in top.walk():
+            if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
+                c = layer.num_features
+                layer.running_mean[:] = rng.normal(size=c)
+                layer.running_var[:] = rng.random(c) + 0.2
+                if layer.affine:
+                    layer.weight.data[:] = rng.normal(size=c)
+                    layer.bias.data[:] = rng.normal(size=c)
+    return model

@@ -636,6 +636,17 @@ def locally_connected2d_backward(dy, x, w, stride=1, padding=0):
     return dx, dw, db
 
 
+def central_difference(f, a, index, eps=1e-6):
+    """``d f() / d a[index]`` by a central difference: ``a[index]`` is perturbed in place and restored."""
+    old = a[index]
+    a[index] = old + eps
+    up = f()
+    a[index] = old - eps
+    down = f()
+    a[index] = old
+    return (up - down) / (2 * eps)
+
+
 def numerical_grad(f, a, eps=1e-6):
     """Central-difference gradient of the scalar ``f()`` with respect to array ``a``.
 
@@ -644,11 +655,5 @@ def numerical_grad(f, a, eps=1e-6):
     """
     g = np.zeros(a.shape, dtype=np.float64)
     for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
+        g[idx] = central_difference(f, a, idx, eps)
     return g

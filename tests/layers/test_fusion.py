@@ -15,7 +15,7 @@ from fastcnn import models
 from fastcnn.layers import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
                             ReLU, Residual, Sigmoid, chain, fuse)
 
-from helpers import assert_close
+from helpers import assert_close, randomise_norms
 
 
 def layer_by_layer(layers, x):
@@ -28,19 +28,6 @@ def layer_by_layer(layers, x):
         else:
             x = layer.forward(x)
     return x
-
-
-def randomise_norms(model, rng):
-    for top in model.layers:
-        for layer in top.walk():
-            if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
-                c = layer.num_features
-                layer.running_mean[:] = rng.normal(size=c)
-                layer.running_var[:] = rng.random(c) + 0.2
-                if layer.affine:
-                    layer.weight.data[:] = rng.normal(size=c)
-                    layer.bias.data[:] = rng.normal(size=c)
-    return model
 
 
 def small_zoo():

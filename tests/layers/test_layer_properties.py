@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import assert_close, single_thread
+import naive
+from helpers import assert_close, randomise_norms, single_thread
 
 import fastcnn
 from fastcnn import kernels as K
@@ -118,20 +119,6 @@ def _model(layers, input_shape, seed):
     return fastcnn.Sequential(*layers, input_shape=input_shape)
 
 
-def _randomise_norms(model, rng):
-    """Running statistics and affine parameters of every BatchNorm away from their initial values."""
-    for top in model.layers:
-        for layer in top.walk():
-            if isinstance(layer, (L.BatchNorm1d, L.BatchNorm2d)):
-                c = layer.num_features
-                layer.running_mean[:] = rng.normal(size=c)
-                layer.running_var[:] = rng.random(c) + 0.2
-                if layer.affine:
-                    layer.weight.data[:] = rng.normal(size=c)
-                    layer.bias.data[:] = rng.normal(size=c)
-    return model
-
-
 def _unfused(layers, x):
     """The eval forward without fusion: each layer's own ``forward`` in order; a Residual's sum in numpy."""
     for layer in layers:
@@ -172,16 +159,6 @@ def _loss_and_grads(model, x, labels):
     return loss, dx, [p.grad.copy() for p in model.parameters()]
 
 
-def _central_difference(f, a, index, eps=1e-6):
-    old = a[index]
-    a[index] = old + eps
-    up = f()
-    a[index] = old - eps
-    down = f()
-    a[index] = old
-    return (up - down) / (2 * eps)
-
-
 def _gradients_match_central_differences(stack, batch, seed):
     layers, input_shape = stack
     model = _model(layers, input_shape, seed).train()
@@ -205,7 +182,7 @@ def _gradients_match_central_differences(stack, batch, seed):
         for name, array, analytic in checks:
             for flat in rng.choice(array.size, size=min(8, array.size), replace=False):
                 index = np.unravel_index(flat, array.shape)
-                numeric = _central_difference(loss, array, index)
+                numeric = naive.central_difference(loss, array, index)
                 assert abs(analytic[index] - numeric) <= 1e-6 + 1e-4 * abs(numeric), (
                     f"gradient of {name} at {index}: backward {analytic[index]!r}, central difference {numeric!r}; "
                     f"model {model.layers}")
@@ -219,7 +196,7 @@ test_stack_gradients_match_central_differences, test_stack_gradients_match_centr
 def _fused_eval_matches_unfused(typed_stack, batch, seed):
     dtype, (layers, input_shape) = typed_stack
     rng = np.random.default_rng(seed)
-    model = _randomise_norms(_model(layers, input_shape, seed), rng).eval()
+    model = randomise_norms(_model(layers, input_shape, seed), rng).eval()
     x = rng.standard_normal((batch,) + input_shape).astype(dtype)
     before = x.copy()
     want = _unfused(model.layers, x.copy())
@@ -238,7 +215,7 @@ test_fused_eval_matches_unfused, test_fused_eval_matches_unfused_deep = quick_an
 def _save_load_round_trip(typed_stack, batch, seed):
     dtype, (layers, input_shape) = typed_stack
     rng = np.random.default_rng(seed)
-    model = _randomise_norms(_model(layers, input_shape, seed), rng)
+    model = randomise_norms(_model(layers, input_shape, seed), rng)
     x = rng.standard_normal((batch,) + input_shape).astype(dtype)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.npz")
