@@ -52,24 +52,27 @@ def _make_lane_sums(kind):
     * ``"sum"``: ``acc[j] += a``
     * ``"squares"``: ``acc[j] += (a - m)**2``
     * ``"gradients"``: ``acc[j] += b`` and ``acc[8 + j] += b * ((a - m) * s)``
+    * ``"masked_gradients"``: as ``"gradients"`` with ``b`` read as 0 where
+      ``c[b_off + 8*i + j] > 0`` is false (``c``, a ninth argument, is the
+      output of a ReLU that followed: its gradient mask)
 
     The vector instructions carry no fast-math flags, so no optimisation
     reorders or fuses them: every compiled copy gives the same sums.
     """
-    pairs = 2 if kind == "gradients" else 1
+    pairs = 1 if kind in ("sum", "squares") else 2
+    masked = kind == "masked_gradients"
 
-    @intrinsic
-    def lane_sums(typingctx, acc, a, a_off, b, b_off, m, s, vectors):
-        arrays = (acc, a, b)
+    def lane_sums(typingctx, acc, a, a_off, b, b_off, m, s, vectors, c=None):
+        arrays = (acc, a, b) + ((c,) if masked else ())
         if not all(isinstance(t, types.Array) and t.layout == "C" for t in arrays):
             return None
-        if not acc.dtype == a.dtype == b.dtype or acc.dtype not in (types.float32, types.float64):
+        if any(t.dtype != acc.dtype for t in arrays) or acc.dtype not in (types.float32, types.float64):
             return None
         if not all(isinstance(t, types.Integer) for t in (a_off, b_off, vectors)):
             return None
         if not all(isinstance(t, (types.Float, types.Integer)) for t in (m, s)):
             return None
-        sig = types.void(acc, a, a_off, b, b_off, m, s, vectors)
+        sig = types.void(*((acc, a, a_off, b, b_off, m, s, vectors) + ((c,) if masked else ())))
 
         def codegen(context, builder, signature, args):
             sig_args = signature.args
@@ -93,6 +96,7 @@ def _make_lane_sums(kind):
                 return builder.bitcast(builder.gep(base, [off], inbounds=True), vec.as_pointer())
 
             acc_data, a_data, b_data = data(0), data(1), data(3)
+            c_data = data(8) if masked else None
             a_off, b_off, count = intp(2), intp(4), intp(7)
             mv, sv = splat(5), splat(6)
             intp_t = a_off.type
@@ -120,6 +124,9 @@ def _make_lane_sums(kind):
                     terms = [builder.fmul(d, d)]
                 else:
                     bv = builder.load(vector_at(b_data, builder.add(b_off, offset)), align=1)
+                    if masked:
+                        cv = builder.load(vector_at(c_data, builder.add(b_off, offset)), align=1)
+                        bv = builder.select(builder.fcmp_ordered(">", cv, zeros), bv, zeros)
                     terms = [bv, builder.fmul(bv, builder.fmul(builder.fsub(av, mv), sv))]
                 for k, term in enumerate(terms):
                     builder.store(builder.fadd(builder.load(sums[k][u]), term), sums[k][u])
@@ -138,12 +145,22 @@ def _make_lane_sums(kind):
 
         return sig, codegen
 
-    return lane_sums
+    if masked:
+        def with_mask(typingctx, acc, a, a_off, b, b_off, m, s, vectors, c):
+            return lane_sums(typingctx, acc, a, a_off, b, b_off, m, s, vectors, c)
+
+        return intrinsic(with_mask)
+
+    def unmasked(typingctx, acc, a, a_off, b, b_off, m, s, vectors):
+        return lane_sums(typingctx, acc, a, a_off, b, b_off, m, s, vectors)
+
+    return intrinsic(unmasked)
 
 
 _sum_lanes = _make_lane_sums("sum")
 _squares_lanes = _make_lane_sums("squares")
 _gradient_lanes = _make_lane_sums("gradients")
+_masked_gradient_lanes = _make_lane_sums("masked_gradients")
 
 
 @njit(inline="always")
@@ -199,9 +216,31 @@ def _row_gradients(acc, dy_flat, x_flat, off, L, mu, s):
     return sum_dy, sum_dy_xhat
 
 
+@njit(inline="always")
+def _row_masked_gradients(acc, dy_flat, x_flat, y_flat, off, L, mu, s):
+    """:func:`_row_gradients` with ``dy`` read as 0 where ``y_flat`` (a following ReLU's output) is not positive."""
+    zero = dy_flat.dtype.type(0)
+    sum_dy = sum_dy_xhat = zero
+    vectors = L // LANES
+    if vectors > 0:
+        zero_span(acc, 0, 2 * LANES)
+        _masked_gradient_lanes(acc, x_flat, off, dy_flat, off, mu, s, vectors, y_flat)
+        sum_dy = _lanes_total(acc, 0)
+        sum_dy_xhat = _lanes_total(acc, LANES)
+    for l in range(vectors * LANES, L):
+        g = dy_flat[off + l] if y_flat[off + l] > zero else zero
+        sum_dy += g
+        sum_dy_xhat += g * ((x_flat[off + l] - mu) * s)
+    return sum_dy, sum_dy_xhat
+
+
 @pjit_ordered
-def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std):
+def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std, relu=False):
     """Training-mode forward: batch statistics, then ``y = (x - mean) * inv_std * weight + bias``.
+
+    With ``relu`` True, a ReLU that follows runs in the same pass: ``y`` is
+    ``max(that, 0)`` (the bits of :func:`~fastcnn.kernels.relu_forward_kernel`
+    applied after), and the backward kernel takes ``y`` as ``relu_y``.
 
     Parameters
     ----------
@@ -213,6 +252,7 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std)
     mean : (C,) array, written: the batch mean of each channel
     var : (C,) array, written: the biased batch variance ``sum((x - mean)**2) / M``
     inv_std : (C,) array, written: ``1 / sqrt(var + eps)``
+    relu : bool, default False
     """
     N, C, L = x.shape
     dt = y.dtype.type
@@ -238,9 +278,15 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std)
         inv_std[c] = s
         scale = s * weight[c]
         shift = bias[c]
-        for n in range(N):
-            for l in range(L):
-                y[n, c, l] = (x[n, c, l] - mu) * scale + shift
+        if relu:
+            for n in range(N):
+                for l in range(L):
+                    v = (x[n, c, l] - mu) * scale + shift
+                    y[n, c, l] = zero if v < zero else v
+        else:
+            for n in range(N):
+                for l in range(L):
+                    y[n, c, l] = (x[n, c, l] - mu) * scale + shift
 
 
 @pjit_ordered
@@ -267,8 +313,13 @@ def batch_norm_forward_eval_kernel(x, weight, bias, mean, inv_std, y):
 
 
 @pjit_ordered
-def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias):
+def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y=None):
     """Gradients of batch normalisation with respect to x, weight and bias.
+
+    With ``relu_y`` (the output of a forward that ran with ``relu=True``), ``dy``
+    is the gradient after the fused ReLU and is read as 0 where ``relu_y`` is
+    not positive: the bits of :func:`~fastcnn.kernels.relu_backward_kernel`
+    and then this kernel.
 
     With ``xhat = (x - mean) * inv_std`` and sums over a channel's M elements:
     ``dbias = sum(dy)``, ``dweight = sum(dy * xhat)``, and
@@ -284,6 +335,7 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
     training : bool
     dx : (N, C, L) array, written in full
     dweight, dbias : (C,) arrays, written in full
+    relu_y : (N, C, L) array of x's dtype, or None (default: no ReLU fused)
     """
     N, C, L = x.shape
     dt = dx.dtype.type
@@ -298,7 +350,11 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
         sum_dy = zero
         sum_dy_xhat = zero
         for n in range(N):
-            row_dy, row_dy_xhat = _row_gradients(acc, dy_flat, x_flat, (n * C + c) * L, L, mu, s)
+            if relu_y is None:
+                row_dy, row_dy_xhat = _row_gradients(acc, dy_flat, x_flat, (n * C + c) * L, L, mu, s)
+            else:
+                row_dy, row_dy_xhat = _row_masked_gradients(acc, dy_flat, x_flat, relu_y.reshape(relu_y.size),
+                                                            (n * C + c) * L, L, mu, s)
             sum_dy += row_dy
             sum_dy_xhat += row_dy_xhat
         dbias[c] = sum_dy
@@ -308,12 +364,18 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
             k = k / m
             for n in range(N):
                 for l in range(L):
+                    g = dy[n, c, l]
+                    if relu_y is not None:
+                        g = g if relu_y[n, c, l] > zero else zero
                     xhat = (x[n, c, l] - mu) * s
-                    dx[n, c, l] = k * (m * dy[n, c, l] - sum_dy - xhat * sum_dy_xhat)
+                    dx[n, c, l] = k * (m * g - sum_dy - xhat * sum_dy_xhat)
         else:
             for n in range(N):
                 for l in range(L):
-                    dx[n, c, l] = k * dy[n, c, l]
+                    g = dy[n, c, l]
+                    if relu_y is not None:
+                        g = g if relu_y[n, c, l] > zero else zero
+                    dx[n, c, l] = k * g
 
 
 @njit

@@ -56,19 +56,23 @@ def _running_stats(running_mean, running_var, C, dtype, fn, training):
     return stats
 
 
-def _train_forward(x, x3, weight, bias, eps, fn):
-    """Normalise with the batch statistics: (y, mean, biased var, inv_std); nothing is updated."""
+def _train_forward(x, x3, weight, bias, eps, fn, relu=False):
+    """Normalise with the batch statistics (then ReLU when ``relu``): (y, mean, biased var, inv_std); nothing is
+    updated."""
     N, C, L = x3.shape
     if N * L < 2:
         raise ValueError(f"{fn}: training needs more than 1 value per channel to estimate a variance, "
                          f"got input shape {x.shape}; use a larger batch or eval mode")
     y = np.empty(x.shape, dtype=x.dtype)
     mean, var, inv_std = (np.empty(C, dtype=x.dtype) for _ in range(3))
-    batch_norm_forward_train_kernel(x3, weight, bias, eps, y.reshape(x3.shape), mean, var, inv_std)
+    if relu:
+        batch_norm_forward_train_kernel(x3, weight, bias, eps, y.reshape(x3.shape), mean, var, inv_std, True)
+    else:
+        batch_norm_forward_train_kernel(x3, weight, bias, eps, y.reshape(x3.shape), mean, var, inv_std)
     return y, mean, var, inv_std
 
 
-def batch_norm_training_forward(x, weight, bias, eps=1e-5):
+def batch_norm_training_forward(x, weight, bias, eps=1e-5, relu=False):
     """Batch normalisation with the batch's own statistics, for any batch-norm input; nothing is updated.
 
     ``y = (x - mean) / sqrt(var + eps) * weight + bias`` per channel (axis 1),
@@ -81,6 +85,10 @@ def batch_norm_training_forward(x, weight, bias, eps=1e-5):
     x : ndarray, (N, C), (N, C, L) or (N, C, H, W), float32 or float64
     weight, bias : ndarray (C,) of x's dtype, or None (no scale / no shift)
     eps : float > 0
+    relu : bool, default False
+        Also apply a ReLU, in the same pass: ``y = max(y, 0)``.  Pass this
+        ``y`` as ``relu_y`` to :func:`batch_norm2d_backward` (or
+        :func:`batch_norm1d_backward`) with the gradient w.r.t. it.
 
     Returns
     -------
@@ -90,11 +98,12 @@ def batch_norm_training_forward(x, weight, bias, eps=1e-5):
     """
     fn = "batch_norm_training_forward"
     _, eps = _norm_scalars(0.0, eps, fn)
+    relu = check_flag(relu, "relu", fn)
     x, x3 = _as_3d(x, fn, (2, 3, 4))
     C = x3.shape[1]
     weight = _channel_vector(weight, "weight", C, x.dtype, fn, default=1)
     bias = _channel_vector(bias, "bias", C, x.dtype, fn, default=0)
-    return _train_forward(x, x3, weight, bias, eps, fn)
+    return _train_forward(x, x3, weight, bias, eps, fn, relu)
 
 
 def batch_norm_update_running(running_mean, running_var, mean, var, count, momentum=0.1):
@@ -139,11 +148,14 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, mo
     return y, mean, inv_std
 
 
-def _batch_norm_backward(dy, x, weight, mean, inv_std, training, fn, ndim):
+def _batch_norm_backward(dy, x, weight, mean, inv_std, training, relu_y, fn, ndim):
     training = check_flag(training, "training", fn)
     x, x3 = _as_3d(x, fn, ndim)
     dy = as_float_array(dy, "dy", fn, dtype=x.dtype)
     check_shape(dy, x.shape, "dy", fn)
+    if relu_y is not None:
+        relu_y = as_float_array(relu_y, "relu_y", fn, dtype=x.dtype)
+        check_shape(relu_y, x.shape, "relu_y", fn)
     N, C, L = x3.shape
     weight = _channel_vector(weight, "weight", C, x.dtype, fn, default=1)
     mean = _channel_vector(mean, "mean", C, x.dtype, fn)
@@ -153,8 +165,11 @@ def _batch_norm_backward(dy, x, weight, mean, inv_std, training, fn, ndim):
     dx = np.empty(x.shape, dtype=x.dtype)
     dweight = np.empty(C, dtype=x.dtype)
     dbias = np.empty(C, dtype=x.dtype)
-    batch_norm_backward_kernel(dy.reshape(x3.shape), x3, weight, mean, inv_std, training,
-                               dx.reshape(x3.shape), dweight, dbias)
+    args = (dy.reshape(x3.shape), x3, weight, mean, inv_std, training, dx.reshape(x3.shape), dweight, dbias)
+    if relu_y is None:
+        batch_norm_backward_kernel(*args)
+    else:
+        batch_norm_backward_kernel(*args, relu_y.reshape(x3.shape))
     return dx, dweight, dbias
 
 
@@ -206,7 +221,7 @@ def batch_norm2d_forward(x, weight, bias, running_mean, running_var, training=Tr
                                "batch_norm2d_forward", 4)
 
 
-def batch_norm2d_backward(dy, x, weight, mean, inv_std, training=True):
+def batch_norm2d_backward(dy, x, weight, mean, inv_std, training=True, relu_y=None):
     """Gradients of :func:`batch_norm2d_forward` with respect to x, weight and bias.
 
     With ``xhat = (x - mean) * inv_std`` and sums over each channel's
@@ -222,6 +237,11 @@ def batch_norm2d_backward(dy, x, weight, mean, inv_std, training=True):
     mean, inv_std : ndarray (C,), as returned by the forward call
     training : bool
         The mode the forward call ran in.
+    relu_y : ndarray of x's shape and dtype, or None
+        The ``y`` of :func:`batch_norm_training_forward` with ``relu=True``:
+        ``dy`` is then the gradient w.r.t. the ReLU's output and counts only
+        where ``relu_y > 0`` (the same result as :func:`relu_backward`
+        followed by this function without ``relu_y``).
 
     Returns
     -------
@@ -229,7 +249,7 @@ def batch_norm2d_backward(dy, x, weight, mean, inv_std, training=True):
     dweight, dbias : ndarray (C,)
         Returned even when there is no affine transform (then ignore them).
     """
-    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, "batch_norm2d_backward", 4)
+    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, relu_y, "batch_norm2d_backward", 4)
 
 
 def batch_norm1d_forward(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -250,6 +270,6 @@ def batch_norm1d_forward(x, weight, bias, running_mean, running_var, training=Tr
                                "batch_norm1d_forward", (2, 3))
 
 
-def batch_norm1d_backward(dy, x, weight, mean, inv_std, training=True):
+def batch_norm1d_backward(dy, x, weight, mean, inv_std, training=True, relu_y=None):
     """Gradients of :func:`batch_norm1d_forward`; see :func:`batch_norm2d_backward` (x (N, C) or (N, C, L))."""
-    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, "batch_norm1d_backward", (2, 3))
+    return _batch_norm_backward(dy, x, weight, mean, inv_std, training, relu_y, "batch_norm1d_backward", (2, 3))

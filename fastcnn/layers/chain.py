@@ -10,6 +10,14 @@ edited.  Two rules apply inside every chain, nested ones included:
   gradient is routed where it was (zero where the maximum is not positive).
   Pooling first leaves the ReLU a quarter of the elements (2x2 pooling), one
   per plane (global max pooling), in both passes.  See :func:`run_order`.
+* **In training, a BatchNorm directly followed by a ReLU runs as one pass**
+  (exact ``BatchNorm2d``/``BatchNorm1d`` and ``ReLU`` instances, the ReLU at
+  the next index and running next): the norm is called with ``relu=True``
+  and its backward takes the ReLU's gradient, so the ReLU layer itself is not
+  called and keeps nothing.  The results are the same bits as the two layers
+  one after the other; the activation makes one round trip through memory
+  fewer in each pass.  (Eval mode folds the norm away instead:
+  :mod:`~fastcnn.layers.fuse`.)  See :func:`fused_relu`.
 * **The input gradient is computed only when asked for.**  ``backward(...,
   need_input_grad=False)`` stops at the first layer that has parameters,
   telling it ``need_input_grad=False`` (a convolution or linear layer then
@@ -21,12 +29,15 @@ edited.  Two rules apply inside every chain, nested ones included:
 from . import fuse
 from .activation import ReLU
 from .base import unique_parameters
+from .norm import BatchNorm1d, BatchNorm2d
 from .pool import GlobalMaxPool2d, MaxPool2d
 
-__all__ = ["backward", "forward", "output_shapes", "parameters", "run_order"]
+__all__ = ["backward", "forward", "fused_relu", "output_shapes", "parameters", "run_order"]
 
 #: The pooling layers a ReLU directly before them runs after (exact classes).
 _MAX_POOLS = (MaxPool2d, GlobalMaxPool2d)
+#: The layers that run a ReLU directly after them in their own pass in training (exact classes).
+_RELU_FUSERS = (BatchNorm2d, BatchNorm1d)
 
 
 def run_order(layers):
@@ -61,18 +72,58 @@ def run_order(layers):
     return order
 
 
+def fused_relu(layers, order):
+    """The positions in ``order`` whose layer runs the ReLU after it (at the next position) in its own pass.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    order : list of int
+        :func:`run_order` of ``layers``.
+
+    Returns
+    -------
+    set of int
+        Positions ``j`` with ``layers[order[j]]`` an exact BatchNorm2d or
+        BatchNorm1d and ``layers[order[j + 1]]`` an exact ReLU at the next
+        index (a ReLU swapped behind a max pooling does not count).
+
+    Examples
+    --------
+    >>> from fastcnn.layers import BatchNorm2d, Conv2d, MaxPool2d, ReLU
+    >>> layers = [Conv2d(1, 2, 3), BatchNorm2d(2), ReLU(), BatchNorm2d(2), ReLU(), MaxPool2d(2)]
+    >>> order = run_order(layers)
+    >>> order, sorted(fused_relu(layers, order))
+    ([0, 1, 2, 3, 5, 4], [1])
+    """
+    return {j for j in range(len(order) - 1)
+            if type(layers[order[j]]) in _RELU_FUSERS and order[j + 1] == order[j] + 1
+            and type(layers[order[j + 1]]) is ReLU}
+
+
 def forward(layers, x):
     """Run ``x`` through the layers in :func:`run_order` and return the output.
 
-    When no layer is in training mode the chain runs fused
+    In training, the pairs of :func:`fused_relu` run as one call.  When no
+    layer is in training mode the chain runs fused
     (:func:`fastcnn.layers.fuse.forward`: BatchNorm folded into the layer
     before it, activations in place, one thread for tiny batches): the same
     result up to float rounding.
     """
     if not any(layer.training for layer in layers):
         return fuse.forward(layers, x)[0]
-    for i in run_order(layers):
-        x = layers[i].forward(x)
+    order = run_order(layers)
+    fused = fused_relu(layers, order)
+    j = 0
+    while j < len(order):
+        layer = layers[order[j]]
+        if j in fused and layer.training:
+            x = layer.forward(x, relu=True)
+            layers[order[j + 1]]._x = None  # the ReLU keeps nothing: its backward runs inside the norm's
+            j += 2
+        else:
+            x = layer.forward(x)
+            j += 1
     return x
 
 
@@ -99,8 +150,13 @@ def backward(layers, dy, need_input_grad=True):
     first = -1
     if not need_input_grad:
         first = next((i for i, layer in enumerate(layers) if layer.parameters()), 0)
+    order = run_order(layers)
+    skip = {j + 1 for j in fused_relu(layers, order) if layers[order[j]].relu_fused}
     d = dy
-    for i in reversed(run_order(layers)):
+    for j in reversed(range(len(order))):
+        i = order[j]
+        if j in skip:
+            continue  # the ReLU ran inside the norm before it: so does its backward
         if i == first:
             layers[i].backward(d, need_input_grad=False)
             return None

@@ -69,7 +69,14 @@ class _BatchNorm(Layer):
         self._check_shape((1,) + tuple(input_shape), "input")
         return tuple(input_shape)
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """Normalise ``x``; with ``relu`` True (training mode only) also apply a ReLU, in the same pass.
+
+        The model's chains pass ``relu=True`` for a ReLU layer that directly
+        follows (:mod:`fastcnn.layers.chain`); :meth:`backward` then takes the
+        gradient after that ReLU.  The results are the bits of the two layers
+        run one after the other.
+        """
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if x.dtype.kind not in "biuf":
@@ -80,23 +87,34 @@ class _BatchNorm(Layer):
         b = self.bias.data if self.affine else None
         if not self.training:
             y, _, _ = type(self)._forward(x, w, b, self.running_mean, self.running_var, training=False, eps=self.eps)
+            if relu:
+                kernels.relu_forward_kernel(y.reshape(-1), y.reshape(-1))
             self._cache = None
             return y
-        y, mean, var, inv_std = kernels.batch_norm_training_forward(x, w, b, eps=self.eps)
+        y, mean, var, inv_std = kernels.batch_norm_training_forward(x, w, b, eps=self.eps, relu=relu)
         count = x.size // self.num_features  # values per channel
         kernels.batch_norm_update_running(self.running_mean, self.running_var, mean, var, count, self.momentum)
-        self._cache = (x, mean, inv_std)
+        self._cache = (x, mean, inv_std, y if relu else None)
         return y
 
+    @property
+    def relu_fused(self):
+        """Whether the last training-mode forward ran with ``relu=True`` (then backward takes the ReLU's dy)."""
+        return self._cache is not None and self._cache[3] is not None
+
     def backward(self, dy, need_input_grad=True):
-        """Add the gradients of ``weight`` and ``bias``; return ``dx`` (None when not ``need_input_grad``)."""
-        x, mean, inv_std = self._cached(self._cache, "input and batch statistics")
+        """Add the gradients of ``weight`` and ``bias``; return ``dx`` (None when not ``need_input_grad``).
+
+        After a forward with ``relu=True``, ``dy`` is the gradient w.r.t. the
+        ReLU's output.
+        """
+        x, mean, inv_std, relu_y = self._cached(self._cache, "input and batch statistics")
         dy = np.asarray(dy)
         if dy.shape != x.shape:
             raise ValueError(f"{self!r}: dy must have the forward input's shape {x.shape}, got {dy.shape}")
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         w = self.weight.data if self.affine else None
-        dx, dw, db = type(self)._backward(dy, x, w, mean, inv_std, training=True)
+        dx, dw, db = type(self)._backward(dy, x, w, mean, inv_std, training=True, relu_y=relu_y)
         if self.affine:
             self.weight.grad += dw
             self.bias.grad += db

@@ -283,6 +283,42 @@ def test_kernel_bad_inputs():
         K.batch_norm2d_backward(y, x, None, mean, inv_std[:2])
 
 
+@pytest.mark.parametrize("backward,shape", [(K.batch_norm2d_backward, (4, 3, 5, 7)), (K.batch_norm1d_backward, (9, 3)),
+                                            (K.batch_norm1d_backward, (4, 3, 17))])
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+@pytest.mark.parametrize("training", [True, False])
+def test_relu_in_the_same_pass_gives_the_bits_of_relu_after(backward, shape, dtype, training):
+    """``relu=True`` / ``relu_y``: the bits of batch_norm_training_forward then relu_forward, and of
+    relu_backward then the norm's backward (NaN, zeros and negative zeros included)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0], x.flat[5] = np.nan, np.inf
+    w, b = rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)
+    w[1] = 0  # a channel whose output is all zero (or -0): nothing may pass the mask there
+    y, mean, var, inv_std = K.batch_norm_training_forward(x, w, b)
+    y_relu, *stats = K.batch_norm_training_forward(x, w, b, relu=True)
+    np.testing.assert_array_equal(y_relu, K.relu_forward(y))
+    for got, want in zip(stats, (mean, var, inv_std)):
+        np.testing.assert_array_equal(got, want)
+    assert (np.signbit(y_relu) == np.signbit(K.relu_forward(y))).all()
+    dy = rng.standard_normal(shape).astype(dtype)
+    want = backward(K.relu_backward(dy, y), x, w, mean, inv_std, training=training)
+    got = backward(dy, x, w, mean, inv_std, training=training, relu_y=y_relu)
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_relu_arguments_are_checked():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    with pytest.raises(TypeError, match="batch_norm_training_forward: relu must be True or False"):
+        K.batch_norm_training_forward(x, None, None, relu="yes")
+    y, mean, _, inv_std = K.batch_norm_training_forward(x, None, None, relu=True)
+    with pytest.raises(ValueError, match=r"batch_norm2d_backward: relu_y must have shape \(2, 3, 2, 2\)"):
+        K.batch_norm2d_backward(y, x, None, mean, inv_std, relu_y=y[:1])
+    with pytest.raises(TypeError, match="batch_norm2d_backward: relu_y has dtype float64"):
+        K.batch_norm2d_backward(y, x, None, mean, inv_std, relu_y=y.astype(F64))
+
+
 # --------------------------------------------------------------------------- checkpoints and models
 
 

@@ -276,3 +276,89 @@ def test_in_place_relu_is_relu():
         got = a.copy()
         assert fuse.relu_(got) is got
         np.testing.assert_array_equal(got, expected)  # -0.0 may come out as 0.0: equal values
+
+
+# --------------------------------------------------------------------------- training: BatchNorm + ReLU in one pass
+
+def unfused_forward(layers, x):
+    """Every layer's own ``forward`` in run order, a Residual's paths likewise and summed in numpy: no fusion."""
+    for i in chain.run_order(layers):
+        layer = layers[i]
+        if type(layer) is Residual:
+            s = unfused_forward(layer.shortcut, x) if layer.shortcut else x
+            x = unfused_forward(layer.block, x) + s
+        else:
+            x = layer.forward(x)
+    return x
+
+
+def unfused_backward(layers, d):
+    """The reverse of :func:`unfused_forward`: every layer's own ``backward`` (input gradients throughout)."""
+    for i in reversed(chain.run_order(layers)):
+        layer = layers[i]
+        if type(layer) is Residual:
+            side = unfused_backward(layer.shortcut, d) if layer.shortcut else d
+            d = unfused_backward(layer.block, d) + side
+        else:
+            d = layer.backward(d)
+    return d
+
+
+def float64_bn_net():
+    f64 = np.float64
+    return fastcnn.Sequential(
+        Conv2d(2, 4, 3, padding=1, bias=False, dtype=f64), BatchNorm2d(4, dtype=f64), ReLU(),
+        Residual([Conv2d(4, 4, 3, padding=1, dtype=f64), BatchNorm2d(4, dtype=f64), ReLU(),
+                  Conv2d(4, 4, 3, padding=1, dtype=f64), BatchNorm2d(4, affine=False, dtype=f64)]), ReLU(),
+        MaxPool2d(2), Flatten(), Linear(36, 5, dtype=f64), BatchNorm1d(5, dtype=f64), ReLU(), Linear(5, 3, dtype=f64),
+        input_shape=(2, 6, 6))
+
+
+def norms(model):
+    return [layer for top in model.layers for layer in top.walk() if isinstance(layer, (BatchNorm1d, BatchNorm2d))]
+
+
+@pytest.mark.parametrize("name", ["vgg_small", "resnet_small", "mobilenet_small", "mlp_bn1d", "float64"])
+def test_training_batchnorm_relu_pairs_run_as_one_pass_with_the_same_bits(name):
+    rng = np.random.default_rng(7)
+    model = randomise_norms(float64_bn_net() if name == "float64" else small_zoo()[name], rng).train()
+    dtype = model.dtype
+    twin = copy.deepcopy(model)
+    x = rng.random((6,) + model.input_shape).astype(dtype)
+    x[0, 0, 0] = np.nan  # NaN follows the ReLU's rules through the fused pass too
+    y = model.forward(x)
+    assert any(norm.relu_fused for norm in norms(model))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = model.backward(dy, input_grad=True)
+    y_ref = unfused_forward(twin.layers, x)
+    assert not any(norm.relu_fused for norm in norms(twin))
+    dx_ref = unfused_backward(twin.layers, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad)
+    for (key, a), (_, b) in zip(sorted(model_buffers(model)), sorted(model_buffers(twin))):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_fused_relu_pairs_only_adjacent_exact_classes_in_run_order():
+    class MyReLU(ReLU):
+        pass
+
+    layers = [BatchNorm2d(2), ReLU(), BatchNorm2d(2), MyReLU(), BatchNorm2d(2), MaxPool2d(2), ReLU(),
+              BatchNorm2d(2), ReLU(), MaxPool2d(2), BatchNorm1d(2), ReLU()]
+    order = chain.run_order(layers)
+    assert sorted(order[j] for j in chain.fused_relu(layers, order)) == [0, 10]
+
+
+def test_a_fused_relu_keeps_nothing_and_an_eval_norm_is_not_fused():
+    rng = np.random.default_rng(3)
+    model = fastcnn.Sequential(Conv2d(2, 4, 3, padding=1), BatchNorm2d(4), ReLU(), input_shape=(2, 5, 5))
+    x = rng.standard_normal((3, 2, 5, 5)).astype(np.float32)
+    model.layers[2].forward(np.ones((3, 4, 5, 5), np.float32))  # an earlier call of the ReLU on its own
+    model.forward(x)
+    assert model.layers[1].relu_fused and model.layers[2]._x is None
+    model.layers[1].eval()  # a partly training chain: the norm in eval mode runs on its own
+    y = model.forward(x)
+    assert not model.layers[1].relu_fused and model.layers[2]._x is not None
+    assert y.min() >= 0
