@@ -42,6 +42,27 @@ def relu_backward_kernel(dy, x, dx):
 
 
 @pjit
+def residual_add_kernel(a, b, y, relu):
+    """y = a + b elementwise, then ``max(., 0)`` when ``relu`` (a residual block's sum and the ReLU after it).
+
+    Parameters
+    ----------
+    a, b : (M,) float arrays of one dtype, read (flat views)
+    y : (M,) array of a's dtype, written in full (may be ``a`` or ``b`` itself)
+    relu : bool
+        Apply :func:`relu_forward_kernel`'s rule to the sum in the same pass.
+    """
+    zero = y.dtype.type(0)
+    if relu:
+        for i in prange(y.shape[0]):
+            v = a[i] + b[i]
+            y[i] = zero if v < zero else v
+    else:
+        for i in prange(y.shape[0]):
+            y[i] = a[i] + b[i]
+
+
+@pjit
 def sigmoid_forward_kernel(x, y):
     """y = 1 / (1 + exp(-x)), written so that exp never overflows.
 

@@ -12,6 +12,7 @@ from ._activations import (
     leaky_relu_forward_kernel,
     relu_backward_kernel,
     relu_forward_kernel,
+    residual_add_kernel,
     sigmoid_backward_kernel,
     sigmoid_forward_kernel,
     softmax_backward_kernel,
@@ -19,7 +20,7 @@ from ._activations import (
     tanh_backward_kernel,
     tanh_forward_kernel,
 )
-from ._checks import as_float_array, check_shape, finite_real
+from ._checks import as_float_array, check_flag, check_shape, finite_real
 
 
 def _elementwise(kernel, fn, *arrays, names):
@@ -48,6 +49,25 @@ def relu_forward(x):
 def relu_backward(dy, x):
     """ReLU gradient: ``dy`` where ``x > 0``, else 0 (x is the forward input)."""
     return _elementwise(relu_backward_kernel, "relu_backward", dy, x, names=("dy", "x"))
+
+
+def residual_add(a, b, relu=False):
+    """``a + b`` elementwise (same shape and dtype), then ``max(., 0)`` when ``relu``: a residual block's sum.
+
+    With ``relu`` the result is the bits of :func:`relu_forward` applied to
+    the sum, in one pass; the ReLU's gradient is then :func:`relu_backward`
+    with this output as ``x`` (the sum is positive exactly where it is).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcnn.kernels import residual_add
+    >>> residual_add(np.array([1.0, -3.0]), np.array([0.5, 1.0]), relu=True)
+    array([1.5, 0. ])
+    """
+    relu = check_flag(relu, "relu", "residual_add")
+    return _elementwise(lambda a_, b_, y: residual_add_kernel(a_, b_, y, relu), "residual_add", a, b,
+                        names=("a", "b"))
 
 
 def sigmoid_forward(x):

@@ -10,13 +10,14 @@ edited.  Two rules apply inside every chain, nested ones included:
   gradient is routed where it was (zero where the maximum is not positive).
   Pooling first leaves the ReLU a quarter of the elements (2x2 pooling), one
   per plane (global max pooling), in both passes.  See :func:`run_order`.
-* **In training, a BatchNorm directly followed by a ReLU runs as one pass**
-  (exact ``BatchNorm2d``/``BatchNorm1d`` and ``ReLU`` instances, the ReLU at
-  the next index and running next): the norm is called with ``relu=True``
-  and its backward takes the ReLU's gradient, so the ReLU layer itself is not
-  called and keeps nothing.  The results are the same bits as the two layers
-  one after the other; the activation makes one round trip through memory
-  fewer in each pass.  (Eval mode folds the norm away instead:
+* **In training, a BatchNorm or Residual directly followed by a ReLU runs
+  it in its own pass** (a class that sets ``relu_fusable = True`` in its own
+  body: ``BatchNorm2d``, ``BatchNorm1d``, ``Residual``, not their subclasses;
+  an exact ``ReLU`` at the next index, running next): the layer is called
+  with ``relu=True`` and its backward takes the ReLU's gradient, so the ReLU
+  layer itself is not called and keeps nothing.  The results are the same
+  bits as the two layers one after the other; the activation makes one
+  round trip through memory fewer.  (Eval mode fuses its own way:
   :mod:`~fastcnn.layers.fuse`.)  See :func:`fused_relu`.
 * **The input gradient is computed only when asked for.**  ``backward(...,
   need_input_grad=False)`` stops at the first layer that has parameters,
@@ -29,15 +30,12 @@ edited.  Two rules apply inside every chain, nested ones included:
 from . import fuse
 from .activation import ReLU
 from .base import unique_parameters
-from .norm import BatchNorm1d, BatchNorm2d
 from .pool import GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["backward", "forward", "fused_relu", "output_shapes", "parameters", "run_order"]
 
 #: The pooling layers a ReLU directly before them runs after (exact classes).
 _MAX_POOLS = (MaxPool2d, GlobalMaxPool2d)
-#: The layers that run a ReLU directly after them in their own pass in training (exact classes).
-_RELU_FUSERS = (BatchNorm2d, BatchNorm1d)
 
 
 def run_order(layers):
@@ -84,8 +82,9 @@ def fused_relu(layers, order):
     Returns
     -------
     set of int
-        Positions ``j`` with ``layers[order[j]]`` an exact BatchNorm2d or
-        BatchNorm1d and ``layers[order[j + 1]]`` an exact ReLU at the next
+        Positions ``j`` with ``layers[order[j]]`` of a class that sets
+        ``relu_fusable = True`` in its own body (BatchNorm2d, BatchNorm1d,
+        Residual) and ``layers[order[j + 1]]`` an exact ReLU at the next
         index (a ReLU swapped behind a max pooling does not count).
 
     Examples
@@ -97,7 +96,7 @@ def fused_relu(layers, order):
     ([0, 1, 2, 3, 5, 4], [1])
     """
     return {j for j in range(len(order) - 1)
-            if type(layers[order[j]]) in _RELU_FUSERS and order[j + 1] == order[j] + 1
+            if vars(type(layers[order[j]])).get("relu_fusable") and order[j + 1] == order[j] + 1
             and type(layers[order[j + 1]]) is ReLU}
 
 

@@ -168,6 +168,8 @@ class BatchNorm2d(_BatchNorm):
 
     _ndims = (4,)
     _what = "4-D (N, C, H, W)"
+    #: A ReLU directly after this layer runs inside its forward in training (:func:`fastcnn.layers.chain.fused_relu`).
+    relu_fusable = True
     _forward = staticmethod(kernels.batch_norm2d_forward)
     _backward = staticmethod(kernels.batch_norm2d_backward)
 
@@ -180,6 +182,7 @@ class BatchNorm1d(_BatchNorm):
 
     _ndims = (2, 3)
     _what = "2-D (N, C) or 3-D (N, C, L)"
+    relu_fusable = True
     _forward = staticmethod(kernels.batch_norm1d_forward)
     _backward = staticmethod(kernels.batch_norm1d_backward)
 

@@ -1,5 +1,6 @@
 """Residual block: ``y = block(x) + shortcut(x)``."""
 
+from .. import kernels
 from . import chain, fuse
 from .base import Layer
 
@@ -57,6 +58,9 @@ class Residual(Layer):
     """
 
     nested_config_keys = ("block", "shortcut")
+    #: A ReLU directly after this block runs inside its forward in training (:func:`fastcnn.layers.chain.fused_relu`).
+    relu_fusable = True
+    _relu_y = None
 
     def __init__(self, block, shortcut=None):
         self.block = _as_layer_list(block, "block")
@@ -87,22 +91,42 @@ class Residual(Layer):
             )
         return main
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """``block(x) + shortcut(x)``; with ``relu`` True, ``max(that, 0)`` in the same pass.
+
+        The model's chains pass ``relu=True`` in training for a ReLU layer
+        directly after the block (:mod:`fastcnn.layers.chain`); :meth:`backward`
+        then takes the gradient after that ReLU.  The same bits as the ReLU
+        layer run after the block.
+        """
+        self._relu_y = None
         if not any(layer.training for layer in self.walk()):
-            return fuse.residual(x, self)  # eval mode: BatchNorm folded, the sum in place
+            y = fuse.residual(x, self)  # eval mode: BatchNorm folded, the sum in place
+            return fuse.relu_(y) if relu else y
         h = chain.forward(self.block, x)
         s = chain.forward(self.shortcut, x)
         if h.shape != s.shape:
             self.output_shape(x.shape[1:])  # raises with the per-example shapes
             raise ValueError(f"Residual: block output {h.shape} and shortcut output {s.shape} differ")
-        return h + s
+        y = kernels.residual_add(h, s, relu=relu)
+        self._relu_y = y if relu else None
+        return y
+
+    @property
+    def relu_fused(self):
+        """Whether the last training-mode forward ran with ``relu=True`` (then backward takes the ReLU's dy)."""
+        return self._relu_y is not None
 
     def backward(self, dy, need_input_grad=True):
+        if self._relu_y is not None:
+            dy = kernels.relu_backward(dy, self._relu_y)
         d_main = chain.backward(self.block, dy, need_input_grad)
-        if not self.shortcut:
-            return d_main + dy if need_input_grad else None
-        d_side = chain.backward(self.shortcut, dy, need_input_grad)
-        return d_main + d_side if need_input_grad else None
+        if not need_input_grad:
+            if self.shortcut:
+                chain.backward(self.shortcut, dy, False)
+            return None
+        d_side = chain.backward(self.shortcut, dy, True) if self.shortcut else dy
+        return kernels.residual_add(d_main, d_side)
 
     def get_config(self):
         """``{"block": [...], "shortcut": [...] or None}``, each inner layer as ``{"class": name, "config": {...}}``."""

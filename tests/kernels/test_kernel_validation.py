@@ -201,6 +201,12 @@ ACT_CASES = {
     "relu_backward_dtype_mismatch": (TypeError, r"\bx\b|dtype",
                                      lambda: K.relu_backward(z(2, 3), z(2, 3, dtype=F32))),
     "relu_integer": (TypeError, r"\bx\b", lambda: K.relu_forward(np.arange(4))),
+    "residual_add_shape": (ValueError, r"residual_add: b must have shape \(2, 3\)",
+                           lambda: K.residual_add(z(2, 3), z(3, 2))),
+    "residual_add_dtype_mismatch": (TypeError, r"residual_add: b",
+                                    lambda: K.residual_add(z(2, 3), z(2, 3, dtype=F32))),
+    "residual_add_relu_flag": (TypeError, r"residual_add: relu must be True or False",
+                               lambda: K.residual_add(z(2, 3), z(2, 3), relu="no")),
     "sigmoid_list": (TypeError, r"\bx\b", lambda: K.sigmoid_forward([1.0, 2.0])),
 }
 

@@ -344,6 +344,21 @@ def test_relu_matches_naive(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("shape", list(ACT_SHAPES.values()), ids=list(ACT_SHAPES))
+@pytest.mark.parametrize("relu", [False, True])
+def test_residual_add_matches_naive(shape, relu, dtype, rng):
+    a, b = randn(rng, shape, dtype), randn(rng, shape, dtype)
+    b.reshape(-1)[::5] = -a.reshape(-1)[::5]  # exact zero sums: the ReLU's derivative is 0 there
+    a.reshape(-1)[1] = np.nan
+    y = K.residual_add(a, b, relu=relu)
+    _check_dtype(y, dtype, "y")
+    total = (a.astype(np.float64) + b).astype(dtype)  # one rounding of the exact sum, as a + b in dtype
+    want = nv.relu_forward(total).astype(dtype) if relu else total
+    if relu:
+        want.reshape(-1)[1] = np.nan  # NaN propagates through fastcnn's ReLU (the naive loop maps it to 0)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("shape", list(ACT_SHAPES.values()), ids=list(ACT_SHAPES))
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
 def test_smooth_activation_matches_naive(name, shape, dtype, rng):
     x = randn(rng, shape, dtype) * 3

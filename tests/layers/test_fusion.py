@@ -345,10 +345,14 @@ def test_fused_relu_pairs_only_adjacent_exact_classes_in_run_order():
     class MyReLU(ReLU):
         pass
 
+    class MyNorm(BatchNorm2d):
+        pass
+
     layers = [BatchNorm2d(2), ReLU(), BatchNorm2d(2), MyReLU(), BatchNorm2d(2), MaxPool2d(2), ReLU(),
-              BatchNorm2d(2), ReLU(), MaxPool2d(2), BatchNorm1d(2), ReLU()]
+              BatchNorm2d(2), ReLU(), MaxPool2d(2), BatchNorm1d(2), ReLU(), MyNorm(2), ReLU(),
+              Residual(Conv2d(2, 2, 1)), ReLU(), Conv2d(2, 2, 1), ReLU()]
     order = chain.run_order(layers)
-    assert sorted(order[j] for j in chain.fused_relu(layers, order)) == [0, 10]
+    assert sorted(order[j] for j in chain.fused_relu(layers, order)) == [0, 10, 14]
 
 
 def test_a_fused_relu_keeps_nothing_and_an_eval_norm_is_not_fused():
