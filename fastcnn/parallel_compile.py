@@ -157,12 +157,18 @@ def compile_layers(model, input_shape, layers, training=True, seed=0):
     """Run layers ``layers`` of ``model`` alone on random batches of ``input_shape``: what compiles their kernels.
 
     Each layer gets a batch of its own input shape; in training mode its
-    forward pass, then its backward pass as :meth:`fastcnn.Sequential.backward`
-    calls it (no input gradient for the first layer with parameters, nothing
-    for the layers before it); in eval mode the forward pass only.
+    forward pass (with the ReLU after it when the model's chain fuses one:
+    :func:`fastcnn.layers.chain.fused_relu`), then its backward pass as
+    :meth:`fastcnn.Sequential.backward` calls it (no input gradient for the
+    first layer with parameters, nothing for the layers before it); in eval
+    mode the forward pass only.
     """
     import numpy as np
 
+    from .layers import chain
+
+    order = chain.run_order(model.layers)
+    fusing = {order[j] for j in chain.fused_relu(model.layers, order)}
     shapes = [tuple(input_shape[1:])] + list(model.output_shapes(input_shape[1:]))
     rng = np.random.default_rng(seed)
     first_weighted = next((i for i, layer in enumerate(model.layers) if layer.parameters()), len(model.layers))
@@ -170,7 +176,7 @@ def compile_layers(model, input_shape, layers, training=True, seed=0):
     for i in layers:
         layer = model.layers[i]
         x = rng.standard_normal((input_shape[0], *shapes[i])).astype(model.dtype)
-        y = layer.forward(x)
+        y = layer.forward(x, relu=True) if training and i in fusing else layer.forward(x)
         if training and i >= first_weighted:
             layer.backward(np.ones_like(y), need_input_grad=i > first_weighted)
 

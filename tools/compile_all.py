@@ -62,6 +62,9 @@ def touch_everything(dtype):
         gamma, beta = np.ones(3, dtype), np.zeros(3, dtype)
         y, mean, inv_std = K.batch_norm2d_forward(xb, gamma, beta, np.zeros(3, dtype), np.ones(3, dtype))
         K.batch_norm2d_backward(y, xb, gamma, mean, inv_std)
+        y, mean, _, inv_std = K.batch_norm_training_forward(xb, gamma, beta, relu=True)  # with the ReLU after it
+        K.batch_norm2d_backward(y, xb, gamma, mean, inv_std, relu_y=y)
+        K.residual_add(K.residual_add(xb, xb), xb, relu=True)
         K.batch_norm2d_forward(xb, gamma, beta, np.zeros(3, dtype), np.ones(3, dtype), training=False)
         y1, m1, s1 = K.batch_norm1d_forward(xb.reshape(n, -1)[:, :3].copy(), gamma, beta, None, None)
         K.batch_norm1d_backward(y1, xb.reshape(n, -1)[:, :3].copy(), gamma, m1, s1)
