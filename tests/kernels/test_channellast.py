@@ -106,6 +106,22 @@ def test_workspace_is_bounded(rng):
     assert kernels.workspace_usage()["arrays"] == slots
 
 
+def test_a_training_step_finds_its_whole_workspace_kept(rng):
+    """The cache holds a whole step's cycle of buffers: the third step allocates none (LRU thrash otherwise)."""
+    from fastcnn import models
+
+    kernels.clear_workspace()
+    model = models.mobilenet_small()  # about 50 distinct buffers a step, more than the old 32 slots
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    usage = []
+    for _ in range(3):
+        y = model.forward(x)
+        model.backward(np.ones_like(y))
+        usage.append(kernels.workspace_usage())
+    assert usage[1]["arrays"] > 32
+    assert usage[2]["allocations"] == usage[1]["allocations"] == usage[0]["allocations"]
+
+
 def test_concurrent_calls_from_python_threads(rng):
     """Each Python thread has its own workspace: concurrent calls give the single-threaded results."""
     cases = [conv_inputs(rng, "channellast_K16_C40_padding_ge_kernel", np.float32) for _ in range(4)]
