@@ -41,8 +41,9 @@ def touch_everything(dtype):
     K.global_avg_pool2d_backward(K.global_avg_pool2d_forward(x), x.shape)
     K.global_max_pool2d_backward(*K.global_max_pool2d_forward(x), x.shape)
     K.col2im(K.im2col(x, 3), x.shape, 3)
-    xd = rng.standard_normal((2, 3, 6, 6)).astype(dtype)  # depthwise 3x3 stride 2 on even planes: its own forward
-    K.conv2d_forward(xd, rng.standard_normal((3, 1, 3, 3)).astype(dtype), None, 2, 1, groups=3)
+    for width in (6, 12):  # depthwise 3x3 stride 2 on even planes: its own forwards (narrow planes, 12 or wider)
+        xd = rng.standard_normal((2, 3, 6, width)).astype(dtype)
+        K.conv2d_forward(xd, rng.standard_normal((3, 1, 3, 3)).astype(dtype), None, 2, 1, groups=3)
     for f, g in ((K.relu_forward, K.relu_backward), (K.sigmoid_forward, K.sigmoid_backward),
                  (K.tanh_forward, K.tanh_backward)):
         out = f(x)

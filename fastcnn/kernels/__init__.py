@@ -54,7 +54,13 @@ from ._conv_depthwise import (
     conv2d_forward_depthwise,
     depthwise_frame,
 )
-from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, depthwise_s2_fits, depthwise_s2_scratch
+from ._conv_depthwise_s2 import (
+    conv2d_forward_depthwise_s2,
+    conv2d_forward_depthwise_s2_rows,
+    depthwise_s2_fits,
+    depthwise_s2_rows_scratch,
+    depthwise_s2_scratch,
+)
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
 from ._conv_nchw import (
@@ -230,6 +236,8 @@ __all__ = [
     "depthwise_s2_fits",
     "depthwise_s2_scratch",
     "conv2d_forward_depthwise_s2",
+    "depthwise_s2_rows_scratch",
+    "conv2d_forward_depthwise_s2_rows",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",

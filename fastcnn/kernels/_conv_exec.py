@@ -40,7 +40,7 @@ from ._conv_depthwise import (
     conv2d_backward_weight_depthwise,
     conv2d_forward_depthwise,
 )
-from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2
+from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, conv2d_forward_depthwise_s2_rows
 from ._conv_im2col import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from ._conv_matmul import (
     forward_1x1,
@@ -224,7 +224,10 @@ def _winograd_input_grad(dy, w, dx, g, bufs):
 
 
 def _depthwise_forward(x, w, b, y, g, bufs):
-    if "x_column_phases" in bufs:  # the plan chose the stride-2 3x3 kernel (conv_plan._depthwise_buffers)
+    if "x_row_phases" in bufs:  # the plan chose a stride-2 3x3 kernel (conv_plan._depthwise_buffers)
+        conv2d_forward_depthwise_s2_rows(x, w, b, y, bufs["x_row_phases"])
+        return
+    if "x_column_phases" in bufs:
         conv2d_forward_depthwise_s2(x, w, b, y, bufs["x_column_phases"], bufs["wide_rows"])
         return
     conv2d_forward_depthwise(x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["x_phases"],

@@ -71,10 +71,10 @@ Algorithms
     fused per vectorised pass; dx gathered per stride phase.  Memory-bound:
     reads each input once, no layout copies, no products of tiny matrices.
     The forward pass of a 3x3 layer with stride 2 and padding 1 on even
-    planes (MobileNet's downsampling) splits only the columns, in one long
-    loop per plane, and computes wide rows of W (``_conv_depthwise_s2.py``):
-    on 8x8 outputs the general kernel's per-row copies cost more than the
-    arithmetic.
+    planes (MobileNet's downsampling) has its own kernels, with fewer
+    per-row loops (``_conv_depthwise_s2.py``: row phases and stride-2 taps
+    over the flat output plane; below 12 columns, column phases and wide
+    rows): on 8x8 outputs the general kernel's per-row copies cost more.
 
 Grouped and dilated convolutions
 --------------------------------
@@ -127,7 +127,7 @@ from ._conv_batchlast import BLOCK as BATCHLAST_BLOCK
 from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
-from ._conv_depthwise_s2 import depthwise_s2_fits, depthwise_s2_scratch
+from ._conv_depthwise_s2 import ROWS_MIN_WIDTH, depthwise_s2_fits, depthwise_s2_rows_scratch, depthwise_s2_scratch
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
 from ._conv_rows import rows_padded_length
 
@@ -474,12 +474,15 @@ def _depthwise_buffers(op, g, T):
     Besides these, each kernel allocates its tap tables: a few ints per
     kernel tap, not listed.  The forward pass of a layer that
     ``depthwise_s2_fits`` (3x3, stride 2, padding 1, even planes: MobileNet's
-    downsampling) runs ``conv2d_forward_depthwise_s2`` on its column phases
+    downsampling) runs ``conv2d_forward_depthwise_s2_rows`` (``x_row_phases``)
+    on planes ``ROWS_MIN_WIDTH`` or more wide, else ``conv2d_forward_depthwise_s2``
     (``x_column_phases``); every other pass and layer the general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
     if op == "forward" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w):
+        if W >= ROWS_MIN_WIDTH:
+            return (Buffer("x_row_phases", (tasks, depthwise_s2_rows_scratch(H, W)), "workspace"),)
         Lx, Ly = depthwise_s2_scratch(H, W)
         return (Buffer("x_column_phases", (tasks, Lx), "workspace"), Buffer("wide_rows", (tasks, Ly), "workspace"))
     Hs, Ws, Et, Ew = depthwise_frame(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)

@@ -48,11 +48,15 @@ CASES = {
     "dw_padding_ge_kernel": (2, 2, 5, 5, 2, 2, 2, 1, 3, 1, 2),
     "dw_stride_gt_kernel": (2, 2, 9, 9, 2, 2, 2, 3, 0, 1, 2),
     "dw_40_channels": (3, 40, 6, 5, 40, 3, 3, 1, 1, 1, 40),
-    # 3x3, stride 2, padding 1, even planes: the forward pass runs conv2d_forward_depthwise_s2
+    # 3x3, stride 2, padding 1, even planes: the forward pass runs conv2d_forward_depthwise_s2 (below 12 columns)
     "dw_s2_even_rect": (3, 5, 8, 10, 5, 3, 3, 2, 1, 1, 5),
     "dw_s2_mult2_batch1": (1, 4, 6, 4, 8, 3, 3, 2, 1, 1, 4),
     "dw_s2_mult3_2x2_plane": (5, 2, 2, 2, 6, 3, 3, 2, 1, 1, 2),
+    # ... and conv2d_forward_depthwise_s2_rows (12 columns or more)
     "dw_s2_16x16_32_channels": (2, 32, 16, 16, 32, 3, 3, 2, 1, 1, 32),
+    "dw_s2_rows_rect_mult2": (3, 3, 6, 14, 6, 3, 3, 2, 1, 1, 3),
+    "dw_s2_rows_2x12_mult3_batch1": (1, 2, 2, 12, 6, 3, 3, 2, 1, 1, 2),
+    "dw_s2_rows_70_wide": (2, 2, 4, 70, 2, 3, 3, 2, 1, 1, 2),
 }
 
 DW, IM2COL, NCHW, CL, BL, ROWS = "depthwise", "im2col", "nchw", "channel_last", "batch_last", "rows"
@@ -175,7 +179,7 @@ def test_float64_gradients_match_central_differences(name, rng, one_thread):
     check_grad(db, loss, b, "b")
 
 
-@pytest.mark.parametrize("width", [11, 10])  # 10: the forward pass runs conv2d_forward_depthwise_s2
+@pytest.mark.parametrize("width", [11, 10, 12])  # 10 (12): the forward pass runs conv2d_forward_depthwise_s2 (_rows)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_depthwise_results_do_not_depend_on_the_tasks_but_dw_order(threads, width, rng):
     """Forward and dx are the same bits for any task count; dw (per-task partial sums) agrees to rounding."""
@@ -239,56 +243,73 @@ def test_depthwise_plan_names_its_buffers():
     # 8 x 9 wide rows of dy
     assert roles["x_phases"] == (2, 2 * 4 * 9 * 9 + 9) and roles["dy_wide_rows"] == (2, 8 * 9)
     assert roles["partial_dw_depthwise"] == (2, 32, 9) and roles["dx_phases"] == (2, 8, 9 * 10)
-    # the forward pass (3x3, stride 2, padding 1, even plane): three zero gaps of 9, two column phases of
-    # 16 x 8 and the mask of the 8 wide rows of 16; the wide rows
+    # the forward pass (3x3, stride 2, padding 1, even plane 16 wide): a zero row of 16, the two row phases
+    # of 8 x 16 and the mask of the 8 x 8 output plane
     forward = {b.role: b.shape for b in plans.forward.buffers}
-    assert forward == {"x_column_phases": (2, 3 * 9 + 3 * 16 * 8), "wide_rows": (2, 8 * 16)}
+    assert forward == {"x_row_phases": (2, 16 + 2 * 8 * 16 + 8 * 8)}
+    # 10 wide: three zero gaps of 6, two column phases of 16 x 5 and the mask of the 8 wide rows of 10; the wide rows
+    narrow = K.conv2d_plan((64, 32, 16, 10), (32, 1, 3, 3), 2, 1, groups=32, num_threads=2).forward
+    assert {b.role: b.shape for b in narrow.buffers} == {"x_column_phases": (2, 3 * 6 + 3 * 16 * 5),
+                                                         "wide_rows": (2, 8 * 10)}
     assert plans.memory_bytes("backward")["total"] < 64 * 1024  # no activation-sized copy
 
 
-@pytest.mark.parametrize("shape,fits", [
-    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 1), True),
-    (((1, 3, 2, 6), (6, 1, 3, 3), 2, 1, 1), True),  # multiplier 2, two rows
-    (((2, 4, 15, 16), (4, 1, 3, 3), 2, 1, 1), False),  # odd height
-    (((2, 4, 16, 15), (4, 1, 3, 3), 2, 1, 1), False),  # odd width
-    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 0, 1), False),  # no padding
-    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), False),  # stride 1
-    (((2, 4, 16, 16), (4, 1, 3, 3), (2, 1), 1, 1), False),
-    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 2), False),  # dilated
-    (((2, 4, 16, 16), (4, 1, 5, 5), 2, 1, 1), False),
+_S2_ROLES = {"rows": {"x_row_phases"}, "columns": {"x_column_phases", "wide_rows"}, None: {"x_phases", "wide_rows"}}
+
+
+@pytest.mark.parametrize("shape,kernel", [
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 1), "rows"),
+    (((2, 4, 4, 12), (4, 1, 3, 3), 2, 1, 1), "rows"),  # 12 columns: _conv_depthwise_s2.ROWS_MIN_WIDTH
+    (((2, 4, 16, 10), (4, 1, 3, 3), 2, 1, 1), "columns"),
+    (((2, 4, 8, 8), (4, 1, 3, 3), 2, 1, 1), "columns"),
+    (((1, 3, 2, 6), (6, 1, 3, 3), 2, 1, 1), "columns"),  # multiplier 2, two rows
+    (((2, 4, 15, 16), (4, 1, 3, 3), 2, 1, 1), None),  # odd height
+    (((2, 4, 16, 15), (4, 1, 3, 3), 2, 1, 1), None),  # odd width
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 0, 1), None),  # no padding
+    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), None),  # stride 1
+    (((2, 4, 16, 16), (4, 1, 3, 3), (2, 1), 1, 1), None),
+    (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 2), None),  # dilated
+    (((2, 4, 16, 16), (4, 1, 5, 5), 2, 1, 1), None),
 ])
-def test_depthwise_forward_plan_takes_the_stride2_kernel_where_it_fits(shape, fits):
+def test_depthwise_forward_plan_takes_the_stride2_kernel_where_it_fits(shape, kernel):
     x_shape, w_shape, stride, padding, dilation = shape
     plans = K.conv2d_plan(x_shape, w_shape, stride, padding, groups=x_shape[1], dilation=dilation)
     assert plans.forward.algorithm == DW
-    roles = {b.role for b in plans.forward.buffers}
-    assert roles == ({"x_column_phases", "wide_rows"} if fits else {"x_phases", "wide_rows"})
-    (N, C, H, W), (_, _, R, S) = x_shape, w_shape
+    assert {b.role for b in plans.forward.buffers} == _S2_ROLES[kernel]
+    (_, _, H, W), (_, _, R, S) = x_shape, w_shape
     (sh, sw), (dh, dwl) = nv.pair(stride), nv.pair(dilation)
-    assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == fits
+    assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == (kernel is not None)
     # the other passes always run the general kernels
-    assert "x_column_phases" not in {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
+    other = {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
+    assert not other & (_S2_ROLES["rows"] | {"x_column_phases"})
 
 
 @pytest.mark.parametrize("tasks", [1, 3, 40])  # 40: more tasks than (image, channel) planes
-@pytest.mark.parametrize("name", ["dw_s2_even_rect", "dw_s2_mult2_batch1", "dw_s2_mult3_2x2_plane"])
-def test_raw_depthwise_s2_forward_matches_naive(name, tasks, dtype, rng):
+@pytest.mark.parametrize("kernel", ["columns", "rows"])  # each raw kernel computes every even plane
+@pytest.mark.parametrize("name", ["dw_s2_even_rect", "dw_s2_mult2_batch1", "dw_s2_mult3_2x2_plane",
+                                  "dw_s2_rows_rect_mult2", "dw_s2_rows_2x12_mult3_batch1", "dw_s2_rows_70_wide"])
+def test_raw_depthwise_s2_forward_matches_naive(name, kernel, tasks, dtype, rng):
     x_shape, w_shape, stride, padding, dilation, groups = _case(name)
-    (N, C, H, W), Kout = x_shape, w_shape[0]
+    (N, _, H, W), Kout = x_shape, w_shape[0]
     x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, w_shape[:1], dtype)
-    Lx, Ly = K.depthwise_s2_scratch(H, W)
-    xs, ys = np.full((tasks, Lx), np.nan, dtype), np.full((tasks, Ly), np.nan, dtype)  # never read unwritten
     y = np.full((N, Kout, H // 2, W // 2), np.nan, dtype)
-    K.conv2d_forward_depthwise_s2(x, w, b, y, xs, ys)
+    if kernel == "rows":
+        xs = np.full((tasks, K.depthwise_s2_rows_scratch(H, W)), np.nan, dtype)  # never read unwritten
+        K.conv2d_forward_depthwise_s2_rows(x, w, b, y, xs)
+    else:
+        Lx, Ly = K.depthwise_s2_scratch(H, W)
+        xs, ys = np.full((tasks, Lx), np.nan, dtype), np.full((tasks, Ly), np.nan, dtype)
+        K.conv2d_forward_depthwise_s2(x, w, b, y, xs, ys)
     assert_close(y, nv.conv2d_forward(x, w, b, stride, padding, dilation, groups), dtype, err_msg="y")
 
 
-def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(rng):
+@pytest.mark.parametrize("width,role", [(8, "x_column_phases"), (12, "x_row_phases")])
+def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(width, role, rng):
     """The left padding column is a select, not a product by 0: a non-finite pixel in the last column of a row
     reaches only the outputs that read it (the naive loops' pattern), not column 0 of the next rows."""
-    x, w, b = randn(rng, (2, 3, 8, 8), np.float64), randn(rng, (3, 1, 3, 3), np.float64), None
-    x[0, 1, 3, 7], x[1, 2, 4, 7] = np.inf, np.nan
-    assert K.conv2d_plan(x.shape, w.shape, 2, 1, groups=3).forward.buffers[0].role == "x_column_phases"
+    x, w, b = randn(rng, (2, 3, 8, width), np.float64), randn(rng, (3, 1, 3, 3), np.float64), None
+    x[0, 1, 3, -1], x[1, 2, 4, -1], x[1, 0, 7, -1] = np.inf, np.nan, -np.inf  # 7: the last row
+    assert K.conv2d_plan(x.shape, w.shape, 2, 1, groups=3).forward.buffers[0].role == role
     y = K.conv2d_forward(x, w, b, 2, 1, groups=3)
     want = nv.conv2d_forward(x, w, b, 2, 1, 1, 3)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
@@ -405,6 +426,7 @@ TORCH_CASES = {
     "depthwise_stride2_multiplier2": ((3, 4, 11, 10), (8, 1, 3, 3), 2, 1, 1, 4),
     "depthwise_stride2_even_multiplier2": ((3, 4, 10, 12), (8, 1, 3, 3), 2, 1, 1, 4),
     "depthwise_stride2_16x16": ((2, 16, 16, 16), (16, 1, 3, 3), 2, 1, 1, 16),
+    "depthwise_stride2_8x8": ((3, 8, 8, 8), (8, 1, 3, 3), 2, 1, 1, 8),
     "grouped": ((3, 6, 8, 9), (9, 2, 3, 3), 1, 1, 1, 3),
     "dilated": ((2, 3, 11, 10), (5, 3, 3, 3), 1, 2, 2, 1),
     "grouped_dilated_strided": ((2, 4, 12, 11), (6, 2, 3, 2), (2, 1), (1, 2), (2, 3), 2),
