@@ -144,6 +144,15 @@ def _channellast_weight_grad(dy, x, dw, g, bufs, x_ready=False):
 
 
 def _channellast_input_grad(dy, w, dx, g, bufs):
+    if "w_rotated" in bufs:
+        # stride 1: dx is the convolution of dy, padded by (R - 1 - ph, S - 1 - pw), with the kernel rotated by
+        # 180 degrees and in/out channels swapped, which the forward kernel computes without scattering
+        dyp = bufs["dy_padded_channel_last"]  # (N, P + 2(R-1-ph), Q + 2(S-1-pw), K)
+        to_channel_last(dy, dyp, g.R - 1 - g.ph, g.S - 1 - g.pw)
+        wr = bufs["w_rotated"]  # (R, S*K, C rounded up to 8): wr[r, s*K + k, c] = w[k, c, R-1-r, S-1-s]
+        wr.reshape(g.R, g.S, g.K, wr.shape[2])[..., :g.C] = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+        conv2d_forward_channellast(dyp, wr, bufs["zero_bias"], dx, 1, 1, bufs["rows"])
+        return
     wt = bufs["w_input"]  # (R, S, K, C rounded up to 8), zeros past C
     wt[..., :g.C] = w.transpose(2, 3, 0, 1)
     conv2d_backward_input_channellast(_channellast_dy(dy, bufs), wt, dx, g.sh, g.sw, g.ph, g.pw, bufs["frames"])

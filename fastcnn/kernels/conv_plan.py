@@ -437,6 +437,12 @@ def _buffers(op, algorithm, g, T):
                     Buffer("rows", (min(T, N * P), Q, kw), "workspace"))
         if op == "weight_grad":
             return (xp, dyl, Buffer("partial_dw", (min(T, N), R, S * C, K), "workspace"))
+        if g.fits_rows:  # stride 1: dx is the forward kernel's convolution of dy, padded, with w rotated
+            cw, eh, ew = _round_up(C, 8), R - 1 - g.ph, S - 1 - g.pw
+            return (Buffer("dy_padded_channel_last", (N, P + 2 * eh, Q + 2 * ew, K), "workspace"),
+                    Buffer("w_rotated", (R, S * K, cw), "call", zeroed=True),
+                    Buffer("zero_bias", (C,), "call", zeroed=True),
+                    Buffer("rows", (min(T, N * H), W, cw), "workspace"))
         hp, wp = input_grad_frame((N, C, H, W), (N, K, P, Q), (R, S), (g.sh, g.sw), (g.ph, g.pw))
         tasks = min(T, N * -(-C // CHANNEL_LAST_DX_BLOCK))
         return (dyl, Buffer("w_input", (R, S, K, _round_up(C, 8)), "call", zeroed=True),
