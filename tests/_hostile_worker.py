@@ -137,7 +137,8 @@ def _elementwise_calls(rng, dtype):
     calls.update(relu_backward=dict(dy=dy, x=x), sigmoid_backward=dict(dy=dy, y=y), tanh_backward=dict(dy=dy, y=y),
                  leaky_relu_forward=dict(x=x, negative_slope=slope),
                  leaky_relu_backward=dict(dy=dy, x=x, negative_slope=slope),
-                 softmax_forward=dict(x=rows), softmax_backward=dict(dy=drows, y=K.softmax_forward(rows)))
+                 softmax_forward=dict(x=rows), softmax_backward=dict(dy=drows, y=K.softmax_forward(rows)),
+                 residual_add=dict(a=x, b=dy, relu=bool(rng.integers(0, 2))))
     return calls
 
 
@@ -176,11 +177,11 @@ FUNCTIONS = sorted(name for family in FAMILIES for name in family(np.random.defa
 #: The arguments that may be None in a valid call, and those written in place.
 OPTIONAL = {"b", "weight", "bias", "running_mean", "running_var", "num_threads", "stride"}
 #: Arrays whose shape is free, or partly free (a changed shape may be valid); the others' must agree with them.
-PRIMARY = {"x", "w", "dy", "cols", "pred", "logits"}
+PRIMARY = {"x", "w", "dy", "cols", "pred", "logits", "a"}
 KINDS = {
     "x_shape": "shape", "w_shape": "shape", "kernel_size": "positive", "stride": "positive", "padding": "padding",
     "ceil_mode": "flag", "need_input_grad": "flag", "training": "flag", "count_include_pad": "flag",
-    "algorithm": "algorithm",
+    "relu": "flag", "algorithm": "algorithm",
     "negative_slope": "real", "momentum": "real", "eps": "real", "dtype": "dtype", "num_threads": "threads",
     "argmax": "index_array", "labels": "index_array",
 }

@@ -4,6 +4,7 @@ Each check raises ValueError or TypeError whose message names the function,
 the argument, what was expected and what came.
 """
 
+import functools
 import math
 import numbers
 import os
@@ -18,8 +19,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_SIZE = 2**31 - 1
 
 
+@functools.lru_cache(maxsize=1)
 def memory_bytes():
-    """Bytes of physical memory of this machine (``2**40`` where the system does not say)."""
+    """Bytes of physical memory of this machine (``2**40`` where the system does not say); read once."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):

@@ -80,12 +80,47 @@ def _check_channels(C, K, Cw, G, x_shape, w_shape, fn):
         raise ValueError(f"{fn}: input has {C} channels but weight expects {Cw * G}{per_group} {shapes}")
 
 
+def _tagged(value):
+    """``value`` as a hashable key, or None for anything but ints, strings and tuples or lists of them.
+
+    Only exact ``int`` counts: ``True`` and ``1.0`` equal ``1`` but are other
+    arguments (refused or converted), so they get None and are checked every time.
+    """
+    t = type(value)
+    if t is int or t is str:
+        return value
+    if t is tuple or t is list:
+        items = tuple(map(_tagged, value))
+        return None if None in items else (t is list, items)
+    return None
+
+
+#: Checked geometries by their arguments (type-tagged): a checked call with a shape seen before skips the checks
+#: (about 15 us of Python per call, as much as a small layer's kernel).  Only accepted arguments are stored.
+_GEOMETRIES = {}
+
+
 def _geometry(x_shape, w_shape, stride, padding, fn, dilation=1, groups=1):
     """The checked :class:`ConvGeometry` and the extra bottom/right zero rows ``(eh, ew)`` of "same" padding.
 
     The geometry is that of the input with those rows added: a convolution
-    with them runs on a zero-extended copy of x (:func:`_extend`).
+    with them runs on a zero-extended copy of x (:func:`_extend`).  Results
+    for accepted arguments are remembered (:data:`_GEOMETRIES`, at most 256).
     """
+    key = _tagged((x_shape, w_shape, stride, padding, dilation, groups))
+    found = None if key is None else _GEOMETRIES.get(key)
+    if found is not None:
+        return found
+    found = _check_geometry(x_shape, w_shape, stride, padding, fn, dilation, groups)
+    if key is not None:
+        if len(_GEOMETRIES) >= 256:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = found
+    return found
+
+
+def _check_geometry(x_shape, w_shape, stride, padding, fn, dilation, groups):
+    """:func:`_geometry`, computed and checked."""
     sh, sw = positive_pair(stride, "stride", fn)
     dil = positive_pair(dilation, "dilation", fn)
     G = _groups(groups, fn)

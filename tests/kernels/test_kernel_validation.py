@@ -340,3 +340,18 @@ def test_conv_refuses_outputs_larger_than_memory():
             f(X, W, B, padding=2**20)
     with pytest.raises(ValueError, match=r"im2col: the columns of shape"):
         K.im2col(X, 2**30, padding=2**29)
+
+
+@pytest.mark.parametrize("stride, padding", [(True, 1), (1.0, 1), (1, True), (1, 1.0), ((1, True), 1),
+                                             (1, [1, 1.5]), (0, 1), (1, -1)])
+def test_a_remembered_geometry_never_lets_a_bad_argument_through(stride, padding):
+    """The checked convolutions remember accepted geometries: arguments equal to accepted ones (True == 1,
+    1.0 == 1) are still refused, before and after the accepted call."""
+    x, w = np.zeros((1, 2, 5, 5), F32), np.zeros((3, 2, 3, 3), F32)
+    for _ in range(2):
+        K.conv2d_forward(x, w, None, 1, 1)
+        K.conv2d_forward(x, w, None, [1, 1], [1, 1])
+        with pytest.raises((TypeError, ValueError), match="conv2d_forward: (stride|padding)"):
+            K.conv2d_forward(x, w, None, stride, padding)
+        with pytest.raises((TypeError, ValueError), match="conv2d_backward: (stride|padding)"):
+            K.conv2d_backward(np.zeros((1, 3, 5, 5), F32), x, w, stride, padding)
