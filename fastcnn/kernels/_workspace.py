@@ -4,7 +4,7 @@ Training calls every layer with the same shapes batch after batch, so the
 layout copies and partial sums a plan asks for (its ``"workspace"`` buffers)
 are allocated once instead of per call: fresh pages cost as much as a small
 layer.  Per thread, so concurrent calls never share an array; least recently
-used arrays beyond ``SLOTS`` are dropped.  A plan's ``"call"`` buffers are
+used arrays beyond ``SLOTS``, or beyond ``MAX_BYTES`` in all (1 GiB), are dropped.  A plan's ``"call"`` buffers are
 allocated fresh for each call and freed when it returns.
 
 ``SLOTS`` must exceed what one training step of a model uses: a step asks
@@ -21,13 +21,16 @@ import numpy as np
 
 
 class Workspace(threading.local):
-    """Arrays keyed by (role, shape, dtype), most recently used last, at most ``SLOTS`` of them."""
+    """Arrays keyed by (role, shape, dtype), most recently used last: at most ``SLOTS`` of them and, beyond the
+    one just asked for, at most ``MAX_BYTES`` in all."""
 
     SLOTS = 256
+    MAX_BYTES = 1 << 30
 
     def __init__(self):
         self.arrays = collections.OrderedDict()
         self.allocations = 0
+        self.nbytes = 0
 
     def get(self, role, shape, dtype):
         """The cached array for ``(role, shape, dtype)``, allocated (uninitialised) on first use."""
@@ -36,9 +39,10 @@ class Workspace(threading.local):
         if a is None:
             a = np.empty(shape, dtype=dtype)
             self.allocations += 1
+            self.nbytes += a.nbytes
         self.arrays[key] = a  # most recently used last
-        while len(self.arrays) > self.SLOTS:
-            self.arrays.popitem(last=False)
+        while len(self.arrays) > 1 and (len(self.arrays) > self.SLOTS or self.nbytes > self.MAX_BYTES):
+            self.nbytes -= self.arrays.popitem(last=False)[1].nbytes
         return a
 
 
@@ -53,6 +57,7 @@ def clear_workspace():
     reallocated when next needed.
     """
     WORKSPACE.arrays.clear()
+    WORKSPACE.nbytes = 0
 
 
 def workspace_usage():
