@@ -16,7 +16,7 @@ import pytest
 import naive as nv
 from helpers import conv_inputs, repo_env
 from fastcnn import config, kernels
-from fastcnn.kernels._gemm import compile_gemm_acc, gemm_acc
+from fastcnn.kernels._gemm import compile_gemm_acc
 
 #: the micro-kernel widths this CPU can run (both on an AVX-512 CPU)
 WIDTHS = (256, 512) if config.HOST_VECTOR_BITS == 512 else (256,)
