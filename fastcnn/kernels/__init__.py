@@ -10,8 +10,9 @@ Images are NCHW: x (N, C, H, W); conv weights are (K, C, R, S) as PyTorch's.
 This module only re-exports; each op family lives in its own module:
 
 =================  ===========================================================
-``conv``           convolution, im2col/col2im; ``conv_plan`` chooses its algorithms,
-                   ``conv_tune`` times them (``algorithm="tuned"``)
+``conv``           convolution, im2col/col2im; ``conv_geometry`` checks a call's sizes,
+                   ``conv_plan`` chooses its algorithms, ``conv_tune`` times them
+                   (``algorithm="tuned"``)
 ``pool``           max / average / global average / global max pooling
 ``activation``     ReLU, leaky ReLU, sigmoid, tanh, softmax
 ``norm``           batch normalisation
@@ -122,10 +123,10 @@ from .conv import (
     conv2d_backward_im2col,
     conv2d_forward,
     conv2d_forward_im2col,
-    conv2d_output_shape,
     conv2d_plan,
     im2col,
 )
+from .conv_geometry import conv2d_output_shape
 from .conv_plan import ALGORITHMS as CONV_ALGORITHMS
 from .conv_plan import ConvPlan, ConvPlans
 from .conv_tune import clear_tuned_plans, load_tuned_plans, save_tuned_plans, tuned_plans

@@ -13,7 +13,7 @@ from ._local import (
     locally_connected2d_backward_weight_kernel,
     locally_connected2d_forward_kernel,
 )
-from .conv import conv2d_output_shape
+from .conv_geometry import conv2d_output_shape
 
 
 def locally_connected2d_output_shape(x_shape, w_shape, stride=1, padding=0, fn="locally_connected2d"):
