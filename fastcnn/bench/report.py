@@ -370,8 +370,8 @@ def _layers_legend(result):
            "input: per-example input shape; share: fwd + bwd over the instrumented step (each row a median of "
            "its own, so the shares need not add up to 100%); rest: the step outside its top-level layers; plan: "
            "the Conv2d's plan for that input (Conv2d.plan), one name when all three passes share it. A ReLU before "
-           "a MaxPool2d runs after it; a ReLU directly after a BatchNorm runs inside the norm's pass (its time is in "
-           "the norm's row, its own shows -); layers before the first one with parameters get no backward (-)."]
+           "a MaxPool2d runs after it; in training a ReLU directly after a BatchNorm or Residual runs inside that "
+           "layer's pass (its time is in that row, its own shows -); layers before the first one with parameters get no backward (-)."]
     if has_torch:
         out.append("torch fwd ms: the twin's module at that place, timed with forward hooks in the same rounds "
                    "(train mode, autograd on); a torch BasicBlock includes the ReLU fastcnn lists after its Residual. "
