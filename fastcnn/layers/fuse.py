@@ -275,14 +275,21 @@ def _linear(x, linear, norm, relu):
 def residual(x, block, relu=None):
     """A :class:`~fastcnn.layers.Residual` block in eval mode: ``block(x) + shortcut(x)``, both paths fused.
 
-    The sum is written into the block path's output when the path made it;
-    ``relu`` (a ReLU layer, or None) is then applied there in place.
+    The sum is written into the block path's output when the path made it,
+    with ``relu`` (a ReLU layer, or None) applied in the same pass
+    (:func:`fastcnn.kernels.residual_add_kernel` on both threads for large
+    arrays).
     """
     h, h_owned = run(block.block, x)
     s = run(block.shortcut, x)[0] if block.shortcut else x
     if h.shape != s.shape:
         block.output_shape(x.shape[1:])  # raises with the per-example shapes
         raise ValueError(f"Residual: block output {h.shape} and shortcut output {s.shape} differ")
+    if (h_owned and h.dtype == s.dtype and h.size >= PARALLEL_MIN_ELEMENTS and h.flags.c_contiguous
+            and s.flags.c_contiguous):
+        flat = h.reshape(-1)
+        kernels.residual_add_kernel(flat, s.reshape(-1), flat, relu is not None)
+        return h
     if h_owned and np.result_type(h, s) == h.dtype:
         h += s
     else:
