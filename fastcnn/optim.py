@@ -20,6 +20,19 @@ def _check_real(value, name, low=None, high=None, owner="SGD"):
     return float(value)
 
 
+#: Parameters per call of the many-array kernels: every call takes tuples of exactly this many arrays (the last
+#: padded with empty ones), so Numba compiles them once per dtype instead of once per parameter count.
+_CHUNK = 8
+
+
+def _chunk(arrays, start):
+    """``arrays[start:start + _CHUNK]`` as a tuple of exactly ``_CHUNK`` arrays, padded with empty ones."""
+    part = arrays[start:start + _CHUNK]
+    if len(part) < _CHUNK:
+        part = part + [np.empty(0, dtype=arrays[0].dtype)] * (_CHUNK - len(part))
+    return tuple(part)
+
+
 def _one_dtype(arrays):
     """Whether the arrays share one dtype and are C-contiguous (flattened, one tuple for the fused kernels)."""
     dtype = arrays[0].dtype
@@ -101,14 +114,17 @@ class SGD:
         """Set every parameter's gradient to zero."""
         grads = [p.grad for p in self.params]
         if _one_dtype(grads):
-            zero_many(tuple(g.reshape(-1) for g in grads))
+            flats = [g.reshape(-1) for g in grads]
+            for start in range(0, len(flats), _CHUNK):
+                zero_many(_chunk(flats, start))
         else:
             for g in grads:
                 g.fill(0)
 
     def step(self):
-        """Update every parameter in place from its ``.grad``: one kernel call for all of them when they share
-        a dtype (:func:`fastcnn.kernels._sgd.sgd_update_many`), the same arithmetic per element."""
+        """Update every parameter in place from its ``.grad``: one kernel call per 8 of them when they share a
+        dtype (:func:`fastcnn.kernels._sgd.sgd_update_many`, compiled once per dtype whatever the number of
+        parameters), the same arithmetic per element."""
         n = len(self.params)
         momentum = self.momentum != 0.0
         first = np.empty(n, dtype=np.bool_)
@@ -128,8 +144,12 @@ class SGD:
         decays = [self.weight_decay if (self.decay_biases or p.data.ndim > 1) else 0.0 for p in self.params]
         if _one_dtype(flats) and _one_dtype(grads) and _one_dtype(bufs) and flats[0].dtype == grads[0].dtype:
             dt = flats[0].dtype.type
-            sgd_update_many(tuple(flats), tuple(grads), tuple(bufs), dt(self._lr), dt(self.momentum),
-                            np.array(decays, dtype=flats[0].dtype), self.nesterov, first)
+            decays = np.array(decays + [0.0] * _CHUNK, dtype=flats[0].dtype)
+            first = np.concatenate([first, np.zeros(_CHUNK, dtype=np.bool_)])
+            for start in range(0, n, _CHUNK):
+                sgd_update_many(_chunk(flats, start), _chunk(grads, start), _chunk(bufs, start), dt(self._lr),
+                                dt(self.momentum), decays[start:start + _CHUNK], self.nesterov,
+                                first[start:start + _CHUNK])
             return
         for flat, grad, buf, decay, first_step in zip(flats, grads, bufs, decays, first):
             dt = flat.dtype.type

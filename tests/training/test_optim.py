@@ -94,6 +94,22 @@ def test_step_follows_documented_rule(kwargs):
         np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("count", [1, 8, 9, 19])  # the kernels take tuples of 8: one, a full, a padded, 3 calls
+def test_every_parameter_is_updated_and_zeroed_whatever_their_number(count):
+    rng = np.random.default_rng(count)
+    params = [Parameter(rng.standard_normal((i % 3 + 1, 4)).astype(np.float32)) for i in range(count)]
+    params += [Parameter(rng.standard_normal(2).astype(np.float32))]  # a bias, undecayed by default
+    grads = grad_sequence(params, 3)
+    kwargs = dict(lr=0.05, momentum=0.9, weight_decay=1e-2, nesterov=True)
+    expected = sgd_steps(params, grads, **kwargs)
+    opt = SGD(params, **kwargs)
+    run_steps(opt, params, grads)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.data, e, rtol=1e-5, atol=1e-6)
+    opt.zero_grad()
+    assert all(np.all(p.grad == 0) for p in params)
+
+
 def test_step_updates_in_place_and_keeps_dtype():
     params = make_params(np.float32)
     datas = [p.data for p in params]
