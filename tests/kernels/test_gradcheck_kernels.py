@@ -2,14 +2,16 @@
 
 Each forward output y is reduced to the scalar L = sum(y * G) with a fixed
 random G, so dL/dy = G is what the backward kernel receives; the losses are
-checked against L = loss directly.
+checked against L = loss directly.  The convolutions' analytic gradients come from the kernels on every thread;
+the central differences (two forward calls per element) run on one thread, where thousands of tiny calls are not
+held up by a busy second core.
 """
 
 import numpy as np
 import pytest
 
 import naive as nv
-from helpers import check_grad, conv_inputs, distinct_values
+from helpers import check_grad, distinct_values, single_thread
 
 from fastcnn import kernels as K
 
@@ -23,28 +25,74 @@ def _objective(fwd, G):
 # ---------------------------------------------------------------------------
 # convolution: every algorithm a plan can name, on every case it applies to
 # ---------------------------------------------------------------------------
+#: The central differences cost two forward calls per element of x, w and b: on these cases (the largest of
+#: naive.CONV_CASES) the quick run checks a smaller plane, (H, W) here, with the same batch, channels, kernel,
+#: stride and padding, so the same algorithm, layout and buffers for every pass
+#: (test_smaller_gradcheck_planes_are_planned_as_the_cases); the cases as written run under -m slow.
+SMALLER_PLANE = {
+    "channellast_dx_only_N10_C20_K6_stride2": (5, 4),  # 7x8: 24,572 forward calls per algorithm, 10,172 here
+    "channellast_N9_K24_C6_5x5": (5, 5),  # 9x9: 15,996 calls of 2.6 MMAC, 9,948 of 0.8 MMAC here
+    "channellast_K27_C17_rect_stride_pad": (5, 4),
+    "channellast_K16_C16_pad1": (3, 4),
+    "batchlast_N8_C6_K7_rect_stride_pad": (5, 4),
+}
+
+
+def _gradcheck_case(case, smaller):
+    N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
+    if smaller:
+        H, W = SMALLER_PLANE[case]
+    return N, C, H, W, Kout, R, S, s, p
+
+
+def _plan_signature(case, smaller, algorithm, dtype=F64):
+    """(algorithm, layout, buffer roles) of each pass of ``algorithm``'s plan; None where it does not apply."""
+    N, C, H, W, Kout, R, S, s, p = _gradcheck_case(case, smaller)
+    try:
+        plans = K.conv2d_plan((N, C, H, W), (Kout, C, R, S), s, p, dtype, algorithm=algorithm)
+    except ValueError:
+        return None
+    return [(q.algorithm, q.layout, sorted(b.role for b in q.buffers))
+            for q in (plans.forward, plans.weight_grad, plans.input_grad)]
+
+
 def _conv_algorithm_cases():
     params = []
     for algorithm in K.CONV_ALGORITHMS:
-        for case, (N, C, H, W, Kout, R, S, s, p) in nv.CONV_CASES.items():
-            try:
-                K.conv2d_plan((N, C, H, W), (Kout, C, R, S), s, p, algorithm=algorithm)
-            except ValueError:
+        for case in nv.CONV_CASES:
+            if _plan_signature(case, False, algorithm) is None:
                 continue  # e.g. matmul_1x1 on a 3x3 kernel
-            params.append(pytest.param(algorithm, case, id=f"{algorithm}-{case}"))
+            if case in SMALLER_PLANE:
+                params.append(pytest.param(algorithm, case, True, id=f"{algorithm}-{case}-smaller_plane"))
+                params.append(pytest.param(algorithm, case, False, id=f"{algorithm}-{case}", marks=pytest.mark.slow))
+            else:
+                params.append(pytest.param(algorithm, case, False, id=f"{algorithm}-{case}"))
     return params
 
 
-@pytest.mark.parametrize("algorithm,case", _conv_algorithm_cases())
-def test_conv2d_gradcheck(algorithm, case, rng):
-    x, w, b, s, p = conv_inputs(rng, case, F64)
+@pytest.mark.parametrize("algorithm,case,smaller", _conv_algorithm_cases())
+def test_conv2d_gradcheck(algorithm, case, smaller, rng):
+    N, C, H, W, Kout, R, S, s, p = _gradcheck_case(case, smaller)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kout, C, R, S)), rng.standard_normal(Kout)
     y = K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm)
     G = rng.standard_normal(y.shape)
     dx, dw, db = K.conv2d_backward(G, x, w, stride=s, padding=p, algorithm=algorithm)
     L = _objective(lambda: K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm), G)
-    check_grad(dx, L, x, "x")
-    check_grad(dw, L, w, "w")
-    check_grad(db, L, b, "b")
+    with single_thread():  # the kernels above ran on every thread; the reference's thousands of tiny forwards, one
+        check_grad(dx, L, x, "x")
+        check_grad(dw, L, w, "w")
+        check_grad(db, L, b, "b")
+
+
+@pytest.mark.parametrize("case", list(SMALLER_PLANE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smaller_gradcheck_planes_are_planned_as_the_cases(case, dtype):
+    """The quick gradient checks on a smaller plane run what the case runs: for every algorithm (and "auto"'s
+    choice) the same algorithm, layout and buffers per pass.  If this fails, choose another (H, W) for the case
+    in SMALLER_PLANE."""
+    for algorithm in K.CONV_ALGORITHMS + ("auto",):
+        assert _plan_signature(case, True, algorithm, dtype) == _plan_signature(case, False, algorithm, dtype), (
+            case, algorithm)
 
 
 @pytest.mark.parametrize("case", ["rect_stride_and_padding", "batchlast_N9_K6_pad2"])
