@@ -6,6 +6,7 @@ time out of img/s.  A function defined here with ``__module__`` set into fastcnn
 is not cached (``cache=False``), so every test compiles afresh, whatever the state of the disk cache.
 """
 
+import time
 
 import numba
 import numpy as np
@@ -135,11 +136,26 @@ def test_fit_prints_the_compile_notice_on_stderr_at_the_first_compile(monkeypatc
         probe(np.arange(2.0))
         return real(*args, **kwargs)
 
+    class SlowCompile(numba.core.event.Listener):
+        """Makes every compile last at least 0.1 s (the epoch line shows compile times from 0.05 s; the probe
+        alone compiles in about that)."""
+
+        def on_start(self, ev):
+            time.sleep(0.1)
+
+        def on_end(self, ev):
+            pass
+
     monkeypatch.setitem(training.LOSSES, "cross_entropy", loss_that_compiles)
     monkeypatch.setenv("FASTCNN_COMPILE_HELPERS", "0")
     model = fastcnn.Sequential(Flatten(), Linear(4, 2))
     x = np.random.default_rng(0).random((8, 1, 2, 2), dtype=np.float32)
-    model.fit(x, np.arange(8) % 2, epochs=1, batch_size=4, seed=0)
+    slow = SlowCompile()
+    numba.core.event.register("numba:compile", slow)  # after fastcnn's watch: its clock has started
+    try:
+        model.fit(x, np.arange(8) % 2, epochs=1, batch_size=4, seed=0)
+    finally:
+        numba.core.event.unregister("numba:compile", slow)
     captured = capsys.readouterr()
     assert "fastcnn: compiling kernels for this CPU (first run only" in captured.err
     assert "(compiling " in captured.out
