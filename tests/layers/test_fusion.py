@@ -19,7 +19,8 @@ from helpers import assert_close, randomise_norms
 
 
 def layer_by_layer(layers, x):
-    """The unfused eval forward: each layer's ``forward`` in run order; a Residual's sum in plain numpy."""
+    """The unfused forward (eval or training): each layer's own ``forward`` in run order, a Residual's paths
+    likewise and their sum in plain numpy."""
     for i in chain.run_order(layers):
         layer = layers[i]
         if type(layer) is Residual:
@@ -280,20 +281,8 @@ def test_in_place_relu_is_relu():
 
 # --------------------------------------------------------------------------- training: BatchNorm + ReLU in one pass
 
-def unfused_forward(layers, x):
-    """Every layer's own ``forward`` in run order, a Residual's paths likewise and summed in numpy: no fusion."""
-    for i in chain.run_order(layers):
-        layer = layers[i]
-        if type(layer) is Residual:
-            s = unfused_forward(layer.shortcut, x) if layer.shortcut else x
-            x = unfused_forward(layer.block, x) + s
-        else:
-            x = layer.forward(x)
-    return x
-
-
 def unfused_backward(layers, d):
-    """The reverse of :func:`unfused_forward`: every layer's own ``backward`` (input gradients throughout)."""
+    """The reverse of :func:`layer_by_layer`: every layer's own ``backward`` (input gradients throughout)."""
     for i in reversed(chain.run_order(layers)):
         layer = layers[i]
         if type(layer) is Residual:
@@ -330,7 +319,7 @@ def test_training_batchnorm_relu_pairs_run_as_one_pass_with_the_same_bits(name):
     assert any(norm.relu_fused for norm in norms(model))
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx = model.backward(dy, input_grad=True)
-    y_ref = unfused_forward(twin.layers, x)
+    y_ref = layer_by_layer(twin.layers, x)
     assert not any(norm.relu_fused for norm in norms(twin))
     dx_ref = unfused_backward(twin.layers, dy)
     np.testing.assert_array_equal(y, y_ref)
