@@ -217,10 +217,10 @@ def _synced_batchnorm(dp, layer):
     C = layer.num_features
     state = {}
 
-    def forward(x):
+    def forward(x, relu=False):  # relu: the ReLU after the layer, fused as the class's forward does
         if not layer.training:
             state.clear()
-            return cls.forward(layer, x)
+            return cls.forward(layer, x, relu=relu)
         x = np.ascontiguousarray(x, dtype=layer.dtype)
         x3 = x.reshape(x.shape[0], C, -1).astype(np.float64)
         sums = np.concatenate([x3.sum(axis=(0, 2)), (x3 * x3).sum(axis=(0, 2)), [x3.shape[0] * x3.shape[2]]])
@@ -233,9 +233,12 @@ def _synced_batchnorm(dp, layer):
         w = layer.weight.data if layer.affine else None
         b = layer.bias.data if layer.affine else None
         y, _, inv_std = eval_forward(x, w, b, mean_t, var_t, training=False, eps=layer.eps)
+        if relu:
+            kernels.relu_forward_kernel(y.reshape(-1), y.reshape(-1))
         kernels.batch_norm_update_running(layer.running_mean, layer.running_var, mean_t, var_t, count,
                                           layer.momentum)
-        state.update(x=x, mean=mean_t, inv_std=inv_std, count=count)
+        state.update(x=x, mean=mean_t, inv_std=inv_std, count=count, relu_y=y if relu else None)
+        layer._cache = (x, mean_t, inv_std, state["relu_y"])  # what the class keeps: its relu_fused reads it
         return y
 
     def backward(dy, need_input_grad=True):
@@ -243,6 +246,8 @@ def _synced_batchnorm(dp, layer):
             return cls.backward(layer, dy, need_input_grad)
         x, mean, inv_std, count = state["x"], state["mean"], state["inv_std"], state["count"]
         dy = np.ascontiguousarray(dy, dtype=layer.dtype)
+        if state["relu_y"] is not None:
+            dy = kernels.relu_backward(dy, state["relu_y"])
         w = layer.weight.data if layer.affine else None
         dx, dw, db = eval_backward(dy, x, w, mean, inv_std, training=False)  # dx = dy * w * inv_std
         if layer.affine:

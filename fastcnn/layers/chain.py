@@ -2,7 +2,7 @@
 
 The functions take the list of layers itself, read afresh on every call:
 ``Sequential.layers`` and ``Residual.block`` are public lists that may be
-edited.  Two rules apply inside every chain, nested ones included:
+edited.  Three rules apply inside every chain, nested ones included:
 
 * **ReLU before MaxPool2d (or GlobalMaxPool2d) runs after it.**
   ``maxpool(relu(x)) == relu(maxpool(x))`` exactly, because ReLU never
@@ -118,7 +118,7 @@ def forward(layers, x):
         layer = layers[order[j]]
         if j in fused and layer.training:
             x = layer.forward(x, relu=True)
-            layers[order[j + 1]]._x = None  # the ReLU keeps nothing: its backward runs inside the norm's
+            layers[order[j + 1]]._x = None  # the ReLU keeps nothing: its backward runs inside the layer's
             j += 2
         else:
             x = layer.forward(x)
@@ -155,7 +155,7 @@ def backward(layers, dy, need_input_grad=True):
     for j in reversed(range(len(order))):
         i = order[j]
         if j in skip:
-            continue  # the ReLU ran inside the norm before it: so does its backward
+            continue  # the ReLU ran inside the layer before it: so does its backward
         if i == first:
             layers[i].backward(d, need_input_grad=False)
             return None

@@ -205,6 +205,26 @@ def test_synchronised_batchnorm_on_one_rank_matches_the_layer(one_thread):
     np.testing.assert_allclose(synced.layers[1].running_var, plain.layers[1].running_var, rtol=1e-4)
 
 
+def test_synchronised_batchnorm_runs_the_relu_after_it_on_one_rank_as_the_layer_does(one_thread):
+    """A BatchNorm right before a ReLU runs it in its own pass (layers.chain); the synchronised one does too."""
+    def model_of():
+        fastcnn.manual_seed(2)
+        return fastcnn.Sequential(Conv2d(1, 4, 3), BatchNorm2d(4), ReLU(), Conv2d(4, 2, 3), Flatten(),
+                                  Linear(2 * 4 * 4, 3), input_shape=(1, 8, 8))
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((12, 1, 8, 8), dtype=np.float32), rng.integers(0, 3, 12)
+    kwargs = dict(epochs=2, batch_size=6, seed=3, verbose=False)
+    plain, synced = model_of(), model_of()
+    fit(plain, x, y, optimizer=fastcnn.optim.SGD(plain.parameters(), lr=0.05, momentum=0.9), **kwargs)
+    opt = fastcnn.optim.SGD(synced.parameters(), lr=0.05, momentum=0.9)
+    with distributed.DataParallel(LoneComm(), synced, opt, sync_batchnorm=True) as dp:
+        fit(synced, x, y, optimizer=opt, replicas=dp, **kwargs)
+        assert synced.layers[1].relu_fused
+    for p, q in zip(plain.parameters(), synced.parameters()):
+        np.testing.assert_allclose(q.data, p.data, rtol=1e-4, atol=1e-5)
+
+
 def test_docstring_examples_hold():
     import doctest
 
