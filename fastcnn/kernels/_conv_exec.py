@@ -233,7 +233,7 @@ def _winograd_input_grad(dy, w, dx, g, bufs):
 
 
 def _depthwise_forward(x, w, b, y, g, bufs):
-    if "x_row_phases" in bufs:  # the plan chose a stride-2 3x3 kernel (conv_plan._depthwise_buffers)
+    if "x_row_phases" in bufs:  # the plan chose a stride-2 3x3 kernel (conv_buffers._depthwise_buffers)
         conv2d_forward_depthwise_s2_rows(x, w, b, y, bufs["x_row_phases"])
         return
     if "x_column_phases" in bufs:

@@ -265,7 +265,7 @@ def conv2d_backward_weight_rows(dy, x, dw, ph, pw, xs, ds, partial):
     K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
     R, S = dw.shape[2], dw.shape[3]
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    T, Kw = ds.shape[0], ds.shape[1]
+    T = ds.shape[0]
     length = P * Wp
     for t in prange(T):
         xf = xs[t]

@@ -27,7 +27,8 @@ from ._checks import (
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_nchw import conv2d_backward_bias
 from .conv_geometry import checked_geometry as _geometry
-from .conv_plan import CHOICES, Buffer, ConvPlans, make_plan
+from .conv_buffers import Buffer
+from .conv_plan import CHOICES, ConvPlans, make_plan
 
 
 def _extend(a, shape):
