@@ -146,7 +146,9 @@ class _Kernel(CPUDispatcher):
     def compile(self, sig):
         """Numba's compile (or cache load) of ``sig``, one process at a time per signature (see
         :class:`_LockedCacheFile`): a process about to compile what another one is compiling waits for it and
-        loads the result from the cache instead of compiling it a second time."""
+        loads the result from the cache instead of compiling it a second time.  The task bodies the function
+        calls are compiled (or loaded) and registered first (:mod:`fastcnn.kernels._tasks`)."""
+        _prepare_tasks(self.py_func, sigutils.normalize_signature(sig)[0])
         cache_file = getattr(getattr(self, "_cache", None), "_cache_file", None)
         if not isinstance(cache_file, _LockedCacheFile) or tuple(sigutils.normalize_signature(sig)[0]) \
                 in self.overloads:
@@ -156,6 +158,14 @@ class _Kernel(CPUDispatcher):
         # holding a file lock never waits for the compiler lock held by a thread waiting for that file lock
         with global_compiler_lock, _file_lock(f"{cache_file._index_path}.{digest}.compiling"):
             return super().compile(sig)
+
+
+def _prepare_tasks(func, argtypes):
+    """Register, for ``argtypes``, the task bodies ``func`` names (globals with a ``_fastcnn_task``)."""
+    for name in func.__code__.co_names:
+        body = getattr(func.__globals__.get(name), "_fastcnn_task", None)
+        if body is not None:
+            body.ensure_for(argtypes)
 
 
 class _SerialisedKernel(_Kernel):
@@ -233,6 +243,11 @@ def njit(*args, **kwargs):
 def pjit(*args, **kwargs):
     """``numba.njit`` with fastcnn's parallel options (see module docstring)."""
     return _jit(args, kwargs, PARALLEL_JIT)
+
+
+def njit_ordered(*args, **kwargs):
+    """``numba.njit`` with fastcnn's serial options but no fast-math flags (see module docstring)."""
+    return _jit(args, kwargs, dict(JIT, fastmath=False))
 
 
 def pjit_ordered(*args, **kwargs):

@@ -103,6 +103,7 @@ from ._pool import (
     max_pool2d_forward_kernel,
 )
 from ._sgd import sgd_update_kernel
+from ._tasks import register_cached_task_bodies
 from ._workspace import clear_workspace, workspace_usage
 from .activation import (
     leaky_relu_backward,
@@ -210,6 +211,7 @@ __all__ = [
     "locally_connected2d_forward",
     "locally_connected2d_backward",
     # raw @njit kernels
+    "register_cached_task_bodies",
     "conv2d_forward_direct",
     "conv2d_backward_input_direct",
     "conv2d_backward_weight_direct",

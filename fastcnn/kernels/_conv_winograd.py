@@ -71,6 +71,7 @@ from numba import prange
 from ..config import njit, pjit
 from ._gemm import gemm_call
 from ._loops import zero_span
+from ._tasks import task
 
 
 def _plane_program(steps, lines):
@@ -354,6 +355,30 @@ def _filter4(g, out, j, transposed):
 _FILTER_BLOCK = 16
 
 
+@task("r4 a3 i b")
+def _filter_row(w, u, a, transposed):
+    """Row a of :func:`winograd_filter`'s matrices, 16 columns at a time through a small buffer."""
+    K, C = w.shape[0], w.shape[1]
+    A2, width = u.shape[0], u.shape[2]
+    columns = C if transposed else K  # columns with content; the rest are zero
+    block = np.zeros((A2, _FILTER_BLOCK), dtype=u.dtype)
+    for b0 in range(0, width, _FILTER_BLOCK):
+        used = max(0, min(_FILTER_BLOCK, columns - b0))
+        for j in range(used):
+            g = w[a, b0 + j] if transposed else w[b0 + j, a]
+            if A2 == 16:
+                _filter2(g, block, j, transposed)
+            else:
+                _filter4(g, block, j, transposed)
+        if used < _FILTER_BLOCK:  # columns past K (or C): zeros
+            for xi in range(A2):
+                for j in range(used, _FILTER_BLOCK):
+                    block[xi, j] = 0
+        for xi in range(A2):
+            for j in range(min(_FILTER_BLOCK, width - b0)):
+                u[xi, a, b0 + j] = block[xi, j]
+
+
 @pjit
 def winograd_filter(w, u, transposed):
     """Transformed 3x3 filters ``G g G^T`` (alpha x alpha each), laid out as alpha^2 matrices for the products.
@@ -377,26 +402,37 @@ def winograd_filter(w, u, transposed):
         Cw >= C when ``transposed``; written in full
     transposed : bool
     """
-    K, C = w.shape[0], w.shape[1]
-    A2, rows, width = u.shape[0], u.shape[1], u.shape[2]
-    columns = C if transposed else K  # columns with content; the rest are zero
-    for a in prange(rows):
-        block = np.zeros((A2, _FILTER_BLOCK), dtype=u.dtype)
-        for b0 in range(0, width, _FILTER_BLOCK):
-            used = max(0, min(_FILTER_BLOCK, columns - b0))
-            for j in range(used):
-                g = w[a, b0 + j] if transposed else w[b0 + j, a]
-                if A2 == 16:
-                    _filter2(g, block, j, transposed)
-                else:
-                    _filter4(g, block, j, transposed)
-            if used < _FILTER_BLOCK:  # columns past K (or C): zeros
-                for xi in range(A2):
-                    for j in range(used, _FILTER_BLOCK):
-                        block[xi, j] = 0
-            for xi in range(A2):
-                for j in range(min(_FILTER_BLOCK, width - b0)):
-                    u[xi, a, b0 + j] = block[xi, j]
+    for a in prange(u.shape[1]):
+        _filter_row(w, u, a, transposed)
+
+
+@task("r4 r3 r1 a4 a4 a4 i")
+def _forward_task(xp, u, b, y, v, m, t):
+    """Task t of :func:`conv2d_forward_winograd`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``."""
+    C = xp.shape[3]
+    A2, Kw = u.shape[0], u.shape[2]
+    mt = 2 if A2 == 16 else 4
+    N, P, Q = y.shape[0], y.shape[2], y.shape[3]
+    T, TB = v.shape[0], v.shape[2]
+    TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
+    rows_per_chunk = TB // TQ
+    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
+    uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
+    K = y.shape[1]
+    v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
+    row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
+    for chunk in range(t * chunks // T, (t + 1) * chunks // T):
+        first = chunk * rows_per_chunk
+        last = min(first + rows_per_chunk, N * TP)
+        tiles = (last - first) * TQ
+        _transform_inputs(xp, first, last, TP, TQ, v, t)
+        for xi in range(A2):  # M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)
+            off = m_base + xi * TB * Kw
+            zero_span(mf, off, off + tiles * Kw)
+            gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
+                      uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
+        _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
+        _write_outputs(m, t, first, last, TP, TQ, b, y, row)
 
 
 @pjit
@@ -424,31 +460,8 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
         tiles (an odd TB keeps the planes of a task in different cache sets)
     m : (T, alpha^2, TB, Kw) float array, scratch
     """
-    C = xp.shape[3]
-    A2, Kw = u.shape[0], u.shape[2]
-    mt = 2 if A2 == 16 else 4
-    N, P, Q = y.shape[0], y.shape[2], y.shape[3]
-    T, TB = v.shape[0], v.shape[2]
-    TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
-    rows_per_chunk = TB // TQ
-    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
-    uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
-    K = y.shape[1]
-    for t in prange(T):
-        v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
-        row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
-        for chunk in range(t * chunks // T, (t + 1) * chunks // T):
-            first = chunk * rows_per_chunk
-            last = min(first + rows_per_chunk, N * TP)
-            tiles = (last - first) * TQ
-            _transform_inputs(xp, first, last, TP, TQ, v, t)
-            for xi in range(A2):  # M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)
-                off = m_base + xi * TB * Kw
-                zero_span(mf, off, off + tiles * Kw)
-                gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
-                          uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
-            _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
-            _write_outputs(m, t, first, last, TP, TQ, b, y, row)
+    for t in prange(v.shape[0]):
+        _forward_task(xp, u, b, y, v, m, t)
 
 
 @njit(inline="always")
@@ -507,6 +520,53 @@ def _sum_partials(pf, c, k0, used, C, Kw, T, d):
                 d[xi, j] += pf[o + j]
 
 
+@task("r4 r4 a4 a4 a4 i")
+def _weight_grad_task(xp, dyl, v, mdy, partial, t):
+    """Task t of :func:`conv2d_backward_weight_winograd`: its chunks' ``V[xi]^T @ dM[xi]`` summed into ``partial[t]``."""
+    N, C = xp.shape[0], xp.shape[3]
+    Py, Qy, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    T, A2, TB, Kw = v.shape[0], v.shape[1], v.shape[2], mdy.shape[3]
+    mt = 2 if A2 == 16 else 4
+    TP, TQ = Py // mt, Qy // mt
+    rows_per_chunk = TB // TQ
+    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
+    vf, mf, pf = v.reshape(v.size), mdy.reshape(mdy.size), partial.reshape(partial.size)
+    v_base, m_base, p_base = t * A2 * TB * C, t * A2 * TB * Kw, t * A2 * C * Kw
+    zero_span(pf, p_base, p_base + A2 * C * Kw)
+    zero_span(mf, m_base, m_base + A2 * TB * Kw)  # columns past K stay zero
+    for chunk in range(t * chunks // T, (t + 1) * chunks // T):
+        first = chunk * rows_per_chunk
+        last = min(first + rows_per_chunk, N * TP)
+        tiles = (last - first) * TQ
+        _transform_inputs(xp, first, last, TP, TQ, v, t)
+        for tr in range(first, last):  # dM = A dY A^T
+            n = tr // TP
+            if mt == 2:
+                _gradient_tiles(dyl, n, 2 * (tr - n * TP), TQ, mdy, t, (tr - first) * TQ)
+            else:
+                _rows_of_tiles(dyl, n, 4 * (tr - n * TP), TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t, (tr - first) * TQ)
+        if mt == 4:
+            _run_program(mdy[t].reshape((36, TB * Kw)), _GRAD4, tiles * Kw)
+        for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
+            gemm_call(pf, p_base + xi * C * Kw, Kw, vf, v_base + xi * TB * C, 1, 0, C,
+                      mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
+
+
+@task("r1 a4 i i i i i")
+def _weight_grad_filter(pf, dw, c, K, T, A2, Kw):
+    """``dw[:, c]`` from the tasks' partial sums ``pf`` (flat): summed and transformed in float64."""
+    C = dw.shape[1]
+    d = np.empty((A2, _FILTER_BLOCK), dtype=np.float64)  # O(K*C) work: summed and transformed in float64
+    for k0 in range(0, K, _FILTER_BLOCK):
+        used = min(_FILTER_BLOCK, K - k0)
+        _sum_partials(pf, c, k0, used, C, Kw, T, d)
+        for j in range(used):
+            if A2 == 16:
+                _dw2(d, j, dw, k0 + j, c)
+            else:
+                _dw4(d, j, dw, k0 + j, c)
+
+
 @pjit
 def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
     """Weight gradient of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3).
@@ -531,43 +591,11 @@ def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
         runs the micro-kernel full width)
     partial : (T, alpha^2, C, Kw) float array, scratch
     """
-    N, C = xp.shape[0], xp.shape[3]
-    Py, Qy, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
-    T, A2, TB, Kw = v.shape[0], v.shape[1], v.shape[2], mdy.shape[3]
-    mt = 2 if A2 == 16 else 4
-    TP, TQ = Py // mt, Qy // mt
-    rows_per_chunk = TB // TQ
-    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
-    vf, mf, pf = v.reshape(v.size), mdy.reshape(mdy.size), partial.reshape(partial.size)
+    T, C, K = v.shape[0], xp.shape[3], dyl.shape[3]
+    pf = partial.reshape(partial.size)
     for t in prange(T):
-        v_base, m_base, p_base = t * A2 * TB * C, t * A2 * TB * Kw, t * A2 * C * Kw
-        zero_span(pf, p_base, p_base + A2 * C * Kw)
-        zero_span(mf, m_base, m_base + A2 * TB * Kw)  # columns past K stay zero
-        for chunk in range(t * chunks // T, (t + 1) * chunks // T):
-            first = chunk * rows_per_chunk
-            last = min(first + rows_per_chunk, N * TP)
-            tiles = (last - first) * TQ
-            _transform_inputs(xp, first, last, TP, TQ, v, t)
-            for tr in range(first, last):  # dM = A dY A^T
-                n = tr // TP
-                if mt == 2:
-                    _gradient_tiles(dyl, n, 2 * (tr - n * TP), TQ, mdy, t, (tr - first) * TQ)
-                else:
-                    _rows_of_tiles(dyl, n, 4 * (tr - n * TP), TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t, (tr - first) * TQ)
-            if mt == 4:
-                _run_program(mdy[t].reshape((36, TB * Kw)), _GRAD4, tiles * Kw)
-            for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
-                gemm_call(pf, p_base + xi * C * Kw, Kw, vf, v_base + xi * TB * C, 1, 0, C,
-                          mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
+        _weight_grad_task(xp, dyl, v, mdy, partial, t)
     # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines of
     # each of the alpha^2 planes, which are a power of two apart)
     for c in prange(C):
-        d = np.empty((A2, _FILTER_BLOCK), dtype=np.float64)  # O(K*C) work: summed and transformed in float64
-        for k0 in range(0, K, _FILTER_BLOCK):
-            used = min(_FILTER_BLOCK, K - k0)
-            _sum_partials(pf, c, k0, used, C, Kw, T, d)
-            for j in range(used):
-                if A2 == 16:
-                    _dw2(d, j, dw, k0 + j, c)
-                else:
-                    _dw4(d, j, dw, k0 + j, c)
+        _weight_grad_filter(pf, dw, c, K, T, v.shape[1], mdy.shape[3])

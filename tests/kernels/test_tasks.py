@@ -1,0 +1,131 @@
+"""Task bodies (fastcnn.kernels._tasks): compiled once per dtype, called through a symbol, loaded from the cache."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import prange
+from numba.core.errors import TypingError
+
+from fastcnn.config import pjit
+from fastcnn.kernels import _tasks
+from fastcnn.kernels._tasks import task
+
+from helpers import repo_env
+
+
+@task("r2 a2 f i")
+def _scaled_row(x, y, scale, i):
+    for j in range(x.shape[1]):
+        y[i, j] = scale * x[i, j] + 1
+
+
+@pjit(cache=False)
+def _scale_rows(x, y, scale):
+    for i in prange(x.shape[0]):
+        _scaled_row(x, y, scale, i)
+
+
+@pjit(cache=False)
+def _scale_rows_again(x, y, scale):
+    for i in prange(x.shape[0]):
+        _scaled_row(x, y, scale, i)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_calling_one_task_share_its_one_compilation_per_dtype(dtype):
+    x = np.arange(12, dtype=dtype).reshape(3, 4)
+    for kernel in (_scale_rows, _scale_rows_again):
+        y = np.zeros_like(x)
+        kernel(x, y, dtype(2), )
+        np.testing.assert_array_equal(y, 2 * x + 1)
+        assert y.dtype == dtype
+    body = _scaled_row._fastcnn_task
+    assert [str(sig[0].dtype) for sig in body.dispatcher.signatures].count(np.dtype(dtype).name) == 1
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    y = np.zeros_like(x)
+    _scale_rows(readonly, y, dtype(3))  # a read-only array where the body reads: accepted
+    np.testing.assert_array_equal(y, 3 * x + 1)
+
+
+def test_a_call_that_does_not_fit_the_body_is_a_typing_error_naming_the_task():
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypingError, match="_scaled_row"):
+        _scale_rows(x, np.zeros((2, 3), np.float64), np.float32(1))  # y's dtype is not the kernel's
+    with pytest.raises(TypingError, match="_scaled_row"):
+        _scale_rows(x, np.zeros((2, 3, 1), np.float32), np.float32(1))  # y has 3 dimensions
+
+
+def test_a_signature_that_does_not_match_the_function_is_refused():
+    with pytest.raises(ValueError, match="3 arguments, 2 signature tokens"):
+        task("a1 i")(lambda x, y, i: None)
+
+
+_CACHED_WINOGRAD = """
+import json, numpy as np
+from fastcnn import compile_watch, kernels as K
+out = []
+for dtype in (np.float32, np.float64):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 16, 10, 10)).astype(dtype)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
+    y = K.conv2d_forward(x, w, None, 1, 1, algorithm="winograd4")
+    dx, dw, db = K.conv2d_backward(y, x, w, 1, 1, True, "winograd4")
+    out += [a.ravel().astype(np.float64) for a in (y, dx, dw)]
+np.save({out!r}, np.concatenate(out))
+print(json.dumps(compile_watch.kernels_compiled()))
+"""
+
+
+def test_task_calling_kernels_load_from_the_cache_in_a_new_process_with_the_same_bits(tmp_path):
+    """The first process compiles (and caches) the Winograd kernels and their bodies in both dtypes; the
+    second compiles nothing: the kernels load from the cache, register their bodies first and give the same bits."""
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1", FASTCNN_COMPILE_HELPERS="0")
+    results, compiled = [], []
+    for run in range(2):
+        out = tmp_path / f"run{run}.npy"
+        proc = subprocess.run([sys.executable, "-c", _CACHED_WINOGRAD.format(out=str(out))], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(np.load(out))
+        compiled.append(int(proc.stdout.split()[-1]))
+    assert compiled[0] > 0 and compiled[1] == 0, compiled
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+_USER_CACHED = """
+import sys, numpy as np, numba
+from fastcnn import kernels as K
+from fastcnn.kernels import winograd_filter
+if sys.argv[2] == "register":
+    print("registered", K.register_cached_task_bodies())
+
+@numba.njit(cache=True)
+def user_filter(w):
+    u = np.empty((36, w.shape[1], w.shape[0]), dtype=w.dtype)
+    winograd_filter(w, u, False)
+    return u
+
+w = np.random.default_rng(0).standard_normal((8, 8, 3, 3)).astype(np.float32)
+np.save(sys.argv[1], user_filter(w))
+"""
+
+
+def test_user_functions_cached_on_disk_call_raw_kernels_after_registering_the_cached_bodies(tmp_path):
+    """A user's @njit(cache=True) function calling a raw kernel with a task body: in a new process its cached
+    code finds the body once fastcnn.kernels.register_cached_task_bodies() has run."""
+    (tmp_path / "user").mkdir()
+    env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1", FASTCNN_COMPILE_HELPERS="0")
+    script = tmp_path / "user" / "user_code.py"
+    script.write_text(_USER_CACHED)  # unchanged between the runs: the second loads user_filter from the cache
+    results = []
+    for run, register in enumerate(("no", "register")):
+        out = tmp_path / f"user{run}.npy"
+        proc = subprocess.run([sys.executable, str(script), str(out), register], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(np.load(out))
+    assert "registered" in proc.stdout and int(proc.stdout.split()[-1]) >= 1
+    np.testing.assert_array_equal(results[0], results[1])
