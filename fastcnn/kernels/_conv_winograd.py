@@ -524,7 +524,7 @@ def _sum_partials(pf, c, k0, used, C, Kw, T, d):
 def _weight_grad_task(xp, dyl, v, mdy, partial, t):
     """Task t of :func:`conv2d_backward_weight_winograd`: its chunks' ``V[xi]^T @ dM[xi]`` summed into ``partial[t]``."""
     N, C = xp.shape[0], xp.shape[3]
-    Py, Qy, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    Py, Qy = dyl.shape[1], dyl.shape[2]
     T, A2, TB, Kw = v.shape[0], v.shape[1], v.shape[2], mdy.shape[3]
     mt = 2 if A2 == 16 else 4
     TP, TQ = Py // mt, Qy // mt

@@ -20,7 +20,7 @@ def _round_up(n, m):
 
 
 def _rows_buffers(x_shape, w_shape, padding, dtype, tasks):
-    (N, C, H, W), (Kout, _, R, S) = x_shape, w_shape
+    (_, C, H, W), (Kout, _, R, S) = x_shape, w_shape
     Hp, Wp = H + 2 * padding, W + 2 * padding
     P = Hp - R + 1
     L, Kw = _round_up(P * Wp, 8), _round_up(Kout, 4)

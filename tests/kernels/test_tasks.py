@@ -9,7 +9,6 @@ from numba import prange
 from numba.core.errors import TypingError
 
 from fastcnn.config import pjit
-from fastcnn.kernels import _tasks
 from fastcnn.kernels._tasks import task
 
 from helpers import repo_env

@@ -473,7 +473,7 @@ def test_evaluate_on_empty_data_raises():
 ])
 def test_relu_then_maxpool_runs_pooled_first_with_identical_results(pool):
     """Sequential runs MaxPool2d before a ReLU that precedes it: outputs and every gradient are unchanged."""
-    from fastcnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+    from fastcnn.layers import Conv2d, Flatten, MaxPool2d, ReLU
 
     rng = np.random.default_rng(0)
 
