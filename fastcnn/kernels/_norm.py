@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 
 from ..config import njit, pjit_ordered
 from ._loops import zero_span
+from ._tasks import task
 
 #: Numbers per lane-sum step (one AVX2 vector of float32).
 LANES = 8
@@ -234,6 +235,41 @@ def _row_masked_gradients(acc, dy_flat, x_flat, y_flat, off, L, mu, s):
     return sum_dy, sum_dy_xhat
 
 
+@task("r3 r1 r1 f a3 a1 a1 a1 b a2 i", ordered=True)
+def _forward_train_channel(x, weight, bias, eps, y, mean, var, inv_std, relu, lanes, c):
+    """Channel c of :func:`batch_norm_forward_train_kernel` (``lanes[c]``: its lane sums)."""
+    N, C, L = x.shape
+    dt = y.dtype.type
+    zero = dt(0)
+    one = dt(1)
+    inv_m = one / dt(N * L)
+    flat = x.reshape(x.size)
+    acc = lanes[c]
+    total = zero
+    for n in range(N):
+        total += _row_sum(acc, flat, (n * C + c) * L, L)
+    mu = total * inv_m
+    total = zero
+    for n in range(N):
+        total += _row_squares(acc, flat, (n * C + c) * L, L, mu)
+    v = total * inv_m
+    s = one / np.sqrt(v + eps)
+    mean[c] = mu
+    var[c] = v
+    inv_std[c] = s
+    scale = s * weight[c]
+    shift = bias[c]
+    if relu:
+        for n in range(N):
+            for l in range(L):
+                v = (x[n, c, l] - mu) * scale + shift
+                y[n, c, l] = zero if v < zero else v
+    else:
+        for n in range(N):
+            for l in range(L):
+                y[n, c, l] = (x[n, c, l] - mu) * scale + shift
+
+
 @pjit_ordered
 def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std, relu=False):
     """Training-mode forward: batch statistics, then ``y = (x - mean) * inv_std * weight + bias``.
@@ -254,39 +290,10 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std,
     inv_std : (C,) array, written: ``1 / sqrt(var + eps)``
     relu : bool, default False
     """
-    N, C, L = x.shape
-    dt = y.dtype.type
-    zero = dt(0)
-    one = dt(1)
-    eps_ = dt(eps)
-    inv_m = one / dt(N * L)
-    flat = x.reshape(x.size)
+    C = x.shape[1]
     lanes = np.empty((C, LANES), dtype=y.dtype)  # each channel's lane sums
     for c in prange(C):
-        acc = lanes[c]
-        total = zero
-        for n in range(N):
-            total += _row_sum(acc, flat, (n * C + c) * L, L)
-        mu = total * inv_m
-        total = zero
-        for n in range(N):
-            total += _row_squares(acc, flat, (n * C + c) * L, L, mu)
-        v = total * inv_m
-        s = one / np.sqrt(v + eps_)
-        mean[c] = mu
-        var[c] = v
-        inv_std[c] = s
-        scale = s * weight[c]
-        shift = bias[c]
-        if relu:
-            for n in range(N):
-                for l in range(L):
-                    v = (x[n, c, l] - mu) * scale + shift
-                    y[n, c, l] = zero if v < zero else v
-        else:
-            for n in range(N):
-                for l in range(L):
-                    y[n, c, l] = (x[n, c, l] - mu) * scale + shift
+        _forward_train_channel(x, weight, bias, y.dtype.type(eps), y, mean, var, inv_std, relu, lanes, c)
 
 
 @pjit_ordered
@@ -310,6 +317,47 @@ def batch_norm_forward_eval_kernel(x, weight, bias, mean, inv_std, y):
         shift = bias[c]
         for l in range(L):
             y[n, c, l] = (x[n, c, l] - mu) * scale + shift
+
+
+@task("r3 r3 r1 r1 r1 b a3 a1 a1 r3 b a2 i", ordered=True)
+def _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y, masked, lanes, c):
+    """Channel c of :func:`batch_norm_backward_kernel`; ``masked``: read dy as 0 where ``relu_y`` is not positive."""
+    N, C, L = x.shape
+    dt = dx.dtype.type
+    zero = dt(0)
+    m = dt(N * L)
+    dy_flat, x_flat, y_flat = dy.reshape(dy.size), x.reshape(x.size), relu_y.reshape(relu_y.size)
+    acc = lanes[c]
+    mu = mean[c]
+    s = inv_std[c]
+    sum_dy = zero
+    sum_dy_xhat = zero
+    for n in range(N):
+        if masked:
+            row_dy, row_dy_xhat = _row_masked_gradients(acc, dy_flat, x_flat, y_flat, (n * C + c) * L, L, mu, s)
+        else:
+            row_dy, row_dy_xhat = _row_gradients(acc, dy_flat, x_flat, (n * C + c) * L, L, mu, s)
+        sum_dy += row_dy
+        sum_dy_xhat += row_dy_xhat
+    dbias[c] = sum_dy
+    dweight[c] = sum_dy_xhat
+    k = weight[c] * s
+    if training:
+        k = k / m
+        for n in range(N):
+            for l in range(L):
+                g = dy[n, c, l]
+                if masked:
+                    g = g if relu_y[n, c, l] > zero else zero
+                xhat = (x[n, c, l] - mu) * s
+                dx[n, c, l] = k * (m * g - sum_dy - xhat * sum_dy_xhat)
+    else:
+        for n in range(N):
+            for l in range(L):
+                g = dy[n, c, l]
+                if masked:
+                    g = g if relu_y[n, c, l] > zero else zero
+                dx[n, c, l] = k * g
 
 
 @pjit_ordered
@@ -337,45 +385,15 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
     dweight, dbias : (C,) arrays, written in full
     relu_y : (N, C, L) array of x's dtype, or None (default: no ReLU fused)
     """
-    N, C, L = x.shape
-    dt = dx.dtype.type
-    zero = dt(0)
-    m = dt(N * L)
-    dy_flat, x_flat = dy.reshape(dy.size), x.reshape(x.size)
+    C = x.shape[1]
     lanes = np.empty((C, 2 * LANES), dtype=dx.dtype)  # each channel's lane sums
-    for c in prange(C):
-        acc = lanes[c]
-        mu = mean[c]
-        s = inv_std[c]
-        sum_dy = zero
-        sum_dy_xhat = zero
-        for n in range(N):
-            if relu_y is None:
-                row_dy, row_dy_xhat = _row_gradients(acc, dy_flat, x_flat, (n * C + c) * L, L, mu, s)
-            else:
-                row_dy, row_dy_xhat = _row_masked_gradients(acc, dy_flat, x_flat, relu_y.reshape(relu_y.size),
-                                                            (n * C + c) * L, L, mu, s)
-            sum_dy += row_dy
-            sum_dy_xhat += row_dy_xhat
-        dbias[c] = sum_dy
-        dweight[c] = sum_dy_xhat
-        k = weight[c] * s
-        if training:
-            k = k / m
-            for n in range(N):
-                for l in range(L):
-                    g = dy[n, c, l]
-                    if relu_y is not None:
-                        g = g if relu_y[n, c, l] > zero else zero
-                    xhat = (x[n, c, l] - mu) * s
-                    dx[n, c, l] = k * (m * g - sum_dy - xhat * sum_dy_xhat)
-        else:
-            for n in range(N):
-                for l in range(L):
-                    g = dy[n, c, l]
-                    if relu_y is not None:
-                        g = g if relu_y[n, c, l] > zero else zero
-                    dx[n, c, l] = k * g
+    if relu_y is None:
+        for c in prange(C):
+            _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, dy, False, lanes, c)
+    else:
+        for c in prange(C):
+            _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y, True, lanes, c)
+
 
 
 @njit

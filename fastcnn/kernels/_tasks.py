@@ -30,7 +30,7 @@ The signature is declared, one token per argument, in the *kernel dtype*
 (the dtype of the first float array the kernel is compiled for): ``aN`` a
 C-contiguous N-d array of that dtype, ``rN`` the same read-only (a writable
 array is accepted), ``AN`` / ``RN`` any layout, ``dN`` a float64 array,
-``iN`` an int64 array, ``bN`` a bool array, ``i`` an int64 (any integer is
+``iN`` a read-only int64 array, ``jN`` a writable one, ``bN`` a bool array, ``i`` an int64 (any integer is
 converted), ``f`` a scalar of the kernel dtype, ``b`` a bool.
 
 Caching.  A kernel loaded from Numba's cache calls the symbol by name, so the
@@ -67,12 +67,18 @@ def _token_type(token, dtype):
     base, layout, readonly = {
         "a": (dtype, "C", False), "r": (dtype, "C", True), "A": (dtype, "A", False), "R": (dtype, "A", True),
         "d": (types.float64, "C", False), "i": (types.int64, "C", True), "b": (types.boolean, "C", True),
+        "j": (types.int64, "C", False),
     }[kind]
     return types.Array(base, ndim, layout, readonly=readonly)
 
 
 def _accepts(have, want):
     """Whether an argument of type ``have`` may be passed where the body takes ``want``."""
+    if isinstance(have, types.Omitted):  # a kernel's keyword argument left at its default
+        value = have.value
+        return (isinstance(value, bool) if isinstance(want, types.Boolean)
+                else isinstance(value, int) if isinstance(want, types.Integer)
+                else isinstance(value, (int, float)) and not isinstance(want, types.Array))
     if isinstance(want, types.Array):
         return (isinstance(have, types.Array) and have.dtype == want.dtype and have.ndim == want.ndim
                 and (want.layout == "A" or have.layout == "C") and (have.mutable or not want.mutable))
@@ -182,7 +188,8 @@ def _intrinsic(body):
         sig = types.void(*args)
 
         def codegen(context, builder, signature, values):
-            values = [context.cast(builder, v, have, want) for v, have, want in zip(values, signature.args, target)]
+            values = [context.get_constant(want, have.value) if isinstance(have, types.Omitted)
+                      else context.cast(builder, v, have, want) for v, have, want in zip(values, signature.args, target)]
             fnty = context.call_conv.get_function_type(types.void, target)
             fn = cgutils.get_or_insert_function(builder.module, fnty, name)
             status, _ = context.call_conv.call_function(builder, fn, types.void, target, values)
