@@ -160,12 +160,18 @@ class _Kernel(CPUDispatcher):
             return super().compile(sig)
 
 
-def _prepare_tasks(func, argtypes):
-    """Register, for ``argtypes``, the task bodies ``func`` names (globals with a ``_fastcnn_task``)."""
+def _prepare_tasks(func, argtypes, seen=None):
+    """Register, for ``argtypes``, the task bodies ``func`` names (globals with a ``_fastcnn_task``), and those
+    named by the compiled functions it calls (inlined helpers too), recursively."""
+    seen = set() if seen is None else seen
+    seen.add(func)
     for name in func.__code__.co_names:
-        body = getattr(func.__globals__.get(name), "_fastcnn_task", None)
+        value = func.__globals__.get(name)
+        body = getattr(value, "_fastcnn_task", None)
         if body is not None:
             body.ensure_for(argtypes)
+        elif isinstance(value, CPUDispatcher) and value.py_func not in seen:
+            _prepare_tasks(value.py_func, argtypes, seen)
 
 
 class _SerialisedKernel(_Kernel):

@@ -30,13 +30,13 @@ Float64 uses the same vector lengths (LLVM splits them in registers); it is
 the precision of the gradient checks, not a speed target.
 """
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..config import VECTOR_BITS, njit
+from ._tasks import task
 
 #: float32 lanes of the widest vector the micro-kernels use (8 for AVX2, 16 for AVX-512).
 LANES = VECTOR_BITS // 32
@@ -219,55 +219,26 @@ def compile_gemm_acc(bits):
     return njit(_signatures())(_WIDTHS[bits])
 
 
-#: ``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``
-#: for ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain matrix
-#: product); ``a``, ``b`` and ``c`` are flat (1-D, contiguous) arrays of one
-#: float dtype, addressed by element offsets.  Called from Python (tests) or,
-#: in kernels, through :func:`gemm_call`.
-gemm_acc = compile_gemm_acc(VECTOR_BITS)
-
-
 # ---------------------------------------------------------------------------
 # gemm_call: gemm_acc's compiled code, called through a fixed symbol
 #
 # A kernel that calls gemm_acc normally links gemm_acc's LLVM module into its
 # own and compiles that code to machine code again (with LLVM's inlining and
 # loop passes: about 3 s per calling kernel and dtype).  The kernels call
-# gemm_call instead, which emits a plain call to a symbol registered here for
-# this process's compiled gemm_acc: its code is compiled (or loaded from the
-# cache) once.  The names are fixed, not Numba's per-process mangled names, so
-# kernels loaded from Numba's cache in a later process find them; the version
-# in the name must change whenever gemm_acc's signature does.
+# gemm_call instead, a task body (fastcnn.kernels._tasks) that emits a plain
+# call to a symbol registered for this process's compiled gemm_acc: its code
+# is compiled (or loaded from the cache) once per dtype, on first use.  The
+# names are fixed, not Numba's per-process mangled names, so kernels loaded
+# from Numba's cache in a later process find them (the kernel dispatcher
+# registers the body before it loads a kernel that names gemm_call); the
+# version in the name must change whenever gemm_acc's signature does.
 
-_SYMBOLS = {}
+#: :func:`gemm_acc` (same arguments) inside kernels, called through its symbol; see the comment above.
+gemm_call = task("a1 i i r1 i i i i r1 i i i i i i i", symbol="fastcnn_gemm_acc_v1")(_WIDTHS[VECTOR_BITS])
 
-
-def _register_symbols():
-    for argtypes in gemm_acc.signatures:
-        dtype = argtypes[0].dtype
-        name = f"fastcnn_gemm_acc_v1_{dtype}"
-        cres = gemm_acc.overloads[argtypes]
-        llvm.add_symbol(name, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
-        _SYMBOLS[dtype] = (name, tuple(argtypes))
-
-
-_register_symbols()
-
-
-@intrinsic
-def gemm_call(typingctx, c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N):
-    """:func:`gemm_acc` (same arguments), called through its registered symbol; see the comment above."""
-    if not isinstance(c, types.Array) or c.dtype not in _SYMBOLS:
-        return None
-    name, target = _SYMBOLS[c.dtype]
-    sig = types.void(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M, N)
-
-    def codegen(context, builder, signature, args):
-        # ints to int64, arrays to gemm_acc's (read-only a and b) array types
-        values = [context.cast(builder, v, have, want) for v, have, want in zip(args, signature.args, target)]
-        fnty = context.call_conv.get_function_type(types.void, target)
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        context.call_conv.call_function(builder, fn, types.void, target, values)
-        return context.get_dummy_value()
-
-    return sig, codegen
+#: ``c[c_off + i*ldc + j] += sum_{u, l} a[a_off + i*sai + u*sau + l*sal] * b[b_off + u*sbu + l*sbl + j]``
+#: for ``i < M``, ``j < N``, ``u < U``, ``l < L`` (``U = 1`` for a plain matrix
+#: product); ``a``, ``b`` and ``c`` are flat (1-D, contiguous) arrays of one
+#: float dtype, addressed by element offsets.  Called from Python (tests) or,
+#: in kernels, through :func:`gemm_call`.
+gemm_acc = gemm_call._fastcnn_task.dispatcher

@@ -40,8 +40,12 @@ compiles or loads a signature, every task its function names (the
 ``_fastcnn_task`` attribute of the globals it refers to) for the kernel's
 dtype.  A task must live in the module of the kernels that call it: Numba
 invalidates a cached kernel when its source file changes, and so when one of
-its tasks does.  The symbol's name carries :data:`_VERSION`; change it when
-this calling convention changes.
+its tasks does (a kernel calls its body by name, so a changed body is picked
+up anyway: the rule guards changed signatures).  The symbol's name carries
+:data:`_VERSION`; change it when this calling convention changes.  A body
+that kernels of several modules call (the micro-kernel driver
+:func:`fastcnn.kernels._gemm.gemm_call`) names its symbol itself, with a
+version changed by hand whenever its signature changes.
 """
 
 import llvmlite.binding as llvm
@@ -92,7 +96,7 @@ def _accepts(have, want):
 class Task:
     """A serial body compiled per dtype, its compiled code registered under a fixed symbol."""
 
-    def __init__(self, func, spec, ordered):
+    def __init__(self, func, spec, ordered, symbol=None):
         self.tokens = tuple(spec.split())
         if func.__code__.co_argcount != len(self.tokens):
             raise ValueError(f"task {func.__qualname__}: {func.__code__.co_argcount} arguments, "
@@ -100,6 +104,7 @@ class Task:
         self.dispatcher = (njit_ordered if ordered else njit)(func)
         self.module = func.__module__
         self.qualname = func.__qualname__
+        self.symbol = symbol or f"fastcnn_task_v{_VERSION}_{self.module}.{self.qualname}".replace(".", "_")
         self._symbols = {}  # kernel dtype -> (symbol, argument types)
         _TASKS.append(self)
 
@@ -120,7 +125,7 @@ class Task:
 
     def _register(self, dtype, argtypes):
         cres = self.dispatcher.overloads[argtypes]
-        name = f"fastcnn_task_v{_VERSION}_{self.module}.{self.qualname}_{dtype}".replace(".", "_")
+        name = f"{self.symbol}_{dtype}"
         llvm.add_symbol(name, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
         self._symbols[dtype] = (name, argtypes)
 
@@ -209,6 +214,12 @@ def _intrinsic(body):
     return call
 
 
-def task(spec, ordered=False):
-    """Declare a task body (see the module docstring); ``ordered``: compiled without fast-math flags."""
-    return lambda func: _intrinsic(Task(func, spec, ordered))
+def task(spec, ordered=False, symbol=None):
+    """Declare a task body (see the module docstring); ``ordered``: compiled without fast-math flags.
+
+    ``symbol``: the symbol's name (the dtype is appended), for a body that
+    kernels of other modules call (:func:`fastcnn.kernels._gemm.gemm_call`):
+    version it by hand, since those kernels' cached code is not invalidated
+    when the body's module changes.
+    """
+    return lambda func: _intrinsic(Task(func, spec, ordered, symbol))
