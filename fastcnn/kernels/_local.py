@@ -14,10 +14,81 @@ what it writes: forward and weight gradient over positions (p, q), input
 gradient over (image, input channel), bias gradient over output channels.
 """
 
-import numpy as np
 from numba import prange
 
 from ..config import pjit
+from ._tasks import task
+
+
+@task("r4 r6 r3 a4 i i i i i")
+def _forward_position(x, w, b, y, sh, sw, ph, pw, t):
+    """Output position t (row-major over P x Q) of :func:`locally_connected2d_forward_kernel`."""
+    N, C, H, W = x.shape
+    P, Q, K, _, R, S = w.shape
+    p = t // Q
+    q = t - p * Q
+    i0 = p * sh - ph
+    j0 = q * sw - pw
+    r_lo = max(0, -i0)
+    r_hi = min(R, H - i0)
+    s_lo = max(0, -j0)
+    s_hi = min(S, W - j0)
+    for n in range(N):
+        for k in range(K):
+            acc = b[k, p, q]
+            for c in range(C):
+                for r in range(r_lo, r_hi):
+                    for s in range(s_lo, s_hi):
+                        acc += w[p, q, k, c, r, s] * x[n, c, i0 + r, j0 + s]
+            y[n, k, p, q] = acc
+
+
+@task("r4 r6 a4 i i i i i")
+def _input_grad_plane(dy, w, dx, sh, sw, ph, pw, t):
+    """Plane t (image t // C, channel t % C) of :func:`locally_connected2d_backward_input_kernel`."""
+    N, C, H, W = dx.shape
+    P, Q, K, _, R, S = w.shape
+    n = t // C
+    c = t - n * C
+    for i in range(H):
+        for j in range(W):
+            dx[n, c, i, j] = 0
+    for p in range(P):
+        i0 = p * sh - ph
+        r_lo = max(0, -i0)
+        r_hi = min(R, H - i0)
+        for q in range(Q):
+            j0 = q * sw - pw
+            s_lo = max(0, -j0)
+            s_hi = min(S, W - j0)
+            for k in range(K):
+                g = dy[n, k, p, q]
+                for r in range(r_lo, r_hi):
+                    for s in range(s_lo, s_hi):
+                        dx[n, c, i0 + r, j0 + s] += w[p, q, k, c, r, s] * g
+
+
+@task("r4 r4 a6 i i i i i")
+def _weight_grad_position(dy, x, dw, sh, sw, ph, pw, t):
+    """Output position t of :func:`locally_connected2d_backward_weight_kernel`: its (K, C, R, S) block."""
+    N, C, H, W = x.shape
+    P, Q, K, _, R, S = dw.shape
+    zero = dw.dtype.type(0)
+    p = t // Q
+    q = t - p * Q
+    i0 = p * sh - ph
+    j0 = q * sw - pw
+    for k in range(K):
+        for c in range(C):
+            for r in range(R):
+                i = i0 + r
+                for s in range(S):
+                    j = j0 + s
+                    acc = zero
+                    if 0 <= i < H and 0 <= j < W:
+                        for n in range(N):
+                            acc += dy[n, k, p, q] * x[n, c, i, j]
+                    dw[p, q, k, c, r, s] = acc
 
 
 @pjit
@@ -34,26 +105,9 @@ def locally_connected2d_forward_kernel(x, w, b, y, sh, sw, ph, pw):
     y : (N, K, P, Q) float array, written in full
     sh, sw, ph, pw : int
     """
-    N, C, H, W = x.shape
-    P, Q, K, _, R, S = w.shape
+    P, Q = w.shape[0], w.shape[1]
     for t in prange(P * Q):
-        tt = np.int64(t)
-        p = tt // Q
-        q = tt - p * Q
-        i0 = p * sh - ph
-        j0 = q * sw - pw
-        r_lo = max(0, -i0)
-        r_hi = min(R, H - i0)
-        s_lo = max(0, -j0)
-        s_hi = min(S, W - j0)
-        for n in range(N):
-            for k in range(K):
-                acc = b[k, p, q]
-                for c in range(C):
-                    for r in range(r_lo, r_hi):
-                        for s in range(s_lo, s_hi):
-                            acc += w[p, q, k, c, r, s] * x[n, c, i0 + r, j0 + s]
-                y[n, k, p, q] = acc
+        _forward_position(x, w, b, y, sh, sw, ph, pw, t)
 
 
 @pjit
@@ -69,28 +123,9 @@ def locally_connected2d_backward_input_kernel(dy, w, dx, sh, sw, ph, pw):
     dx : (N, C, H, W) float array, written in full
     sh, sw, ph, pw : int
     """
-    N, C, H, W = dx.shape
-    P, Q, K, _, R, S = w.shape
+    N, C = dx.shape[0], dx.shape[1]
     for t in prange(N * C):
-        tt = np.int64(t)
-        n = tt // C
-        c = tt - n * C
-        for i in range(H):
-            for j in range(W):
-                dx[n, c, i, j] = 0
-        for p in range(P):
-            i0 = p * sh - ph
-            r_lo = max(0, -i0)
-            r_hi = min(R, H - i0)
-            for q in range(Q):
-                j0 = q * sw - pw
-                s_lo = max(0, -j0)
-                s_hi = min(S, W - j0)
-                for k in range(K):
-                    g = dy[n, k, p, q]
-                    for r in range(r_lo, r_hi):
-                        for s in range(s_lo, s_hi):
-                            dx[n, c, i0 + r, j0 + s] += w[p, q, k, c, r, s] * g
+        _input_grad_plane(dy, w, dx, sh, sw, ph, pw, t)
 
 
 @pjit
@@ -107,26 +142,9 @@ def locally_connected2d_backward_weight_kernel(dy, x, dw, sh, sw, ph, pw):
     dw : (P, Q, K, C, R, S) float array, written in full
     sh, sw, ph, pw : int
     """
-    N, C, H, W = x.shape
-    P, Q, K, _, R, S = dw.shape
-    zero = dw.dtype.type(0)
+    P, Q = dw.shape[0], dw.shape[1]
     for t in prange(P * Q):
-        tt = np.int64(t)
-        p = tt // Q
-        q = tt - p * Q
-        i0 = p * sh - ph
-        j0 = q * sw - pw
-        for k in range(K):
-            for c in range(C):
-                for r in range(R):
-                    i = i0 + r
-                    for s in range(S):
-                        j = j0 + s
-                        acc = zero
-                        if 0 <= i < H and 0 <= j < W:
-                            for n in range(N):
-                                acc += dy[n, k, p, q] * x[n, c, i, j]
-                        dw[p, q, k, c, r, s] = acc
+        _weight_grad_position(dy, x, dw, sh, sw, ph, pw, t)
 
 
 @pjit
