@@ -19,91 +19,56 @@ from numba import prange
 
 from ..config import pjit
 from ._loops import conv_output_size, valid_range
+from ._tasks import task
 
 
-@pjit
-def im2col_kernel(x, cols, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
-    """Fill ``cols`` (N, C*R*S, P*Q) from ``x`` (N, C, H, W); every element is written.
-
-    One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
-
-    Parameters
-    ----------
-    x : (N, C, H, W) float array, read
-    cols : (N, C*R*S, P*Q) array of x's dtype, written in full:
-        ``cols[n, (c*R + r)*S + s, p*Q + q] = x[n, c, p*sh - ph + r*dil_h, q*sw - pw + s*dil_w]``,
-        0 where that falls in the padding.  P and Q are not read from
-        ``cols``: the kernel computes them, ``P = (H + 2*ph - dil_h*(R - 1) - 1) // sh + 1``
-        and Q likewise
-    R, S : int
-        Kernel height and width.
-    sh, sw, ph, pw : int
-    dil_h, dil_w : int, optional
-        Dilation, 1 by default.
-    """
+@task("r4 a3 i i i i i i i i i")
+def _im2col_plane(x, cols, R, S, sh, sw, ph, pw, dil_h, dil_w, t):
+    """Image t // C, channel t % C of :func:`im2col_kernel`: its R*S rows of ``cols``."""
     N, C, H, W = x.shape
     P, Q = conv_output_size(H, R, sh, ph, dil_h), conv_output_size(W, S, sw, pw, dil_w)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for r in range(R):
-            p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
-            for s in range(S):
-                q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
-                row = (c * R + r) * S + s
-                for p in range(P):
-                    base = p * Q
-                    if p < p_lo or p >= p_hi:
-                        for q in range(Q):
-                            cols[n, row, base + q] = 0
-                        continue
-                    ih = p * sh - ph + r * dil_h
-                    for q in range(q_lo):
+    n = t // C
+    c = t - n * C
+    for r in range(R):
+        p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
+        for s in range(S):
+            q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
+            row = (c * R + r) * S + s
+            for p in range(P):
+                base = p * Q
+                if p < p_lo or p >= p_hi:
+                    for q in range(Q):
                         cols[n, row, base + q] = 0
-                    for q in range(q_lo, q_hi):
-                        cols[n, row, base + q] = x[n, c, ih, q * sw - pw + s * dil_w]
-                    for q in range(q_hi, Q):
-                        cols[n, row, base + q] = 0
+                    continue
+                ih = p * sh - ph + r * dil_h
+                for q in range(q_lo):
+                    cols[n, row, base + q] = 0
+                for q in range(q_lo, q_hi):
+                    cols[n, row, base + q] = x[n, c, ih, q * sw - pw + s * dil_w]
+                for q in range(q_hi, Q):
+                    cols[n, row, base + q] = 0
 
 
-@pjit
-def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
-    """Sum ``cols`` (N, C*R*S, P*Q) back into ``dx`` (N, C, H, W), the adjoint of im2col.
-
-    Entries that fall in the padding are dropped; overlapping windows add up.
-    ``dx`` is written in full.  One prange iteration owns each (image, channel).
-
-    Parameters
-    ----------
-    cols : (N, C*R*S, P*Q) float array, read (laid out as :func:`im2col_kernel`
-        writes it; P and Q computed from H, W as there, not read from ``cols``)
-    dx : (N, C, H, W) array of cols' dtype, written in full:
-        ``dx[n, c, i, j]`` is the sum of the ``cols`` entries im2col takes
-        from ``x[n, c, i, j]``
-    R, S : int
-        Kernel height and width.
-    sh, sw, ph, pw : int
-    dil_h, dil_w : int, optional
-        Dilation, 1 by default.
-    """
+@task("r3 a4 i i i i i i i i i")
+def _col2im_plane(cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w, t):
+    """Image t // C, channel t % C of :func:`col2im_kernel`: the plane ``dx[n, c]``."""
     N, C, H, W = dx.shape
     P, Q = conv_output_size(H, R, sh, ph, dil_h), conv_output_size(W, S, sw, pw, dil_w)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for i in range(H):
-            for j in range(W):
-                dx[n, c, i, j] = 0
-        for r in range(R):
-            p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
-            for s in range(S):
-                q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
-                row = (c * R + r) * S + s
-                for p in range(p_lo, p_hi):
-                    ih = p * sh - ph + r * dil_h
-                    base = p * Q
-                    for q in range(q_lo, q_hi):
-                        dx[n, c, ih, q * sw - pw + s * dil_w] += cols[n, row, base + q]
+    n = t // C
+    c = t - n * C
+    for i in range(H):
+        for j in range(W):
+            dx[n, c, i, j] = 0
+    for r in range(R):
+        p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
+        for s in range(S):
+            q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
+            row = (c * R + r) * S + s
+            for p in range(p_lo, p_hi):
+                ih = p * sh - ph + r * dil_h
+                base = p * Q
+                for q in range(q_lo, q_hi):
+                    dx[n, c, ih, q * sw - pw + s * dil_w] += cols[n, row, base + q]
 
 
 def conv2d_forward_gemm(x, w, b, y, sh, sw, ph, pw, cols, dil_h=1, dil_w=1):
@@ -133,3 +98,53 @@ def conv2d_backward_input_gemm(dy, w, dx, sh, sw, ph, pw, dcols, dil_h=1, dil_w=
     dy3 = dy.reshape(N, K, dy.shape[2] * dy.shape[3])  # (N, K, P*Q)
     np.matmul(w.reshape(K, C * R * S).T, dy3, out=dcols)  # (CRS, K) @ (N, K, PQ) -> (N, CRS, PQ)
     col2im_kernel(dcols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w)
+
+
+@pjit
+def im2col_kernel(x, cols, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
+    """Fill ``cols`` (N, C*R*S, P*Q) from ``x`` (N, C, H, W); every element is written.
+
+    One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array, read
+    cols : (N, C*R*S, P*Q) array of x's dtype, written in full:
+        ``cols[n, (c*R + r)*S + s, p*Q + q] = x[n, c, p*sh - ph + r*dil_h, q*sw - pw + s*dil_w]``,
+        0 where that falls in the padding.  P and Q are not read from
+        ``cols``: the kernel computes them, ``P = (H + 2*ph - dil_h*(R - 1) - 1) // sh + 1``
+        and Q likewise
+    R, S : int
+        Kernel height and width.
+    sh, sw, ph, pw : int
+    dil_h, dil_w : int, optional
+        Dilation, 1 by default.
+    """
+    N, C = x.shape[0], x.shape[1]
+    for t in prange(N * C):
+        _im2col_plane(x, cols, R, S, sh, sw, ph, pw, dil_h, dil_w, t)
+
+
+@pjit
+def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
+    """Sum ``cols`` (N, C*R*S, P*Q) back into ``dx`` (N, C, H, W), the adjoint of im2col.
+
+    Entries that fall in the padding are dropped; overlapping windows add up.
+    ``dx`` is written in full.  One prange iteration owns each (image, channel).
+
+    Parameters
+    ----------
+    cols : (N, C*R*S, P*Q) float array, read (laid out as :func:`im2col_kernel`
+        writes it; P and Q computed from H, W as there, not read from ``cols``)
+    dx : (N, C, H, W) array of cols' dtype, written in full:
+        ``dx[n, c, i, j]`` is the sum of the ``cols`` entries im2col takes
+        from ``x[n, c, i, j]``
+    R, S : int
+        Kernel height and width.
+    sh, sw, ph, pw : int
+    dil_h, dil_w : int, optional
+        Dilation, 1 by default.
+    """
+    N, C = dx.shape[0], dx.shape[1]
+    for t in prange(N * C):
+        _col2im_plane(cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w, t)

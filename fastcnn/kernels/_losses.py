@@ -13,6 +13,35 @@ import numpy as np
 from numba import prange
 
 from ..config import pjit_ordered
+from ._tasks import task
+
+
+@task("r2 i1 a2 a1 i", ordered=True)
+def _cross_entropy_row(logits, labels, dlogits, losses, n):
+    """Row n of :func:`softmax_cross_entropy_kernel`."""
+    N, K = logits.shape
+    zero = logits.dtype.type(0)
+    inv_n = logits.dtype.type(1) / logits.dtype.type(N)
+    m = logits[n, 0]
+    for k in range(1, K):
+        m = max(m, logits[n, k])
+    label = labels[n]
+    total = zero
+    shifted = zero
+    for k in range(K):
+        d = logits[n, k] - m
+        if k == label:
+            shifted = d
+        e = np.exp(d)
+        dlogits[n, k] = e
+        total += e
+    scale = inv_n / total
+    for k in range(K):
+        dlogits[n, k] *= scale
+    dlogits[n, label] -= inv_n
+    # log(total) - (logit - m), with the shift exact: adding m back to
+    # log(total) first would round the loss to the spacing of m.
+    losses[n] = np.log(total) - shifted
 
 
 @pjit_ordered
@@ -30,30 +59,9 @@ def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
     dlogits : (N, K) float array, written in full
     losses : (N,) float array, written in full
     """
-    N, K = logits.shape
-    zero = logits.dtype.type(0)
-    inv_n = logits.dtype.type(1) / logits.dtype.type(N)
+    N = logits.shape[0]
     for n in prange(N):
-        m = logits[n, 0]
-        for k in range(1, K):
-            m = max(m, logits[n, k])
-        label = labels[n]
-        total = zero
-        shifted = zero
-        for k in range(K):
-            d = logits[n, k] - m
-            if k == label:
-                shifted = d
-            e = np.exp(d)
-            dlogits[n, k] = e
-            total += e
-        scale = inv_n / total
-        for k in range(K):
-            dlogits[n, k] *= scale
-        dlogits[n, label] -= inv_n
-        # log(total) - (logit - m), with the shift exact: adding m back to
-        # log(total) first would round the loss to the spacing of m.
-        losses[n] = np.log(total) - shifted
+        _cross_entropy_row(logits, labels, dlogits, losses, n)
 
 
 @pjit_ordered
