@@ -33,6 +33,11 @@ array is accepted), ``AN`` / ``RN`` any layout, ``dN`` a float64 array,
 ``iN`` a read-only int64 array, ``jN`` a writable one, ``bN`` a bool array, ``i`` an int64 (any integer is
 converted), ``f`` a scalar of the kernel dtype, ``b`` a bool.
 
+Aliasing.  A body is compiled with its array arguments marked ``noalias``
+(as Numba compiles a ``prange`` body): arrays a task writes must not
+overlap any other array argument of the same call (two read-only views of
+one array are fine).
+
 Caching.  A kernel loaded from Numba's cache calls the symbol by name, so the
 symbol must exist before the kernel's machine code is loaded: fastcnn's
 kernel dispatcher (:class:`fastcnn.config._Kernel`) registers, before it
@@ -93,6 +98,27 @@ def _accepts(have, want):
     return isinstance(have, (types.Float, types.Integer))
 
 
+def _compile_noalias(dispatcher):
+    """Compile ``dispatcher`` with Numba's ``noalias`` flag: its array arguments' pointers marked ``noalias``.
+
+    Numba compiles a ``prange`` body that way (arrays that it cannot see
+    aliasing in the kernel), and without it LLVM guards every short loop
+    over two arrays with run-time overlap checks: measured on the depthwise
+    kernels, a body without the flag ran up to 1.5x the time of the same
+    loop inside the kernel.  The flag has no decorator option, so the
+    dispatcher's flag hook adds it (Numba's private ``_customize_flags``).
+    """
+    compiler = dispatcher._compiler
+    customize = compiler._customize_flags
+
+    def with_noalias(flags):
+        flags = customize(flags)
+        flags.noalias = True
+        return flags
+
+    compiler._customize_flags = with_noalias
+
+
 class Task:
     """A serial body compiled per dtype, its compiled code registered under a fixed symbol."""
 
@@ -102,6 +128,7 @@ class Task:
             raise ValueError(f"task {func.__qualname__}: {func.__code__.co_argcount} arguments, "
                              f"{len(self.tokens)} signature tokens ({spec!r})")
         self.dispatcher = (njit_ordered if ordered else njit)(func)
+        _compile_noalias(self.dispatcher)
         self.module = func.__module__
         self.qualname = func.__qualname__
         self.symbol = symbol or f"fastcnn_task_v{_VERSION}_{self.module}.{self.qualname}".replace(".", "_")

@@ -128,3 +128,11 @@ def test_user_functions_cached_on_disk_call_raw_kernels_after_registering_the_ca
         results.append(np.load(out))
     assert "registered" in proc.stdout and int(proc.stdout.split()[-1]) >= 1
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_a_task_body_is_compiled_with_its_array_arguments_noalias():
+    """As Numba's own prange bodies: without the flag LLVM guards short loops with overlap checks (slower)."""
+    x = np.ones((2, 3), np.float32)
+    _scale_rows(x, np.zeros_like(x), np.float32(1))
+    body = _scaled_row._fastcnn_task
+    assert body.dispatcher.overloads[body.argtypes(body.dispatcher.signatures[0][0].dtype)].fndesc.noalias
