@@ -402,10 +402,11 @@ def test_distributed_imports_no_higher_tier_and_mpi4py_lazily(path):
 
 # --------------------------------------------------------------------------- kernel modules, tests and tools
 
-#: The raw kernel modules may share these two (the micro-kernel and the loop helpers) and nothing else.
-RAW_SHARED = {"fastcnn.kernels._gemm", "fastcnn.kernels._loops"}
+#: The raw kernel modules may share these three (the micro-kernel, the loop helpers and the task bodies' call
+#: mechanism) and nothing else.
+RAW_SHARED = {"fastcnn.kernels._gemm", "fastcnn.kernels._loops", "fastcnn.kernels._tasks"}
 #: Modules of fastcnn/kernels that are not raw kernels: the plan executor, the workspace, the argument checks.
-KERNEL_GLUE = {"_conv_exec.py", "_workspace.py", "_checks.py", "_gemm.py", "_loops.py"}
+KERNEL_GLUE = {"_conv_exec.py", "_workspace.py", "_checks.py", "_gemm.py", "_loops.py", "_tasks.py"}
 RAW_KERNEL_FILES = [p for p in KERNEL_FILES if p.name.startswith("_") and p.name != "__init__.py"
                     and p.name not in KERNEL_GLUE]
 
@@ -437,6 +438,8 @@ def test_kernels_init_only_re_exports():
 PRIVATE_KERNEL_ALLOWED = {
     # the micro-kernel's own unit test against numpy: it has no public checked wrapper
     "tests/kernels/test_channellast.py": {"fastcnn.kernels._gemm.gemm_acc", "fastcnn.kernels._gemm.compile_gemm_acc"},
+    # the task-body mechanism's own tests: a task and kernels of the test's own
+    "tests/kernels/test_tasks.py": {"fastcnn.kernels._tasks.task"},
 }
 OUTSIDE_FILES = sorted(p for sub in ("tests", "bench", "examples", "tools") for p in (ROOT / sub).rglob("*.py")
                        if "__pycache__" not in p.parts)
