@@ -50,6 +50,7 @@ from numba import prange
 
 from ..config import njit, pjit
 from ._loops import zero_span
+from ._tasks import task
 
 
 def depthwise_frame(H, W, R, S, sh, sw, ph, pw, dil_h, dil_w):
@@ -336,6 +337,34 @@ def _to_wide(plane, dst, row_length, row0, col0):
 # --------------------------------------------------------------------------- kernels
 
 
+@task("r4 r4 r1 a4 i i i i i i a2 a2 i")
+def _forward_task(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys, t):
+    """Task t of :func:`conv2d_forward_depthwise`: its run of planes, in ``xs[t]`` and ``ys[t]``."""
+    N, C, H, W = x.shape
+    K, R, S = w.shape[0], w.shape[2], w.shape[3]
+    P, Q = y.shape[2], y.shape[3]
+    m = K // C
+    T = xs.shape[0]
+    Hs, Ws, _, _ = _frame(H, W, R, S, sh, sw, ph, pw, dil_h, dil_w)
+    L = P * Ws
+    off, taps = _forward_taps(R, S, sh, sw, dil_h, dil_w, Hs, Ws)
+    wf = w.reshape(K, R * S)
+    scratch = xs[t]
+    out = ys[t]
+    zero_span(scratch, 0, scratch.shape[0])  # the borders and the slack stay zero
+    for item in range(t * N * C // T, (t + 1) * N * C // T):
+        n = item // C
+        c = item - n * C
+        _to_phases(x[n, c], scratch, sh, sw, ph, pw, Hs, Ws)
+        for k in range(c * m, (c + 1) * m):
+            _gather(out, scratch, off, taps, 0, R * S, wf[k], L, True, b[k])
+            for p in range(P):
+                src = out[p * Ws:p * Ws + Q]
+                dst = y[n, k, p]
+                for q in range(Q):
+                    dst[q] = src[q]
+
+
 @pjit
 def conv2d_forward_depthwise(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys):
     """Depthwise forward: ``y[n, k, p, q] = b[k] + sum_{r, s} w[k, 0, r, s] * xp[n, k // m, i, j]``.
@@ -359,30 +388,37 @@ def conv2d_forward_depthwise(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys):
         (:func:`depthwise_frame`); overwritten
     ys : (T, Ly) array of x's dtype, scratch, ``Ly >= P*Ws``; overwritten
     """
+    for t in prange(xs.shape[0]):
+        _forward_task(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys, t)
+
+
+@task("r4 r4 r4 i i i i i i a2 a2 a3 i")
+def _weight_grad_task(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial, t):
+    """Task t of :func:`conv2d_backward_weight_depthwise`: its run of planes, summed into ``partial[t]``."""
     N, C, H, W = x.shape
-    K, R, S = w.shape[0], w.shape[2], w.shape[3]
-    P, Q = y.shape[2], y.shape[3]
+    K, R, S = dw.shape[0], dw.shape[2], dw.shape[3]
+    RS = R * S
     m = K // C
     T = xs.shape[0]
     Hs, Ws, _, _ = _frame(H, W, R, S, sh, sw, ph, pw, dil_h, dil_w)
-    L = P * Ws
-    off, taps = _forward_taps(R, S, sh, sw, dil_h, dil_w, Hs, Ws)
-    wf = w.reshape(K, R * S)
-    for t in prange(T):
-        scratch = xs[t]
-        out = ys[t]
-        zero_span(scratch, 0, scratch.shape[0])  # the borders and the slack stay zero
-        for item in range(t * N * C // T, (t + 1) * N * C // T):
-            n = item // C
-            c = item - n * C
-            _to_phases(x[n, c], scratch, sh, sw, ph, pw, Hs, Ws)
-            for k in range(c * m, (c + 1) * m):
-                _gather(out, scratch, off, taps, 0, R * S, wf[k], L, True, b[k])
-                for p in range(P):
-                    src = out[p * Ws:p * Ws + Q]
-                    dst = y[n, k, p]
-                    for q in range(Q):
-                        dst[q] = src[q]
+    L = dy.shape[2] * Ws
+    off, _ = _forward_taps(R, S, sh, sw, dil_h, dil_w, Hs, Ws)
+    zero = dy.dtype.type(0)
+    scratch = xs[t]
+    wide = dys[t]
+    part = partial[t]
+    zero_span(scratch, 0, scratch.shape[0])
+    zero_span(wide, 0, wide.shape[0])  # the dropped columns stay zero
+    for k in range(K):
+        for i in range(RS):
+            part[k, i] = zero
+    for item in range(t * N * C // T, (t + 1) * N * C // T):
+        n = item // C
+        c = item - n * C
+        _to_phases(x[n, c], scratch, sh, sw, ph, pw, Hs, Ws)
+        for k in range(c * m, (c + 1) * m):
+            _to_wide(dy[n, k], wide, Ws, 0, 0)
+            _dots(part[k], wide, scratch, off, RS, L)
 
 
 @pjit
@@ -406,31 +442,11 @@ def conv2d_backward_weight_depthwise(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs
     dys : (T, Ly) array, scratch, ``Ly >= P*Ws``
     partial : (T, K, R*S) array of dy's dtype, scratch
     """
-    N, C, H, W = x.shape
     K, R, S = dw.shape[0], dw.shape[2], dw.shape[3]
-    P = dy.shape[2]
-    m = K // C
     T = xs.shape[0]
-    Hs, Ws, _, _ = _frame(H, W, R, S, sh, sw, ph, pw, dil_h, dil_w)
-    L = P * Ws
-    off, _ = _forward_taps(R, S, sh, sw, dil_h, dil_w, Hs, Ws)
     zero = dw.dtype.type(0)
     for t in prange(T):
-        scratch = xs[t]
-        wide = dys[t]
-        part = partial[t]
-        zero_span(scratch, 0, scratch.shape[0])
-        zero_span(wide, 0, wide.shape[0])  # the dropped columns stay zero
-        for k in range(K):
-            for i in range(R * S):
-                part[k, i] = zero
-        for item in range(t * N * C // T, (t + 1) * N * C // T):
-            n = item // C
-            c = item - n * C
-            _to_phases(x[n, c], scratch, sh, sw, ph, pw, Hs, Ws)
-            for k in range(c * m, (c + 1) * m):
-                _to_wide(dy[n, k], wide, Ws, 0, 0)
-                _dots(part[k], wide, scratch, off, R * S, L)
+        _weight_grad_task(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial, t)
     dwf = dw.reshape(K, R * S)
     for k in range(K):
         for i in range(R * S):

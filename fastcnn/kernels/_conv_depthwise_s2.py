@@ -74,6 +74,7 @@ from numba import prange, uint64
 
 from ..config import pjit
 from ._loops import zero_span
+from ._tasks import task
 
 #: The narrowest planes (columns) the plan runs :func:`conv2d_forward_depthwise_s2_rows` on.
 ROWS_MIN_WIDTH = 12
@@ -119,6 +120,56 @@ def depthwise_s2_scratch(H, W):
     return 3 * (Q + 1) + 3 * H * Q, H * Q
 
 
+@task("r4 r4 r1 a4 a2 a2 i")
+def _s2_task(x, w, b, y, xs, ys, t):
+    """Task t of :func:`conv2d_forward_depthwise_s2`: its run of planes, in ``xs[t]`` and ``ys[t]``."""
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    m = K // C
+    P, Q = H // 2, W // 2
+    HQ = H * Q
+    L = P * W  # wide output rows: == HQ
+    eb = Q + 1  # E, after a zero gap of Q + 1
+    ob = eb + HQ + Q + 1  # O, after another
+    kb = ob + HQ + Q + 1  # keep, after a third
+    T = xs.shape[0]
+    xf = x.reshape(N, C, H * W)
+    wf = w.reshape(K, 9)
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    s = xs[t]
+    out = ys[t]
+    zero_span(s, 0, kb)  # the gaps stay zero: only E and O are rewritten per plane
+    keep = s[kb:kb + L]
+    for j in range(L):
+        keep[j] = zero if j % W == 0 else one
+    e, o = s[eb:eb + HQ], s[ob:ob + HQ]
+    # tap (r, s) over the wide index j: E or O at j + (r - 1)*Q (- 1 for s = 0)
+    a0, a1, a2 = s[ob - Q - 1:ob - Q - 1 + L], s[eb - Q:eb - Q + L], s[ob - Q:ob - Q + L]
+    a3, a4, a5 = s[ob - 1:ob - 1 + L], s[eb:eb + L], s[ob:ob + L]
+    a6, a7, a8 = s[ob + Q - 1:ob + Q - 1 + L], s[eb + Q:eb + Q + L], s[ob + Q:ob + Q + L]
+    for item in range(t * N * C // T, (t + 1) * N * C // T):
+        n = item // C
+        c = item - n * C
+        src = xf[n, c]
+        for i in range(HQ):
+            e[i] = src[2 * i]
+            o[i] = src[2 * i + 1]
+        for k in range(c * m, (c + 1) * m):
+            wk = wf[k]
+            w0, w1, w2, w3, w4, w5, w6, w7, w8 = wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8]
+            bias = b[k]
+            for j in range(L):
+                left = w0 * a0[j] + w3 * a3[j] + w6 * a6[j]  # the s = 0 taps: padding where j % W == 0
+                out[j] = ((bias + w1 * a1[j] + w2 * a2[j]) + (w4 * a4[j] + w5 * a5[j] + w7 * a7[j] + w8 * a8[j])
+                          + (left if keep[j] != zero else zero))
+            yk = y[n, k]
+            for p in range(P):
+                row, dst = out[p * W:p * W + Q], yk[p]
+                for q in range(Q):
+                    dst[q] = row[q]
+
+
 @pjit
 def conv2d_forward_depthwise_s2(x, w, b, y, xs, ys):
     """Depthwise 3x3 forward with stride 2 and padding 1: ``y[n, k, p, q] = b[k] + sum_{r, s} w[k, 0, r, s] *
@@ -140,52 +191,8 @@ def conv2d_forward_depthwise_s2(x, w, b, y, xs, ys):
         (:func:`depthwise_s2_scratch`); overwritten
     ys : (T, Ly) array of x's dtype, scratch, ``Ly >= H*W/2``; overwritten
     """
-    N, C, H, W = x.shape
-    K = w.shape[0]
-    m = K // C
-    P, Q = H // 2, W // 2
-    HQ = H * Q
-    L = P * W  # wide output rows: == HQ
-    eb = Q + 1  # E, after a zero gap of Q + 1
-    ob = eb + HQ + Q + 1  # O, after another
-    kb = ob + HQ + Q + 1  # keep, after a third
-    T = xs.shape[0]
-    xf = x.reshape(N, C, H * W)
-    wf = w.reshape(K, 9)
-    zero = y.dtype.type(0)
-    one = y.dtype.type(1)
-    for t in prange(T):
-        s = xs[t]
-        out = ys[t]
-        zero_span(s, 0, kb)  # the gaps stay zero: only E and O are rewritten per plane
-        keep = s[kb:kb + L]
-        for j in range(L):
-            keep[j] = zero if j % W == 0 else one
-        e, o = s[eb:eb + HQ], s[ob:ob + HQ]
-        # tap (r, s) over the wide index j: E or O at j + (r - 1)*Q (- 1 for s = 0)
-        a0, a1, a2 = s[ob - Q - 1:ob - Q - 1 + L], s[eb - Q:eb - Q + L], s[ob - Q:ob - Q + L]
-        a3, a4, a5 = s[ob - 1:ob - 1 + L], s[eb:eb + L], s[ob:ob + L]
-        a6, a7, a8 = s[ob + Q - 1:ob + Q - 1 + L], s[eb + Q:eb + Q + L], s[ob + Q:ob + Q + L]
-        for item in range(t * N * C // T, (t + 1) * N * C // T):
-            n = item // C
-            c = item - n * C
-            src = xf[n, c]
-            for i in range(HQ):
-                e[i] = src[2 * i]
-                o[i] = src[2 * i + 1]
-            for k in range(c * m, (c + 1) * m):
-                wk = wf[k]
-                w0, w1, w2, w3, w4, w5, w6, w7, w8 = wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8]
-                bias = b[k]
-                for j in range(L):
-                    left = w0 * a0[j] + w3 * a3[j] + w6 * a6[j]  # the s = 0 taps: padding where j % W == 0
-                    out[j] = ((bias + w1 * a1[j] + w2 * a2[j]) + (w4 * a4[j] + w5 * a5[j] + w7 * a7[j] + w8 * a8[j])
-                              + (left if keep[j] != zero else zero))
-                yk = y[n, k]
-                for p in range(P):
-                    row, dst = out[p * W:p * W + Q], yk[p]
-                    for q in range(Q):
-                        dst[q] = row[q]
+    for t in prange(xs.shape[0]):
+        _s2_task(x, w, b, y, xs, ys, t)
 
 
 def depthwise_s2_rows_scratch(H, W):
