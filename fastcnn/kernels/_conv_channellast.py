@@ -28,10 +28,10 @@ from numba import prange
 from ..config import pjit
 from ._gemm import gemm_call
 from ._loops import transpose_into, zero_span
+from ._tasks import task
 
 #: Input channels per input-gradient task (the micro-kernel's width).
 DX_BLOCK = 16
-
 
 
 @pjit
@@ -64,6 +64,31 @@ def to_channel_last(x, xp, ph, pw):
         transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
 
 
+@task("r4 r3 r1 a4 i i a3 i")
+def _forward_task(xp, w2, b, y, sh, sw, scratch, t):
+    """Task t of :func:`conv2d_forward_channellast`: its chunk of output rows."""
+    N, Hp, Wp, C = xp.shape
+    R, L, Kw = w2.shape
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    T = scratch.shape[0]
+    x_flat, w_flat = xp.reshape(xp.size), w2.reshape(w2.size)  # gemm_acc takes flat operands
+    acc = scratch[t]
+    acc_flat = acc.reshape(acc.size)
+    for row in range(t * N * P // T, (t + 1) * N * P // T):
+        n = row // P
+        p = row - n * P
+        for q in range(Q):
+            for k in range(K):
+                acc[q, k] = b[k]
+            zero_span(acc_flat, q * Kw + K, (q + 1) * Kw)
+        # rows r of the kernel are the outer level of the reduction, (s, c) the inner
+        gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
+                  w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
+        for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
+            for q in range(Q):
+                y[n, k, p, q] = acc[q, k]
+
+
 @pjit
 def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     """Convolution forward from a padded channel-last input.
@@ -84,33 +109,43 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     sh, sw : int
     scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
     """
-    N, Hp, Wp, C = xp.shape
-    R, L, Kw = w2.shape
-    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    T = scratch.shape[0]
-    x_flat, w_flat = xp.reshape(xp.size), w2.reshape(w2.size)  # gemm_acc takes flat operands
-    for t in prange(T):
-        acc = scratch[t]
-        acc_flat = acc.reshape(acc.size)
-        for row in range(t * N * P // T, (t + 1) * N * P // T):
-            n = row // P
-            p = row - n * P
-            for q in range(Q):
-                for k in range(K):
-                    acc[q, k] = b[k]
-                zero_span(acc_flat, q * Kw + K, (q + 1) * Kw)
-            # rows r of the kernel are the outer level of the reduction, (s, c) the inner
-            gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
-                      w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
-            for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
-                for q in range(Q):
-                    y[n, k, p, q] = acc[q, k]
+    for t in prange(scratch.shape[0]):
+        _forward_task(xp, w2, b, y, sh, sw, scratch, t)
 
 
 def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):
     """(Hp, Wp): the padded frame :func:`conv2d_backward_input_channellast`'s scratch images need."""
     (H, W), (P, Q), (R, S), (sh, sw), (ph, pw) = dx_shape[2:], dy_shape[2:], kernel_size, stride, padding
     return max(H + 2 * ph, (P - 1) * sh + R), max(W + 2 * pw, (Q - 1) * sw + S)
+
+
+@task("r4 r4 a4 i i i i a4 i")
+def _input_grad_task(dyl, wt, dx, sh, sw, ph, pw, scratch, t):
+    """Task t of :func:`conv2d_backward_input_channellast`: its chunk of (image, channel block) pairs."""
+    N, P, Q, K = dyl.shape
+    R, S, Cw = wt.shape[0], wt.shape[1], wt.shape[3]
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    T, Wp = scratch.shape[0], scratch.shape[2]
+    blocks = (C + DX_BLOCK - 1) // DX_BLOCK
+    dy_flat, w_flat = dyl.reshape(dyl.size), wt.reshape(wt.size)
+    work = scratch[t]
+    work_flat = work.reshape(work.size)
+    for pair in range(t * N * blocks // T, (t + 1) * N * blocks // T):
+        n = pair // blocks
+        c0 = (pair - n * blocks) * DX_BLOCK
+        width = min(DX_BLOCK, C - c0)
+        columns = min(DX_BLOCK, Cw - c0)
+        zero_span(work_flat, 0, work.size)
+        for p in range(P):
+            for r in range(R):
+                for s in range(S):
+                    gemm_call(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
+                              dy_flat, (n * P + p) * Q * K, K, 0, 1,
+                              w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
+        for i in range(H):
+            for c in range(width):
+                for j in range(W):
+                    dx[n, c0 + c, i, j] = work[i + ph, pw + j, c]
 
 
 @pjit
@@ -134,31 +169,43 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     sh, sw, ph, pw : int
     scratch : (T, Hp, Wp, 16) float array, T >= 1; (Hp, Wp) from :func:`input_grad_frame`
     """
-    N, P, Q, K = dyl.shape
-    R, S, Cw = wt.shape[0], wt.shape[1], wt.shape[3]
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    T, Wp = scratch.shape[0], scratch.shape[2]
-    blocks = (C + DX_BLOCK - 1) // DX_BLOCK
-    dy_flat, w_flat = dyl.reshape(dyl.size), wt.reshape(wt.size)
-    for t in prange(T):
-        work = scratch[t]
-        work_flat = work.reshape(work.size)
-        for task in range(t * N * blocks // T, (t + 1) * N * blocks // T):
-            n = task // blocks
-            c0 = (task - n * blocks) * DX_BLOCK
-            width = min(DX_BLOCK, C - c0)
-            columns = min(DX_BLOCK, Cw - c0)
-            zero_span(work_flat, 0, work.size)
-            for p in range(P):
-                for r in range(R):
-                    for s in range(S):
-                        gemm_call(work_flat, ((p * sh + r) * Wp + s) * DX_BLOCK, sw * DX_BLOCK,
-                                  dy_flat, (n * P + p) * Q * K, K, 0, 1,
-                                  w_flat, ((r * S + s) * K) * Cw + c0, 0, Cw, 1, K, Q, columns)
-            for i in range(H):
-                for c in range(width):
-                    for j in range(W):
-                        dx[n, c0 + c, i, j] = work[i + ph, pw + j, c]
+    for t in prange(scratch.shape[0]):
+        _input_grad_task(dyl, wt, dx, sh, sw, ph, pw, scratch, t)
+
+
+@task("r4 r4 a4 i i i")
+def _weight_grad_task(xp, dyl, partial, sh, sw, t):
+    """Task t of :func:`conv2d_backward_weight_channellast`: its chunk of images, summed into ``partial[t]``."""
+    N, Hp, Wp, C = xp.shape
+    P, Q, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    T, R, L = partial.shape[0], partial.shape[1], partial.shape[2]
+    x_flat, dy_flat = xp.reshape(xp.size), dyl.reshape(dyl.size)
+    # output rows per product: as many as keep their dy (rows*Q*K numbers) within
+    # 16 KiB of float32, so it stays in L1 while every block of dw's rows reads it
+    rows = max(1, min(P, 4096 // (Q * K)))
+    part = partial[t]
+    part_flat = part.reshape(part.size)
+    zero_span(part_flat, 0, part.size)
+    for n in range(t * N // T, (t + 1) * N // T):
+        for p0 in range(0, P, rows):
+            for r in range(R):
+                # output rows p0.. as the outer level of the reduction, their pixels as the inner
+                gemm_call(part_flat, r * L * K, K,
+                          x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
+                          dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
+
+
+@task("r4 a4 i")
+def _sum_partials(partial, dw, k):
+    """``dw[k] = sum_t partial[t, :, :, k]``, reordered, in task order."""
+    C, R, S = dw.shape[1], dw.shape[2], dw.shape[3]
+    for c in range(C):
+        for r in range(R):
+            for s in range(S):
+                total = dw.dtype.type(0)
+                for t in range(partial.shape[0]):
+                    total += partial[t, r, s * C + c, k]
+                dw[k, c, r, s] = total
 
 
 @pjit
@@ -181,31 +228,7 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     partial : (T, R, S*C, K) float array, scratch (T >= 1 chunks)
     sh, sw : int
     """
-    N, Hp, Wp, C = xp.shape
-    P, Q, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
-    T, R, L = partial.shape[0], partial.shape[1], partial.shape[2]
-    S = L // C
-    zero = dw.dtype.type(0)
-    x_flat, dy_flat = xp.reshape(xp.size), dyl.reshape(dyl.size)
-    # output rows per product: as many as keep their dy (rows*Q*K numbers) within
-    # 16 KiB of float32, so it stays in L1 while every block of dw's rows reads it
-    rows = max(1, min(P, 4096 // (Q * K)))
-    for t in prange(T):
-        part = partial[t]
-        part_flat = part.reshape(part.size)
-        zero_span(part_flat, 0, part.size)
-        for n in range(t * N // T, (t + 1) * N // T):
-            for p0 in range(0, P, rows):
-                for r in range(R):
-                    # output rows p0.. as the outer level of the reduction, their pixels as the inner
-                    gemm_call(part_flat, r * L * K, K,
-                              x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
-                              dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
-    for k in prange(K):
-        for c in range(C):
-            for r in range(R):
-                for s in range(S):
-                    total = zero
-                    for t in range(T):
-                        total += partial[t, r, s * C + c, k]
-                    dw[k, c, r, s] = total
+    for t in prange(partial.shape[0]):
+        _weight_grad_task(xp, dyl, partial, sh, sw, t)
+    for k in prange(dw.shape[0]):
+        _sum_partials(partial, dw, k)

@@ -20,6 +20,7 @@ from numba import prange
 
 from ..config import pjit
 from ._loops import valid_range
+from ._tasks import task
 
 
 @pjit
@@ -63,6 +64,34 @@ def conv2d_forward_direct(x, w, b, y, sh, sw, ph, pw, dil_h=1, dil_w=1):
                                 y[n, k, p, q] += wv * x[n, c, ih, q * sw - pw + s * dil_w]
 
 
+@task("r4 r4 a4 i i i i i i i")
+def _input_grad_plane(dy, w, dx, sh, sw, ph, pw, dil_h, dil_w, t):
+    """Input-gradient plane ``t = n*C + c`` of :func:`conv2d_backward_input_direct`."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    K, R, S = w.shape[0], w.shape[2], w.shape[3]
+    P, Q = dy.shape[2], dy.shape[3]
+    n = t // C
+    c = t - n * C
+    for i in range(H):
+        for j in range(W):
+            dx[n, c, i, j] = 0
+    for k in range(K):
+        for r in range(R):
+            p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
+            for s in range(S):
+                q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
+                wv = w[k, c, r, s]
+                for p in range(p_lo, p_hi):
+                    ih = p * sh - ph + r * dil_h
+                    if sw == 1:
+                        off = s * dil_w - pw
+                        for q in range(q_lo, q_hi):
+                            dx[n, c, ih, q + off] += wv * dy[n, k, p, q]
+                    else:
+                        for q in range(q_lo, q_hi):
+                            dx[n, c, ih, q * sw - pw + s * dil_w] += wv * dy[n, k, p, q]
+
+
 @pjit
 def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """dx[n, c] = sum_k full-correlate(dy[n, k], rot180(w[k, c])), written as a scatter.
@@ -78,30 +107,35 @@ def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw, dil_h=1, dil_w=1):
     dil_h, dil_w : int, optional
         Dilation, 1 by default.
     """
-    N, C, H, W = dx.shape
-    K, _, R, S = w.shape
+    dyc, wc = np.ascontiguousarray(dy), np.ascontiguousarray(w)  # no copies when C-contiguous
+    for t in prange(dx.shape[0] * dx.shape[1]):
+        _input_grad_plane(dyc, wc, dx, sh, sw, ph, pw, dil_h, dil_w, t)
+
+
+@task("r4 r4 a4 i i i i i i i")
+def _weight_grad_slice(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, t):
+    """Kernel slice ``t = k*C + c`` of :func:`conv2d_backward_weight_direct`."""
+    N, C, H, W = x.shape
+    R, S = dw.shape[2], dw.shape[3]
     P, Q = dy.shape[2], dy.shape[3]
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for i in range(H):
-            for j in range(W):
-                dx[n, c, i, j] = 0
-        for k in range(K):
-            for r in range(R):
-                p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
-                for s in range(S):
-                    q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
-                    wv = w[k, c, r, s]
-                    for p in range(p_lo, p_hi):
-                        ih = p * sh - ph + r * dil_h
-                        if sw == 1:
-                            off = s * dil_w - pw
-                            for q in range(q_lo, q_hi):
-                                dx[n, c, ih, q + off] += wv * dy[n, k, p, q]
-                        else:
-                            for q in range(q_lo, q_hi):
-                                dx[n, c, ih, q * sw - pw + s * dil_w] += wv * dy[n, k, p, q]
+    k = t // C
+    c = t - k * C
+    for r in range(R):
+        p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
+        for s in range(S):
+            q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
+            acc = dw.dtype.type(0)
+            for n in range(N):
+                for p in range(p_lo, p_hi):
+                    ih = p * sh - ph + r * dil_h
+                    if sw == 1:
+                        off = s * dil_w - pw
+                        for q in range(q_lo, q_hi):
+                            acc += dy[n, k, p, q] * x[n, c, ih, q + off]
+                    else:
+                        for q in range(q_lo, q_hi):
+                            acc += dy[n, k, p, q] * x[n, c, ih, q * sw - pw + s * dil_w]
+            dw[k, c, r, s] = acc
 
 
 @pjit
@@ -120,29 +154,20 @@ def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw, dil_h=1, dil_w=1):
     dil_h, dil_w : int, optional
         Dilation, 1 by default.
     """
-    N, C, H, W = x.shape
-    K, _, R, S = dw.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    zero = dw.dtype.type(0)
-    for t in prange(K * C):
-        k = t // C
-        c = t - k * C
-        for r in range(R):
-            p_lo, p_hi = valid_range(r * dil_h, ph, sh, H, P)
-            for s in range(S):
-                q_lo, q_hi = valid_range(s * dil_w, pw, sw, W, Q)
-                acc = zero
-                for n in range(N):
-                    for p in range(p_lo, p_hi):
-                        ih = p * sh - ph + r * dil_h
-                        if sw == 1:
-                            off = s * dil_w - pw
-                            for q in range(q_lo, q_hi):
-                                acc += dy[n, k, p, q] * x[n, c, ih, q + off]
-                        else:
-                            for q in range(q_lo, q_hi):
-                                acc += dy[n, k, p, q] * x[n, c, ih, q * sw - pw + s * dil_w]
-                dw[k, c, r, s] = acc
+    dyc, xc = np.ascontiguousarray(dy), np.ascontiguousarray(x)  # no copies when C-contiguous
+    for t in prange(dw.shape[0] * dw.shape[1]):
+        _weight_grad_slice(dyc, xc, dw, sh, sw, ph, pw, dil_h, dil_w, t)
+
+
+@task("r3 a1 i")
+def _bias_grad(planes, db, k):
+    """``db[k]``: the sum of ``planes[:, k]`` (see :func:`conv2d_backward_bias`)."""
+    acc = db.dtype.type(0)
+    for n in range(planes.shape[0]):
+        plane = planes[n, k]
+        for m in range(planes.shape[2]):
+            acc += plane[m]
+    db[k] = acc
 
 
 @pjit
@@ -159,12 +184,6 @@ def conv2d_backward_bias(dy, db):
     db : (K,) float array, written in full
     """
     N, K, P, Q = dy.shape
-    zero = db.dtype.type(0)
     planes = np.ascontiguousarray(dy).reshape(N, K, P * Q)  # no copy when dy is C-contiguous
     for k in prange(K):
-        acc = zero
-        for n in range(N):
-            plane = planes[n, k]
-            for m in range(P * Q):
-                acc += plane[m]
-        db[k] = acc
+        _bias_grad(planes, db, k)

@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
+from ._tasks import task
 
 
 @njit(inline="always")
@@ -37,6 +38,36 @@ def _window_max(plane, i_lo, i_hi, j_lo, j_hi):
     return best, best_at
 
 
+@task("r4 a4 j4 i")
+def _max_2x2_plane(x, y, argmax, t):
+    """Plane ``t = n*C + c`` of :func:`max_pool2d_2x2_forward_kernel`."""
+    C, W = x.shape[1], x.shape[3]
+    P, Q = y.shape[2], y.shape[3]
+    n = t // C
+    c = t - n * C
+    for p in range(P):
+        top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
+        y_row, at_row = y[n, c, p], argmax[n, c, p]
+        base = 2 * p * W
+        total = y.dtype.type(0)
+        for q in range(Q):
+            v0, v1, v2, v3 = top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]
+            total += v0 + v1 + v2 + v3
+            at = 1 if v1 > v0 else 0
+            best = v1 if v1 > v0 else v0
+            at = W if v2 > best else at
+            best = v2 if v2 > best else best
+            at = W + 1 if v3 > best else at
+            best = v3 if v3 > best else best
+            y_row[q] = best
+            at_row[q] = base + 2 * q + at
+        if total != total:
+            for q in range(Q):
+                best, best_at = _window_max(x[n, c], 2 * p, 2 * p + 2, 2 * q, 2 * q + 2)
+                y_row[q] = best
+                at_row[q] = best_at
+
+
 @pjit
 def max_pool2d_2x2_forward_kernel(x, y, argmax):
     """Max pooling with 2x2 windows, stride 2, no padding, every window inside the image.
@@ -52,32 +83,9 @@ def max_pool2d_2x2_forward_kernel(x, y, argmax):
     y : (N, C, P, Q) float array with ``2*P <= H`` and ``2*Q <= W``, written in full
     argmax : (N, C, P, Q) int64 array, written in full
     """
-    N, C, _, W = x.shape
-    P, Q = y.shape[2], y.shape[3]
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for p in range(P):
-            top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
-            y_row, at_row = y[n, c, p], argmax[n, c, p]
-            base = 2 * p * W
-            total = y.dtype.type(0)
-            for q in range(Q):
-                v0, v1, v2, v3 = top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]
-                total += v0 + v1 + v2 + v3
-                at = 1 if v1 > v0 else 0
-                best = v1 if v1 > v0 else v0
-                at = W if v2 > best else at
-                best = v2 if v2 > best else best
-                at = W + 1 if v3 > best else at
-                best = v3 if v3 > best else best
-                y_row[q] = best
-                at_row[q] = base + 2 * q + at
-            if total != total:
-                for q in range(Q):
-                    best, best_at = _window_max(x[n, c], 2 * p, 2 * p + 2, 2 * q, 2 * q + 2)
-                    y_row[q] = best
-                    at_row[q] = best_at
+    xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
+    for t in prange(x.shape[0] * x.shape[1]):
+        _max_2x2_plane(xc, y, argmax, t)
 
 
 @pjit
@@ -176,6 +184,27 @@ def _avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad):
     return (min(i_end, H) - max(i0, 0)) * (min(j_end, W) - max(j0, 0))
 
 
+@task("r4 a4 i i i i i i b i")
+def _avg_plane(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, t):
+    """Plane ``t = n*C + c`` of :func:`avg_pool2d_forward_kernel`."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    P, Q = y.shape[2], y.shape[3]
+    n = t // C
+    c = t - n * C
+    for p in range(P):
+        i0 = p * sh - ph
+        i_end = min(i0 + kh, H + ph)
+        for q in range(Q):
+            j0 = q * sw - pw
+            j_end = min(j0 + kw, W + pw)
+            count = _avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad)
+            acc = y.dtype.type(0)
+            for i in range(max(i0, 0), min(i_end, H)):
+                for j in range(max(j0, 0), min(j_end, W)):
+                    acc += x[n, c, i, j]
+            y[n, c, p, q] = acc / y.dtype.type(count)
+
+
 @pjit
 def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad=True):
     """Window means into ``y``; zero padding counts in the divisor unless ``count_include_pad`` is False.
@@ -203,24 +232,31 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad=Tr
     count_include_pad : bool, optional
         Whether the zero padding counts in the divisor (default True).
     """
-    N, C, H, W = x.shape
-    P, Q = y.shape[2], y.shape[3]
-    zero = y.dtype.type(0)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for p in range(P):
-            i0 = p * sh - ph
-            i_end = min(i0 + kh, H + ph)
-            for q in range(Q):
-                j0 = q * sw - pw
-                j_end = min(j0 + kw, W + pw)
-                count = _avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad)
-                acc = zero
-                for i in range(max(i0, 0), min(i_end, H)):
-                    for j in range(max(j0, 0), min(j_end, W)):
-                        acc += x[n, c, i, j]
-                y[n, c, p, q] = acc / y.dtype.type(count)
+    xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
+    for t in prange(x.shape[0] * x.shape[1]):
+        _avg_plane(xc, y, kh, kw, sh, sw, ph, pw, count_include_pad, t)
+
+
+@task("r4 a4 i i i i i i b i")
+def _avg_backward_plane(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad, t):
+    """Plane ``t = n*C + c`` of :func:`avg_pool2d_backward_kernel`."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    P, Q = dy.shape[2], dy.shape[3]
+    n = t // C
+    c = t - n * C
+    for i in range(H):
+        for j in range(W):
+            dx[n, c, i, j] = 0
+    for p in range(P):
+        i0 = p * sh - ph
+        i_end = min(i0 + kh, H + ph)
+        for q in range(Q):
+            j0 = q * sw - pw
+            j_end = min(j0 + kw, W + pw)
+            g = dy[n, c, p, q] / dx.dtype.type(_avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad))
+            for i in range(max(i0, 0), min(i_end, H)):
+                for j in range(max(j0, 0), min(j_end, W)):
+                    dx[n, c, i, j] += g
 
 
 @pjit
@@ -241,24 +277,22 @@ def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad
     count_include_pad : bool, optional
         The forward pass's choice (default True).
     """
-    N, C, H, W = dx.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        for i in range(H):
-            for j in range(W):
-                dx[n, c, i, j] = 0
-        for p in range(P):
-            i0 = p * sh - ph
-            i_end = min(i0 + kh, H + ph)
-            for q in range(Q):
-                j0 = q * sw - pw
-                j_end = min(j0 + kw, W + pw)
-                g = dy[n, c, p, q] / dx.dtype.type(_avg_divisor(i0, j0, kh, kw, H, W, ph, pw, count_include_pad))
-                for i in range(max(i0, 0), min(i_end, H)):
-                    for j in range(max(j0, 0), min(j_end, W)):
-                        dx[n, c, i, j] += g
+    dyc = np.ascontiguousarray(dy)  # no copy when dy is C-contiguous (always, from the checked functions)
+    for t in prange(dx.shape[0] * dx.shape[1]):
+        _avg_backward_plane(dyc, dx, kh, kw, sh, sw, ph, pw, count_include_pad, t)
+
+
+@task("r4 a2 i")
+def _global_avg_plane(x, y, t):
+    """``y`` at plane ``t = n*C + c`` (see :func:`global_avg_pool2d_forward_kernel`)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    n = t // C
+    c = t - n * C
+    acc = y.dtype.type(0)
+    for i in range(H):
+        for j in range(W):
+            acc += x[n, c, i, j]
+    y[n, c] = acc * (y.dtype.type(1) / y.dtype.type(H * W))
 
 
 @pjit
@@ -270,17 +304,9 @@ def global_avg_pool2d_forward_kernel(x, y):
     x : (N, C, H, W) float array, read
     y : (N, C) array of x's dtype, written in full
     """
-    N, C, H, W = x.shape
-    zero = y.dtype.type(0)
-    inv = y.dtype.type(1) / y.dtype.type(H * W)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        acc = zero
-        for i in range(H):
-            for j in range(W):
-                acc += x[n, c, i, j]
-        y[n, c] = acc * inv
+    xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
+    for t in prange(x.shape[0] * x.shape[1]):
+        _global_avg_plane(xc, y, t)
 
 
 @pjit
