@@ -27,6 +27,7 @@ from numba import prange
 from ..config import njit, pjit
 from ._gemm import gemm_call
 from ._loops import valid_range, zero_span
+from ._tasks import task
 
 BLOCK = 4
 
@@ -82,6 +83,51 @@ def to_batch_last(a, out):
                 out[c, i, j, n] = a[n, c, i, j]
 
 
+@task("r4 r4 r1 a4 i i i i i")
+def _forward_task(xt, w, b, y, sh, sw, ph, pw, t):
+    """Task ``t = kb*P + p`` of :func:`conv2d_forward_batchlast`: output row p of channels ``4kb..4kb+3``."""
+    C, H, W, N = xt.shape
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    R, S = w.shape[2], w.shape[3]
+    x_rows = xt.reshape(C, H, W * N)
+    kb = t // P
+    p = t - kb * P
+    k0 = kb * BLOCK
+    width = min(BLOCK, K - k0)
+    k1, k2, k3 = min(k0 + 1, K - 1), min(k0 + 2, K - 1), min(k0 + 3, K - 1)  # repeat the last past K
+    acc = np.empty((BLOCK, Q * N), dtype=y.dtype)
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    b0, b1, b2, b3 = b[k0], b[k1], b[k2], b[k3]
+    for m in range(Q * N):
+        a0[m] = b0
+        a1[m] = b1
+        a2[m] = b2
+        a3[m] = b3
+    for c in range(C):
+        for r in range(R):
+            ih = p * sh - ph + r
+            if ih < 0 or ih >= H:
+                continue
+            xr = x_rows[c, ih]
+            for s in range(S):
+                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+                w0, w1, w2, w3 = w[k0, c, r, s], w[k1, c, r, s], w[k2, c, r, s], w[k3, c, r, s]
+                # stride 1: one contiguous span for all of [q_lo, q_hi); otherwise
+                # one pixel at a time.  Zero-based loops over slices vectorise;
+                # offset indices would not.
+                for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):
+                    span = (q_hi - q_lo if sw == 1 else 1) * N
+                    start = (q * sw - pw + s) * N
+                    o = q * N
+                    _fma_span(xr[start:start + span], a0[o:o + span], a1[o:o + span], a2[o:o + span],
+                              a3[o:o + span], w0, w1, w2, w3, width)
+    for kk in range(min(BLOCK, K - k0)):
+        row = acc[kk]
+        for n in range(N):
+            for q in range(Q):
+                y[n, k0 + kk, p, q] = row[q * N + n]
+
+
 @pjit
 def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     """Convolution forward from a batch-last input, 4 output channels per task.
@@ -98,48 +144,37 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     y : (N, K, P, Q) float array, NCHW, written in full
     sh, sw, ph, pw : int
     """
-    C, H, W, N = xt.shape
-    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    R, S = w.shape[2], w.shape[3]
-    x_rows = xt.reshape(C, H, W * N)
-    blocks = (K + BLOCK - 1) // BLOCK
-    for t in prange(blocks * P):
-        kb = t // P
-        p = t - kb * P
-        k0 = kb * BLOCK
-        width = min(BLOCK, K - k0)
-        k1, k2, k3 = min(k0 + 1, K - 1), min(k0 + 2, K - 1), min(k0 + 3, K - 1)  # repeat the last past K
-        acc = np.empty((BLOCK, Q * N), dtype=y.dtype)
-        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        b0, b1, b2, b3 = b[k0], b[k1], b[k2], b[k3]
-        for m in range(Q * N):
-            a0[m] = b0
-            a1[m] = b1
-            a2[m] = b2
-            a3[m] = b3
-        for c in range(C):
-            for r in range(R):
-                ih = p * sh - ph + r
-                if ih < 0 or ih >= H:
-                    continue
-                xr = x_rows[c, ih]
-                for s in range(S):
-                    q_lo, q_hi = valid_range(s, pw, sw, W, Q)
-                    w0, w1, w2, w3 = w[k0, c, r, s], w[k1, c, r, s], w[k2, c, r, s], w[k3, c, r, s]
-                    # stride 1: one contiguous span for all of [q_lo, q_hi); otherwise
-                    # one pixel at a time.  Zero-based loops over slices vectorise;
-                    # offset indices would not.
-                    for q in range(q_lo, q_hi if sw != 1 else q_lo + 1):
-                        span = (q_hi - q_lo if sw == 1 else 1) * N
-                        start = (q * sw - pw + s) * N
-                        o = q * N
-                        _fma_span(xr[start:start + span], a0[o:o + span], a1[o:o + span], a2[o:o + span],
-                                  a3[o:o + span], w0, w1, w2, w3, width)
-        for kk in range(min(BLOCK, K - k0)):
-            row = acc[kk]
+    K, P = y.shape[1], y.shape[2]
+    for t in prange((K + BLOCK - 1) // BLOCK * P):
+        _forward_task(xt, w, b, y, sh, sw, ph, pw, t)
+
+
+@task("r4 a4 i")
+def _pixel_batch_last_row(a, out, i):
+    """Row i of :func:`to_pixel_batch_last`: ``out[i, j, c, n] = a[n, c, i, j]``, zeros past N."""
+    N, C, W = a.shape[0], a.shape[1], a.shape[3]
+    Nw = out.shape[3]
+    zero = out.dtype.type(0)
+    for c in range(C):
+        j0 = 0
+        while j0 + 8 <= W:
+            n0 = 0
+            while n0 + 8 <= N:
+                for jj in range(8):
+                    d = out[i, j0 + jj, c]
+                    for nn in range(8):
+                        d[n0 + nn] = a[n0 + nn, c, i, j0 + jj]
+                n0 += 8
+            for n in range(n0, N):
+                for jj in range(8):
+                    out[i, j0 + jj, c, n] = a[n, c, i, j0 + jj]
+            j0 += 8
+        for j in range(j0, W):
             for n in range(N):
-                for q in range(Q):
-                    y[n, k0 + kk, p, q] = row[q * N + n]
+                out[i, j, c, n] = a[n, c, i, j]
+        for j in range(W):
+            for n in range(N, Nw):
+                out[i, j, c, n] = zero
 
 
 @pjit
@@ -157,30 +192,60 @@ def to_pixel_batch_last(a, out):
     out : (H, W, C, Nw) array of a's dtype, Nw >= N, written in full:
         ``out[i, j, c, n] = a[n, c, i, j]`` for n < N, zero for N <= n < Nw
     """
-    N, C, H, W = a.shape
-    Nw = out.shape[3]
-    zero = out.dtype.type(0)
-    for i in prange(H):
-        for c in range(C):
-            j0 = 0
-            while j0 + 8 <= W:
-                n0 = 0
-                while n0 + 8 <= N:
-                    for jj in range(8):
-                        d = out[i, j0 + jj, c]
-                        for nn in range(8):
-                            d[n0 + nn] = a[n0 + nn, c, i, j0 + jj]
-                    n0 += 8
-                for n in range(n0, N):
-                    for jj in range(8):
-                        out[i, j0 + jj, c, n] = a[n, c, i, j0 + jj]
-                j0 += 8
-            for j in range(j0, W):
-                for n in range(N):
-                    out[i, j, c, n] = a[n, c, i, j]
+    for i in prange(a.shape[2]):
+        _pixel_batch_last_row(a, out, i)
+
+
+@task("r4 r4 a4 a4 i i i i i")
+def _input_grad_task(dyb, wf, dx, scratch, sh, sw, ph, pw, t):
+    """Task t of :func:`conv2d_backward_input_batchlast`: its chunk of rows of dx, through ``scratch[t]``."""
+    P, Q, K, Nw = dyb.shape
+    Cw, R, S = wf.shape[0], wf.shape[1], wf.shape[2]
+    N, C, H, W = dx.shape
+    T = scratch.shape[0]
+    dy_flat, w_flat = dyb.reshape(dyb.size), wf.reshape(wf.size)
+    row = Q * K * Nw  # elements per dy row
+    acc = scratch[t]
+    acc_flat = acc.reshape(acc.size)
+    for i in range(t * H // T, (t + 1) * H // T):
+        zero_span(acc_flat, 0, acc.size)
+        for n0 in range(0, Nw, _COLUMNS):
+            width = min(_COLUMNS, Nw - n0)
             for j in range(W):
-                for n in range(N, Nw):
-                    out[i, j, c, n] = zero
+                # kernel columns s reaching pixel j: q*sw = j + pw - s with 0 <= q < Q
+                jp = j + pw
+                s_first = jp % sw
+                if jp - (Q - 1) * sw > s_first:
+                    s_first += (jp - (Q - 1) * sw - s_first + sw - 1) // sw * sw
+                s_last = min(S - 1, jp)
+                if s_first > s_last:
+                    continue
+                ns = (s_last - s_first) // sw + 1
+                if sh == 1 and sw == 1:
+                    # kernel rows r_lo..r_hi-1 (dy rows descending) as the outer level;
+                    # columns s_last down to s_first (q ascending) times K as one inner
+                    # level, contiguous in both dyb and wf
+                    r_lo = max(0, i + ph - P + 1)
+                    r_hi = min(R, i + ph + 1)
+                    if r_lo < r_hi:
+                        gemm_call(acc_flat, j * Nw + n0, W * Nw,
+                                  w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
+                                  dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
+                                  r_hi - r_lo, ns * K, Cw, width)
+                    continue
+                for r in range(R):
+                    pr = i + ph - r
+                    if pr < 0 or pr % sh != 0 or pr // sh >= P:
+                        continue
+                    # columns s_first, s_first + sw, ... (q descending) outer, K inner
+                    gemm_call(acc_flat, j * Nw + n0, W * Nw,
+                              w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
+                              dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
+                              ns, K, Cw, width)
+        for c in range(C):
+            for n in range(N):
+                for j in range(W):
+                    dx[n, c, i, j] = acc[c, j, n]
 
 
 @pjit
@@ -216,54 +281,45 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
     sh, sw, ph, pw : int
     scratch : (T, Cw, W, Nw) float array, T >= 1 tasks' row buffers
     """
-    P, Q, K, Nw = dyb.shape
-    Cw, R, S = wf.shape[0], wf.shape[1], wf.shape[2]
-    N, C, H, W = dx.shape
-    T = scratch.shape[0]
-    dy_flat, w_flat = dyb.reshape(dyb.size), wf.reshape(wf.size)
-    row = Q * K * Nw  # elements per dy row
-    for t in prange(T):
-        acc = scratch[t]
-        acc_flat = acc.reshape(acc.size)
-        for i in range(t * H // T, (t + 1) * H // T):
-            zero_span(acc_flat, 0, acc.size)
-            for n0 in range(0, Nw, _COLUMNS):
-                width = min(_COLUMNS, Nw - n0)
-                for j in range(W):
-                    # kernel columns s reaching pixel j: q*sw = j + pw - s with 0 <= q < Q
-                    jp = j + pw
-                    s_first = jp % sw
-                    if jp - (Q - 1) * sw > s_first:
-                        s_first += (jp - (Q - 1) * sw - s_first + sw - 1) // sw * sw
-                    s_last = min(S - 1, jp)
-                    if s_first > s_last:
-                        continue
-                    ns = (s_last - s_first) // sw + 1
-                    if sh == 1 and sw == 1:
-                        # kernel rows r_lo..r_hi-1 (dy rows descending) as the outer level;
-                        # columns s_last down to s_first (q ascending) times K as one inner
-                        # level, contiguous in both dyb and wf
-                        r_lo = max(0, i + ph - P + 1)
-                        r_hi = min(R, i + ph + 1)
-                        if r_lo < r_hi:
-                            gemm_call(acc_flat, j * Nw + n0, W * Nw,
-                                      w_flat, (r_lo * S + S - 1 - s_last) * K, R * S * K, S * K, 1,
-                                      dy_flat, (i + ph - r_lo) * row + (jp - s_last) * K * Nw + n0, -row, Nw,
-                                      r_hi - r_lo, ns * K, Cw, width)
-                        continue
-                    for r in range(R):
-                        pr = i + ph - r
-                        if pr < 0 or pr % sh != 0 or pr // sh >= P:
-                            continue
-                        # columns s_first, s_first + sw, ... (q descending) outer, K inner
-                        gemm_call(acc_flat, j * Nw + n0, W * Nw,
-                                  w_flat, (r * S + S - 1 - s_first) * K, R * S * K, -sw * K, 1,
-                                  dy_flat, (pr // sh) * row + (jp - s_first) // sw * K * Nw + n0, -K * Nw, Nw,
-                                  ns, K, Cw, width)
-            for c in range(C):
-                for n in range(N):
-                    for j in range(W):
-                        dx[n, c, i, j] = acc[c, j, n]
+    for t in prange(scratch.shape[0]):
+        _input_grad_task(dyb, wf, dx, scratch, sh, sw, ph, pw, t)
+
+
+@task("r4 r4 a4 i i i i i")
+def _weight_grad_task(dyt, xt, dw, sh, sw, ph, pw, t):
+    """Task ``t = k*C + c`` of :func:`conv2d_backward_weight_batchlast`: ``dw[k, c]``."""
+    K, P, Q, N = dyt.shape
+    C, H, W = xt.shape[0], xt.shape[1], xt.shape[2]
+    R, S = dw.shape[2], dw.shape[3]
+    dy_rows = dyt.reshape(K, P, Q * N)
+    x_rows = xt.reshape(C, H, W * N)
+    zero = dw.dtype.type(0)
+    k = t // C
+    c = t - k * C
+    for r in range(R):
+        for s in range(S):
+            q_lo, q_hi = valid_range(s, pw, sw, W, Q)
+            acc = zero
+            for p in range(P):
+                ih = p * sh - ph + r
+                if ih < 0 or ih >= H:
+                    continue
+                dv = dy_rows[k, p]
+                xv = x_rows[c, ih]
+                if sw == 1:
+                    # zero-based loops over slices vectorise; offset indices would not
+                    span = (q_hi - q_lo) * N
+                    ds = dv[q_lo * N:q_lo * N + span]
+                    xs = xv[(q_lo + s - pw) * N:(q_lo + s - pw) * N + span]
+                    for m in range(span):
+                        acc += ds[m] * xs[m]
+                else:
+                    for q in range(q_lo, q_hi):
+                        ds = dv[q * N:(q + 1) * N]
+                        xs = xv[(q * sw - pw + s) * N:(q * sw - pw + s + 1) * N]
+                        for n in range(N):
+                            acc += ds[n] * xs[n]
+            dw[k, c, r, s] = acc
 
 
 @pjit
@@ -283,36 +339,5 @@ def conv2d_backward_weight_batchlast(dyt, xt, dw, sh, sw, ph, pw):
     dw : (K, C, R, S) float array, written in full
     sh, sw, ph, pw : int
     """
-    K, P, Q, N = dyt.shape
-    C, H, W = xt.shape[0], xt.shape[1], xt.shape[2]
-    R, S = dw.shape[2], dw.shape[3]
-    dy_rows = dyt.reshape(K, P, Q * N)
-    x_rows = xt.reshape(C, H, W * N)
-    zero = dw.dtype.type(0)
-    for t in prange(K * C):
-        k = t // C
-        c = t - k * C
-        for r in range(R):
-            for s in range(S):
-                q_lo, q_hi = valid_range(s, pw, sw, W, Q)
-                acc = zero
-                for p in range(P):
-                    ih = p * sh - ph + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    dv = dy_rows[k, p]
-                    xv = x_rows[c, ih]
-                    if sw == 1:
-                        # zero-based loops over slices vectorise; offset indices would not
-                        span = (q_hi - q_lo) * N
-                        ds = dv[q_lo * N:q_lo * N + span]
-                        xs = xv[(q_lo + s - pw) * N:(q_lo + s - pw) * N + span]
-                        for m in range(span):
-                            acc += ds[m] * xs[m]
-                    else:
-                        for q in range(q_lo, q_hi):
-                            ds = dv[q * N:(q + 1) * N]
-                            xs = xv[(q * sw - pw + s) * N:(q * sw - pw + s + 1) * N]
-                            for n in range(N):
-                                acc += ds[n] * xs[n]
-                dw[k, c, r, s] = acc
+    for t in prange(dyt.shape[0] * xt.shape[0]):
+        _weight_grad_task(dyt, xt, dw, sh, sw, ph, pw, t)

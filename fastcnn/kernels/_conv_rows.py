@@ -34,6 +34,7 @@ from numba import prange
 from ..config import njit, pjit
 from ._gemm import gemm_call
 from ._loops import zero_span
+from ._tasks import task
 
 #: Output channels per register block (rows of the wide output and of the wide dy are padded to a multiple).
 K_BLOCK = 4
@@ -60,6 +61,39 @@ def _pad_image(x, n, xf, ph, pw, Hp, Wp):
                 dst[j] = src[j]
 
 
+@task("r4 r4 r1 a4 a2 a3 i i i")
+def _forward_task(x, wk, b, y, xs, ys, ph, pw, t):
+    """Task t of :func:`conv2d_forward_rows`: its chunk of images, through ``xs[t]`` and ``ys[t]``."""
+    N, C, H, W = x.shape
+    Kw, R, S = wk.shape[0], wk.shape[2], wk.shape[3]
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    T, L = ys.shape[0], ys.shape[2]
+    w_flat = wk.reshape(wk.size)
+    zero = y.dtype.type(0)
+    xf = xs[t]
+    out = ys[t]
+    out_flat = out.reshape(out.size)
+    zero_span(xf, 0, xf.shape[0])  # the borders and the slack stay zero
+    for n in range(t * N // T, (t + 1) * N // T):
+        _pad_image(x, n, xf, ph, pw, Hp, Wp)
+        for k in range(Kw):
+            v = b[k] if k < K else zero
+            row = out_flat[k * L:(k + 1) * L]
+            for m in range(L):
+                row[m] = v
+        for c in range(C):
+            # out[k, j] += sum_{r, s} wk[k, c, r, s] * xf[c*Hp*Wp + r*Wp + s + j]
+            gemm_call(out_flat, 0, L, w_flat, c * R * S, C * R * S, S, 1,
+                      xf, c * Hp * Wp, Wp, 1, R, S, Kw, L)
+        for k in range(K):
+            for p in range(P):
+                src = out[k, p * Wp:p * Wp + Q]
+                dst = y[n, k, p]
+                for q in range(Q):
+                    dst[q] = src[q]
+
+
 @pjit
 def conv2d_forward_rows(x, wk, b, y, ph, pw, xs, ys):
     """Stride-1 convolution forward, one image per step of a task, as products over wide rows.
@@ -81,35 +115,8 @@ def conv2d_forward_rows(x, wk, b, y, ph, pw, xs, ys):
     ys : (T, Kw, L) array of x's dtype, one wide output per task, ``L >= P*(W + 2pw)``
         a multiple of 8; overwritten
     """
-    N, C, H, W = x.shape
-    Kw, R, S = wk.shape[0], wk.shape[2], wk.shape[3]
-    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    T, L = ys.shape[0], ys.shape[2]
-    w_flat = wk.reshape(wk.size)
-    zero = y.dtype.type(0)
-    for t in prange(T):
-        xf = xs[t]
-        out = ys[t]
-        out_flat = out.reshape(out.size)
-        zero_span(xf, 0, xf.shape[0])  # the borders and the slack stay zero
-        for n in range(t * N // T, (t + 1) * N // T):
-            _pad_image(x, n, xf, ph, pw, Hp, Wp)
-            for k in range(Kw):
-                v = b[k] if k < K else zero
-                row = out[k]
-                for m in range(L):
-                    row[m] = v
-            for c in range(C):
-                # out[k, j] += sum_{r, s} wk[k, c, r, s] * xf[c*Hp*Wp + r*Wp + s + j]
-                gemm_call(out_flat, 0, L, w_flat, c * R * S, C * R * S, S, 1,
-                          xf, c * Hp * Wp, Wp, 1, R, S, Kw, L)
-            for k in range(K):
-                for p in range(P):
-                    src = out[k, p * Wp:p * Wp + Q]
-                    dst = y[n, k, p]
-                    for q in range(Q):
-                        dst[q] = src[q]
+    for t in prange(ys.shape[0]):
+        _forward_task(x, wk, b, y, xs, ys, ph, pw, t)
 
 
 @njit(inline="always")
@@ -239,6 +246,39 @@ def _weight_grad_block2(d, k0, xf, acc, C, R, S, Hp, Wp, length):
                 s0 += 1
 
 
+@task("r4 r4 a2 a3 a5 i i i")
+def _weight_grad_task(dy, x, xs, ds, partial, ph, pw, t):
+    """Task t of :func:`conv2d_backward_weight_rows`: its chunk of images summed into ``partial[t]``."""
+    N, C, H, W = x.shape
+    K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
+    R, S = partial.shape[3], partial.shape[4]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    T = ds.shape[0]
+    length = P * Wp
+    xf = xs[t]
+    d = ds[t]
+    acc = partial[t]
+    zero_span(xf, 0, xf.shape[0])  # borders and slack stay zero
+    d_flat = d.reshape(d.size)
+    zero_span(d_flat, 0, d.size)  # columns q >= Q and rows k >= K stay zero
+    acc_flat = acc.reshape(acc.size)
+    zero_span(acc_flat, 0, acc.size)
+    for n in range(t * N // T, (t + 1) * N // T):
+        _pad_image(x, n, xf, ph, pw, Hp, Wp)
+        for k in range(K):
+            for p in range(P):
+                src = dy[n, k, p]
+                dst = d[k, p * Wp:p * Wp + Q]
+                for q in range(Q):
+                    dst[q] = src[q]
+        k0 = 0
+        while k0 + 3 <= K:  # blocks of 4 channels (the 4th a zero row when 3 are left)
+            _weight_grad_block4(d, k0, xf, acc, C, R, S, Hp, Wp, length)
+            k0 += 4
+        if k0 < K:  # 1 or 2 left: a block of 2 (the 2nd a zero row when 1 is left)
+            _weight_grad_block2(d, k0, xf, acc, C, R, S, Hp, Wp, length)
+
+
 @pjit
 def conv2d_backward_weight_rows(dy, x, dw, ph, pw, xs, ds, partial):
     """Stride-1 weight gradient as register-blocked dot products over wide rows.
@@ -261,35 +301,10 @@ def conv2d_backward_weight_rows(dy, x, dw, ph, pw, xs, ds, partial):
         multiple of 4, ``L >= P*(W + 2pw)``); overwritten
     partial : (T, Kw, C, R, S) array of dy's dtype, the tasks' sums; overwritten
     """
-    N, C, H, W = x.shape
-    K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
-    R, S = dw.shape[2], dw.shape[3]
-    Hp, Wp = H + 2 * ph, W + 2 * pw
+    K, C, R, S = dw.shape
     T = ds.shape[0]
-    length = P * Wp
     for t in prange(T):
-        xf = xs[t]
-        d = ds[t]
-        acc = partial[t]
-        zero_span(xf, 0, xf.shape[0])  # borders and slack stay zero
-        d_flat = d.reshape(d.size)
-        zero_span(d_flat, 0, d.size)  # columns q >= Q and rows k >= K stay zero
-        acc_flat = acc.reshape(acc.size)
-        zero_span(acc_flat, 0, acc.size)
-        for n in range(t * N // T, (t + 1) * N // T):
-            _pad_image(x, n, xf, ph, pw, Hp, Wp)
-            for k in range(K):
-                for p in range(P):
-                    src = dy[n, k, p]
-                    dst = d[k, p * Wp:p * Wp + Q]
-                    for q in range(Q):
-                        dst[q] = src[q]
-            k0 = 0
-            while k0 + 3 <= K:  # blocks of 4 channels (the 4th a zero row when 3 are left)
-                _weight_grad_block4(d, k0, xf, acc, C, R, S, Hp, Wp, length)
-                k0 += 4
-            if k0 < K:  # 1 or 2 left: a block of 2 (the 2nd a zero row when 1 is left)
-                _weight_grad_block2(d, k0, xf, acc, C, R, S, Hp, Wp, length)
+        _weight_grad_task(dy, x, xs, ds, partial, ph, pw, t)
     for k in range(K):
         for c in range(C):
             for r in range(R):
