@@ -34,6 +34,29 @@ from ._tasks import task
 DX_BLOCK = 16
 
 
+#: Blocks of rows :func:`to_channel_last` splits its copy into (one task body call each: a call per row costs
+#: more than copying a short row).
+_COPY_BLOCKS = 64
+
+
+@task("r4 a4 i i i i")
+def _padded_rows(x, xp, ph, pw, first, last):
+    """Rows ``first..last`` (over N x Hp, image-major) of :func:`to_channel_last`'s output."""
+    N, C, H, W = x.shape
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    for t in range(first, last):
+        n = t // Hp
+        i = t - n * Hp
+        row = xp[n, i]
+        flat = row.reshape(Wp * C)
+        if i < ph or i >= ph + H:
+            zero_span(flat, 0, Wp * C)
+            continue
+        zero_span(flat, 0, pw * C)
+        zero_span(flat, (pw + W) * C, Wp * C)
+        transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
+
+
 @pjit
 def to_channel_last(x, xp, ph, pw):
     """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border.
@@ -49,19 +72,10 @@ def to_channel_last(x, xp, ph, pw):
     ph, pw : int
         Zero rows above and below, zero columns left and right.
     """
-    N, C, H, W = x.shape
-    Hp, Wp = xp.shape[1], xp.shape[2]
-    for t in prange(N * Hp):
-        n = t // Hp
-        i = t - n * Hp
-        row = xp[n, i]
-        flat = row.reshape(Wp * C)
-        if i < ph or i >= ph + H:
-            zero_span(flat, 0, Wp * C)
-            continue
-        zero_span(flat, 0, pw * C)
-        zero_span(flat, (pw + W) * C, Wp * C)
-        transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
+    rows = x.shape[0] * xp.shape[1]
+    blocks = min(rows, _COPY_BLOCKS)
+    for t in prange(blocks):
+        _padded_rows(x, xp, ph, pw, t * rows // blocks, (t + 1) * rows // blocks)
 
 
 @task("r4 r3 r1 a4 i i a3 i")
