@@ -55,6 +55,10 @@ steps in one compiled function (the README's *Kernels API* section has an exampl
   marked "serial, calls parallel": they are `@njit` wrappers around a parallel kernel.
 * Each kernel is compiled for the argument types of its first call (and cached on disk, see the README's
   Design section). The few entries marked "Python" are plain helpers that size a kernel's arguments.
+* Many parallel kernels call their per-task work as a body compiled apart and called by name
+  (`fastcnn/kernels/_tasks.py`); they register it themselves. If your own function is cached on disk
+  (`@numba.njit(cache=True)`) and calls them, call `fastcnn.kernels.register_cached_task_bodies()` in each
+  new process before you call it.
 """
 
 
