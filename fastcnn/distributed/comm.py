@@ -82,6 +82,10 @@ def _timeout_from_env():
     return value
 
 
+#: Seconds a rank waits between flushing its last words and ``MPI_Abort`` (:meth:`Communicator.abort`).
+ABORT_GRACE = 0.5
+
+
 class Communicator:
     """An mpi4py communicator with the few collectives data-parallel training needs, each bounded in time.
 
@@ -179,11 +183,17 @@ class Communicator:
     # ------------------------------------------------------------------ ending the job
 
     def abort(self, status=1, message=None):
-        """Print ``message`` (one line on stderr, if given) and end every rank of the job with ``status``."""
+        """Print ``message`` (one line on stderr, if given) and end every rank of the job with ``status``.
+
+        The launcher forwards a rank's output through its own pipes and kills every rank on ``MPI_Abort``:
+        what was written just before could be cut off on the way (seen on a loaded machine: the error line,
+        or all but the first line of a traceback, missing), so the rank waits :data:`ABORT_GRACE` seconds
+        after flushing."""
         if message:
             sys.stderr.write(message.rstrip("\n") + "\n")
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(ABORT_GRACE)
         self.comm.Abort(int(status) or 1)
 
     def _wait(self, request, what):
