@@ -62,30 +62,31 @@ def test_a_signature_that_does_not_match_the_function_is_refused():
         task("a1 i")(lambda x, y, i: None)
 
 
-_CACHED_WINOGRAD = """
+_CACHED_RUN = """
 import json, numpy as np
 from fastcnn import compile_watch, kernels as K
 out = []
 for dtype in (np.float32, np.float64):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 16, 10, 10)).astype(dtype)
-    w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
-    y = K.conv2d_forward(x, w, None, 1, 1, algorithm="winograd4")
-    dx, dw, db = K.conv2d_backward(y, x, w, 1, 1, True, "winograd4")
-    out += [a.ravel().astype(np.float64) for a in (y, dx, dw)]
-np.save({out!r}, np.concatenate(out))
+    x = rng.standard_normal((4, 3, 6, 6)).astype(dtype)
+    cols = K.im2col(x, 3, 1, 1)                           # im2col_kernel: a task body per plane
+    out += [cols.ravel(), K.col2im(cols, x.shape, 3, 1, 1).ravel()]
+    y = K.locally_connected2d_forward(x, rng.standard_normal((4, 4, 5, 3, 3, 3)).astype(dtype), None)
+    out.append(y.ravel())
+np.save({out!r}, np.concatenate([a.astype(np.float64) for a in out]))
 print(json.dumps(compile_watch.kernels_compiled()))
 """
 
 
 def test_task_calling_kernels_load_from_the_cache_in_a_new_process_with_the_same_bits(tmp_path):
-    """The first process compiles (and caches) the Winograd kernels and their bodies in both dtypes; the
-    second compiles nothing: the kernels load from the cache, register their bodies first and give the same bits."""
+    """The first process compiles (and caches) kernels with task bodies in both dtypes (small ones: im2col, col2im,
+    locally connected); the second compiles nothing: the kernels load from the cache, register their bodies first
+    and give the same bits."""
     env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1", FASTCNN_COMPILE_HELPERS="0")
     results, compiled = [], []
     for run in range(2):
         out = tmp_path / f"run{run}.npy"
-        proc = subprocess.run([sys.executable, "-c", _CACHED_WINOGRAD.format(out=str(out))], env=env,
+        proc = subprocess.run([sys.executable, "-c", _CACHED_RUN.format(out=str(out))], env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         results.append(np.load(out))
