@@ -32,7 +32,7 @@ import threading
 
 from . import compile_watch
 
-__all__ = ["CompileHelpers", "helper_count", "compile_layers"]
+__all__ = ["CompileHelpers", "helper_count", "compile_layers", "compile_loss_and_update"]
 
 #: Set in the processes an MPI launcher starts (MPICH's and Open MPI's).
 _MPI_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -114,7 +114,8 @@ class CompileHelpers:
                 return
             for k in range(n):
                 job = {"model": path, "input_shape": list(self.input_shape), "threads": threads,
-                       "training": bool(self.model.training), "layers": _layers_for(len(self.model.layers), k, n)}
+                       "training": bool(self.model.training), "layers": _layers_for(len(self.model.layers), k, n),
+                       "loss_and_update": k == n - 1}
                 env = _helper_env()
                 self._procs.append(subprocess.Popen(
                     [sys.executable, "-m", "fastcnn.parallel_compile", json.dumps(job)], env=env,
@@ -181,13 +182,38 @@ def compile_layers(model, input_shape, layers, training=True, seed=0):
             layer.backward(np.ones_like(y), need_input_grad=i > first_weighted)
 
 
+def compile_loss_and_update(model, input_shape, seed=0):
+    """Run the default loss (softmax cross-entropy, for a model that outputs class scores) and an SGD step with
+    momentum and weight decay on ``model``'s parameters: what compiles the kernels a training step runs after
+    the layers' forward pass (the loss) and last of all (the update).  Changes ``model``'s weights."""
+    import numpy as np
+
+    from .kernels import softmax_cross_entropy
+    from .optim import SGD
+
+    rng = np.random.default_rng(seed)
+    out = model.output_shapes(tuple(input_shape[1:]))[-1]
+    if len(out) == 1:
+        logits = rng.standard_normal((input_shape[0], out[0])).astype(model.dtype)
+        softmax_cross_entropy(logits, rng.integers(0, out[0], input_shape[0]))
+    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer.zero_grad()
+    optimizer.step()
+
+
 def _helper_main(job):
-    """A helper process: load the model, compile the layers named in ``job``; exit 0 (or die quietly)."""
+    """A helper process: load the model, compile the layers named in ``job``; exit 0 (or die quietly).
+
+    The last helper first compiles the loss and the update (which the training process reaches after its
+    whole forward pass, and last); then each helper runs its layers forward and backward from its first one on.
+    """
     import fastcnn
 
     fastcnn.set_num_threads(job["threads"])
     model = fastcnn.load(job["model"])
     model = getattr(model, "model", model)
+    if job["training"] and job.get("loss_and_update"):
+        compile_loss_and_update(model, job["input_shape"])
     compile_layers(model, job["input_shape"], job["layers"], training=job["training"])
 
 

@@ -103,3 +103,28 @@ def test_helpers_plan_for_the_fitting_threads_count(monkeypatch, restore_num_thr
     helpers._start()
     assert done.wait(10)
     assert seen == [1]
+
+
+_LOSS_AND_UPDATE = """
+import fastcnn
+from fastcnn import kernels
+from fastcnn.kernels import _sgd
+from fastcnn.parallel_compile import compile_loss_and_update
+compile_loss_and_update(fastcnn.models.lenet5(), (8, 1, 28, 28))
+print(len(kernels.softmax_cross_entropy_kernel.signatures), len(_sgd.sgd_update_many.signatures),
+      len(_sgd.zero_many.signatures))
+"""
+
+
+def test_the_last_helper_compiles_the_loss_and_the_update_first(tmp_path):
+    """In a new process with an empty cache, compile_loss_and_update compiles (for float32) the kernels the training
+    process runs after its forward pass: the loss, zeroing the gradients and the SGD step."""
+    import subprocess
+    import sys
+
+    from helpers import repo_env
+
+    proc = subprocess.run([sys.executable, "-c", _LOSS_AND_UPDATE], capture_output=True, text=True, timeout=600,
+                          env=repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache")))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "1", "1"]
