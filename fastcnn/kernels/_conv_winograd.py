@@ -595,7 +595,6 @@ def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
     pf = partial.reshape(partial.size)
     for t in prange(T):
         _weight_grad_task(xp, dyl, v, mdy, partial, t)
-    # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines of
-    # each of the alpha^2 planes, which are a power of two apart)
+    # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines)
     for c in prange(C):
         _weight_grad_filter(pf, dw, c, K, T, v.shape[1], mdy.shape[3])
