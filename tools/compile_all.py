@@ -3,10 +3,14 @@
     NUMBA_CACHE_DIR=$(mktemp -d) python tools/compile_all.py    # cold: nothing cached yet
     python tools/compile_all.py                                 # warm: loads from the cache
     python tools/compile_all.py float64                         # float64 only (tests/conftest.py runs this)
+    python tools/compile_all.py float32 --slowest 12            # and the 12 longest compiles, kernel by kernel
 
-Useful to measure compile time and to fill the cache before timing anything.
+Useful to measure compile time and to fill the cache before timing anything.  ``--slowest N`` lists the
+functions whose compiles took longest (a task body apart from the kernel that calls it; a helper compiled
+inside another function's compile counts in that function's time), from Numba's ``numba:compile`` events.
 """
 
+import collections
 import sys
 import time
 
@@ -16,6 +20,7 @@ import numpy as np  # noqa: E402
 import fastcnn  # noqa: E402
 from fastcnn import kernels as K  # noqa: E402
 from fastcnn.augment import Augment  # noqa: E402
+from numba.core import event  # noqa: E402
 
 t_import = time.perf_counter() - t0
 
@@ -81,9 +86,32 @@ def touch_everything(dtype):
     opt.step()
 
 
-dtypes = sys.argv[1:] or ["float32", "float64"]
+class _Clock(event.Listener):
+    """Seconds of the outermost compiles, by function (nested ones count in their caller's)."""
+
+    def __init__(self):
+        self.depth, self.seconds = [], collections.Counter()
+
+    def on_start(self, ev):
+        self.depth.append(time.perf_counter())
+
+    def on_end(self, ev):
+        start = self.depth.pop()
+        if not self.depth:
+            func = getattr(ev.data["dispatcher"], "py_func", None)
+            name = f"{func.__module__}.{func.__qualname__}" if func is not None else str(ev.data["dispatcher"])
+            self.seconds[name] += time.perf_counter() - start
+
+
+args = sys.argv[1:]
+slowest = int(args[args.index("--slowest") + 1]) if "--slowest" in args else 0
+dtypes = [a for a in args if a in ("float32", "float64")] or ["float32", "float64"]
+clock = _Clock()
+event.register("numba:compile", clock)
 t1 = time.perf_counter()
 for name in dtypes:
     touch_everything(np.dtype(name).type)
 t_compile = time.perf_counter() - t1
 print(f"import fastcnn: {t_import:.1f}s; every kernel in {' and '.join(dtypes)}: {t_compile:.1f}s")
+for name, seconds in clock.seconds.most_common(slowest):
+    print(f"  {seconds:6.2f}s  {name}")

@@ -203,8 +203,9 @@ def _kernel_dtype(argtypes):
 def _intrinsic(body):
     """The intrinsic through which kernels call ``body`` (a :class:`Task`)."""
 
+    kernel_tokens = [i for i, token in enumerate(body.tokens) if token[0] in "arAR" or token == "f"]
+
     def typer(typingctx, *args):
-        kernel_tokens = [i for i, token in enumerate(body.tokens) if token[0] in "arAR" or token == "f"]
         dtype = None
         for i in kernel_tokens:
             have = args[i] if i < len(args) else None
