@@ -27,7 +27,7 @@ from numba import prange
 from ..config import njit, pjit
 from ._gemm import gemm_call
 from ._loops import valid_range, zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 BLOCK = 4
 
@@ -128,7 +128,10 @@ def _forward_task(xt, w, b, y, sh, sw, ph, pw, t):
                 y[n, k0 + kk, p, q] = row[q * N + n]
 
 
-@pjit
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@njit
 def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     """Convolution forward from a batch-last input, 4 output channels per task.
 
@@ -145,8 +148,7 @@ def conv2d_forward_batchlast(xt, w, b, y, sh, sw, ph, pw):
     sh, sw, ph, pw : int
     """
     K, P = y.shape[1], y.shape[2]
-    for t in prange((K + BLOCK - 1) // BLOCK * P):
-        _forward_task(xt, w, b, y, sh, sw, ph, pw, t)
+    _forward_tasks((K + BLOCK - 1) // BLOCK * P, xt, w, b, y, sh, sw, ph, pw)
 
 
 @task("r4 a4 i")
@@ -177,7 +179,10 @@ def _pixel_batch_last_row(a, out, i):
                 out[i, j, c, n] = zero
 
 
-@pjit
+_pixel_batch_last_rows = parallel_tasks(_pixel_batch_last_row)
+
+
+@njit
 def to_pixel_batch_last(a, out):
     """Write ``a`` (N, C, H, W) into ``out`` (H, W, C, Nw), Nw >= N, zeroing the columns past N.
 
@@ -192,8 +197,7 @@ def to_pixel_batch_last(a, out):
     out : (H, W, C, Nw) array of a's dtype, Nw >= N, written in full:
         ``out[i, j, c, n] = a[n, c, i, j]`` for n < N, zero for N <= n < Nw
     """
-    for i in prange(a.shape[2]):
-        _pixel_batch_last_row(a, out, i)
+    _pixel_batch_last_rows(a.shape[2], a, out)
 
 
 @task("r4 r4 a4 a4 i i i i i")
@@ -248,7 +252,10 @@ def _input_grad_task(dyb, wf, dx, scratch, sh, sw, ph, pw, t):
                     dx[n, c, i, j] = acc[c, j, n]
 
 
-@pjit
+_input_grad_tasks = parallel_tasks(_input_grad_task)
+
+
+@njit
 def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
     """Input gradient as a register-blocked matrix product per input pixel, the batch as columns.
 
@@ -281,8 +288,7 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
     sh, sw, ph, pw : int
     scratch : (T, Cw, W, Nw) float array, T >= 1 tasks' row buffers
     """
-    for t in prange(scratch.shape[0]):
-        _input_grad_task(dyb, wf, dx, scratch, sh, sw, ph, pw, t)
+    _input_grad_tasks(scratch.shape[0], dyb, wf, dx, scratch, sh, sw, ph, pw)
 
 
 @task("r4 r4 a4 i i i i i")
@@ -322,7 +328,10 @@ def _weight_grad_task(dyt, xt, dw, sh, sw, ph, pw, t):
             dw[k, c, r, s] = acc
 
 
-@pjit
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
+
+
+@njit
 def conv2d_backward_weight_batchlast(dyt, xt, dw, sh, sw, ph, pw):
     """Weight gradient from batch-last ``dy`` and ``x``: dot products over the batch.
 
@@ -339,5 +348,4 @@ def conv2d_backward_weight_batchlast(dyt, xt, dw, sh, sw, ph, pw):
     dw : (K, C, R, S) float array, written in full
     sh, sw, ph, pw : int
     """
-    for t in prange(dyt.shape[0] * xt.shape[0]):
-        _weight_grad_task(dyt, xt, dw, sh, sw, ph, pw, t)
+    _weight_grad_tasks(dyt.shape[0] * xt.shape[0], dyt, xt, dw, sh, sw, ph, pw)

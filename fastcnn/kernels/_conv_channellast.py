@@ -23,12 +23,11 @@ partial sum each, added up afterwards in a fixed order (so results do not
 depend on timing).
 """
 
-from numba import prange
 
-from ..config import pjit
+from ..config import njit
 from ._gemm import gemm_call
 from ._loops import transpose_into, zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 #: Input channels per input-gradient task (the micro-kernel's width).
 DX_BLOCK = 16
@@ -40,11 +39,11 @@ _COPY_BLOCKS = 64
 
 
 @task("r4 a4 i i i i")
-def _padded_rows(x, xp, ph, pw, first, last):
-    """Rows ``first..last`` (over N x Hp, image-major) of :func:`to_channel_last`'s output."""
+def _padded_rows(x, xp, ph, pw, blocks, b):
+    """Block ``b`` of ``blocks`` equal blocks of rows (over N x Hp, image-major) of :func:`to_channel_last`'s output."""
     N, C, H, W = x.shape
     Hp, Wp = xp.shape[1], xp.shape[2]
-    for t in range(first, last):
+    for t in range(b * N * Hp // blocks, (b + 1) * N * Hp // blocks):
         n = t // Hp
         i = t - n * Hp
         row = xp[n, i]
@@ -57,7 +56,10 @@ def _padded_rows(x, xp, ph, pw, first, last):
         transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
 
 
-@pjit
+_padded_row_blocks = parallel_tasks(_padded_rows)
+
+
+@njit
 def to_channel_last(x, xp, ph, pw):
     """Write ``x`` (N, C, H, W) into ``xp`` (N, H + 2*ph, W + 2*pw, C) with a zero border.
 
@@ -72,10 +74,8 @@ def to_channel_last(x, xp, ph, pw):
     ph, pw : int
         Zero rows above and below, zero columns left and right.
     """
-    rows = x.shape[0] * xp.shape[1]
-    blocks = min(rows, _COPY_BLOCKS)
-    for t in prange(blocks):
-        _padded_rows(x, xp, ph, pw, t * rows // blocks, (t + 1) * rows // blocks)
+    blocks = min(x.shape[0] * xp.shape[1], _COPY_BLOCKS)
+    _padded_row_blocks(blocks, x, xp, ph, pw, blocks)
 
 
 @task("r4 r3 r1 a4 i i a3 i")
@@ -103,7 +103,10 @@ def _forward_task(xp, w2, b, y, sh, sw, scratch, t):
                 y[n, k, p, q] = acc[q, k]
 
 
-@pjit
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@njit
 def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     """Convolution forward from a padded channel-last input.
 
@@ -123,8 +126,7 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     sh, sw : int
     scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
     """
-    for t in prange(scratch.shape[0]):
-        _forward_task(xp, w2, b, y, sh, sw, scratch, t)
+    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, scratch)
 
 
 def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):
@@ -162,7 +164,10 @@ def _input_grad_task(dyl, wt, dx, sh, sw, ph, pw, scratch, t):
                     dx[n, c0 + c, i, j] = work[i + ph, pw + j, c]
 
 
-@pjit
+_input_grad_tasks = parallel_tasks(_input_grad_task)
+
+
+@njit
 def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     """Input gradient from a channel-last ``dy``: each output pixel scatters ``dy @ w[:, :, r, s]``.
 
@@ -183,8 +188,7 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     sh, sw, ph, pw : int
     scratch : (T, Hp, Wp, 16) float array, T >= 1; (Hp, Wp) from :func:`input_grad_frame`
     """
-    for t in prange(scratch.shape[0]):
-        _input_grad_task(dyl, wt, dx, sh, sw, ph, pw, scratch, t)
+    _input_grad_tasks(scratch.shape[0], dyl, wt, dx, sh, sw, ph, pw, scratch)
 
 
 @task("r4 r4 a4 i i i")
@@ -209,6 +213,9 @@ def _weight_grad_task(xp, dyl, partial, sh, sw, t):
                           dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
 
 
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
+
+
 @task("r4 a4 i")
 def _sum_partials(partial, dw, k):
     """``dw[k] = sum_t partial[t, :, :, k]``, reordered, in task order."""
@@ -222,7 +229,10 @@ def _sum_partials(partial, dw, k):
                 dw[k, c, r, s] = total
 
 
-@pjit
+_sum_partials_tasks = parallel_tasks(_sum_partials)
+
+
+@njit
 def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     """Weight gradient from the padded channel-last x and channel-last dy.
 
@@ -242,7 +252,5 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     partial : (T, R, S*C, K) float array, scratch (T >= 1 chunks)
     sh, sw : int
     """
-    for t in prange(partial.shape[0]):
-        _weight_grad_task(xp, dyl, partial, sh, sw, t)
-    for k in prange(dw.shape[0]):
-        _sum_partials(partial, dw, k)
+    _weight_grad_tasks(partial.shape[0], xp, dyl, partial, sh, sw)
+    _sum_partials_tasks(dw.shape[0], partial, dw)

@@ -50,7 +50,7 @@ from numba import prange
 
 from ..config import njit, pjit
 from ._loops import zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 
 def depthwise_frame(H, W, R, S, sh, sw, ph, pw, dil_h, dil_w):
@@ -365,7 +365,10 @@ def _forward_task(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys, t):
                     dst[q] = src[q]
 
 
-@pjit
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@njit
 def conv2d_forward_depthwise(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys):
     """Depthwise forward: ``y[n, k, p, q] = b[k] + sum_{r, s} w[k, 0, r, s] * xp[n, k // m, i, j]``.
 
@@ -388,8 +391,7 @@ def conv2d_forward_depthwise(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys):
         (:func:`depthwise_frame`); overwritten
     ys : (T, Ly) array of x's dtype, scratch, ``Ly >= P*Ws``; overwritten
     """
-    for t in prange(xs.shape[0]):
-        _forward_task(x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys, t)
+    _forward_tasks(xs.shape[0], x, w, b, y, sh, sw, ph, pw, dil_h, dil_w, xs, ys)
 
 
 @task("r4 r4 r4 i i i i i i a2 a2 a3 i")
@@ -421,7 +423,10 @@ def _weight_grad_task(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial,
             _dots(part[k], wide, scratch, off, RS, L)
 
 
-@pjit
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
+
+
+@njit
 def conv2d_backward_weight_depthwise(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial):
     """Depthwise weight gradient: ``dw[k, 0, r, s] = sum_{n, p, q} dy[n, k, p, q] * xp[n, k // m, i, j]``.
 
@@ -445,8 +450,7 @@ def conv2d_backward_weight_depthwise(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs
     K, R, S = dw.shape[0], dw.shape[2], dw.shape[3]
     T = xs.shape[0]
     zero = dw.dtype.type(0)
-    for t in prange(T):
-        _weight_grad_task(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial, t)
+    _weight_grad_tasks(T, dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, xs, dys, partial)
     dwf = dw.reshape(K, R * S)
     for k in range(K):
         for i in range(R * S):

@@ -72,9 +72,9 @@ T tasks (the first axis of the scratch arrays).
 
 from numba import prange, uint64
 
-from ..config import pjit
+from ..config import njit, pjit
 from ._loops import zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 #: The narrowest planes (columns) the plan runs :func:`conv2d_forward_depthwise_s2_rows` on.
 ROWS_MIN_WIDTH = 12
@@ -170,7 +170,10 @@ def _s2_task(x, w, b, y, xs, ys, t):
                     dst[q] = row[q]
 
 
-@pjit
+_s2_tasks = parallel_tasks(_s2_task)
+
+
+@njit
 def conv2d_forward_depthwise_s2(x, w, b, y, xs, ys):
     """Depthwise 3x3 forward with stride 2 and padding 1: ``y[n, k, p, q] = b[k] + sum_{r, s} w[k, 0, r, s] *
     xp[n, k // m, 2p + r, 2q + s]`` (xp: x zero-padded by 1, m = K // C), for even H and W.
@@ -191,8 +194,7 @@ def conv2d_forward_depthwise_s2(x, w, b, y, xs, ys):
         (:func:`depthwise_s2_scratch`); overwritten
     ys : (T, Ly) array of x's dtype, scratch, ``Ly >= H*W/2``; overwritten
     """
-    for t in prange(xs.shape[0]):
-        _s2_task(x, w, b, y, xs, ys, t)
+    _s2_tasks(xs.shape[0], x, w, b, y, xs, ys)
 
 
 def depthwise_s2_rows_scratch(H, W):

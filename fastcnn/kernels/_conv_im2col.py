@@ -15,11 +15,10 @@ dilation ``(dil_h, dil_w)`` tap (r, s) reads input pixel
 """
 
 import numpy as np
-from numba import prange
 
-from ..config import pjit
+from ..config import njit
 from ._loops import conv_output_size, valid_range
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 
 @task("r4 a3 i i i i i i i i i")
@@ -49,6 +48,9 @@ def _im2col_plane(x, cols, R, S, sh, sw, ph, pw, dil_h, dil_w, t):
                     cols[n, row, base + q] = 0
 
 
+_im2col_planes = parallel_tasks(_im2col_plane)
+
+
 @task("r3 a4 i i i i i i i i i")
 def _col2im_plane(cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w, t):
     """Image t // C, channel t % C of :func:`col2im_kernel`: the plane ``dx[n, c]``."""
@@ -69,6 +71,9 @@ def _col2im_plane(cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w, t):
                 base = p * Q
                 for q in range(q_lo, q_hi):
                     dx[n, c, ih, q * sw - pw + s * dil_w] += cols[n, row, base + q]
+
+
+_col2im_planes = parallel_tasks(_col2im_plane)
 
 
 def conv2d_forward_gemm(x, w, b, y, sh, sw, ph, pw, cols, dil_h=1, dil_w=1):
@@ -100,11 +105,11 @@ def conv2d_backward_input_gemm(dy, w, dx, sh, sw, ph, pw, dcols, dil_h=1, dil_w=
     col2im_kernel(dcols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w)
 
 
-@pjit
+@njit
 def im2col_kernel(x, cols, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """Fill ``cols`` (N, C*R*S, P*Q) from ``x`` (N, C, H, W); every element is written.
 
-    One prange iteration per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
+    One task per (image, channel) owns rows ``c*R*S .. (c+1)*R*S``.
 
     Parameters
     ----------
@@ -121,16 +126,15 @@ def im2col_kernel(x, cols, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
         Dilation, 1 by default.
     """
     N, C = x.shape[0], x.shape[1]
-    for t in prange(N * C):
-        _im2col_plane(x, cols, R, S, sh, sw, ph, pw, dil_h, dil_w, t)
+    _im2col_planes(N * C, x, cols, R, S, sh, sw, ph, pw, dil_h, dil_w)
 
 
-@pjit
+@njit
 def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """Sum ``cols`` (N, C*R*S, P*Q) back into ``dx`` (N, C, H, W), the adjoint of im2col.
 
     Entries that fall in the padding are dropped; overlapping windows add up.
-    ``dx`` is written in full.  One prange iteration owns each (image, channel).
+    ``dx`` is written in full.  One task owns each (image, channel).
 
     Parameters
     ----------
@@ -146,5 +150,4 @@ def col2im_kernel(cols, dx, R, S, sh, sw, ph, pw, dil_h=1, dil_w=1):
         Dilation, 1 by default.
     """
     N, C = dx.shape[0], dx.shape[1]
-    for t in prange(N * C):
-        _col2im_plane(cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w, t)
+    _col2im_planes(N * C, cols, dx, R, S, sh, sw, ph, pw, dil_h, dil_w)

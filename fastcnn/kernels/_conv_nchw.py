@@ -9,7 +9,7 @@ Notation: x (N, C, H, W), w (K, C, R, S), y and dy (N, K, P, Q); strides
 1) are ints.  Output pixel (p, q) reads input pixel
 (p*sh - ph + r*dil_h, q*sw - pw + s*dil_w) for kernel tap (r, s).
 
-Parallel work is split so that every prange iteration owns what it writes:
+Parallel work is split so that every task owns what it writes:
 forward over (image, output channel), input gradient over (image, input
 channel), weight gradient over (output channel, input channel), bias gradient
 over output channels.
@@ -18,9 +18,9 @@ over output channels.
 import numpy as np
 from numba import prange
 
-from ..config import pjit
+from ..config import njit, pjit
 from ._loops import valid_range
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 
 @pjit
@@ -92,11 +92,14 @@ def _input_grad_plane(dy, w, dx, sh, sw, ph, pw, dil_h, dil_w, t):
                             dx[n, c, ih, q * sw - pw + s * dil_w] += wv * dy[n, k, p, q]
 
 
-@pjit
+_input_grad_planes = parallel_tasks(_input_grad_plane)
+
+
+@njit
 def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """dx[n, c] = sum_k full-correlate(dy[n, k], rot180(w[k, c])), written as a scatter.
 
-    Each (n, c) plane of ``dx`` is owned by one prange iteration.
+    Each (n, c) plane of ``dx`` is owned by one task.
 
     Parameters
     ----------
@@ -108,8 +111,7 @@ def conv2d_backward_input_direct(dy, w, dx, sh, sw, ph, pw, dil_h=1, dil_w=1):
         Dilation, 1 by default.
     """
     dyc, wc = np.ascontiguousarray(dy), np.ascontiguousarray(w)  # no copies when C-contiguous
-    for t in prange(dx.shape[0] * dx.shape[1]):
-        _input_grad_plane(dyc, wc, dx, sh, sw, ph, pw, dil_h, dil_w, t)
+    _input_grad_planes(dx.shape[0] * dx.shape[1], dyc, wc, dx, sh, sw, ph, pw, dil_h, dil_w)
 
 
 @task("r4 r4 a4 i i i i i i i")
@@ -138,11 +140,14 @@ def _weight_grad_slice(dy, x, dw, sh, sw, ph, pw, dil_h, dil_w, t):
             dw[k, c, r, s] = acc
 
 
-@pjit
+_weight_grad_slices = parallel_tasks(_weight_grad_slice)
+
+
+@njit
 def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw, dil_h=1, dil_w=1):
     """dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, c, p*sh - ph + r*dil_h, q*sw - pw + s*dil_w].
 
-    Each (k, c) kernel slice of ``dw`` is owned by one prange iteration, with
+    Each (k, c) kernel slice of ``dw`` is owned by one task, with
     the batch summed inside it, so there is no race.
 
     Parameters
@@ -155,8 +160,7 @@ def conv2d_backward_weight_direct(dy, x, dw, sh, sw, ph, pw, dil_h=1, dil_w=1):
         Dilation, 1 by default.
     """
     dyc, xc = np.ascontiguousarray(dy), np.ascontiguousarray(x)  # no copies when C-contiguous
-    for t in prange(dw.shape[0] * dw.shape[1]):
-        _weight_grad_slice(dyc, xc, dw, sh, sw, ph, pw, dil_h, dil_w, t)
+    _weight_grad_slices(dw.shape[0] * dw.shape[1], dyc, xc, dw, sh, sw, ph, pw, dil_h, dil_w)
 
 
 @task("r3 a1 i")
@@ -170,7 +174,10 @@ def _bias_grad(planes, db, k):
     db[k] = acc
 
 
-@pjit
+_bias_grads = parallel_tasks(_bias_grad)
+
+
+@njit
 def conv2d_backward_bias(dy, db):
     """db[k] = sum_{n, p, q} dy[n, k, p, q].
 
@@ -185,5 +192,4 @@ def conv2d_backward_bias(dy, db):
     """
     N, K, P, Q = dy.shape
     planes = np.ascontiguousarray(dy).reshape(N, K, P * Q)  # no copy when dy is C-contiguous
-    for k in prange(K):
-        _bias_grad(planes, db, k)
+    _bias_grads(K, planes, db)

@@ -29,12 +29,11 @@ partial sum; tasks take contiguous chunks of the batch and the partial sums
 are added in task order, so results depend on the task count only.
 """
 
-from numba import prange
 
-from ..config import njit, pjit
+from ..config import njit
 from ._gemm import gemm_call
 from ._loops import zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 #: Output channels per register block (rows of the wide output and of the wide dy are padded to a multiple).
 K_BLOCK = 4
@@ -94,7 +93,10 @@ def _forward_task(x, wk, b, y, xs, ys, ph, pw, t):
                     dst[q] = src[q]
 
 
-@pjit
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@njit
 def conv2d_forward_rows(x, wk, b, y, ph, pw, xs, ys):
     """Stride-1 convolution forward, one image per step of a task, as products over wide rows.
 
@@ -115,8 +117,7 @@ def conv2d_forward_rows(x, wk, b, y, ph, pw, xs, ys):
     ys : (T, Kw, L) array of x's dtype, one wide output per task, ``L >= P*(W + 2pw)``
         a multiple of 8; overwritten
     """
-    for t in prange(ys.shape[0]):
-        _forward_task(x, wk, b, y, xs, ys, ph, pw, t)
+    _forward_tasks(ys.shape[0], x, wk, b, y, xs, ys, ph, pw)
 
 
 @njit(inline="always")
@@ -279,7 +280,10 @@ def _weight_grad_task(dy, x, xs, ds, partial, ph, pw, t):
             _weight_grad_block2(d, k0, xf, acc, C, R, S, Hp, Wp, length)
 
 
-@pjit
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
+
+
+@njit
 def conv2d_backward_weight_rows(dy, x, dw, ph, pw, xs, ds, partial):
     """Stride-1 weight gradient as register-blocked dot products over wide rows.
 
@@ -303,8 +307,7 @@ def conv2d_backward_weight_rows(dy, x, dw, ph, pw, xs, ds, partial):
     """
     K, C, R, S = dw.shape
     T = ds.shape[0]
-    for t in prange(T):
-        _weight_grad_task(dy, x, xs, ds, partial, ph, pw, t)
+    _weight_grad_tasks(T, dy, x, xs, ds, partial, ph, pw)
     for k in range(K):
         for c in range(C):
             for r in range(R):

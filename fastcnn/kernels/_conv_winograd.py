@@ -66,12 +66,11 @@ sum of the tasks' partial ``dU`` with ``G^T dU G``.
 """
 
 import numpy as np
-from numba import prange
 
-from ..config import njit, pjit
+from ..config import njit
 from ._gemm import gemm_call
 from ._loops import zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 
 def _plane_program(steps, lines):
@@ -355,8 +354,8 @@ def _filter4(g, out, j, transposed):
 _FILTER_BLOCK = 16
 
 
-@task("r4 a3 i b")
-def _filter_row(w, u, a, transposed):
+@task("r4 a3 b i")
+def _filter_row(w, u, transposed, a):
     """Row a of :func:`winograd_filter`'s matrices, 16 columns at a time through a small buffer."""
     K, C = w.shape[0], w.shape[1]
     A2, width = u.shape[0], u.shape[2]
@@ -379,7 +378,10 @@ def _filter_row(w, u, a, transposed):
                 u[xi, a, b0 + j] = block[xi, j]
 
 
-@pjit
+_filter_rows = parallel_tasks(_filter_row)
+
+
+@njit
 def winograd_filter(w, u, transposed):
     """Transformed 3x3 filters ``G g G^T`` (alpha x alpha each), laid out as alpha^2 matrices for the products.
 
@@ -402,8 +404,7 @@ def winograd_filter(w, u, transposed):
         Cw >= C when ``transposed``; written in full
     transposed : bool
     """
-    for a in prange(u.shape[1]):
-        _filter_row(w, u, a, transposed)
+    _filter_rows(u.shape[1], w, u, transposed)
 
 
 @task("r4 r3 r1 a4 a4 a4 i")
@@ -435,7 +436,10 @@ def _forward_task(xp, u, b, y, v, m, t):
         _write_outputs(m, t, first, last, TP, TQ, b, y, row)
 
 
-@pjit
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@njit
 def conv2d_forward_winograd(xp, u, b, y, v, m):
     """Forward pass of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3), from a padded channel-last input.
 
@@ -460,8 +464,7 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
         tiles (an odd TB keeps the planes of a task in different cache sets)
     m : (T, alpha^2, TB, Kw) float array, scratch
     """
-    for t in prange(v.shape[0]):
-        _forward_task(xp, u, b, y, v, m, t)
+    _forward_tasks(v.shape[0], xp, u, b, y, v, m)
 
 
 @njit(inline="always")
@@ -552,8 +555,11 @@ def _weight_grad_task(xp, dyl, v, mdy, partial, t):
                       mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
 
 
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
+
+
 @task("r1 a4 i i i i i")
-def _weight_grad_filter(pf, dw, c, K, T, A2, Kw):
+def _weight_grad_filter(pf, dw, K, T, A2, Kw, c):
     """``dw[:, c]`` from the tasks' partial sums ``pf`` (flat): summed and transformed in float64."""
     C = dw.shape[1]
     d = np.empty((A2, _FILTER_BLOCK), dtype=np.float64)  # O(K*C) work: summed and transformed in float64
@@ -567,7 +573,10 @@ def _weight_grad_filter(pf, dw, c, K, T, A2, Kw):
                 _dw4(d, j, dw, k0 + j, c)
 
 
-@pjit
+_weight_grad_filters = parallel_tasks(_weight_grad_filter)
+
+
+@njit
 def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
     """Weight gradient of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3).
 
@@ -593,8 +602,6 @@ def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
     """
     T, C, K = v.shape[0], xp.shape[3], dyl.shape[3]
     pf = partial.reshape(partial.size)
-    for t in prange(T):
-        _weight_grad_task(xp, dyl, v, mdy, partial, t)
+    _weight_grad_tasks(T, xp, dyl, v, mdy, partial)
     # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines)
-    for c in prange(C):
-        _weight_grad_filter(pf, dw, c, K, T, v.shape[1], mdy.shape[3])
+    _weight_grad_filters(C, pf, dw, K, T, v.shape[1], mdy.shape[3])

@@ -9,24 +9,31 @@ not depend on timing.
 """
 
 import numpy as np
-from numba import prange
-
-from ..config import njit, pjit
-from ._loops import transpose_into
+from ..config import njit
 from ._gemm import gemm_call
+from ._loops import transpose_into
+from ._tasks import parallel_tasks, task
 
 
-@pjit
+@task("a1 r1 i i r1 i i i i i")
+def _matmul_block(c, a, sai, sal, b, sbl, M, N, L, blk):
+    """Rows ``4*blk`` .. ``4*blk + 3`` (those below M) of :func:`matmul_acc`."""
+    lo = blk * 4
+    gemm_call(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
+
+
+_matmul_blocks = parallel_tasks(_matmul_block)
+
+
+@njit
 def matmul_acc(c, a, sai, sal, b, sbl, M, N, L):
     """``c[i*N + j] += sum_l a[i*sai + l*sal] * b[l*sbl + j]`` for ``i < M``, ``j < N``, in parallel blocks of 4 rows.
 
     ``c``, ``a`` and ``b`` are flat C-contiguous arrays of one float dtype.
-    One parallel function behind all three linear kernels (which are serial
-    wrappers around it), so it is compiled once per dtype, not once per kernel.
+    The one product behind all three linear kernels, one task per block of 4
+    rows (:func:`fastcnn.kernels._tasks.parallel_tasks`).
     """
-    for blk in prange((M + 3) // 4):
-        lo = blk * 4
-        gemm_call(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
+    _matmul_blocks((M + 3) // 4, c, a, sai, sal, b, sbl, M, N, L)
 
 
 @njit
@@ -36,9 +43,9 @@ def linear_forward_kernel(x, w, b, y):
     Copies ``w`` transposed (I, O) once per call, so that its rows are the
     micro-kernel's contiguous columns.
 
-    Marked serial, it runs the product through the parallel
-    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
-    parallel regions as the parallel kernels do.
+    The product runs in parallel through :func:`matmul_acc`: called inside
+    a ``prange`` of your own, it nests parallel regions as the parallel
+    kernels do.
 
     Parameters
     ----------
@@ -61,9 +68,9 @@ def linear_forward_kernel(x, w, b, y):
 def linear_backward_input_kernel(dy, w, dx):
     """dx[n, i] = sum_o dy[n, o] * w[o, i]: dy (N, O) @ w (O, I).
 
-    Marked serial, it runs the product through the parallel
-    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
-    parallel regions as the parallel kernels do.
+    The product runs in parallel through :func:`matmul_acc`: called inside
+    a ``prange`` of your own, it nests parallel regions as the parallel
+    kernels do.
 
     Parameters
     ----------
@@ -84,9 +91,9 @@ def linear_backward_input_kernel(dy, w, dx):
 def linear_backward_weight_kernel(dy, x, dw):
     """dw[o, i] = sum_n dy[n, o] * x[n, i]: dy.T (O, N) @ x (N, I), dy read in place.
 
-    Marked serial, it runs the product through the parallel
-    :func:`matmul_acc`: called inside a ``prange`` of your own, it nests
-    parallel regions as the parallel kernels do.
+    The product runs in parallel through :func:`matmul_acc`: called inside
+    a ``prange`` of your own, it nests parallel regions as the parallel
+    kernels do.
 
     Parameters
     ----------
@@ -103,7 +110,19 @@ def linear_backward_weight_kernel(dy, x, dw):
     matmul_acc(dw.reshape(dw.size), dy.reshape(dy.size), 1, O, x.reshape(x.size), I, O, I, N)
 
 
-@pjit
+@task("r2 a1 i")
+def _bias_sum(dy, db, o):
+    """``db[o] = sum_n dy[n, o]``."""
+    acc = db.dtype.type(0)
+    for n in range(dy.shape[0]):
+        acc += dy[n, o]
+    db[o] = acc
+
+
+_bias_sums = parallel_tasks(_bias_sum)
+
+
+@njit
 def linear_backward_bias_kernel(dy, db):
     """db[o] = sum_n dy[n, o].
 
@@ -112,10 +131,4 @@ def linear_backward_bias_kernel(dy, db):
     dy : (N, O) float array, read
     db : (O,) array of dy's dtype, written in full
     """
-    N, O = dy.shape
-    zero = db.dtype.type(0)
-    for o in prange(O):
-        acc = zero
-        for n in range(N):
-            acc += dy[n, o]
-        db[o] = acc
+    _bias_sums(dy.shape[1], np.ascontiguousarray(dy), db)

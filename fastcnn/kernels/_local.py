@@ -9,15 +9,15 @@ Output pixel (p, q) reads input pixel (p*sh - ph + r, q*sw - pw + s) for tap
 
 The weights are the bulk of the memory traffic (P*Q times a convolution's), so
 forward and weight gradient run over output positions with the batch inside:
-each position's filters are read once per call.  Every prange iteration owns
+each position's filters are read once per call.  Every task owns
 what it writes: forward and weight gradient over positions (p, q), input
 gradient over (image, input channel), bias gradient over output channels.
 """
 
 from numba import prange
 
-from ..config import pjit
-from ._tasks import task
+from ..config import njit, pjit
+from ._tasks import parallel_tasks, task
 
 
 @task("r4 r6 r3 a4 i i i i i")
@@ -41,6 +41,9 @@ def _forward_position(x, w, b, y, sh, sw, ph, pw, t):
                     for s in range(s_lo, s_hi):
                         acc += w[p, q, k, c, r, s] * x[n, c, i0 + r, j0 + s]
             y[n, k, p, q] = acc
+
+
+_forward_positions = parallel_tasks(_forward_position)
 
 
 @task("r4 r6 a4 i i i i i")
@@ -68,6 +71,9 @@ def _input_grad_plane(dy, w, dx, sh, sw, ph, pw, t):
                         dx[n, c, i0 + r, j0 + s] += w[p, q, k, c, r, s] * g
 
 
+_input_grad_planes = parallel_tasks(_input_grad_plane)
+
+
 @task("r4 r4 a6 i i i i i")
 def _weight_grad_position(dy, x, dw, sh, sw, ph, pw, t):
     """Output position t of :func:`locally_connected2d_backward_weight_kernel`: its (K, C, R, S) block."""
@@ -91,7 +97,10 @@ def _weight_grad_position(dy, x, dw, sh, sw, ph, pw, t):
                     dw[p, q, k, c, r, s] = acc
 
 
-@pjit
+_weight_grad_positions = parallel_tasks(_weight_grad_position)
+
+
+@njit
 def locally_connected2d_forward_kernel(x, w, b, y, sh, sw, ph, pw):
     """y[n, k, p, q] = b[k, p, q] + sum_{c, r, s} w[p, q, k, c, r, s] * xp[n, c, p*sh + r, q*sw + s].
 
@@ -106,15 +115,14 @@ def locally_connected2d_forward_kernel(x, w, b, y, sh, sw, ph, pw):
     sh, sw, ph, pw : int
     """
     P, Q = w.shape[0], w.shape[1]
-    for t in prange(P * Q):
-        _forward_position(x, w, b, y, sh, sw, ph, pw, t)
+    _forward_positions(P * Q, x, w, b, y, sh, sw, ph, pw)
 
 
-@pjit
+@njit
 def locally_connected2d_backward_input_kernel(dy, w, dx, sh, sw, ph, pw):
     """dx[n, c, i, j] = sum over (p, q, k, r, s) with i = p*sh - ph + r, j = q*sw - pw + s of w[p, q, k, c, r, s] * dy[n, k, p, q].
 
-    Written as a scatter; each (n, c) plane of ``dx`` is owned by one prange iteration.
+    Written as a scatter; each (n, c) plane of ``dx`` is owned by one task.
 
     Parameters
     ----------
@@ -124,15 +132,14 @@ def locally_connected2d_backward_input_kernel(dy, w, dx, sh, sw, ph, pw):
     sh, sw, ph, pw : int
     """
     N, C = dx.shape[0], dx.shape[1]
-    for t in prange(N * C):
-        _input_grad_plane(dy, w, dx, sh, sw, ph, pw, t)
+    _input_grad_planes(N * C, dy, w, dx, sh, sw, ph, pw)
 
 
-@pjit
+@njit
 def locally_connected2d_backward_weight_kernel(dy, x, dw, sh, sw, ph, pw):
     """dw[p, q, k, c, r, s] = sum_n dy[n, k, p, q] * xp[n, c, p*sh + r, q*sw + s].
 
-    Each position's (K, C, R, S) block is owned by one prange iteration, the
+    Each position's (K, C, R, S) block is owned by one task, the
     batch summed inside it; taps that fall in the padding get 0.
 
     Parameters
@@ -143,8 +150,7 @@ def locally_connected2d_backward_weight_kernel(dy, x, dw, sh, sw, ph, pw):
     sh, sw, ph, pw : int
     """
     P, Q = dw.shape[0], dw.shape[1]
-    for t in prange(P * Q):
-        _weight_grad_position(dy, x, dw, sh, sw, ph, pw, t)
+    _weight_grad_positions(P * Q, dy, x, dw, sh, sw, ph, pw)
 
 
 @pjit

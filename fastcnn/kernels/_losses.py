@@ -12,8 +12,8 @@ the layers'.
 import numpy as np
 from numba import prange
 
-from ..config import pjit_ordered
-from ._tasks import task
+from ..config import njit_ordered, pjit_ordered
+from ._tasks import parallel_tasks, task
 
 
 @task("r2 i1 a2 a1 i", ordered=True)
@@ -44,7 +44,10 @@ def _cross_entropy_row(logits, labels, dlogits, losses, n):
     losses[n] = np.log(total) - shifted
 
 
-@pjit_ordered
+_cross_entropy_rows = parallel_tasks(_cross_entropy_row)
+
+
+@njit_ordered
 def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
     """Per-row cross-entropy of softmax(logits) and the gradient of their mean.
 
@@ -60,8 +63,7 @@ def softmax_cross_entropy_kernel(logits, labels, dlogits, losses):
     losses : (N,) float array, written in full
     """
     N = logits.shape[0]
-    for n in prange(N):
-        _cross_entropy_row(logits, labels, dlogits, losses, n)
+    _cross_entropy_rows(N, logits, labels, dlogits, losses)
 
 
 @pjit_ordered

@@ -32,9 +32,9 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..config import njit, pjit_ordered
+from ..config import njit, njit_ordered, pjit_ordered
 from ._loops import zero_span
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 #: Numbers per lane-sum step (one AVX2 vector of float32).
 LANES = 8
@@ -270,7 +270,10 @@ def _forward_train_channel(x, weight, bias, eps, y, mean, var, inv_std, relu, la
                 y[n, c, l] = (x[n, c, l] - mu) * scale + shift
 
 
-@pjit_ordered
+_forward_train_channels = parallel_tasks(_forward_train_channel)
+
+
+@njit_ordered
 def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std, relu=False):
     """Training-mode forward: batch statistics, then ``y = (x - mean) * inv_std * weight + bias``.
 
@@ -292,8 +295,7 @@ def batch_norm_forward_train_kernel(x, weight, bias, eps, y, mean, var, inv_std,
     """
     C = x.shape[1]
     lanes = np.empty((C, LANES), dtype=y.dtype)  # each channel's lane sums
-    for c in prange(C):
-        _forward_train_channel(x, weight, bias, y.dtype.type(eps), y, mean, var, inv_std, relu, lanes, c)
+    _forward_train_channels(C, x, weight, bias, y.dtype.type(eps), y, mean, var, inv_std, relu, lanes)
 
 
 @pjit_ordered
@@ -360,7 +362,10 @@ def _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias
                 dx[n, c, l] = k * g
 
 
-@pjit_ordered
+_backward_channels = parallel_tasks(_backward_channel)
+
+
+@njit_ordered
 def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y=None):
     """Gradients of batch normalisation with respect to x, weight and bias.
 
@@ -388,11 +393,9 @@ def batch_norm_backward_kernel(dy, x, weight, mean, inv_std, training, dx, dweig
     C = x.shape[1]
     lanes = np.empty((C, 2 * LANES), dtype=dx.dtype)  # each channel's lane sums
     if relu_y is None:
-        for c in prange(C):
-            _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, dy, False, lanes, c)
+        _backward_channels(C, dy, x, weight, mean, inv_std, training, dx, dweight, dbias, dy, False, lanes)
     else:
-        for c in prange(C):
-            _backward_channel(dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y, True, lanes, c)
+        _backward_channels(C, dy, x, weight, mean, inv_std, training, dx, dweight, dbias, relu_y, True, lanes)
 
 
 

@@ -3,14 +3,14 @@
 x (N, C, H, W), y and dy (N, C, P, Q); window (kh, kw), stride (sh, sw),
 padding (ph, pw).  Output (p, q) covers input rows ``p*sh - ph ..`` and
 columns ``q*sw - pw ..`` of the padded input.  The global poolings' y and dy
-are (N, C).  One prange iteration owns each (image, channel) plane.
+are (N, C).  One task owns each (image, channel) plane.
 """
 
 import numpy as np
 from numba import prange
 
 from ..config import njit, pjit
-from ._tasks import task
+from ._tasks import parallel_tasks, task
 
 
 @njit(inline="always")
@@ -68,7 +68,10 @@ def _max_2x2_plane(x, y, argmax, t):
                 at_row[q] = best_at
 
 
-@pjit
+_max_2x2_planes = parallel_tasks(_max_2x2_plane)
+
+
+@njit
 def max_pool2d_2x2_forward_kernel(x, y, argmax):
     """Max pooling with 2x2 windows, stride 2, no padding, every window inside the image.
 
@@ -84,8 +87,7 @@ def max_pool2d_2x2_forward_kernel(x, y, argmax):
     argmax : (N, C, P, Q) int64 array, written in full
     """
     xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
-    for t in prange(x.shape[0] * x.shape[1]):
-        _max_2x2_plane(xc, y, argmax, t)
+    _max_2x2_planes(x.shape[0] * x.shape[1], xc, y, argmax)
 
 
 @pjit
@@ -136,7 +138,28 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
                 argmax[n, c, p, q] = best_at
 
 
-@pjit
+@task("a2 r2 i2 j1 i")
+def _max_backward_plane(dx_planes, dy_planes, at_planes, bad, t):
+    """Plane t of :func:`max_pool2d_backward_kernel`; ``bad[t]``: its indices outside the plane."""
+    plane, grads, at = dx_planes[t], dy_planes[t], at_planes[t]
+    size = plane.shape[0]
+    zero = plane.dtype.type(0)
+    for m in range(size):
+        plane[m] = zero
+    outside = 0
+    for m in range(grads.shape[0]):
+        i = at[m]
+        if 0 <= i < size:
+            plane[i] += grads[m]
+        else:
+            outside += 1
+    bad[t] = outside
+
+
+_max_backward_planes = parallel_tasks(_max_backward_plane)
+
+
+@njit
 def max_pool2d_backward_kernel(dy, argmax, dx):
     """Route each dy[n, c, p, q] to the input element that won its window.
 
@@ -160,19 +183,9 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
     dy_planes = np.ascontiguousarray(dy).reshape(N * C, P * Q)
     at_planes = np.ascontiguousarray(argmax).reshape(N * C, P * Q)
     dx_planes = dx.reshape(N * C, H * W)
-    zero = dx.dtype.type(0)
-    bad = 0
-    for t in prange(N * C):
-        plane, grads, at = dx_planes[t], dy_planes[t], at_planes[t]
-        for m in range(H * W):
-            plane[m] = zero
-        for m in range(P * Q):
-            i = at[m]
-            if 0 <= i < H * W:
-                plane[i] += grads[m]
-            else:
-                bad += 1
-    return bad
+    bad = np.empty(N * C, dtype=np.int64)
+    _max_backward_planes(N * C, dx_planes, dy_planes, at_planes, bad)
+    return bad.sum()
 
 
 @njit(inline="always")
@@ -205,7 +218,10 @@ def _avg_plane(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, t):
             y[n, c, p, q] = acc / y.dtype.type(count)
 
 
-@pjit
+_avg_planes = parallel_tasks(_avg_plane)
+
+
+@njit
 def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad=True):
     """Window means into ``y``; zero padding counts in the divisor unless ``count_include_pad`` is False.
 
@@ -233,8 +249,7 @@ def avg_pool2d_forward_kernel(x, y, kh, kw, sh, sw, ph, pw, count_include_pad=Tr
         Whether the zero padding counts in the divisor (default True).
     """
     xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
-    for t in prange(x.shape[0] * x.shape[1]):
-        _avg_plane(xc, y, kh, kw, sh, sw, ph, pw, count_include_pad, t)
+    _avg_planes(x.shape[0] * x.shape[1], xc, y, kh, kw, sh, sw, ph, pw, count_include_pad)
 
 
 @task("r4 a4 i i i i i i b i")
@@ -259,7 +274,10 @@ def _avg_backward_plane(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad, t):
                     dx[n, c, i, j] += g
 
 
-@pjit
+_avg_backward_planes = parallel_tasks(_avg_backward_plane)
+
+
+@njit
 def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad=True):
     """Spread each dy[n, c, p, q] evenly over its window (same divisor as forward).
 
@@ -278,8 +296,7 @@ def avg_pool2d_backward_kernel(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad
         The forward pass's choice (default True).
     """
     dyc = np.ascontiguousarray(dy)  # no copy when dy is C-contiguous (always, from the checked functions)
-    for t in prange(dx.shape[0] * dx.shape[1]):
-        _avg_backward_plane(dyc, dx, kh, kw, sh, sw, ph, pw, count_include_pad, t)
+    _avg_backward_planes(dx.shape[0] * dx.shape[1], dyc, dx, kh, kw, sh, sw, ph, pw, count_include_pad)
 
 
 @task("r4 a2 i")
@@ -295,7 +312,10 @@ def _global_avg_plane(x, y, t):
     y[n, c] = acc * (y.dtype.type(1) / y.dtype.type(H * W))
 
 
-@pjit
+_global_avg_planes = parallel_tasks(_global_avg_plane)
+
+
+@njit
 def global_avg_pool2d_forward_kernel(x, y):
     """y[n, c] = mean of x[n, c] over its H*W pixels. y is (N, C).
 
@@ -305,8 +325,7 @@ def global_avg_pool2d_forward_kernel(x, y):
     y : (N, C) array of x's dtype, written in full
     """
     xc = np.ascontiguousarray(x)  # no copy when x is C-contiguous (always, from the checked functions)
-    for t in prange(x.shape[0] * x.shape[1]):
-        _global_avg_plane(xc, y, t)
+    _global_avg_planes(x.shape[0] * x.shape[1], xc, y)
 
 
 @pjit

@@ -3,13 +3,15 @@
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from numba import prange
 from numba.core.errors import TypingError
 
-from fastcnn.config import pjit
-from fastcnn.kernels._tasks import task
+import fastcnn
+from fastcnn.config import njit, pjit
+from fastcnn.kernels._tasks import parallel_tasks, task
 
 from helpers import repo_env
 
@@ -137,3 +139,76 @@ def test_a_task_body_is_compiled_with_its_array_arguments_noalias():
     _scale_rows(x, np.zeros_like(x), np.float32(1))
     body = _scaled_row._fastcnn_task
     assert body.dispatcher.overloads[body.argtypes(body.dispatcher.signatures[0][0].dtype)].fndesc.noalias
+
+
+_scaled_rows = parallel_tasks(_scaled_row)
+
+
+@njit(cache=False)
+def _scale_rows_serial(x, y, scale):
+    _scaled_rows(x.shape[0], x, y, scale)
+
+
+@task("j1 j1 i")
+def _count_and_place(runs, threads, t):
+    runs[t] += 1
+    threads[t] = numba.get_thread_id()
+
+
+_counted = parallel_tasks(_count_and_place)
+
+
+@njit(cache=False)
+def _count_tasks(n, runs, threads):
+    _counted(n, runs, threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_tasks_from_a_serial_kernel_run_every_task_once_on_the_threads_asked(dtype, threads,
+                                                                                     restore_num_threads):
+    fastcnn.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    x = np.arange(37 * 5, dtype=dtype).reshape(37, 5)
+    y = np.zeros_like(x)
+    _scale_rows_serial(x, y, dtype(2))
+    np.testing.assert_array_equal(y, 2 * x + 1)
+    assert not _scale_rows_serial.targetoptions.get("parallel")  # the kernel itself is serial
+    runs, placed = np.zeros(101, np.int64), np.full(101, -1, np.int64)
+    _count_tasks(101, runs, placed)
+    np.testing.assert_array_equal(runs, 1)
+    assert set(placed) <= set(range(fastcnn.get_num_threads()))
+    _count_tasks(0, runs, placed)  # no task: nothing runs
+    np.testing.assert_array_equal(runs, 1)
+
+
+def test_parallel_tasks_need_the_task_index_last_and_an_integer_count():
+    with pytest.raises(ValueError, match="task index"):
+        parallel_tasks(task("a1 i f")(lambda x, i, s: None))
+
+    @njit(cache=False)
+    def float_count(x, y):
+        _scaled_rows(1.5, x, y, np.float32(1))
+
+    with pytest.raises(TypingError, match="task count must be an integer"):
+        float_count(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32))
+
+
+@task("a1 i i")
+def _fails_at(out, bad, t):
+    out[t] = np.empty(t - bad + 1, dtype=out.dtype).shape[0]  # a negative size at t < bad - 1: an error
+
+
+_failing = parallel_tasks(_fails_at)
+
+
+@njit(cache=False)
+def _run_failing(out, bad):
+    _failing(out.shape[0], out, bad)
+
+
+def test_a_failing_task_raises_after_the_loop_naming_the_task():
+    out = np.zeros(8, np.float64)
+    _run_failing(out, 0)
+    np.testing.assert_array_equal(out, np.arange(1, 9))
+    with pytest.raises(RuntimeError, match="_fails_at"):
+        _run_failing(out, 3)
