@@ -205,9 +205,14 @@ def _helper_main(job):
     """A helper process: load the model, compile the layers named in ``job``; exit 0 (or die quietly).
 
     The last helper first compiles the loss and the update (which the training process reaches after its
-    whole forward pass, and last); then each helper runs its layers forward and backward from its first one on.
+    whole forward pass, and last); then each helper runs its layers forward and backward from its first one on,
+    each convolution's input gradient before its weight gradient: where the training process, which runs the
+    weight gradient first, meets a helper in one layer's backward pass, each compiles one of the two.
     """
     import fastcnn
+    from fastcnn.kernels import conv
+
+    conv.INPUT_GRAD_FIRST = True
 
     fastcnn.set_num_threads(job["threads"])
     model = fastcnn.load(job["model"])

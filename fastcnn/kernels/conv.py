@@ -416,6 +416,12 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, dilation=1):
 #: only when the copy is at most this many bytes; a larger one is made again, in the shared workspace.
 LAYER_LAYOUT_BYTES = 4 << 20
 
+#: Whether a layer's backward pass (:meth:`PreparedConv.backward`) computes the input gradient before the weight
+#: gradient; the results are the same either way.  The compile helpers of :mod:`fastcnn.parallel_compile` set it,
+#: so that a helper and the training process that reach one layer's backward pass at once compile different
+#: kernels instead of one waiting for the other.
+INPUT_GRAD_FIRST = False
+
 
 class PreparedConv:
     """For layers: one convolution's checked geometry and plans for one input shape, run without re-checking.
@@ -491,24 +497,28 @@ class PreparedConv:
 
     def backward(self, dy, x, w, need_input_grad):
         """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays."""
-        g = self.g
-        x_shape = x.shape
-        dx = np.empty(x_shape, dtype=self.dtype) if need_input_grad else None
+        dx = self._input_grad(dy, w, x.shape) if need_input_grad and INPUT_GRAD_FIRST else None
         conv2d_backward_bias(dy, self.db)
-        x = self._extend(x, True)
+        xe = self._extend(x, True)
         name = self.weight_plan.algorithm
         if self.layout is None:
-            _conv_exec.weight_grad(name, dy, x, self.dw, g, self._bufs(self.weight_plan))
+            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan))
         else:
-            ready = self.layout_of is x
-            _conv_exec.weight_grad(name, dy, x, self.dw, g, self._bufs(self.weight_plan), x_ready=ready)
-            self.layout_of = x
-        if need_input_grad:
-            if self.input_plan is None:
-                self.input_plan = _plan("input_grad", g, self.dtype, self.algorithm, self.fn, self.threads)
-            dx_full = dx if self.extra == (0, 0) else np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype)
-            _conv_exec.input_grad(self.input_plan.algorithm, dy, w, dx_full, g,
-                                  _workspace.take(self.input_plan, self.dtype))
-            if dx_full is not dx:
-                dx[...] = dx_full[:, :, :x_shape[2], :x_shape[3]]
+            ready = self.layout_of is xe
+            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), x_ready=ready)
+            self.layout_of = xe
+        if need_input_grad and dx is None:
+            dx = self._input_grad(dy, w, x.shape)
         return dx, self.dw, self.db
+
+    def _input_grad(self, dy, w, x_shape):
+        """``dx`` (a new array of shape ``x_shape``) of :meth:`backward`."""
+        g = self.g
+        dx = np.empty(x_shape, dtype=self.dtype)
+        if self.input_plan is None:
+            self.input_plan = _plan("input_grad", g, self.dtype, self.algorithm, self.fn, self.threads)
+        dx_full = dx if self.extra == (0, 0) else np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype)
+        _conv_exec.input_grad(self.input_plan.algorithm, dy, w, dx_full, g, _workspace.take(self.input_plan, self.dtype))
+        if dx_full is not dx:
+            dx[...] = dx_full[:, :, :x_shape[2], :x_shape[3]]
+        return dx

@@ -128,3 +128,22 @@ def test_the_last_helper_compiles_the_loss_and_the_update_first(tmp_path):
                           env=repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache")))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "1", "1"]
+
+
+def test_a_conv_layer_gives_the_same_gradients_with_the_input_gradient_first(monkeypatch, rng):
+    """The order the compile helpers run a convolution's backward pass in changes nothing but the order."""
+    from fastcnn.kernels import conv
+
+    layer = Conv2d(3, 8, 3, padding=1)
+    x = rng.standard_normal((4, 3, 9, 9)).astype(np.float32)
+    dy = rng.standard_normal((4, 8, 9, 9)).astype(np.float32)
+    got = []
+    for first in (False, True):
+        monkeypatch.setattr(conv, "INPUT_GRAD_FIRST", first)
+        for p in layer.parameters():
+            p.grad[...] = 0
+        layer.forward(x)
+        dx = layer.backward(dy)
+        got.append((dx, layer.weight.grad.copy(), layer.bias.grad.copy()))
+    for a, b in zip(*got):
+        np.testing.assert_array_equal(a, b)
