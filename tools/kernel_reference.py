@@ -49,10 +49,12 @@ steps in one compiled function (the README's *Kernels API* section has an exampl
   `fastcnn.kernels.conv2d_plan(...)` names the variant the checked functions run for a shape and the
   buffers (roles and shapes) it allocates, and the tests call every variant against naive loops.
 * **Kernels marked parallel run a `prange`** over the threads set by `fastcnn.set_num_threads` (most of
-  them are). Calling one from inside a `prange` of your own nests parallel regions: Numba's `workqueue`
-  threading layer (the one always present) refuses nested parallelism and stops the process, the `tbb`
-  layer supports it. Call them from serial code, as the README's example does. The same holds for those
-  marked "serial, calls parallel": they are `@njit` wrappers around a parallel kernel.
+  them are): their own (`parallel=True`) or the one every task loop runs in (`parallel_tasks` of
+  `fastcnn/kernels/_tasks.py`: such a kernel is a serial `@njit` function around it). Calling one from
+  inside a `prange` of your own nests parallel regions: Numba's `workqueue` threading layer (the one always
+  present) refuses nested parallelism and stops the process, the `tbb` layer supports it. Call them from
+  serial code, as the README's example does. The same holds for those marked "serial, calls parallel": they
+  are `@njit` wrappers around a parallel kernel.
 * Each kernel is compiled for the argument types of its first call (and cached on disk, see the README's
   Design section). The few entries marked "Python" are plain helpers that size a kernel's arguments.
 * Many parallel kernels call their per-task work as a body compiled apart and called by name
@@ -117,18 +119,33 @@ def module_summary(module_name):
     return line.replace("``", "`")
 
 
+def _parallel_itself(kernel):
+    """Whether ``kernel`` runs a ``prange`` of its own: ``parallel=True``, or a task loop (``_tasks.parallel_tasks``)."""
+    func = python_function(kernel)
+    return kernel.targetoptions.get("parallel") or any(
+        type(getattr(func.__globals__.get(n), "_fastcnn_task", None)).__name__ == "_TaskLoop"
+        for n in func.__code__.co_names)
+
+
+def _calls_parallel(kernel, seen):
+    """Whether a kernel ``kernel`` calls (directly or not) runs a ``prange`` of its own."""
+    func = python_function(kernel)
+    seen.add(func)
+    for f in (func.__globals__.get(n) for n in func.__code__.co_names):
+        if is_kernel(f) and python_function(f) not in seen and (_parallel_itself(f) or _calls_parallel(f, seen)):
+            return True
+    return False
+
+
 def threads(obj):
-    """How ``obj`` runs: "parallel" (``@njit(parallel=True)``), "serial" (``@njit``), "serial, calls parallel"
-    (an ``@njit`` function that calls a parallel kernel, so it nests like one) or "Python" (a plain helper)."""
+    """How ``obj`` runs: "parallel" (a ``prange``: ``@njit(parallel=True)`` or a task loop), "serial" (``@njit``),
+    "serial, calls parallel" (an ``@njit`` function that calls a parallel kernel, so it nests like one) or
+    "Python" (a plain helper)."""
     if not is_kernel(obj):
         return "Python"
-    if obj.targetoptions.get("parallel"):
+    if _parallel_itself(obj):
         return "parallel"
-    names = python_function(obj).__globals__
-    called = (names.get(n) for n in python_function(obj).__code__.co_names)
-    if any(is_kernel(f) and f.targetoptions.get("parallel") for f in called):
-        return "serial, calls parallel"
-    return "serial"
+    return "serial, calls parallel" if _calls_parallel(obj, set()) else "serial"
 
 
 def render():
