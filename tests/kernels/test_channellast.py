@@ -192,9 +192,11 @@ def _cached_runs(tmp_path, runs, **env_overrides):
     return results
 
 
+@pytest.mark.slow
 def test_kernels_calling_the_micro_kernel_load_from_the_cache(tmp_path):
-    """The kernels call gemm_acc through a symbol registered at import (fastcnn.kernels._gemm.gemm_call);
-    in a second process they load from Numba's cache, link to it and give the same results."""
+    """The kernels call gemm_acc through a symbol (fastcnn.kernels._gemm.gemm_call); in a second process they
+    load from Numba's cache, link to it and give the same results.  The quick run checks the same kernels in
+    tests/kernels/test_tasks.py (one pair of processes for every task-calling kernel)."""
     compiled, loaded = _cached_runs(tmp_path, 2)
     np.testing.assert_array_equal(compiled, loaded)
 
