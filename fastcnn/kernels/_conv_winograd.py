@@ -1,21 +1,18 @@
 """Raw Winograd kernels for 3x3 stride-1 convolutions: F(2x2, 3x3) and F(4x4, 3x3) minimal filtering.
 
-Lavin & Gray ("Fast Algorithms for Convolutional Neural Networks", 2016): an
-m x m block of outputs of a 3x3 filter is computed from the alpha x alpha
-input tile ``d`` under it (alpha = m + 2) with alpha^2 multiplications
-instead of 9 m^2,
+Lavin & Gray ("Fast Algorithms for Convolutional Neural Networks", 2016): an m x m block of outputs of a 3x3
+filter is computed from the alpha x alpha input tile ``d`` under it (alpha = m + 2) with alpha^2
+multiplications instead of 9 m^2,
 
     Y = A^T [(G g G^T) * (B^T d B)] A      (``*`` elementwise, alpha x alpha)
 
 F(2x2, 3x3), alpha = 4 (16 multiplications for 4 outputs, 2.25x fewer)::
 
-    B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
-          [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
-          [0 -1  1  0]         [1/2 -1/2  1/2]
-          [0  1  0 -1]         [ 0    0    1 ]
+    B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+    A^T = [1 1 1 0; 0 1 -1 -1]
 
-F(4x4, 3x3), alpha = 6 (36 multiplications for 16 outputs, 4x fewer; points
-0, 1, -1, 2, -2 and infinity, as in oneDNN and NNPACK)::
+F(4x4, 3x3), alpha = 6 (36 multiplications for 16 outputs, 4x fewer; points 0, 1, -1, 2, -2 and infinity, as
+in oneDNN and NNPACK)::
 
     B^T = [4  0 -5  0  1  0]   G = [ 1/4     0     0 ]   A^T = [1  1  1  1  1  0]
           [0 -4 -4  1  1  0]       [-1/6  -1/6  -1/6 ]         [0  1 -1  2 -2  0]
@@ -24,17 +21,14 @@ F(4x4, 3x3), alpha = 6 (36 multiplications for 16 outputs, 4x fewer; points
           [0  2 -1 -2  1  0]       [1/24 -1/12   1/6 ]
           [0  4  0 -5  0  1]       [  0     0     1  ]
 
-The larger entries of F(4x4)'s matrices (5, 8, 1/24) cost accuracy: its
-float32 errors are several times those of F(2x2) (the tests state them).
+The larger entries of F(4x4)'s matrices (5, 8, 1/24) cost accuracy: its float32 errors are several times
+those of F(2x2) (the tests state them).
 
-With many channels the products turn into alpha^2 matrix products, one per
-position ``xi = alpha*i + j`` of the transformed tile:
-``M[xi] (tiles, K) = V[xi] (tiles, C) @ U[xi] (C, K)``, where
-``V[xi][t, c]`` is entry xi of ``B^T d B`` for tile t and channel c, and
-``U[xi][c, k]`` is entry xi of ``G w[k, c] G^T`` (:func:`winograd_filter`).
-Each output tile is then ``A^T M A`` over its alpha^2 entries.  Every kernel
-here serves both tile sizes: the number of positions (``u.shape[0]`` or
-``v.shape[1]``: 16 or 36) says which.
+With many channels the products turn into alpha^2 matrix products, one per position ``xi = alpha*i + j`` of
+the transformed tile: ``M[xi] (tiles, K) = V[xi] (tiles, C) @ U[xi] (C, K)``, where ``V[xi][t, c]`` is entry xi
+of ``B^T d B`` for tile t and channel c, and ``U[xi][c, k]`` is entry xi of ``G w[k, c] G^T``
+(:func:`winograd_filter`).  Each output tile is then ``A^T M A`` over its alpha^2 entries.  Every kernel here
+serves both tile sizes: the number of positions (``u.shape[0]`` or ``v.shape[1]``: 16 or 36) says which.
 
 Layout: x is read from a zero-padded channel-last copy ``xp[n, i, j, c]``
 (the channel-last variant's ``to_channel_last``, with a frame of at least
@@ -555,9 +549,6 @@ def _weight_grad_task(xp, dyl, v, mdy, partial, t):
                       mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
 
 
-_weight_grad_tasks = parallel_tasks(_weight_grad_task)
-
-
 @task("r1 a4 i i i i i")
 def _weight_grad_filter(pf, dw, K, T, A2, Kw, c):
     """``dw[:, c]`` from the tasks' partial sums ``pf`` (flat): summed and transformed in float64."""
@@ -573,6 +564,7 @@ def _weight_grad_filter(pf, dw, K, T, A2, Kw, c):
                 _dw4(d, j, dw, k0 + j, c)
 
 
+_weight_grad_tasks = parallel_tasks(_weight_grad_task)
 _weight_grad_filters = parallel_tasks(_weight_grad_filter)
 
 
