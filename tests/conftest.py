@@ -40,11 +40,12 @@ def pytest_collection_finish(session):
 
 
 def _start_background_compile(session):
-    """Before a long run (the whole suite), on a machine with a free core: compile the float64 kernels in the
-    background (``tools/compile_all.py float64``), while the first test files compile the float32 ones they
-    need; the float64 gradient checks later load them from the cache.  With a warm cache it only loads them.
-    ``FASTCNN_TEST_PRECOMPILE=0`` turns it off.  Results do not depend on it: a kernel gives the same bits
-    compiled here or loaded (``tests/kernels/test_determinism.py``)."""
+    """Before a long run (the whole suite), on a machine with a free core: compile every kernel in the
+    background (``tools/compile_all.py``: float32, then float64), while the tests compile what they need
+    before it gets there; a signature is compiled by one process at a time (the other waits and loads it),
+    so the two share the compiling instead of the tests doing the float32 half alone.  With a warm cache it
+    only loads them.  ``FASTCNN_TEST_PRECOMPILE=0`` turns it off.  Results do not depend on it: a kernel gives
+    the same bits compiled here or loaded (``tests/kernels/test_determinism.py``)."""
     tool = os.path.join(os.path.dirname(_HERE), "tools", "compile_all.py")
     if len(session.items) < 500 or os.environ.get("FASTCNN_TEST_PRECOMPILE", "1") == "0" or not os.path.exists(tool):
         return
@@ -56,7 +57,7 @@ def _start_background_compile(session):
     env = dict(os.environ, FASTCNN_COMPILE_HELPERS="0",
                PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(_HERE), os.environ.get("PYTHONPATH")])))
     session.config._fastcnn_precompile = subprocess.Popen(
-        [sys.executable, tool, "float64"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        [sys.executable, tool], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
 
 

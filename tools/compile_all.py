@@ -1,8 +1,9 @@
 """Compile every fastcnn kernel in float32 and float64 (or the dtypes named), and report how long it took.
 
     NUMBA_CACHE_DIR=$(mktemp -d) python tools/compile_all.py    # cold: nothing cached yet
-    python tools/compile_all.py                                 # warm: loads from the cache
-    python tools/compile_all.py float64                         # float64 only (tests/conftest.py runs this)
+    python tools/compile_all.py                                 # warm: loads from the cache (tests/conftest.py
+                                                                # runs this in the background of a whole run)
+    python tools/compile_all.py float64                         # float64 only
     python tools/compile_all.py float32 --slowest 12            # and the 12 longest compiles, kernel by kernel
 
 Useful to measure compile time and to fill the cache before timing anything.  ``--slowest N`` lists the

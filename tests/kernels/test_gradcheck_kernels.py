@@ -96,16 +96,18 @@ def test_smaller_gradcheck_planes_are_planned_as_the_cases(case, dtype):
 
 
 @pytest.mark.parametrize("case", ["rect_stride_and_padding", "batchlast_N9_K6_pad2"])
-def test_conv2d_im2col_functions_gradcheck(case, rng):
-    """The named im2col functions are the algorithm="im2col" plan."""
+def test_conv2d_im2col_functions_are_the_gradient_checked_im2col_plan(case, rng):
+    """The named im2col functions give the bits of the algorithm="im2col" plan, whose gradients
+    test_conv2d_gradcheck checks on every case (these two included)."""
     N, C, H, W, Kout, R, S, s, p = nv.CONV_CASES[case]
-    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kout, C, R, S))
-    y = K.conv2d_forward_im2col(x, w, None, stride=s, padding=p)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kout, C, R, S)), rng.standard_normal(Kout)
+    y = K.conv2d_forward_im2col(x, w, b, stride=s, padding=p)
+    np.testing.assert_array_equal(y, K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm="im2col"))
     G = rng.standard_normal(y.shape)
-    dx, dw, _ = K.conv2d_backward_im2col(G, x, w, stride=s, padding=p)
-    L = _objective(lambda: K.conv2d_forward_im2col(x, w, None, stride=s, padding=p), G)
-    check_grad(dx, L, x, "x")
-    check_grad(dw, L, w, "w")
+    for got, want in zip(K.conv2d_backward_im2col(G, x, w, stride=s, padding=p),
+                         K.conv2d_backward(G, x, w, stride=s, padding=p, algorithm="im2col"), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert "im2col" in K.CONV_ALGORITHMS and case in nv.CONV_CASES and case not in SMALLER_PLANE  # checked in full
 
 
 # ---------------------------------------------------------------------------

@@ -108,18 +108,18 @@ def test_task_calling_kernels_load_from_the_cache_in_a_new_process_with_the_same
 _USER_CACHED = """
 import sys, numpy as np, numba
 from fastcnn import kernels as K
-from fastcnn.kernels import winograd_filter
+from fastcnn.kernels import relu_forward_kernel
 if sys.argv[2] == "register":
     print("registered", K.register_cached_task_bodies())
 
 @numba.njit(cache=True)
-def user_filter(w):
-    u = np.empty((36, w.shape[1], w.shape[0]), dtype=w.dtype)
-    winograd_filter(w, u, False)
-    return u
+def user_relu(x):
+    y = np.empty_like(x)
+    relu_forward_kernel(x, y)  # a task loop: the body and the launcher, both called by name
+    return y
 
-w = np.random.default_rng(0).standard_normal((8, 8, 3, 3)).astype(np.float32)
-np.save(sys.argv[1], user_filter(w))
+x = np.random.default_rng(0).standard_normal(10_000).astype(np.float32)
+np.save(sys.argv[1], user_relu(x))
 """
 
 
@@ -129,7 +129,7 @@ def test_user_functions_cached_on_disk_call_raw_kernels_after_registering_the_ca
     (tmp_path / "user").mkdir()
     env = repo_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTCNN_CACHE="1", FASTCNN_COMPILE_HELPERS="0")
     script = tmp_path / "user" / "user_code.py"
-    script.write_text(_USER_CACHED)  # unchanged between the runs: the second loads user_filter from the cache
+    script.write_text(_USER_CACHED)  # unchanged between the runs: the second loads user_relu from the cache
     results = []
     for run, register in enumerate(("no", "register")):
         out = tmp_path / f"user{run}.npy"
