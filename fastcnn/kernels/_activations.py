@@ -3,6 +3,8 @@
 The checked functions pass ``a.reshape(-1)`` views, so one kernel serves any shape.
 Backward kernels take the forward output ``y`` where the derivative is cheaper
 from it (sigmoid: y(1 - y); tanh: 1 - y^2) and the input ``x`` for ReLU.
+The elementwise kernels run in tasks of :data:`CHUNK` elements, the softmax
+kernels one task per row (:func:`fastcnn.kernels._tasks.parallel_tasks`).
 """
 
 import numpy as np

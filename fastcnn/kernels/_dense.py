@@ -9,6 +9,7 @@ not depend on timing.
 """
 
 import numpy as np
+
 from ..config import njit
 from ._gemm import gemm_call
 from ._loops import transpose_into
