@@ -6,6 +6,12 @@ process, in turns: each turn pauses 0.15 s, makes 2 untimed calls, then times
 one sample of about 20 ms.  Prints the median time of each and the ratio
 (PyTorch's time / fastcnn's: above 1, fastcnn is faster).
 
+Unless ``NUMBA_NUM_THREADS`` is set, the script sets it to ``--threads``
+before Numba starts: Numba's OpenMP team otherwise has a thread per core,
+and at ``--threads 1`` its idle worker spun beside PyTorch's calls on a
+shared 2-core machine (PyTorch's call then took up to 31 ms instead of
+0.1-0.3 ms now and then, and fastcnn's medians moved too).
+
 Usage::
 
     python bench/depthwise_forward.py [--threads 2] [--repeat 21] [--stride 2] [--size 16 32] [--batch 64]
@@ -16,9 +22,6 @@ import os
 import time
 
 import numpy as np
-
-import fastcnn
-from fastcnn import kernels as K
 
 
 def _sample(fn):
@@ -33,9 +36,6 @@ def _sample(fn):
 
 
 def main():
-    import torch
-    import torch.nn.functional as F
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=21)
@@ -44,9 +44,17 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[64])
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
     args = parser.parse_args()
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))  # before Numba starts (see the docstring)
+    import torch
+    import torch.nn.functional as F
+
+    import fastcnn
+    from fastcnn import kernels as K
+
     torch.set_num_threads(args.threads)
     fastcnn.set_num_threads(args.threads)
-    print(f"uptime: {os.popen('uptime').read().strip()} | threads {args.threads} | repeat {args.repeat}")
+    print(f"uptime: {os.popen('uptime').read().strip()} | threads {args.threads} | repeat {args.repeat} | "
+          f"NUMBA_NUM_THREADS {os.environ['NUMBA_NUM_THREADS']}")
     print(f"{'N':>4} {'C':>4} {'HW':>3} {'s':>2} | {'fastcnn us':>10} {'torch us':>9} | torch/fastcnn")
     rng = np.random.default_rng(0)
     for n in args.batch:

@@ -421,8 +421,10 @@ def test_raw_kernel_modules_import_no_other_variant(path):
 
 
 def test_depthwise_kernels_are_a_raw_variant_module():
-    """``_conv_depthwise`` is checked by the rule above (a variant: imports only ``_loops`` and ``config``)."""
-    assert "_conv_depthwise.py" in {p.name for p in RAW_KERNEL_FILES}
+    """``_conv_depthwise`` and the stride-2 kernels are checked by the rule above (variants: they import only the
+    shared raw modules and ``config``)."""
+    assert {"_conv_depthwise.py", "_conv_depthwise_s2.py", "_conv_depthwise_s2_stacked.py"} <= {
+        p.name for p in RAW_KERNEL_FILES}
 
 
 def test_kernels_init_only_re_exports():

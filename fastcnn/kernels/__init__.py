@@ -62,6 +62,11 @@ from ._conv_depthwise_s2 import (
     depthwise_s2_rows_scratch,
     depthwise_s2_scratch,
 )
+from ._conv_depthwise_s2_stacked import (
+    conv2d_forward_depthwise_s2_stacked,
+    depthwise_s2_stack,
+    depthwise_s2_stacked_scratch,
+)
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
 from ._conv_nchw import (
@@ -241,6 +246,9 @@ __all__ = [
     "conv2d_forward_depthwise_s2",
     "depthwise_s2_rows_scratch",
     "conv2d_forward_depthwise_s2_rows",
+    "depthwise_s2_stack",
+    "depthwise_s2_stacked_scratch",
+    "conv2d_forward_depthwise_s2_stacked",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",

@@ -11,9 +11,12 @@ layers :func:`depthwise_s2_fits` accepts (kernel 3x3, stride 2, padding 1,
 no dilation, H and W even; any channel multiplier m = K // C).  The plan
 (``conv_plan``) runs :func:`conv2d_forward_depthwise_s2_rows` on planes at
 least :data:`ROWS_MIN_WIDTH` wide (measured 1.2-1.7x the other at 12 to 32
-columns, one thread, Zen 4) and :func:`conv2d_forward_depthwise_s2` on
-narrower ones (10 columns or fewer: 1.1-1.25x the rows kernel there, whose
-per-row copies and per-plane loop set-up then outweigh its saved work).
+columns, one thread, Zen 4).  :func:`conv2d_forward_depthwise_s2` was the
+plan's kernel on narrower ones (10 columns or fewer: 1.1-1.25x the rows
+kernel there, whose per-row copies and per-plane loop set-up then outweigh
+its saved work); the plan now runs the stacked kernel of
+``_conv_depthwise_s2_stacked.py`` there (1.35-4x this one), and this one
+stays a raw kernel.
 
 *Row phases* (:func:`conv2d_forward_depthwise_s2_rows`), per (image,
 channel) plane of a task:

@@ -41,6 +41,7 @@ from ._conv_depthwise import (
     conv2d_forward_depthwise,
 )
 from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, conv2d_forward_depthwise_s2_rows
+from ._conv_depthwise_s2_stacked import conv2d_forward_depthwise_s2_stacked
 from ._conv_im2col import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from ._conv_matmul import (
     forward_1x1,
@@ -235,6 +236,9 @@ def _winograd_input_grad(dy, w, dx, g, bufs):
 def _depthwise_forward(x, w, b, y, g, bufs):
     if "x_row_phases" in bufs:  # the plan chose a stride-2 3x3 kernel (conv_buffers._depthwise_buffers)
         conv2d_forward_depthwise_s2_rows(x, w, b, y, bufs["x_row_phases"])
+        return
+    if "x_stacked_row_phases" in bufs:
+        conv2d_forward_depthwise_s2_stacked(x, w, b, y, bufs["x_stacked_row_phases"], bufs["y_stacks"])
         return
     if "x_column_phases" in bufs:
         conv2d_forward_depthwise_s2(x, w, b, y, bufs["x_column_phases"], bufs["wide_rows"])

@@ -16,6 +16,7 @@ from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
 from ._conv_depthwise_s2 import ROWS_MIN_WIDTH, depthwise_s2_fits, depthwise_s2_rows_scratch, depthwise_s2_scratch
+from ._conv_depthwise_s2_stacked import STACKED_MAX_WIDTH, depthwise_s2_stack, depthwise_s2_stacked_scratch
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
 from ._conv_rows import rows_padded_length
 
@@ -119,12 +120,20 @@ def _depthwise_buffers(op, g, T):
     kernel tap, not listed.  The forward pass of a layer that
     ``depthwise_s2_fits`` (3x3, stride 2, padding 1, even planes: MobileNet's
     downsampling) runs ``conv2d_forward_depthwise_s2_rows`` (``x_row_phases``)
-    on planes ``ROWS_MIN_WIDTH`` or more wide, else ``conv2d_forward_depthwise_s2``
-    (``x_column_phases``); every other pass and layer the general kernels.
+    on planes ``ROWS_MIN_WIDTH`` or more wide, ``conv2d_forward_depthwise_s2_stacked``
+    (``x_stacked_row_phases``, ``y_stacks``; one task per pair of images and stack of
+    planes at most) on planes ``STACKED_MAX_WIDTH`` or less wide, else (no even width
+    today) ``conv2d_forward_depthwise_s2`` (``x_column_phases``); every other pass and
+    layer the general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
     if op == "forward" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w):
+        if W <= STACKED_MAX_WIDTH:
+            tasks = min(T, -(-C // depthwise_s2_stack(H, W, C)) * -(-N // 2))
+            Lx, Ly = depthwise_s2_stacked_scratch(H, W, C, K // C)
+            return (Buffer("x_stacked_row_phases", (tasks, Lx), "workspace"),
+                    Buffer("y_stacks", (tasks, Ly), "workspace"))
         if W >= ROWS_MIN_WIDTH:
             return (Buffer("x_row_phases", (tasks, depthwise_s2_rows_scratch(H, W)), "workspace"),)
         Lx, Ly = depthwise_s2_scratch(H, W)

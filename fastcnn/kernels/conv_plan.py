@@ -73,8 +73,10 @@ Algorithms
     The forward pass of a 3x3 layer with stride 2 and padding 1 on even
     planes (MobileNet's downsampling) has its own kernels, with fewer
     per-row loops (``_conv_depthwise_s2.py``: row phases and stride-2 taps
-    over the flat output plane; below 12 columns, column phases and wide
-    rows): on 8x8 outputs the general kernel's per-row copies cost more.
+    over the flat output plane; below 12 columns
+    ``_conv_depthwise_s2_stacked.py``: row phases of stacks of channel
+    planes, one loop per stack, two images per loop): on 8x8 outputs the
+    general kernel's per-row copies cost more.
 
 Grouped and dilated convolutions
 --------------------------------

@@ -48,10 +48,14 @@ CASES = {
     "dw_padding_ge_kernel": (2, 2, 5, 5, 2, 2, 2, 1, 3, 1, 2),
     "dw_stride_gt_kernel": (2, 2, 9, 9, 2, 2, 2, 3, 0, 1, 2),
     "dw_40_channels": (3, 40, 6, 5, 40, 3, 3, 1, 1, 1, 40),
-    # 3x3, stride 2, padding 1, even planes: the forward pass runs conv2d_forward_depthwise_s2 (below 12 columns)
+    # 3x3, stride 2, padding 1, even planes: the forward pass runs conv2d_forward_depthwise_s2_stacked (below 12
+    # columns; stacks of 16 planes of 8 x 8)
     "dw_s2_even_rect": (3, 5, 8, 10, 5, 3, 3, 2, 1, 1, 5),
     "dw_s2_mult2_batch1": (1, 4, 6, 4, 8, 3, 3, 2, 1, 1, 4),
     "dw_s2_mult3_2x2_plane": (5, 2, 2, 2, 6, 3, 3, 2, 1, 1, 2),
+    "dw_s2_stacked_40_channels_N5": (5, 40, 8, 8, 40, 3, 3, 2, 1, 1, 40),  # stacks of 16, 16, 8; a lone image
+    "dw_s2_stacked_6x6_mult2_N3": (3, 20, 6, 6, 40, 3, 3, 2, 1, 1, 20),  # 6 columns: rows copied by a plain loop
+    "dw_s2_stacked_4x8_mult3": (2, 3, 4, 8, 9, 3, 3, 2, 1, 1, 3),
     # ... and conv2d_forward_depthwise_s2_rows (12 columns or more)
     "dw_s2_16x16_32_channels": (2, 32, 16, 16, 32, 3, 3, 2, 1, 1, 32),
     "dw_s2_rows_rect_mult2": (3, 3, 6, 14, 6, 3, 3, 2, 1, 1, 3),
@@ -179,7 +183,8 @@ def test_float64_gradients_match_central_differences(name, rng, one_thread):
     check_grad(db, loss, b, "b")
 
 
-@pytest.mark.parametrize("width", [11, 10, 12])  # 10 (12): the forward pass runs conv2d_forward_depthwise_s2 (_rows)
+@pytest.mark.parametrize("width", [11, 10, 12])  # 10 (12): the forward pass runs conv2d_forward_depthwise_s2_stacked
+#                                                   (_rows)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_depthwise_results_do_not_depend_on_the_tasks_but_dw_order(threads, width, rng):
     """Forward and dx are the same bits for any task count; dw (per-task partial sums) agrees to rounding."""
@@ -247,22 +252,28 @@ def test_depthwise_plan_names_its_buffers():
     # of 8 x 16 and the mask of the 8 x 8 output plane
     forward = {b.role: b.shape for b in plans.forward.buffers}
     assert forward == {"x_row_phases": (2, 16 + 2 * 8 * 16 + 8 * 8)}
-    # 10 wide: three zero gaps of 6, two column phases of 16 x 5 and the mask of the 8 wide rows of 10; the wide rows
-    narrow = K.conv2d_plan((64, 32, 16, 10), (32, 1, 3, 3), 2, 1, groups=32, num_threads=2).forward
-    assert {b.role: b.shape for b in narrow.buffers} == {"x_column_phases": (2, 3 * 6 + 3 * 16 * 5),
-                                                         "wide_rows": (2, 8 * 10)}
+    # 8 wide, multiplier 2: stacks of 16 planes of 4 x 4 outputs (L = 256 pixels); per image a zero gap of 9, the
+    # two row phases (2L each) and a zero; the masks (2L), the weight copies (2 filters x 10 rows of L); the outputs
+    # of two stacks.  One task per (stack, pair of images) at most: 2 stacks x 1 pair here
+    stacked = K.conv2d_plan((2, 32, 8, 8), (64, 1, 3, 3), 2, 1, groups=32, num_threads=3).forward
+    assert {b.role: b.shape for b in stacked.buffers} == {
+        "x_stacked_row_phases": (2, 2 * (10 + 4 * 256) + 2 * 256 + 2 * 10 * 256), "y_stacks": (2, 2 * 256)}
+    assert K.depthwise_s2_stacked_scratch(8, 8, 32, 2) == stacked.buffers[0].shape[1:] + stacked.buffers[1].shape[1:]
     assert plans.memory_bytes("backward")["total"] < 64 * 1024  # no activation-sized copy
 
 
-_S2_ROLES = {"rows": {"x_row_phases"}, "columns": {"x_column_phases", "wide_rows"}, None: {"x_phases", "wide_rows"}}
+_S2_ROLES = {"rows": {"x_row_phases"}, "columns": {"x_column_phases", "wide_rows"},
+             "stacked": {"x_stacked_row_phases", "y_stacks"}, None: {"x_phases", "wide_rows"}}
 
 
 @pytest.mark.parametrize("shape,kernel", [
     (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 1), "rows"),
     (((2, 4, 4, 12), (4, 1, 3, 3), 2, 1, 1), "rows"),  # 12 columns: _conv_depthwise_s2.ROWS_MIN_WIDTH
-    (((2, 4, 16, 10), (4, 1, 3, 3), 2, 1, 1), "columns"),
-    (((2, 4, 8, 8), (4, 1, 3, 3), 2, 1, 1), "columns"),
-    (((1, 3, 2, 6), (6, 1, 3, 3), 2, 1, 1), "columns"),  # multiplier 2, two rows
+    (((2, 4, 16, 10), (4, 1, 3, 3), 2, 1, 1), "stacked"),
+    (((2, 4, 8, 10), (4, 1, 3, 3), 2, 1, 1), "stacked"),  # 10 columns: _conv_depthwise_s2_stacked.STACKED_MAX_WIDTH
+    (((2, 4, 8, 8), (4, 1, 3, 3), 2, 1, 1), "stacked"),
+    (((1, 3, 2, 6), (6, 1, 3, 3), 2, 1, 1), "stacked"),  # multiplier 2, two rows
+    (((3, 5, 16, 2), (5, 1, 3, 3), 2, 1, 1), "stacked"),
     (((2, 4, 15, 16), (4, 1, 3, 3), 2, 1, 1), None),  # odd height
     (((2, 4, 16, 15), (4, 1, 3, 3), 2, 1, 1), None),  # odd width
     (((2, 4, 16, 16), (4, 1, 3, 3), 2, 0, 1), None),  # no padding
@@ -281,12 +292,13 @@ def test_depthwise_forward_plan_takes_the_stride2_kernel_where_it_fits(shape, ke
     assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == (kernel is not None)
     # the other passes always run the general kernels
     other = {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
-    assert not other & (_S2_ROLES["rows"] | {"x_column_phases"})
+    assert not other & (_S2_ROLES["rows"] | _S2_ROLES["stacked"] | {"x_column_phases"})
 
 
 @pytest.mark.parametrize("tasks", [1, 3, 40])  # 40: more tasks than (image, channel) planes
-@pytest.mark.parametrize("kernel", ["columns", "rows"])  # each raw kernel computes every even plane
+@pytest.mark.parametrize("kernel", ["columns", "rows", "stacked"])  # each raw kernel computes every even plane
 @pytest.mark.parametrize("name", ["dw_s2_even_rect", "dw_s2_mult2_batch1", "dw_s2_mult3_2x2_plane",
+                                  "dw_s2_stacked_40_channels_N5", "dw_s2_stacked_6x6_mult2_N3",
                                   "dw_s2_rows_rect_mult2", "dw_s2_rows_2x12_mult3_batch1", "dw_s2_rows_70_wide"])
 def test_raw_depthwise_s2_forward_matches_naive(name, kernel, tasks, dtype, rng):
     x_shape, w_shape, stride, padding, dilation, groups = _case(name)
@@ -296,6 +308,10 @@ def test_raw_depthwise_s2_forward_matches_naive(name, kernel, tasks, dtype, rng)
     if kernel == "rows":
         xs = np.full((tasks, K.depthwise_s2_rows_scratch(H, W)), np.nan, dtype)  # never read unwritten
         K.conv2d_forward_depthwise_s2_rows(x, w, b, y, xs)
+    elif kernel == "stacked":
+        Lx, Ly = K.depthwise_s2_stacked_scratch(H, W, x_shape[1], Kout // x_shape[1])
+        xs, ys = np.full((tasks, Lx), np.nan, dtype), np.full((tasks, Ly), np.nan, dtype)
+        K.conv2d_forward_depthwise_s2_stacked(x, w, b, y, xs, ys)
     else:
         Lx, Ly = K.depthwise_s2_scratch(H, W)
         xs, ys = np.full((tasks, Lx), np.nan, dtype), np.full((tasks, Ly), np.nan, dtype)
@@ -303,14 +319,24 @@ def test_raw_depthwise_s2_forward_matches_naive(name, kernel, tasks, dtype, rng)
     assert_close(y, nv.conv2d_forward(x, w, b, stride, padding, dilation, groups), dtype, err_msg="y")
 
 
-@pytest.mark.parametrize("width,role", [(8, "x_column_phases"), (12, "x_row_phases")])
-def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(width, role, rng):
-    """The left padding column is a select, not a product by 0: a non-finite pixel in the last column of a row
+@pytest.mark.parametrize("kernel", ["columns", "rows", "stacked"])
+@pytest.mark.parametrize("width", [8, 12])
+def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(kernel, width, rng):
+    """The padding (left column; row above a plane, which the stacked kernel reads from the plane before) is a
+    select, not a product by 0: a non-finite pixel in the last column of a row, or in the last row of a plane,
     reaches only the outputs that read it (the naive loops' pattern), not column 0 of the next rows."""
-    x, w, b = randn(rng, (2, 3, 8, width), np.float64), randn(rng, (3, 1, 3, 3), np.float64), None
+    x, w, b = randn(rng, (2, 3, 8, width), np.float64), randn(rng, (3, 1, 3, 3), np.float64), np.zeros(3)
     x[0, 1, 3, -1], x[1, 2, 4, -1], x[1, 0, 7, -1] = np.inf, np.nan, -np.inf  # 7: the last row
-    assert K.conv2d_plan(x.shape, w.shape, 2, 1, groups=3).forward.buffers[0].role == role
-    y = K.conv2d_forward(x, w, b, 2, 1, groups=3)
+    x[0, 0, 7, 2] = np.nan  # the last row of plane 0: the stacked kernel's row above plane 1
+    y = np.full((2, 3, 4, width // 2), np.nan)
+    if kernel == "rows":
+        K.conv2d_forward_depthwise_s2_rows(x, w, b, y, np.full((2, K.depthwise_s2_rows_scratch(8, width)), np.nan))
+    elif kernel == "stacked":
+        Lx, Ly = K.depthwise_s2_stacked_scratch(8, width, 3, 1)
+        K.conv2d_forward_depthwise_s2_stacked(x, w, b, y, np.full((1, Lx), np.nan), np.full((1, Ly), np.nan))
+    else:
+        Lx, Ly = K.depthwise_s2_scratch(8, width)
+        K.conv2d_forward_depthwise_s2(x, w, b, y, np.full((2, Lx), np.nan), np.full((2, Ly), np.nan))
     want = nv.conv2d_forward(x, w, b, 2, 1, 1, 3)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
