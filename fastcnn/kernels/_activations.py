@@ -129,7 +129,7 @@ def sigmoid_forward_kernel(x, y):
     _sigmoid_forward_chunks(chunk_count(x.shape[0]), x, y)
 
 
-@task("r1 a1 a1 i")
+@task("r1 r1 a1 i")
 def _sigmoid_backward_chunk(dy, y, dx, t):
     """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`sigmoid_backward_kernel`."""
     one = dx.dtype.type(1)
@@ -175,7 +175,7 @@ def tanh_forward_kernel(x, y):
     _tanh_forward_chunks(chunk_count(x.shape[0]), x, y)
 
 
-@task("r1 a1 a1 i")
+@task("r1 r1 a1 i")
 def _tanh_backward_chunk(dy, y, dx, t):
     """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`tanh_backward_kernel`."""
     one = dx.dtype.type(1)

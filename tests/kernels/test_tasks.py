@@ -220,3 +220,24 @@ def test_a_failing_task_raises_after_the_loop_naming_the_task():
     np.testing.assert_array_equal(out, np.arange(1, 9))
     with pytest.raises(RuntimeError, match="_fails_at"):
         _run_failing(out, 3)
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_activation_kernels_take_read_only_inputs(dtype, rng):
+    """Every array a task body only reads is declared read-only ("r"): a read-only input (a saved forward output,
+    a memory-mapped array) is accepted, with the results of a writable one."""
+    from fastcnn import kernels as K
+
+    x, dy = rng.standard_normal((3, 37)).astype(dtype), rng.standard_normal((3, 37)).astype(dtype)
+    calls = [(K.relu_forward, (x,)), (K.relu_backward, (dy, x)), (K.residual_add, (x, dy)),
+             (K.sigmoid_forward, (x,)), (K.sigmoid_backward, (dy, x)), (K.tanh_forward, (x,)),
+             (K.tanh_backward, (dy, x)), (K.leaky_relu_forward, (x,)), (K.leaky_relu_backward, (dy, x)),
+             (K.softmax_forward, (x,)), (K.softmax_backward, (dy, x))]
+    for fn, args in calls:
+        np.testing.assert_array_equal(fn(*map(_read_only, args)), fn(*args), err_msg=fn.__name__)
