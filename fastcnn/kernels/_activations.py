@@ -3,32 +3,41 @@
 The checked functions pass ``a.reshape(-1)`` views, so one kernel serves any shape.
 Backward kernels take the forward output ``y`` where the derivative is cheaper
 from it (sigmoid: y(1 - y); tanh: 1 - y^2) and the input ``x`` for ReLU.
-The elementwise kernels run in tasks of :data:`CHUNK` elements, the softmax
+The elementwise kernels run in equal tasks, 4 per thread (:func:`chunk_count`), the softmax
 kernels one task per row (:func:`fastcnn.kernels._tasks.parallel_tasks`).
 """
 
 import numpy as np
 
 from ..config import njit
-from ._tasks import parallel_tasks, task
+from ._tasks import parallel_tasks, task, task_threads
 
-#: Elements per task of the elementwise kernels (16 KiB of float32).
-CHUNK = 4096
+#: The fewest elements per task of the elementwise kernels.
+MIN_CHUNK = 1024
 
 
 @njit(inline="always")
 def chunk_count(m):
-    """The number of tasks an elementwise kernel splits ``m`` elements into."""
-    return (m + CHUNK - 1) // CHUNK
+    """The tasks an elementwise kernel splits ``m`` elements into: 4 per thread, equal (as a ``prange`` would
+    split them), or fewer of at least :data:`MIN_CHUNK` elements."""
+    return min(4 * task_threads(), (m + MIN_CHUNK - 1) // MIN_CHUNK)
 
 
-@task("r1 a1 i")
-def _relu_forward_chunk(x, y, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`relu_forward_kernel`."""
+@njit(inline="always")
+def chunk(m, count, t):
+    """Elements ``[lo, hi)`` of task ``t`` of ``count`` over ``m`` elements."""
+    return t * m // count, (t + 1) * m // count
+
+
+@task("r1 a1 i i")
+def _relu_forward_chunk(x, y, count, t):
+    """Task t of count (:func:`chunk`) of :func:`relu_forward_kernel`."""
     zero = y.dtype.type(0)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        v = x[i]
-        y[i] = zero if v < zero else v
+    lo, hi = chunk(x.shape[0], count, t)
+    x_, y_ = x[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        v = x_[i]
+        y_[i] = zero if v < zero else v
 
 
 _relu_forward_chunks = parallel_tasks(_relu_forward_chunk)
@@ -43,15 +52,18 @@ def relu_forward_kernel(x, y):
     x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
     y : (M,) array of x's dtype, written in full
     """
-    _relu_forward_chunks(chunk_count(x.shape[0]), x, y)
+    count = chunk_count(x.shape[0])
+    _relu_forward_chunks(count, x, y, count)
 
 
-@task("r1 r1 a1 i")
-def _relu_backward_chunk(dy, x, dx, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`relu_backward_kernel`."""
+@task("r1 r1 a1 i i")
+def _relu_backward_chunk(dy, x, dx, count, t):
+    """Task t of count (:func:`chunk`) of :func:`relu_backward_kernel`."""
     zero = dx.dtype.type(0)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        dx[i] = dy[i] if x[i] > zero else zero
+    lo, hi = chunk(x.shape[0], count, t)
+    dx_, dy_, x_ = dx[lo:hi], dy[lo:hi], x[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        dx_[i] = dy_[i] if x_[i] > zero else zero
 
 
 _relu_backward_chunks = parallel_tasks(_relu_backward_chunk)
@@ -67,21 +79,23 @@ def relu_backward_kernel(dy, x, dx):
     x : (M,) array of dy's dtype, read (the forward input, flat)
     dx : (M,) array of dy's dtype, written in full
     """
-    _relu_backward_chunks(chunk_count(x.shape[0]), dy, x, dx)
+    count = chunk_count(x.shape[0])
+    _relu_backward_chunks(count, dy, x, dx, count)
 
 
-@task("r1 r1 a1 b i")
-def _residual_add_chunk(a, b, y, relu, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`residual_add_kernel`."""
+@task("r1 r1 a1 b i i")
+def _residual_add_chunk(a, b, y, relu, count, t):
+    """Task t of count (:func:`chunk`) of :func:`residual_add_kernel`."""
     zero = y.dtype.type(0)
-    hi = min((t + 1) * CHUNK, y.shape[0])
+    lo, hi = chunk(y.shape[0], count, t)
+    a_, b_, y_ = a[lo:hi], b[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loops vectorise
     if relu:
-        for i in range(t * CHUNK, hi):
-            v = a[i] + b[i]
-            y[i] = zero if v < zero else v
+        for i in range(hi - lo):
+            v = a_[i] + b_[i]
+            y_[i] = zero if v < zero else v
     else:
-        for i in range(t * CHUNK, hi):
-            y[i] = a[i] + b[i]
+        for i in range(hi - lo):
+            y_[i] = a_[i] + b_[i]
 
 
 _residual_add_chunks = parallel_tasks(_residual_add_chunk)
@@ -98,20 +112,23 @@ def residual_add_kernel(a, b, y, relu):
     relu : bool
         Apply :func:`relu_forward_kernel`'s rule to the sum in the same pass.
     """
-    _residual_add_chunks(chunk_count(y.shape[0]), a, b, y, relu)
+    count = chunk_count(y.shape[0])
+    _residual_add_chunks(count, a, b, y, relu, count)
 
 
-@task("r1 a1 i")
-def _sigmoid_forward_chunk(x, y, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`sigmoid_forward_kernel`."""
+@task("r1 a1 i i")
+def _sigmoid_forward_chunk(x, y, count, t):
+    """Task t of count (:func:`chunk`) of :func:`sigmoid_forward_kernel`."""
     one = y.dtype.type(1)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        v = x[i]
+    lo, hi = chunk(x.shape[0], count, t)
+    x_, y_ = x[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        v = x_[i]
         if v >= 0:
-            y[i] = one / (one + np.exp(-v))
+            y_[i] = one / (one + np.exp(-v))
         else:
             e = np.exp(v)
-            y[i] = e / (one + e)
+            y_[i] = e / (one + e)
 
 
 _sigmoid_forward_chunks = parallel_tasks(_sigmoid_forward_chunk)
@@ -126,15 +143,18 @@ def sigmoid_forward_kernel(x, y):
     x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
     y : (M,) array of x's dtype, written in full
     """
-    _sigmoid_forward_chunks(chunk_count(x.shape[0]), x, y)
+    count = chunk_count(x.shape[0])
+    _sigmoid_forward_chunks(count, x, y, count)
 
 
-@task("r1 r1 a1 i")
-def _sigmoid_backward_chunk(dy, y, dx, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`sigmoid_backward_kernel`."""
+@task("r1 r1 a1 i i")
+def _sigmoid_backward_chunk(dy, y, dx, count, t):
+    """Task t of count (:func:`chunk`) of :func:`sigmoid_backward_kernel`."""
     one = dx.dtype.type(1)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, y.shape[0])):
-        dx[i] = dy[i] * y[i] * (one - y[i])
+    lo, hi = chunk(y.shape[0], count, t)
+    dx_, dy_, y_ = dx[lo:hi], dy[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        dx_[i] = dy_[i] * y_[i] * (one - y_[i])
 
 
 _sigmoid_backward_chunks = parallel_tasks(_sigmoid_backward_chunk)
@@ -150,14 +170,17 @@ def sigmoid_backward_kernel(dy, y, dx):
     y : (M,) array of dy's dtype, read (the forward output, flat)
     dx : (M,) array of dy's dtype, written in full
     """
-    _sigmoid_backward_chunks(chunk_count(y.shape[0]), dy, y, dx)
+    count = chunk_count(y.shape[0])
+    _sigmoid_backward_chunks(count, dy, y, dx, count)
 
 
-@task("r1 a1 i")
-def _tanh_forward_chunk(x, y, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`tanh_forward_kernel`."""
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        y[i] = np.tanh(x[i])
+@task("r1 a1 i i")
+def _tanh_forward_chunk(x, y, count, t):
+    """Task t of count (:func:`chunk`) of :func:`tanh_forward_kernel`."""
+    lo, hi = chunk(x.shape[0], count, t)
+    x_, y_ = x[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        y_[i] = np.tanh(x_[i])
 
 
 _tanh_forward_chunks = parallel_tasks(_tanh_forward_chunk)
@@ -172,15 +195,18 @@ def tanh_forward_kernel(x, y):
     x : (M,) float array, read (a flat view, ``a.reshape(-1)``, of any shape)
     y : (M,) array of x's dtype, written in full
     """
-    _tanh_forward_chunks(chunk_count(x.shape[0]), x, y)
+    count = chunk_count(x.shape[0])
+    _tanh_forward_chunks(count, x, y, count)
 
 
-@task("r1 r1 a1 i")
-def _tanh_backward_chunk(dy, y, dx, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`tanh_backward_kernel`."""
+@task("r1 r1 a1 i i")
+def _tanh_backward_chunk(dy, y, dx, count, t):
+    """Task t of count (:func:`chunk`) of :func:`tanh_backward_kernel`."""
     one = dx.dtype.type(1)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, y.shape[0])):
-        dx[i] = dy[i] * (one - y[i] * y[i])
+    lo, hi = chunk(y.shape[0], count, t)
+    dx_, dy_, y_ = dx[lo:hi], dy[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        dx_[i] = dy_[i] * (one - y_[i] * y_[i])
 
 
 _tanh_backward_chunks = parallel_tasks(_tanh_backward_chunk)
@@ -196,17 +222,20 @@ def tanh_backward_kernel(dy, y, dx):
     y : (M,) array of dy's dtype, read (the forward output, flat)
     dx : (M,) array of dy's dtype, written in full
     """
-    _tanh_backward_chunks(chunk_count(y.shape[0]), dy, y, dx)
+    count = chunk_count(y.shape[0])
+    _tanh_backward_chunks(count, dy, y, dx, count)
 
 
-@task("r1 f a1 i")
-def _leaky_relu_forward_chunk(x, negative_slope, y, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`leaky_relu_forward_kernel`."""
+@task("r1 f a1 i i")
+def _leaky_relu_forward_chunk(x, negative_slope, y, count, t):
+    """Task t of count (:func:`chunk`) of :func:`leaky_relu_forward_kernel`."""
     zero = y.dtype.type(0)
     slope = y.dtype.type(negative_slope)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        v = x[i]
-        y[i] = v if v > zero else v * slope
+    lo, hi = chunk(x.shape[0], count, t)
+    x_, y_ = x[lo:hi], y[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        v = x_[i]
+        y_[i] = v if v > zero else v * slope
 
 
 _leaky_relu_forward_chunks = parallel_tasks(_leaky_relu_forward_chunk)
@@ -223,17 +252,20 @@ def leaky_relu_forward_kernel(x, negative_slope, y):
         Cast to y's dtype.
     y : (M,) array of x's dtype, written in full
     """
-    _leaky_relu_forward_chunks(chunk_count(x.shape[0]), x, negative_slope, y)
+    count = chunk_count(x.shape[0])
+    _leaky_relu_forward_chunks(count, x, negative_slope, y, count)
 
 
-@task("r1 r1 f a1 i")
-def _leaky_relu_backward_chunk(dy, x, negative_slope, dx, t):
-    """Elements ``t*CHUNK`` to ``(t+1)*CHUNK - 1`` (those there are) of :func:`leaky_relu_backward_kernel`."""
+@task("r1 r1 f a1 i i")
+def _leaky_relu_backward_chunk(dy, x, negative_slope, dx, count, t):
+    """Task t of count (:func:`chunk`) of :func:`leaky_relu_backward_kernel`."""
     zero = dx.dtype.type(0)
     slope = dx.dtype.type(negative_slope)
-    for i in range(t * CHUNK, min((t + 1) * CHUNK, x.shape[0])):
-        g = dy[i]
-        dx[i] = g if x[i] > zero else g * slope
+    lo, hi = chunk(x.shape[0], count, t)
+    dx_, dy_, x_ = dx[lo:hi], dy[lo:hi], x[lo:hi]  # from index 0: no wraparound test, so the loop vectorises
+    for i in range(hi - lo):
+        g = dy_[i]
+        dx_[i] = g if x_[i] > zero else g * slope
 
 
 _leaky_relu_backward_chunks = parallel_tasks(_leaky_relu_backward_chunk)
@@ -251,7 +283,8 @@ def leaky_relu_backward_kernel(dy, x, negative_slope, dx):
         Cast to dx's dtype.
     dx : (M,) array of dy's dtype, written in full
     """
-    _leaky_relu_backward_chunks(chunk_count(x.shape[0]), dy, x, negative_slope, dx)
+    count = chunk_count(x.shape[0])
+    _leaky_relu_backward_chunks(count, dy, x, negative_slope, dx, count)
 
 
 @task("r2 a2 i")

@@ -72,7 +72,7 @@ from numba.extending import intrinsic
 
 from ..config import njit, njit_ordered, pjit
 
-__all__ = ["task", "parallel_tasks", "register_cached_task_bodies"]
+__all__ = ["task", "parallel_tasks", "task_threads", "register_cached_task_bodies"]
 
 _VERSION = 1
 _FLOATS = (types.float32, types.float64)
@@ -347,6 +347,28 @@ class _Launcher:
 
 
 _LAUNCHER = _Launcher(_launch)
+
+
+@intrinsic
+def task_threads(typingctx):
+    """In a kernel: the threads the next task loop runs on (Numba's count for the calling thread).
+
+    A call by name to the threading layer's ``get_num_threads``, as Numba's
+    ``prange`` lowering makes it (``numba.get_num_threads()`` in a kernel
+    embeds the function's address, which Numba's cache refuses).  The
+    symbol exists once Numba has started its threads: the launcher's
+    compile or load does that.
+    """
+    _LAUNCHER.ensure()
+
+    def codegen(context, builder, signature, values):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(cgutils.intp_t, []), "get_num_threads")
+        return builder.call(fn, [])
+
+    return types.intp(), codegen
+
+
+task_threads._fastcnn_task = _LAUNCHER  # a kernel naming it registers the launcher first (see the docstring)
 
 
 def _trampoline(context, module, name, target, envty):

@@ -74,7 +74,7 @@ for dtype in (np.float32, np.float64):
     cols = K.im2col(x, 3, 1, 1)                           # im2col_kernel: a task loop over planes
     out += [cols.ravel(), K.col2im(cols, x.shape, 3, 1, 1).ravel()]
     y = K.locally_connected2d_forward(x, rng.standard_normal((4, 4, 5, 3, 3, 3)).astype(dtype), None)
-    out.append(y.ravel())
+    out += [y.ravel(), K.residual_add(x, x, relu=True).ravel()]  # task loops sized by task_threads()
 rng = np.random.default_rng(1)  # kernels calling the micro-kernel's driver (gemm_call: a body of another module)
 x = rng.standard_normal((8, 6, 7, 7)).astype(np.float32)
 w = rng.standard_normal((16, 6, 3, 3)).astype(np.float32)
