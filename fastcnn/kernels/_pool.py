@@ -138,28 +138,7 @@ def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
                 argmax[n, c, p, q] = best_at
 
 
-@task("a2 r2 i2 j1 i")
-def _max_backward_plane(dx_planes, dy_planes, at_planes, bad, t):
-    """Plane t of :func:`max_pool2d_backward_kernel`; ``bad[t]``: its indices outside the plane."""
-    plane, grads, at = dx_planes[t], dy_planes[t], at_planes[t]
-    size = plane.shape[0]
-    zero = plane.dtype.type(0)
-    for m in range(size):
-        plane[m] = zero
-    outside = 0
-    for m in range(grads.shape[0]):
-        i = at[m]
-        if 0 <= i < size:
-            plane[i] += grads[m]
-        else:
-            outside += 1
-    bad[t] = outside
-
-
-_max_backward_planes = parallel_tasks(_max_backward_plane)
-
-
-@njit
+@pjit
 def max_pool2d_backward_kernel(dy, argmax, dx):
     """Route each dy[n, c, p, q] to the input element that won its window.
 
@@ -183,9 +162,19 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
     dy_planes = np.ascontiguousarray(dy).reshape(N * C, P * Q)
     at_planes = np.ascontiguousarray(argmax).reshape(N * C, P * Q)
     dx_planes = dx.reshape(N * C, H * W)
-    bad = np.empty(N * C, dtype=np.int64)
-    _max_backward_planes(N * C, dx_planes, dy_planes, at_planes, bad)
-    return bad.sum()
+    zero = dx.dtype.type(0)
+    bad = 0
+    for t in prange(N * C):
+        plane, grads, at = dx_planes[t], dy_planes[t], at_planes[t]
+        for m in range(H * W):
+            plane[m] = zero
+        for m in range(P * Q):
+            i = at[m]
+            if 0 <= i < H * W:
+                plane[i] += grads[m]
+            else:
+                bad += 1
+    return bad
 
 
 @njit(inline="always")
