@@ -47,7 +47,9 @@ def _start_background_compile(session):
     only loads them.  ``FASTCNN_TEST_PRECOMPILE=0`` turns it off.  Results do not depend on it: a kernel gives
     the same bits compiled here or loaded (``tests/kernels/test_determinism.py``)."""
     tool = os.path.join(os.path.dirname(_HERE), "tools", "compile_all.py")
-    if len(session.items) < 500 or os.environ.get("FASTCNN_TEST_PRECOMPILE", "1") == "0" or not os.path.exists(tool):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # under pytest-xdist: one background process, not one each
+    if (len(session.items) < 500 or os.environ.get("FASTCNN_TEST_PRECOMPILE", "1") == "0" or worker != "gw0"
+            or not os.path.exists(tool)):
         return
     from fastcnn._cpuload import busy_cores
     from fastcnn.parallel_compile import helper_count
