@@ -162,9 +162,8 @@ class Task:
         return self._symbols[dtype]
 
     def _register(self, dtype, argtypes):
-        cres = self.dispatcher.overloads[argtypes]
         name = f"{self.symbol}_{dtype}"
-        llvm.add_symbol(name, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
+        _add_symbol(name, self.dispatcher, argtypes)
         self._symbols[dtype] = (name, argtypes)
 
     def load_cached(self, dtype):
@@ -172,11 +171,8 @@ class Task:
         with global_compiler_lock:
             if dtype not in self._symbols:
                 argtypes = self.argtypes(dtype)
-                cache = getattr(self.dispatcher, "_cache", None)
-                cres = cache.load_overload(argtypes, self.dispatcher.targetctx) if cache is not None else None
-                if cres is None:
+                if not _load_cached(self.dispatcher, argtypes):
                     return False
-                self.dispatcher.add_overload(cres)
                 self._register(dtype, argtypes)
         return True
 
@@ -185,6 +181,21 @@ class Task:
         dtype = _kernel_dtype(kernel_argtypes)
         if dtype is not None:
             self.ensure(dtype)
+
+
+def _add_symbol(name, dispatcher, argtypes):
+    """Register ``name`` for the compiled code of ``dispatcher``'s overload for ``argtypes``."""
+    cres = dispatcher.overloads[argtypes]
+    llvm.add_symbol(name, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
+
+
+def _load_cached(dispatcher, argtypes):
+    """Add ``dispatcher``'s overload for ``argtypes`` from Numba's cache, compiling nothing; whether it was there."""
+    cache = getattr(dispatcher, "_cache", None)
+    cres = cache.load_overload(argtypes, dispatcher.targetctx) if cache is not None else None
+    if cres is not None:
+        dispatcher.add_overload(cres)
+    return cres is not None
 
 
 #: every task defined so far (in the order their modules were imported)
@@ -325,8 +336,7 @@ class _Launcher:
             with global_compiler_lock:
                 if not self.ready:
                     self.dispatcher.compile(self.argtypes)
-                    cres = self.dispatcher.overloads[self.argtypes]
-                    llvm.add_symbol(self.symbol, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
+                    _add_symbol(self.symbol, self.dispatcher, self.argtypes)
                     self.ready = True
 
     def ensure_for(self, kernel_argtypes):
@@ -336,12 +346,9 @@ class _Launcher:
         """Register the launcher if Numba's cache holds it (never compiles); whether it is registered."""
         with global_compiler_lock:
             if not self.ready:
-                cres = self.dispatcher._cache.load_overload(self.argtypes, self.dispatcher.targetctx) \
-                    if getattr(self.dispatcher, "_cache", None) is not None else None
-                if cres is None:
+                if not _load_cached(self.dispatcher, self.argtypes):
                     return False
-                self.dispatcher.add_overload(cres)
-                llvm.add_symbol(self.symbol, cres.library.get_pointer_to_function(cres.fndesc.mangled_name))
+                _add_symbol(self.symbol, self.dispatcher, self.argtypes)
                 self.ready = True
         return True
 
@@ -400,10 +407,9 @@ def parallel_tasks(call):
     ``parallel=True`` kernel, with the same split of ``t`` between threads,
     but from any kernel, serial ones too: every such loop runs in one
     parallel function compiled once (:func:`_launch`), so a kernel whose
-    parallel work is all task loops compiles as a serial function, about a
-    third of the time (Numba builds a parallel function's thread entry and
-    links and optimises it again: 0.32 s against 0.10 s, measured on
-    :func:`fastcnn.kernels._conv_rows.conv2d_forward_rows`).  The arguments
+    parallel work is all task loops compiles as a serial function (Numba
+    builds a parallel function's thread entry and links and optimises it
+    again: a fixed cost of each ``parallel=True`` function).  The arguments
     are stored in one structure on the caller's stack that a per-kernel
     trampoline reads for each task.  A task that fails raises
     ``RuntimeError`` after the loop.
