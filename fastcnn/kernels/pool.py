@@ -110,7 +110,15 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """
     fn = "max_pool2d_forward"
     x = as_float_array(x, "x", fn, ndim=4)
-    out_shape, geometry = pool2d_output_shape(x.shape, kernel_size, stride, padding, ceil_mode, fn)
+    return max_pool2d_run(x, *pool2d_output_shape(x.shape, kernel_size, stride, padding, ceil_mode, fn))
+
+
+def max_pool2d_run(x, out_shape, geometry):
+    """:func:`max_pool2d_forward` without the checks, for layers that checked x's shape once.
+
+    ``x`` is a C-contiguous float32 or float64 array and ``(out_shape,
+    geometry)`` is what :func:`pool2d_output_shape` returned for its shape.
+    """
     y = np.empty(out_shape, dtype=x.dtype)
     argmax = np.empty(out_shape, dtype=np.int64)
     kh, kw, sh, sw, ph, pw = geometry

@@ -159,10 +159,12 @@ class Conv2d(Layer):
         return kernels.conv2d_plan(x_shape, self.weight.shape, self.stride, self.padding, self.weight.dtype,
                                    self.algorithm, need_input_grad, **self._grouping())
 
-    def _prepared(self, x):
+    def _prepared(self, x, w=None, b=None):
         """The :class:`~fastcnn.kernels.conv.PreparedConv` for ``x``'s shape (made once per shape and thread
-        count), or None when the weight or bias is not a C-contiguous array of x's dtype (the checked path)."""
-        w, b = self.weight.data, None if self.bias is None else self.bias.data
+        count), or None when the weight ``w`` or bias ``b`` (default: the layer's own) is not a C-contiguous
+        array of x's dtype (the checked path)."""
+        if w is None:
+            w, b = self.weight.data, None if self.bias is None else self.bias.data
         dtype = x.dtype
         if w.dtype != dtype or not w.flags.c_contiguous or (b is not None and (b.dtype != dtype or b.ndim != 1
                                                                                 or not b.flags.c_contiguous)):
@@ -179,16 +181,31 @@ class Conv2d(Layer):
 
     def forward(self, x):
         x = as_input(x, self.weight.dtype, self, 4)
-        b = None if self.bias is None else self.bias.data
-        prepared = self._prepared(x)
-        if prepared is None:
-            y = kernels.conv2d_forward(x, self.weight.data, b, self.stride, self.padding, algorithm=self.algorithm,
-                                       **self._grouping())
-        else:
-            y = prepared.forward(x, self.weight.data, self._zero_bias(prepared) if b is None else b, self.training)
+        y, prepared = self._run(x, self.weight.data, None if self.bias is None else self.bias.data, self.training)
         self._x = x if self.training else None
         self._forward_plans = prepared if self.training else None
         return y
+
+    def forward_with(self, x, w, b):
+        """This layer's convolution of ``x`` with the weight ``w`` and bias ``b`` (or None) in their place.
+
+        For eval-mode fusion (:mod:`fastcnn.layers.fuse`: BatchNorm folded
+        into the weights).  ``w`` has the layer's weight shape; ``x`` is
+        checked as :meth:`forward` checks it.  Keeps nothing for
+        :meth:`backward`.
+        """
+        return self._run(as_input(x, self.weight.dtype, self, 4), w, b, False)[0]
+
+    def _run(self, x, w, b, keep):
+        """``(y, prepared plan or None)``: the prepared plan for x's shape when it applies, else the checked
+        function."""
+        prepared = self._prepared(x, w, b)
+        if prepared is None:
+            y = kernels.conv2d_forward(x, w, b, self.stride, self.padding, algorithm=self.algorithm,
+                                       **self._grouping())
+        else:
+            y = prepared.forward(x, w, self._zero_bias(prepared) if b is None else b, keep)
+        return y, prepared
 
     def _zero_bias(self, prepared):
         if self._zeros is None or self._zeros.shape != (prepared.g.K,) or self._zeros.dtype != prepared.dtype:

@@ -251,10 +251,8 @@ def _relu(x, owned):
 
 
 def _conv(x, conv, norm, relu):
-    x = as_input(x, conv.weight.dtype, conv, 4)
     w, b = folded_weights(conv, norm)
-    y = kernels.conv2d_forward(x, w, b, conv.stride, conv.padding, algorithm=conv.algorithm, dilation=conv.dilation,
-                               groups=conv.groups)
+    y = conv.forward_with(x, w, b)
     return y if relu is None else relu_(y)
 
 

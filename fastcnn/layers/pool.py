@@ -3,8 +3,11 @@
 import numpy as np
 
 from .. import kernels
-from ..kernels.pool import check_flag
+from ..kernels.pool import check_flag, max_pool2d_run
 from .base import Layer, format_args
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_pool_input(x, owner):
@@ -38,6 +41,27 @@ class _Pool2d(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"{self!r}: expects (channels, height, width) inputs, got shape {tuple(input_shape)}")
         return self.output_shape_of((1, *input_shape))[1:]
+
+    _geometries = None
+
+    def _checked(self, x):
+        """``(out_shape, geometry)`` of :func:`fastcnn.kernels.pool2d_output_shape` for x, remembered per shape;
+        None when x is not a C-contiguous float32 or float64 array (the checked functions convert it)."""
+        if x.dtype not in _FLOATS or not x.flags.c_contiguous:
+            return None
+        key = (x.shape, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        try:
+            hash(key)
+        except TypeError:  # a list among the arguments (a layer built from JSON): checked every time
+            return None
+        found = None if self._geometries is None else self._geometries.get(key)
+        if found is None:
+            found = kernels.pool2d_output_shape(x.shape, self.kernel_size, self.stride, self.padding,
+                                                self.ceil_mode, type(self).__name__)
+            if self._geometries is None or len(self._geometries) >= 4:
+                self._geometries = {}
+            self._geometries[key] = found
+        return found
 
     def get_config(self):
         """Constructor arguments as a JSON-able dict (pairs as lists)."""
@@ -74,7 +98,11 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         x = _check_pool_input(x, self)
-        y, argmax = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        checked = self._checked(x)
+        if checked is None:
+            y, argmax = kernels.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        else:
+            y, argmax = max_pool2d_run(x, *checked)
         _keep_argmax(self, argmax, x.shape)
         return y
 
