@@ -85,7 +85,8 @@ def busy_cores(interval=0.3):
     last = sampler.sample()
     if first is None or last is None:
         return None
-    return max(0.0, ((last[0] - first[0]) - (last[1] - first[1])) / (time.perf_counter() - start))
+    busy = ((last[0] - first[0]) - (last[1] - first[1])) / (time.perf_counter() - start)
+    return min(max(0.0, busy), float(len(sampler.cpus)))  # /proc/stat counts in ticks: noise past the bounds
 
 
 def dynamic_threads_enabled():

@@ -1,16 +1,18 @@
 """Benchmarks: convolution kernels, LeNet-5 training throughput, the model zoo and start-up time.
 
 Used by ``fastcnn bench conv|train|models|startup``; every function also works
-from Python.  PyTorch is the reference when it is installed (it is imported
-lazily, inside the functions, and everything degrades to fastcnn-only numbers
-when it is absent); matplotlib is needed only for :func:`plot_conv`.
+from Python.  PyTorch is the reference when it is installed: it runs in a
+worker process of its own (:mod:`~fastcnn.bench.torch_worker`; never imported
+into fastcnn's process), and everything degrades to fastcnn-only numbers when
+it is absent; matplotlib is needed only for :func:`plot_conv`.
 
 Measurement rules, for shared and noisy machines:
 
 * every number is the **median** of several repeats;
 * fastcnn and PyTorch are measured **interleaved** inside one run (for each
   repeat, each operation is timed once per algorithm, in a rotating order), so
-  a burst of background load hits both;
+  a burst of background load hits both; PyTorch in its own process, so that
+  neither shares a process with the other's OpenMP threads;
 * warm-up calls (JIT compilation, cache loading, first-touch allocation) are
   excluded;
 * the "peak" is measured in the same run: numpy's float32 matrix multiply
@@ -36,6 +38,8 @@ One module per job; this package re-exports their public names:
 ``report``          the ``format_*`` tables, :func:`write_json`, :func:`plot_conv`
 ``torch_models``    the PyTorch twins of fastcnn's models (``torch_lenet5``,
                     ``torch_vgg_small``, ``torch_resnet_small``)
+``torch_worker``    :class:`~fastcnn.bench.torch_worker.TorchWorker`: the process
+                    PyTorch is built and timed in
 ==================  ===========================================================
 
 Examples

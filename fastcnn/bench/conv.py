@@ -21,6 +21,7 @@ Examples
 (32, (16, 16), 9437184)
 """
 
+import contextlib
 import math
 import re
 import time
@@ -32,7 +33,7 @@ from .._shapes import conv_output_size
 from .machine import machine_info
 from .memory import TIMED_OPS, conv_workspace_bytes, traced_extra_bytes
 from .timing import calls_per_sample, measure_peak_gflops, median, no_gc, rotated, time_call, use_threads
-from .torch_models import import_torch
+from . import torch_worker
 
 __all__ = [
     "SHAPE_FORMAT",
@@ -256,30 +257,29 @@ def _plan_names(shape, algorithm):
             "input_grad": plans.input_grad.algorithm}
 
 
-def _torch_ops(torch, shape, arrays):
-    """{op: (fn, setup)} for PyTorch's F.conv2d; ``fn(setup())`` is timed, the autograd graph built untimed."""
+def torch_conv_op(torch, shape, seed, op):
+    """(Worker builder) ``(fn, setup)`` timing PyTorch's ``F.conv2d`` pass ``op`` on :func:`conv_arrays`;
+    ``fn(setup())`` is timed, the autograd graph built untimed."""
     F = torch.nn.functional
     st, pd, dl, gr = shape.stride, shape.pad, shape.dilation, shape.groups
-    xt, wt, bt, dyt = (torch.from_numpy(a) for a in arrays)
+    xt, wt, bt, dyt = (torch.from_numpy(a) for a in conv_arrays(shape, seed))
+    if op == "forward":
+        def forward():
+            with torch.no_grad():
+                return F.conv2d(xt, wt, bt, st, pd, dl, gr)
+
+        return forward, None
     wr = wt.clone().requires_grad_(True)
     br = bt.clone().requires_grad_(True)
+    if op == "backward_weight":  # x needs no gradient: autograd skips dx
+        return (lambda y: torch.autograd.grad(y, (wr, br), dyt)), (lambda: F.conv2d(xt, wr, br, st, pd, dl, gr))
     xr = xt.clone().requires_grad_(True)
+    return (lambda y: torch.autograd.grad(y, (xr, wr, br), dyt)), (lambda: F.conv2d(xr, wr, br, st, pd, dl, gr))
 
-    def forward():
-        with torch.no_grad():
-            return F.conv2d(xt, wt, bt, st, pd, dl, gr)
 
-    def graph_weight():  # x needs no gradient: autograd skips dx
-        return F.conv2d(xt, wr, br, st, pd, dl, gr)
-
-    def graph_full():
-        return F.conv2d(xr, wr, br, st, pd, dl, gr)
-
-    return {
-        "forward": (forward, None),
-        "backward_weight": (lambda y: torch.autograd.grad(y, (wr, br), dyt), graph_weight),
-        "backward": (lambda y: torch.autograd.grad(y, (xr, wr, br), dyt), graph_full),
-    }
+def _torch_ops(worker, shape, seed):
+    """{op: (Remote, None)}: PyTorch's passes, built and timed in ``worker``."""
+    return {op: (worker.build(f"{__name__}:torch_conv_op", shape, seed, op), None) for op in TIMED_OPS}
 
 
 def _time_ops(ops, repeat, settle, min_sample):
@@ -338,7 +338,7 @@ def _compare(entries):
 
 
 def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None, memory=True, seed=0,
-               settle=0.15, min_sample=0.02):
+               settle=0.15, min_sample=0.02, worker=None):
     """Time one convolution shape with fastcnn's algorithms (:func:`compared_algorithms`) and PyTorch.
 
     For each algorithm, the median over ``repeat`` interleaved repeats of:
@@ -348,7 +348,8 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     backward_weight (None when noise makes it 0 or negative: printed "-"),
     ``forward_backward`` = forward + backward (per repeat).
     The torch forward runs under ``torch.no_grad()``; its backward times
-    ``torch.autograd.grad`` on a graph built (untimed) just before.
+    ``torch.autograd.grad`` on a graph built (untimed) just before; PyTorch
+    runs in a process of its own (:mod:`fastcnn.bench.torch_worker`).
 
     Parameters
     ----------
@@ -376,7 +377,7 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
         Seconds of sleep before each algorithm's turn.  OpenMP (Numba's and
         PyTorch's) and OpenBLAS worker threads busy-wait for a while after
         their work; without the pause they steal cores from the next library
-        measured, an artifact of measuring several libraries in one process.
+        measured.
     min_sample : float
         An operation quicker than this is called back to back several times
         (up to 100) per sample and the mean taken, so that a sample lasts
@@ -391,16 +392,18 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
         algorithm of each pass: ``forward``, ``weight_grad``, ``input_grad``),
         ``workspace_bytes`` (computed from the plan) and
         ``traced_extra_bytes``), ``winner``.
+    worker : TorchWorker, optional
+        The PyTorch process to time torch in (default: one started for this call).
     """
     if isinstance(shape, str):
         shape = parse_shape(shape)
     if repeat < 1:
         raise ValueError(f"bench_conv: repeat must be >= 1, got {repeat}")
-    torch = import_torch()
+    installed = torch_worker.torch_installed()
     if algorithms is None:
-        algorithms = compared_algorithms(shape) + (("torch",) if torch is not None else ())
+        algorithms = compared_algorithms(shape) + (("torch",) if installed else ())
     algorithms = tuple(algorithms)
-    if "torch" in algorithms and torch is None:
+    if "torch" in algorithms and not installed:
         raise ImportError("bench_conv: algorithm 'torch' needs PyTorch installed")
 
     s = shape
@@ -408,12 +411,15 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     result = {"shape": str(s), "dims": s._asdict() | {"p": s.p, "q": s.q}, "flops_per_pass": s.flops,
               "repeat": repeat, "settle_s": settle, "algorithms": {}}
     ours = [a for a in algorithms if a != "torch"]
-    with use_threads(threads, torch if "torch" in algorithms else None) as nthreads:
-        result["threads"] = nthreads
-        plans = {a: _plan_names(s, a) for a in ours}
-        ops = {a: _torch_ops(torch, s, arrays) if a == "torch" else _fastcnn_ops(s, a, arrays) for a in algorithms}
-        number, samples = _time_ops(ops, repeat, settle, min_sample)
-        traced = {a: {op: traced_extra_bytes(ops[a][op][0]) for op in TIMED_OPS} for a in ours} if memory else {}
+    with contextlib.ExitStack() as stack:
+        if "torch" in algorithms and worker is None:
+            worker = stack.enter_context(torch_worker.session())
+        with use_threads(threads, worker if "torch" in algorithms else None) as nthreads:
+            result["threads"] = nthreads
+            plans = {a: _plan_names(s, a) for a in ours}
+            ops = {a: _torch_ops(worker, s, seed) if a == "torch" else _fastcnn_ops(s, a, arrays) for a in algorithms}
+            number, samples = _time_ops(ops, repeat, settle, min_sample)
+            traced = {a: {op: traced_extra_bytes(ops[a][op][0]) for op in TIMED_OPS} for a in ours} if memory else {}
 
     for a in algorithms:
         entry = _algorithm_entry(s, samples[a], number[a], peak_gflops)
@@ -444,22 +450,23 @@ def run_conv_suite(shapes=CONV_SUITE, repeat=7, threads=None, log=None, memory=T
     import fastcnn
 
     log = log or (lambda *_: None)
-    torch = import_torch()
     if threads is None:
         threads = fastcnn.get_num_threads()
     log(f"measuring the practical peak (numpy float32 sgemm, {threads} threads) ...")
     peak_before = measure_peak_gflops(threads=threads)
     results = []
-    for i, shape in enumerate(shapes):
-        log(f"[{i + 1}/{len(shapes)}] {shape} ({shape.describe()}) ...")
-        results.append(bench_conv(shape, repeat, threads, peak_before["gflops"], memory=memory,
-                                  settle=settle))
+    with contextlib.ExitStack() as stack:
+        worker = stack.enter_context(torch_worker.session())
+        for i, shape in enumerate(shapes):
+            log(f"[{i + 1}/{len(shapes)}] {shape} ({shape.describe()}) ...")
+            results.append(bench_conv(shape, repeat, threads, peak_before["gflops"], memory=memory,
+                                      settle=settle, worker=worker))
+        with use_threads(threads, worker):
+            machine = machine_info(threads, worker)
     peak = _merge_peaks(peak_before, measure_peak_gflops(threads=threads))
     for r in results:  # one peak for the whole run
         for entry in r["algorithms"].values():
             entry["peak_fraction"] = {op: (g / peak["gflops"] if g is not None else None)
                                       for op, g in entry["gflops"].items()}
-    with use_threads(threads, torch):
-        machine = machine_info(threads, torch)
     return {"benchmark": "conv", "machine": machine, "peak": peak,
             "repeat": repeat, "threads": threads, "shapes": results}

@@ -7,8 +7,9 @@ import numpy as np
 
 from .layers import LayerTimer, TorchForwardTimer, align
 from .machine import machine_info
-from .timing import calls_per_sample, median, no_gc, rotated, time_call, use_threads
-from .torch_models import TORCH_TWINS, import_torch
+from .timing import calls_per_sample, median, no_gc, rotated, time_call, time_each_call, use_threads
+from .torch_models import TORCH_TWINS
+from . import torch_worker
 
 __all__ = ["BENCH_MODELS", "DEFAULT_MODELS", "MODEL_INPUT_SHAPES", "fastcnn_step", "torch_step",
            "fastcnn_predict", "torch_predict", "bench_models"]
@@ -103,49 +104,75 @@ def _inputs(name, batch, seed):
     return x, rng.integers(0, 10, batch).astype(np.int64)
 
 
-def _build_models(name, torch, seed, algorithm):
-    """The fastcnn model ``name`` and its PyTorch twin (None without torch), seeded."""
+def _build_model(name, seed, algorithm):
+    """The fastcnn model ``name``, seeded."""
     import fastcnn
 
     from ..models import get_model
 
     fastcnn.manual_seed(seed)
-    model = get_model(name) if name == "lenet5" else get_model(name, algorithm=algorithm)
-    tmodel = None
-    if torch is not None:
-        torch.manual_seed(seed)
-        tmodel = TORCH_TWINS[name](torch)
-    return model, tmodel
+    return get_model(name) if name == "lenet5" else get_model(name, algorithm=algorithm)
 
 
-def _build_steps(models, torch, batch, seed, algorithm):
+def _twin(torch, name, seed):
+    """The PyTorch twin of model ``name``, seeded (in the worker process)."""
+    torch.manual_seed(seed)
+    return TORCH_TWINS[name](torch)
+
+
+def torch_params(torch, name):
+    """(Worker builder) the twin's parameter count, behind a call."""
+    count = sum(p.numel() for p in _twin(torch, name, 0).parameters())
+    return lambda: count
+
+
+def torch_train_step(torch, name, batch, seed):
+    """(Worker builder) :func:`torch_step` of the twin of ``name`` on the seeded batch of :func:`_inputs`."""
+    x, y = _inputs(name, batch, seed)
+    return torch_step(torch, _twin(torch, name, seed).train(), x, y)
+
+
+def torch_predictor(torch, name, batch, seed, single):
+    """(Worker builder) :func:`torch_predict` of the twin on the seeded batch, or on its first image."""
+    x, _ = _inputs(name, batch, seed)
+    return torch_predict(torch, _twin(torch, name, seed), np.ascontiguousarray(x[:1]) if single else x)
+
+
+def torch_layer_timer(torch, name, batch, seed):
+    """(Worker builder) a :class:`~fastcnn.bench.layers.TorchForwardTimer` on the twin's training step."""
+    x, y = _inputs(name, batch, seed)
+    tmodel = _twin(torch, name, seed)
+    return TorchForwardTimer(tmodel, torch_step(torch, tmodel.train(), x, y))
+
+
+def _build_steps(models, worker, batch, seed, algorithm):
     """The training step functions per (model, framework) and each model's report entry."""
     steps, entries = {}, {}
     for name in models:
         x, y = _inputs(name, batch, seed)
-        model, tmodel = _build_models(name, torch, seed, algorithm)
+        model = _build_model(name, seed, algorithm)
         entry = {"description": BENCH_MODELS[name], "input_shape": MODEL_INPUT_SHAPES[name],
                  "params": sum(p.size for p in model.parameters()), "frameworks": {}}
         steps[(name, "fastcnn")] = fastcnn_step(model.train(), x, y)
-        if tmodel is not None:
-            entry["torch_params"] = sum(p.numel() for p in tmodel.parameters())
-            steps[(name, "torch")] = torch_step(torch, tmodel.train(), x, y)
+        if worker is not None:
+            entry["torch_params"] = worker.build(f"{__name__}:torch_params", name)()
+            steps[(name, "torch")] = worker.build(f"{__name__}:torch_train_step", name, batch, seed)
         entries[name] = entry
     return steps, entries
 
 
-def _build_inference(models, torch, batch, seed, algorithm):
+def _build_inference(models, worker, batch, seed, algorithm):
     """The eval-mode predict functions per (model, framework): on ``batch`` images, and on the first one alone."""
     throughput, latency = {}, {}
     for name in models:
         x, _ = _inputs(name, batch, seed)
         one = np.ascontiguousarray(x[:1])
-        model, tmodel = _build_models(name, torch, seed, algorithm)
+        model = _build_model(name, seed, algorithm)
         throughput[(name, "fastcnn")] = fastcnn_predict(model, x)
         latency[(name, "fastcnn")] = fastcnn_predict(model, one)
-        if tmodel is not None:
-            throughput[(name, "torch")] = torch_predict(torch, tmodel, x)
-            latency[(name, "torch")] = torch_predict(torch, tmodel, one)
+        if worker is not None:
+            for single, table in ((False, throughput), (True, latency)):
+                table[(name, "torch")] = worker.build(f"{__name__}:torch_predictor", name, batch, seed, single)
     return throughput, latency
 
 
@@ -153,7 +180,8 @@ def _time_steps(steps, repeat, settle, target, each_call=False):
     """Warm up, choose the calls per sample, then time ``repeat`` rotating rounds; (calls, samples).
 
     A sample is the mean seconds per call of its back-to-back calls, or with
-    ``each_call`` the list of every call's seconds.
+    ``each_call`` the list of every call's seconds.  PyTorch's calls are
+    timed in its worker process (:func:`~fastcnn.bench.timing.time_call`).
     """
     keys = list(steps)
     samples = {key: [] for key in keys}
@@ -166,24 +194,8 @@ def _time_steps(steps, repeat, settle, target, each_call=False):
             for key in rotated(keys, i):
                 time.sleep(settle)
                 fn, number = steps[key], calls[key]
-                if each_call:
-                    samples[key].append(_each_call(fn, number))
-                    continue
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                samples[key].append((time.perf_counter() - t0) / number)
+                samples[key].append(time_each_call(fn, number) if each_call else time_call(fn, None, number))
     return calls, samples
-
-
-def _each_call(fn, number):
-    """Seconds of each of ``number`` back-to-back calls of ``fn``."""
-    times = []
-    for _ in range(number):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _per_batch(calls, samples, batch):
@@ -213,9 +225,9 @@ def _ratio(frameworks, field):
     return frameworks["torch"][field] / frameworks["fastcnn"][field]
 
 
-def _add_inference(entries, models, torch, seed, algorithm, batch, repeat, settle, target):
+def _add_inference(entries, models, worker, seed, algorithm, batch, repeat, settle, target):
     """Time eval-mode throughput at ``batch`` and batch-1 latency; add ``inference`` and ``latency`` to ``entries``."""
-    throughput, latency = _build_inference(models, torch, batch, seed, algorithm)
+    throughput, latency = _build_inference(models, worker, batch, seed, algorithm)
     calls, samples = _time_steps(throughput, repeat, settle, target)
     for (name, fw), e in _per_batch(calls, samples, batch).items():
         entries[name].setdefault("inference", {"frameworks": {}})["frameworks"][fw] = e
@@ -227,13 +239,13 @@ def _add_inference(entries, models, torch, seed, algorithm, batch, repeat, settl
         entry["latency"]["ratio"] = _ratio(entry["latency"]["frameworks"], "median_us")
 
 
-def _time_layers(name, torch, batch, seed, algorithm, repeat, settle):
+def _time_layers(name, worker, batch, seed, algorithm, repeat, settle):
     """Per-layer times of a fresh model ``name`` (and its twin's forward) in ``repeat`` interleaved steps."""
     x, y = _inputs(name, batch, seed)
-    model, tmodel = _build_models(name, torch, seed, algorithm)
+    model = _build_model(name, seed, algorithm)
     timers = {"fastcnn": LayerTimer(model, fastcnn_step(model.train(), x, y))}
-    if tmodel is not None:
-        timers["torch"] = TorchForwardTimer(tmodel, torch_step(torch, tmodel.train(), x, y))
+    if worker is not None:
+        timers["torch"] = worker.build(f"{__name__}:torch_layer_timer", name, batch, seed)
     keys = list(timers)
     with contextlib.ExitStack() as stack:
         for timer in timers.values():
@@ -358,21 +370,21 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     """
     models = tuple(models)
     _check_arguments(batch, repeat, models, inference_batch)
-    torch = import_torch()
-    steps, entries = _build_steps(models, torch, batch, seed, algorithm)
+    with contextlib.ExitStack() as stack:
+        worker = stack.enter_context(torch_worker.session())
+        steps, entries = _build_steps(models, worker, batch, seed, algorithm)
+        with use_threads(threads, worker) as nthreads:
+            calls, samples = _time_steps(steps, repeat, settle, target)
+            if inference:
+                _add_inference(entries, models, worker, seed, algorithm, inference_batch, repeat, settle, target)
+            if layers:
+                for name in models:
+                    entries[name]["layers"] = _time_layers(name, worker, batch, seed, algorithm, repeat, settle)
+            machine = machine_info(nthreads, worker)
     shapes = {MODEL_INPUT_SHAPES[name] for name in models}
     result = {"benchmark": "models", "batch": batch, "repeat": repeat, "settle": settle,
               "input_shape": shapes.pop() if len(shapes) == 1 else None, "algorithm": algorithm,
               "inference_batch": inference_batch if inference else None, "layers": bool(layers), "models": entries}
-
-    with use_threads(threads, torch) as nthreads:
-        calls, samples = _time_steps(steps, repeat, settle, target)
-        if inference:
-            _add_inference(entries, models, torch, seed, algorithm, inference_batch, repeat, settle, target)
-        if layers:
-            for name in models:
-                entries[name]["layers"] = _time_layers(name, torch, batch, seed, algorithm, repeat, settle)
-        machine = machine_info(nthreads, torch)
     result["threads"] = nthreads
     for (name, fw), e in _per_batch(calls, samples, batch).items():
         entries[name]["frameworks"][fw] = e

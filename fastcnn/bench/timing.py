@@ -8,6 +8,7 @@ PyTorch (:func:`use_threads`).
 """
 
 import contextlib
+import functools
 import gc
 import glob
 import os
@@ -19,6 +20,8 @@ import numpy as np
 __all__ = [
     "median",
     "time_call",
+    "time_each_call",
+    "bound",
     "calls_per_sample",
     "rotated",
     "no_gc",
@@ -36,7 +39,13 @@ def median(xs):
 
 
 def time_call(fn, setup=None, number=1):
-    """Mean seconds of ``number`` calls of ``fn(setup())`` (or ``fn()``), the setup calls excluded."""
+    """Mean seconds of ``number`` calls of ``fn(setup())`` (or ``fn()``), the setup calls excluded.
+
+    ``fn`` may be a :class:`fastcnn.bench.torch_worker.Remote`: it is then
+    timed in its worker process (``setup`` is the one built there).
+    """
+    if hasattr(fn, "time_call"):
+        return fn.time_call(number)
     total = 0.0
     for _ in range(number):
         if setup is not None:
@@ -48,6 +57,24 @@ def time_call(fn, setup=None, number=1):
             fn()
         total += time.perf_counter() - t0
     return total / number
+
+
+def time_each_call(fn, number):
+    """Seconds of each of ``number`` back-to-back calls of ``fn`` (a list; timed in its worker for a ``Remote``)."""
+    if hasattr(fn, "each_call"):
+        return fn.each_call(number)
+    times = []
+    for _ in range(number):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bound(fn, *args):
+    """``fn`` with ``args`` passed first on every call: a ``Remote``'s :meth:`~fastcnn.bench.torch_worker.Remote.bind`,
+    else :func:`functools.partial`."""
+    return fn.bind(*args) if hasattr(fn, "bind") else functools.partial(fn, *args)
 
 
 def calls_per_sample(seconds, target):
@@ -181,8 +208,8 @@ def use_threads(threads, torch=None):
     ----------
     threads : int or None
         None: fastcnn's current count.
-    torch : module, optional
-        PyTorch, when it is measured too.
+    torch : module or :class:`~fastcnn.bench.torch_worker.TorchWorker`, optional
+        PyTorch (or the worker process timing it), when it is measured too.
 
     Yields
     ------

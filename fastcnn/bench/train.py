@@ -1,12 +1,14 @@
 """The training benchmark: LeNet-5 epochs through ``Sequential.fit`` against a plain PyTorch loop."""
 
+import contextlib
 import time
 
 import numpy as np
 
 from .machine import machine_info
-from .timing import median, no_gc, rotated, use_threads
-from .torch_models import import_torch, torch_lenet5
+from .timing import bound, median, no_gc, rotated, time_call, use_threads
+from .torch_models import torch_lenet5
+from . import torch_worker
 
 __all__ = ["train_data", "bench_train"]
 
@@ -40,8 +42,8 @@ def train_data(n, seed=0):
     return to_float(x[:n], np.float32), np.ascontiguousarray(y[:n], dtype=np.int64), source
 
 
-def _fastcnn_runner(batch_size, sgd, seed):
-    """``run(xs, ys, epoch_seed)``: one epoch of fastcnn's LeNet-5 through ``Sequential.fit``."""
+def _fastcnn_runner(batch_size, sgd, seed, x, y):
+    """``run(n, epoch_seed)``: one epoch of fastcnn's LeNet-5 through ``Sequential.fit`` on the first n images."""
     import fastcnn
 
     from ..models import lenet5
@@ -51,24 +53,26 @@ def _fastcnn_runner(batch_size, sgd, seed):
     model = lenet5()
     opt = SGD(model.parameters(), **sgd)
 
-    def run(xs, ys, epoch_seed):
-        model.fit(xs, ys, epochs=1, batch_size=batch_size, optimizer=opt, verbose=False, seed=epoch_seed)
+    def run(n, epoch_seed):
+        model.fit(x[:n], y[:n], epochs=1, batch_size=batch_size, optimizer=opt, verbose=False, seed=epoch_seed)
 
     return run
 
 
-def _torch_runner(torch, batch_size, sgd, seed):
-    """``run(xs, ys, epoch_seed)``: one epoch of PyTorch's LeNet-5 in a plain loop, the same shuffling."""
+def torch_runner(torch, batch_size, sgd, seed, x, y):
+    """``run(n, epoch_seed)``: one epoch of PyTorch's LeNet-5 in a plain loop on the first n images, the same
+    shuffling (built in the :class:`~fastcnn.bench.torch_worker.TorchWorker`)."""
     torch.manual_seed(seed)
     tmodel = torch_lenet5(torch)
     topt = torch.optim.SGD(tmodel.parameters(), **sgd)
     F = torch.nn.functional
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-    def run(xs, ys, epoch_seed):
-        xs, ys = torch.from_numpy(xs), torch.from_numpy(ys)
-        order = torch.from_numpy(np.random.default_rng(epoch_seed).permutation(len(xs)))
+    def run(n, epoch_seed):
+        xs, ys = xt[:n], yt[:n]
+        order = torch.from_numpy(np.random.default_rng(epoch_seed).permutation(n))
         tmodel.train()
-        for lo in range(0, len(xs), batch_size):
+        for lo in range(0, n, batch_size):
             idx = order[lo:lo + batch_size]
             xb, yb = xs[idx], ys[idx]
             topt.zero_grad()
@@ -79,19 +83,17 @@ def _torch_runner(torch, batch_size, sgd, seed):
     return run
 
 
-def _time_epochs(runners, x, y, warm, repeat, settle, seed):
-    """Warm each runner up on ``warm`` images, then time ``repeat`` interleaved epochs; {name: seconds}."""
+def _time_epochs(runners, n, warm, repeat, settle, seed):
+    """Warm each runner up on ``warm`` images, then time ``repeat`` interleaved epochs of n; {name: seconds}."""
     names = tuple(runners)
     samples = {name: [] for name in names}
     for name in names:
-        runners[name](x[:warm], y[:warm], seed)
+        runners[name](warm, seed)
     with no_gc():
         for i in range(repeat):
             for name in rotated(names, i):
                 time.sleep(settle)
-                t0 = time.perf_counter()
-                runners[name](x, y, seed + 1 + i)
-                samples[name].append(time.perf_counter() - t0)
+                samples[name].append(time_call(bound(runners[name], n, seed + 1 + i)))
     return samples
 
 
@@ -102,10 +104,11 @@ def bench_train(threads=None, batches=50, repeat=7, batch_size=64, lr=0.01, mome
     Each repeat trains one epoch of ``batches`` batches of ``batch_size``
     float32 MNIST images (shuffled) with SGD(lr, momentum, weight_decay): fastcnn
     through ``model.fit``, PyTorch with zero_grad / forward / cross_entropy /
-    backward / step; the two alternate (which goes first alternates too), with
-    the same thread count, with a ``settle`` seconds pause before each run (so
-    the other library's busy-waiting worker threads are asleep).  A two-batch
-    warm-up of each is excluded.
+    backward / step, in a process of its own (:mod:`fastcnn.bench.torch_worker`);
+    the two alternate (which goes first alternates too), with the same thread
+    count, with a ``settle`` seconds pause before each run (so the other
+    library's busy-waiting worker threads are asleep).  A two-batch warm-up of
+    each is excluded.
 
     Returns
     -------
@@ -116,17 +119,17 @@ def bench_train(threads=None, batches=50, repeat=7, batch_size=64, lr=0.01, mome
     """
     if batches < 1 or repeat < 1 or batch_size < 1:
         raise ValueError("bench_train: batches, repeat and batch_size must be >= 1")
-    torch = import_torch()
     n = batches * batch_size
     x, y, source = train_data(n, seed)
     sgd = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
-    runners = {"fastcnn": _fastcnn_runner(batch_size, sgd, seed)}
-    if torch is not None:
-        runners["torch"] = _torch_runner(torch, batch_size, sgd, seed)
-
-    with use_threads(threads, torch) as nthreads:
-        samples = _time_epochs(runners, x, y, min(n, 2 * batch_size), repeat, settle, seed)
-        machine = machine_info(nthreads, torch)
+    runners = {"fastcnn": _fastcnn_runner(batch_size, sgd, seed, x, y)}
+    with contextlib.ExitStack() as stack:
+        worker = stack.enter_context(torch_worker.session())
+        if worker is not None:
+            runners["torch"] = worker.build(f"{__name__}:torch_runner", batch_size, sgd, seed, x, y)
+        with use_threads(threads, worker) as nthreads:
+            samples = _time_epochs(runners, n, min(n, 2 * batch_size), repeat, settle, seed)
+            machine = machine_info(nthreads, worker)
     result = {"benchmark": "train", "model": "LeNet-5", "images": n, "batches": batches,
               "batch_size": batch_size, "repeat": repeat, "data": source, "threads": nthreads,
               "optimizer": sgd, "frameworks": {}}
