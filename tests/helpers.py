@@ -139,6 +139,32 @@ def check_grad(analytic, f, a, name, rtol=1e-6, atol=None):
     np.testing.assert_allclose(analytic, num, rtol=rtol, atol=atol, err_msg=f"gradient of {name}")
 
 
+def check_grad_by_block(analytic, f, a, name, rtol=1e-6, atol=None):
+    """As :func:`check_grad` for ``L = sum(f())``, where ``f()`` is ``L`` split in blocks and ``a[j]`` moves only
+    the block ``f()[j]``; the reference is :func:`naive.numerical_grad_by_block` (the same central difference
+    per element, one pair of calls for an element of every block).
+
+    First asserts the blocks: a step in the middle element of ``a[j]`` alone leaves every other block of
+    ``f()`` bit for bit as it was, for every ``j``.
+    """
+    base = np.asarray(f(), dtype=np.float64)
+    assert base.shape == (len(a),), f"{name}: f() gives {base.shape}, expected one value per block ({len(a)},)"
+    middle = tuple(n // 2 for n in a.shape[1:])
+    for j in range(len(a)):
+        old = a[(j,) + middle]
+        a[(j,) + middle] = old + 1e-3
+        moved = np.asarray(f(), dtype=np.float64)
+        a[(j,) + middle] = old
+        others = np.arange(len(a)) != j
+        assert np.array_equal(moved[others], base[others]), f"{name}[{j}] moves blocks other than its own"
+    num = nv.numerical_grad_by_block(f, a)
+    assert analytic is not None, f"{name}: backward returned None"
+    assert analytic.shape == a.shape, f"{name}: shape {analytic.shape} != {a.shape}"
+    if atol is None:
+        atol = rtol * max(1.0, float(np.max(np.abs(num))))
+    np.testing.assert_allclose(analytic, num, rtol=rtol, atol=atol, err_msg=f"gradient of {name}")
+
+
 def check_layer_grads(layer, x, rng, rtol=1e-6, atol=1e-8):
     """The layer-checking harness: backward's input gradient and every parameter gradient, float64.
 

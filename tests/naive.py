@@ -2,8 +2,11 @@
 
 Everything here is written as explicit Python loops straight from the
 definitions, in float64, so that it shares no vectorisation trick (and hence no
-bug) with :mod:`fastcnn.kernels`.  Inputs are converted to float64 first; the
-results are float64 arrays (or Python floats for the losses).
+bug) with :mod:`fastcnn.kernels`.  The convolution's loops run over output
+channels and taps and add each product to every output pixel at once (numpy's
+elementwise arithmetic, in the order of the one-output-at-a-time loops beside
+them, which a test compares them with).  Inputs are converted to float64 first;
+the results are float64 arrays (or Python floats for the losses).
 
 Layout conventions match fastcnn: NCHW activations, (K, C, R, S) conv weights,
 (out, in) linear weights.
@@ -80,7 +83,72 @@ def _conv_setup(x_shape, w_shape, stride, padding, dilation, groups):
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """y[n, k, oh, ow] = b[k] + sum over the C/groups channels c of k's group and the taps (r, s) of
     w[k, c, r, s] * x[n, g*C/groups + c, oh*sh - top + r*dh, ow*sw - left + s*dw] (zero outside x),
-    with k's group g = k // (K/groups); padding may be an int, a pair, "same" or "valid"."""
+    with k's group g = k // (K/groups); padding may be an int, a pair, "same" or "valid".
+
+    The loops run over the output channel and the tap (k, c, r, s), each step adding one product to every output
+    pixel (n, oh, ow) at once whose input pixel lies inside x: every output gets the products in the order of
+    :func:`conv2d_forward_loops` (the same formula, one output at a time), so the same bits, in a fraction
+    of the time."""
+    x, w = _f64(x), _f64(w)
+    N, _, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw, top, left, dh, dw, OH, OW = _conv_setup(x.shape, w.shape, stride, padding, dilation, groups)
+    rows, cols = _inside(OH, sh, top, R, dh, H), _inside(OW, sw, left, S, dw, W)
+    y = np.zeros((N, K, OH, OW))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN arise and spread as in Python floats, silently
+        for k in range(K):
+            c0 = (k // (K // groups)) * Cg  # the first input channel of k's group
+            if b is not None:
+                y[:, k] = float(b[k])
+            for c in range(Cg):
+                for r, (oh, ih) in enumerate(rows):
+                    for s, (ow, iw) in enumerate(cols):
+                        y[:, k, oh[:, None], ow] += x[:, c0 + c, ih[:, None], iw] * float(w[k, c, r, s])
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """(dx, dw, db) by scattering every output's gradient back along the edges of the forward computation graph:
+    for every output channel and tap (k, c, r, s), the pixels (n, oh, ow) whose input pixel lies inside x add
+    w[k, c, r, s] * dy[n, k, oh, ow] to dx at that input pixel and x there * dy[n, k, oh, ow] to dw[k, c, r, s];
+    db[k] is the sum of dy[:, k].  (:func:`conv2d_backward_loops` is the same, one output at a time.)"""
+    dy, x, w = _f64(dy), _f64(x), _f64(w)
+    N, _, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw, top, left, dh, dw_, OH, OW = _conv_setup(x.shape, w.shape, stride, padding, dilation, groups)
+    assert dy.shape == (N, K, OH, OW)
+    rows, cols = _inside(OH, sh, top, R, dh, H), _inside(OW, sw, left, S, dw_, W)
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(K):
+            c0 = (k // (K // groups)) * Cg
+            db[k] = dy[:, k].sum()
+            for c in range(Cg):
+                for r, (oh, ih) in enumerate(rows):
+                    for s, (ow, iw) in enumerate(cols):
+                        g = dy[:, k, oh[:, None], ow]  # (N, outputs whose tap (r, s) is inside x)
+                        dx[:, c0 + c, ih[:, None], iw] += w[k, c, r, s] * g  # one output per input pixel: no repeats
+                        dw[k, c, r, s] += np.sum(x[:, c0 + c, ih[:, None], iw] * g)
+    return dx, dw, db
+
+
+def _inside(out_size, stride, before, taps, dilation, size):
+    """For each tap t along one axis: (outputs o, input pixels i = o*stride - before + t*dilation) for the
+    outputs whose input pixel lies inside the axis (the zero padding elsewhere adds nothing)."""
+    o = np.arange(out_size)
+    steps = []
+    for t in range(taps):
+        i = o * stride - before + t * dilation
+        keep = (i >= 0) & (i < size)
+        steps.append((o[keep], i[keep]))
+    return steps
+
+
+def conv2d_forward_loops(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """:func:`conv2d_forward` written one output at a time, straight from the formula (the check of the faster
+    loops, on small cases: ``tests/kernels/test_kernels_naive.py``)."""
     x, w = _f64(x), _f64(w)
     N, _, H, W = x.shape
     K, Cg, R, S = w.shape
@@ -106,9 +174,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
-    """(dx, dw, db) by scattering every output's gradient back along the edges
-    of the forward computation graph."""
+def conv2d_backward_loops(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """:func:`conv2d_backward` written one output at a time: (dx, dw, db) by scattering every output's gradient
+    back along the edges of the forward computation graph."""
     dy, x, w = _f64(dy), _f64(x), _f64(w)
     N, _, H, W = x.shape
     K, Cg, R, S = w.shape
@@ -656,4 +724,28 @@ def numerical_grad(f, a, eps=1e-6):
     g = np.zeros(a.shape, dtype=np.float64)
     for idx in np.ndindex(a.shape):
         g[idx] = central_difference(f, a, idx, eps)
+    return g
+
+
+def numerical_grad_by_block(f, a, eps=1e-6):
+    """Central-difference gradient of a scalar split in blocks, ``L = sum(f())``, with respect to array ``a``,
+    where ``a[j]`` moves only the block ``f()[j]`` (a convolution's batch item ``n`` of ``x`` moves only its
+    output ``y[n]``; an output channel's filter ``w[k]`` and bias ``b[k]`` only the channel ``y[:, k]``).
+
+    One pair of calls perturbs the element ``a[j][idx]`` of every block ``j`` at once (in place, then restored)
+    and reads each block's own difference: ``g[j][idx] = (f()[j] up - f()[j] down) / (2 eps)``, the central
+    difference of :func:`numerical_grad` for every element, with ``len(a)`` times fewer calls.  That ``a[j]``
+    moves nothing outside block ``j`` is what the caller asserts (:func:`helpers.check_grad_by_block` does,
+    for one element of every block).
+    """
+    g = np.zeros(a.shape, dtype=np.float64)
+    for idx in np.ndindex(a.shape[1:]):
+        at = (slice(None),) + idx
+        old = a[at].copy()
+        a[at] = old + eps
+        up = np.asarray(f(), dtype=np.float64)
+        a[at] = old - eps
+        down = np.asarray(f(), dtype=np.float64)
+        a[at] = old
+        g[at] = (up - down) / (2 * eps)
     return g

@@ -1,8 +1,9 @@
 """Run by tests/distributed/test_mpi.py under ``mpiexec`` (and alone, for the single-process reference).
 
-``python _mpi_worker.py OUT.npz [--sync-bn] [--fault raise|kill|exit|hang] [--n N]``: trains a small
+``python _mpi_worker.py OUT.npz [--sync-bn] [--fault raise|kill|exit|hang] [--n N [N ...]]``: trains a small
 network with BatchNorm, Dropout and augmentation (data-parallel when started with several ranks) and writes the
-weights and BatchNorm statistics and the history (rank 0), and on every rank a digest of them to OUT.rank<R>.txt.  ``--fault``
+weights and BatchNorm statistics and the history (rank 0), and on every rank a digest of them to OUT.rank<R>.txt;
+with several ``--n``, one fit after the other in the same process, on N examples each, to ``N-OUT.npz``.  ``--fault``
 makes rank 1 fail at its third step: raise an exception, SIGKILL itself, exit without a word, or hang.
 """
 
@@ -45,34 +46,39 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--sync-bn", action="store_true")
     parser.add_argument("--fault", default=None)
-    parser.add_argument("--n", type=int, default=203)
+    parser.add_argument("--n", type=int, nargs="+", default=[203])
     parser.add_argument("--single", action="store_true")
     args = parser.parse_args()
     fastcnn.set_num_threads(1)
+    comm = None if args.single else distributed.Communicator()
+    for n in args.n:
+        fit(n, args.out if len(args.n) == 1 else f"{n}-{args.out}", comm, args)
+    return 0
+
+
+def fit(n, out, comm, args):
     fastcnn.manual_seed(1)
     model = fastcnn.Sequential(Conv2d(1, 4, 3), BatchNorm2d(4), ReLU(), MaxPool2d(2), Flatten(), Dropout(0.3),
                                Linear(4 * 13 * 13, 10))
     rng = np.random.default_rng(0)
-    x = rng.random((args.n, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, args.n)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n)
     opt = fastcnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     kwargs = dict(epochs=2, batch_size=32, optimizer=opt, seed=3, verbose=False, validation_data=(x[:31], y[:31]),
                   augment=Augment(shift=2, rotation=5.0, seed=1))
-    if args.single:
+    if comm is None:
         history, rank = model.fit(x, y, **kwargs), 0
     else:
-        comm = distributed.Communicator()
         rank = comm.rank
         callbacks = [Fault(rank, args.fault)] if args.fault else None
         history = distributed.fit(model, x, y, comm=comm, sync_batchnorm=args.sync_bn, callbacks=callbacks, **kwargs)
     weights = [p.data for p in model.parameters()] + [model.layers[1].running_mean, model.layers[1].running_var]
-    with open(f"{args.out}.rank{rank}.txt", "w") as f:
+    with open(f"{out}.rank{rank}.txt", "w") as f:
         f.write(distributed.fingerprint(np.concatenate([w.ravel() for w in weights])))
     if rank == 0:
-        np.savez(args.out, *weights)
-        with open(args.out + ".json", "w") as f:
+        np.savez(out, *weights)
+        with open(out + ".json", "w") as f:
             json.dump({k: v for k, v in history.items() if k != "epoch_time"}, f)
-    return 0
 
 
 if __name__ == "__main__":

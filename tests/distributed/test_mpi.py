@@ -98,10 +98,11 @@ def test_only_rank_0_prints(runs):
     assert "fastcnn: error" not in err
 
 
-@pytest.mark.parametrize("first,then", [(None, 2), (2, None)], ids=["1-rank-then-2", "2-ranks-then-1"])
+@pytest.mark.parametrize("first,then", [(None, 2), pytest.param(2, None, marks=pytest.mark.slow)],
+                         ids=["1-rank-then-2", "2-ranks-then-1"])
 def test_resume_with_another_number_of_ranks(runs, first, then):
-    """Epoch 1 with one process (or two ranks), epoch 2 resumed with the other: the weights of two epochs in one
-    process."""
+    """Epoch 1 with one process (or two ranks: -m slow), epoch 2 resumed with the other: the weights of two epochs
+    in one process."""
     tmp = runs[0]
     reference = tmp / "reference2.npz"
     if not reference.exists():
@@ -140,38 +141,45 @@ def test_a_setup_failure_on_one_rank_ends_the_job_with_its_message(tmp_path):
     assert not (tmp_path / "a.npz").exists()
 
 
-def test_data_parallel_api_equals_one_process_with_dropout_augment_and_synced_batchnorm(tmp_path):
+@pytest.fixture(scope="module")
+def api_runs(tmp_path_factory):
+    """The data-parallel API's runs, shared by the two tests below: one process, then two ranks with BatchNorm
+    synchronised, each fitting on 203 examples, then on 97 (one worker process, or job, for both)."""
+    tmp = tmp_path_factory.mktemp("mpi_api")
+    single = run([sys.executable, str(WORKER), "single.npz", "--single", "--n", "203", "97"], tmp)
+    double = run([sys.executable, str(WORKER), "double.npz", "--sync-bn", "--n", "203", "97"], tmp, ranks=2)
+    return tmp, single, double
+
+
+def _assert_api_runs_agree(api_runs, n):
+    tmp, single, double = api_runs
+    assert single[0] == 0, single[2]
+    assert double[0] == 0, double[2]
+    one, two = np.load(tmp / f"{n}-single.npz"), np.load(tmp / f"{n}-double.npz")
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-4 * np.abs(one[key]).max(), err_msg=key)
+    assert (tmp / f"{n}-double.npz.rank0.txt").read_text() == (tmp / f"{n}-double.npz.rank1.txt").read_text()
+    return tmp
+
+
+def test_data_parallel_api_equals_one_process_with_dropout_augment_and_synced_batchnorm(api_runs):
     """203 examples in batches of 32 (the last of 11, split 6 + 5), Dropout, Augment and BatchNorm synchronised:
     two ranks give one process's weights and history, and the same weights on both ranks."""
-    status, _, err, _ = run([sys.executable, str(WORKER), "single.npz", "--single"], tmp_path)
-    assert status == 0, err
-    status, _, err, _ = run([sys.executable, str(WORKER), "double.npz", "--sync-bn"], tmp_path, ranks=2)
-    assert status == 0, err
-    one, two = np.load(tmp_path / "single.npz"), np.load(tmp_path / "double.npz")
-    for key in one:
-        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-4 * np.abs(one[key]).max(), err_msg=key)
-    h1, h2 = (json.loads((tmp_path / f"{n}.npz.json").read_text()) for n in ("single", "double"))
+    tmp = _assert_api_runs_agree(api_runs, 203)
+    h1, h2 = (json.loads((tmp / f"203-{n}.npz.json").read_text()) for n in ("single", "double"))
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(h2[key], h1[key], rtol=1e-5, err_msg=key)
-    assert (tmp_path / "double.npz.rank0.txt").read_text() == (tmp_path / "double.npz.rank1.txt").read_text()
 
 
-def test_a_batch_smaller_than_the_ranks_leaves_a_rank_idle_and_loses_nothing(tmp_path):
+def test_a_batch_smaller_than_the_ranks_leaves_a_rank_idle_and_loses_nothing(api_runs):
     """97 examples in batches of 32 over 2 ranks: the last batch (1 example) is rank 0's; rank 1 idles."""
-    status, _, err, _ = run([sys.executable, str(WORKER), "single.npz", "--single", "--n", "97"], tmp_path)
-    assert status == 0, err
-    status, _, err, _ = run([sys.executable, str(WORKER), "double.npz", "--sync-bn", "--n", "97"], tmp_path, ranks=2)
-    assert status == 0, err
-    one, two = np.load(tmp_path / "single.npz"), np.load(tmp_path / "double.npz")
-    for key in one:
-        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-4 * np.abs(one[key]).max(), err_msg=key)
-    assert (tmp_path / "double.npz.rank0.txt").read_text() == (tmp_path / "double.npz.rank1.txt").read_text()
+    _assert_api_runs_agree(api_runs, 97)
 
 
-@pytest.mark.parametrize("fault", ["raise", "kill", "exit"])
+@pytest.mark.parametrize("fault", ["raise", "kill", pytest.param("exit", marks=pytest.mark.slow)])
 def test_a_failing_rank_ends_the_job_quickly_with_a_nonzero_status(tmp_path, fault):
     """Rank 1 raises, is SIGKILLed or exits at its third step: the job ends within seconds, status non-zero;
-    an exception's message names its rank."""
+    an exception's message names its rank.  (A rank that exits without a word, as one SIGKILLed: -m slow.)"""
     status, _, err, seconds = run([sys.executable, str(WORKER), "out.npz", "--fault", fault], tmp_path, ranks=2,
                                   timeout=120)
     assert status != 0, err

@@ -3,15 +3,17 @@
 Each forward output y is reduced to the scalar L = sum(y * G) with a fixed
 random G, so dL/dy = G is what the backward kernel receives; the losses are
 checked against L = loss directly.  The convolutions' analytic gradients come from the kernels on every thread;
-the central differences (two forward calls per element) run on one thread, where thousands of tiny calls are not
-held up by a busy second core.
+the central differences run on one thread, where thousands of tiny calls are not held up by a busy second core.
+They take two forward calls per element, except for the convolutions, whose pairs of calls step one element of
+every batch item of x (every output channel of w and b) at once and read each one's share of L
+(helpers.check_grad_by_block: the same difference per element, N or K times fewer calls).
 """
 
 import numpy as np
 import pytest
 
 import naive as nv
-from helpers import check_grad, distinct_values, single_thread
+from helpers import check_grad, check_grad_by_block, distinct_values, single_thread
 
 from fastcnn import kernels as K
 
@@ -25,13 +27,13 @@ def _objective(fwd, G):
 # ---------------------------------------------------------------------------
 # convolution: every algorithm a plan can name, on every case it applies to
 # ---------------------------------------------------------------------------
-#: The central differences cost two forward calls per element of x, w and b: on these cases (the largest of
-#: naive.CONV_CASES) the quick run checks a smaller plane, (H, W) here, with the same batch, channels, kernel,
-#: stride and padding, so the same algorithm, layout and buffers for every pass
+#: The central differences cost two forward calls per element of a batch item of x and of an output channel's
+#: w: on these cases (the largest of naive.CONV_CASES) the quick run checks a smaller plane, (H, W) here, with
+#: the same batch, channels, kernel, stride and padding, so the same algorithm, layout and buffers for every pass
 #: (test_smaller_gradcheck_planes_are_planned_as_the_cases); the cases as written run under -m slow.
 SMALLER_PLANE = {
-    "channellast_dx_only_N10_C20_K6_stride2": (5, 4),  # 7x8: 24,572 forward calls per algorithm, 10,172 here
-    "channellast_N9_K24_C6_5x5": (5, 5),  # 9x9: 15,996 calls of 2.6 MMAC, 9,948 of 0.8 MMAC here
+    "channellast_dx_only_N10_C20_K6_stride2": (5, 4),  # 7x8: 2,627 forward calls per algorithm, 1,187 here
+    "channellast_N9_K24_C6_5x5": (5, 5),  # 9x9: 1,334 calls of 2.6 MMAC, 662 of 0.8 MMAC here
     "channellast_K27_C17_rect_stride_pad": (5, 4),
     "channellast_K16_C16_pad1": (3, 4),
     "batchlast_N8_C6_K7_rect_stride_pad": (5, 4),
@@ -77,11 +79,15 @@ def test_conv2d_gradcheck(algorithm, case, smaller, rng):
     y = K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm)
     G = rng.standard_normal(y.shape)
     dx, dw, db = K.conv2d_backward(G, x, w, stride=s, padding=p, algorithm=algorithm)
-    L = _objective(lambda: K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm), G)
+
+    def share_of(axis):  # L = sum(y * G) split along one axis of y: per batch item (0) or per output channel (1)
+        return lambda: (K.conv2d_forward(x, w, b, stride=s, padding=p, algorithm=algorithm) * G).sum(
+            axis=tuple(a for a in range(4) if a != axis))
+
     with single_thread():  # the kernels above ran on every thread; the reference's thousands of tiny forwards, one
-        check_grad(dx, L, x, "x")
-        check_grad(dw, L, w, "w")
-        check_grad(db, L, b, "b")
+        check_grad_by_block(dx, share_of(0), x, "x")  # x[n] moves only y[n]
+        check_grad_by_block(dw, share_of(1), w, "w")  # w[k] and b[k] move only y[:, k]
+        check_grad_by_block(db, share_of(1), b, "b")
 
 
 @pytest.mark.parametrize("case", list(SMALLER_PLANE))

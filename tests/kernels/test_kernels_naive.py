@@ -28,6 +28,30 @@ def _check_dtype(arr, dtype, what):
 # ---------------------------------------------------------------------------
 # convolution
 # ---------------------------------------------------------------------------
+#: The oracle's own check on the four largest cases (their one-output-at-a-time loops take 0.2-6 s): -m slow.
+_LARGE_FOR_THE_LOOPS = {"channellast_N9_K24_C6_5x5", "channellast_K27_C17_rect_stride_pad",
+                        "channellast_K16_C40_padding_ge_kernel", "channellast_dx_only_N10_C20_K6_stride2"}
+
+
+@pytest.mark.parametrize("case,groups,dilation", [
+    pytest.param(case, 1, 1, id=case, marks=[pytest.mark.slow] if case in _LARGE_FOR_THE_LOOPS else [])
+    for case in CONV_IDS] + [("rect_stride_and_padding", 1, 2), ("batch1_3x3", 1, (2, 1)), ("g2", 2, 1),
+                             ("depthwise", 3, 1)])
+def test_the_naive_convolution_is_its_one_output_at_a_time_loops(case, groups, dilation, rng):
+    """naive.conv2d_forward / conv2d_backward (loops over the channels and taps, every output pixel at once) give
+    what the loops over single outputs straight from the formula give: the same bits forward, the backward's
+    sums to 1e-13 (added in another order)."""
+    N, C, H, W, K_, R, S, stride, padding = nv.CONV_CASES.get(case, (3, 6, 7, 6, 6, 3, 2, 2, 1))
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((K_, C // groups, R, S))
+    for b in (rng.standard_normal(K_), None):
+        y = nv.conv2d_forward_loops(x, w, b, stride, padding, dilation, groups)
+        assert nv.conv2d_forward(x, w, b, stride, padding, dilation, groups).tobytes() == y.tobytes()
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(nv.conv2d_backward(dy, x, w, stride, padding, dilation, groups),
+                         nv.conv2d_backward_loops(dy, x, w, stride, padding, dilation, groups), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("case", CONV_IDS)
 def test_conv2d_forward_matches_naive(case, dtype, rng):
     x, w, b, stride, padding = conv_inputs(rng, case, dtype)
