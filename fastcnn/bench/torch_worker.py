@@ -118,8 +118,11 @@ class TorchWorker:
             self._proc.stdin.flush()
             status, value = pickle.load(self._proc.stdout)
         except (EOFError, BrokenPipeError, pickle.UnpicklingError) as e:
-            code = self._proc.poll()
-            raise RuntimeError(f"TorchWorker: the PyTorch worker process died (exit code {code}): {e!r}") from None
+            self._kill()
+            raise RuntimeError(f"TorchWorker: the PyTorch worker process died: {e!r}") from None
+        except BaseException:  # interrupted mid-exchange: a reply may be left in the pipe, so the worker goes
+            self._kill()
+            raise
         if status != "ok":
             raise RuntimeError(f"TorchWorker: {op} failed in the PyTorch worker:\n{value}")
         return value
@@ -144,6 +147,11 @@ class TorchWorker:
     def forget(self):
         """Drop every object built so far (their handles stop working); the process stays."""
         self.request("forget")
+
+    def _kill(self):
+        proc, self._proc = self._proc, None
+        proc.kill()
+        proc.wait()
 
     def close(self):
         """Stop the worker (idempotent)."""

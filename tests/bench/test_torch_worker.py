@@ -50,3 +50,14 @@ def test_the_benchmarks_never_import_torch_into_fastcnns_process():
               "assert 'torch' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_reported_and_the_next_session_starts_another():
+    with torch_worker.session() as worker:
+        worker._proc.kill()
+        with pytest.raises(RuntimeError, match="died"):
+            worker.get_num_threads()
+        assert not worker.alive()
+    with torch_worker.session() as fresh:
+        assert fresh is not worker and fresh.get_num_threads() >= 1
