@@ -598,11 +598,15 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
         assert not np.array_equal(conv.weight.data, old), f"convolution {i} was not re-initialised"
 
 
+@pytest.mark.parametrize("keep_limit", [None, 0])  # 0: no layout copy kept, made again in the workspace
 @pytest.mark.parametrize("algorithm", ["channel_last", "batch_last", "auto"])
-def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm):
+def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, keep_limit, monkeypatch):
     """Conv2d keeps the forward's layout copy of x for the weight gradient: the gradients equal the checked
     functions' bit for bit, and a backward after a forward on another x uses that x's copy."""
     from fastcnn import kernels
+
+    if keep_limit is not None:
+        monkeypatch.setattr(kernels.conv, "LAYER_LAYOUT_BYTES", keep_limit)
 
     rng = np.random.default_rng(41)
     conv = Conv2d(6, 16, 5, algorithm=algorithm)
@@ -618,6 +622,9 @@ def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm)
         want = kernels.conv2d_backward(dy, x, conv.weight.data, algorithm=algorithm)
         for got, expected in zip((dx, conv.weight.grad, conv.bias.grad), want):
             np.testing.assert_array_equal(got, expected)
+    if algorithm != "auto":
+        (prepared,) = conv._plans.values()
+        assert (prepared.layout is None) == (keep_limit == 0)
     # eval-mode forwards in between do not leave a stale copy for a later training backward
     conv.forward(x1)
     conv.eval().forward(x2)
