@@ -67,6 +67,13 @@ from ._conv_depthwise_s2_stacked import (
     depthwise_s2_stack,
     depthwise_s2_stacked_scratch,
 )
+from ._conv_depthwise_stacked import (
+    conv2d_forward_depthwise_stacked,
+    depthwise_stack,
+    depthwise_stacked_fits,
+    depthwise_stacked_preferred,
+    depthwise_stacked_scratch,
+)
 from ._conv_im2col import col2im_kernel, im2col_kernel
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, rows_padded_length
 from ._conv_nchw import (
@@ -249,6 +256,11 @@ __all__ = [
     "depthwise_s2_stack",
     "depthwise_s2_stacked_scratch",
     "conv2d_forward_depthwise_s2_stacked",
+    "depthwise_stacked_fits",
+    "depthwise_stacked_preferred",
+    "depthwise_stack",
+    "depthwise_stacked_scratch",
+    "conv2d_forward_depthwise_stacked",
     "im2col_kernel",
     "col2im_kernel",
     "max_pool2d_forward_kernel",

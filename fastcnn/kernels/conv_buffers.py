@@ -17,6 +17,8 @@ from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
 from ._conv_depthwise_s2 import ROWS_MIN_WIDTH, depthwise_s2_fits, depthwise_s2_rows_scratch, depthwise_s2_scratch
 from ._conv_depthwise_s2_stacked import STACKED_MAX_WIDTH, depthwise_s2_stack, depthwise_s2_stacked_scratch
+from ._conv_depthwise_stacked import (depthwise_stack, depthwise_stacked_fits, depthwise_stacked_preferred,
+                                      depthwise_stacked_scratch)
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
 from ._conv_rows import rows_padded_length
 
@@ -52,8 +54,9 @@ def _round_up(n, m):
     return -(-n // m) * m
 
 
-def pass_buffers(op, algorithm, g, T):
-    """The buffers of pass ``op`` of ``algorithm`` on ``g`` with ``T`` threads (what the executors allocate)."""
+def pass_buffers(op, algorithm, g, T, itemsize=4):
+    """The buffers of pass ``op`` of ``algorithm`` on ``g`` with ``T`` threads (what the executors allocate) for
+    numbers of ``itemsize`` bytes."""
     N, C, H, W, K, R, S, P, Q = g[:9]
     if algorithm == "batch_last":
         if op == "forward":
@@ -109,11 +112,11 @@ def pass_buffers(op, algorithm, g, T):
     if algorithm == "rows":
         return _rows_buffers(op, g, T)
     if algorithm == "depthwise":
-        return _depthwise_buffers(op, g, T)
+        return _depthwise_buffers(op, g, T, itemsize)
     return ()  # nchw
 
 
-def _depthwise_buffers(op, g, T):
+def _depthwise_buffers(op, g, T, itemsize):
     """The depthwise buffers: ``pass_buffers`` for ``algorithm="depthwise"`` (one scratch row per task).
 
     Besides these, each kernel allocates its tap tables: a few ints per
@@ -123,11 +126,19 @@ def _depthwise_buffers(op, g, T):
     on planes ``ROWS_MIN_WIDTH`` or more wide, ``conv2d_forward_depthwise_s2_stacked``
     (``x_stacked_row_phases``, ``y_stacks``; one task per pair of images and stack of
     planes at most) on planes ``STACKED_MAX_WIDTH`` or less wide, else (no even width
-    today) ``conv2d_forward_depthwise_s2`` (``x_column_phases``); every other pass and
-    layer the general kernels.
+    today) ``conv2d_forward_depthwise_s2`` (``x_column_phases``).  The forward pass of a
+    layer that ``depthwise_stacked_fits`` (3x3, stride 1, padding 1) on narrow planes
+    (``depthwise_stacked_preferred``) runs ``conv2d_forward_depthwise_stacked``
+    (``x_stacks``, ``y_stacks``; one task per pair of images and stack of planes at
+    most).  Every other pass and layer runs the general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
+    if (op == "forward" and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+            and depthwise_stacked_preferred(N, C, H, W, itemsize)):
+        tasks = min(T, -(-C // depthwise_stack(H, W, C)) * -(-N // 2))
+        Lx, Ly = depthwise_stacked_scratch(H, W, C, K // C)
+        return (Buffer("x_stacks", (tasks, Lx), "workspace"), Buffer("y_stacks", (tasks, Ly), "workspace"))
     if op == "forward" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w):
         if W <= STACKED_MAX_WIDTH:
             tasks = min(T, -(-C // depthwise_s2_stack(H, W, C)) * -(-N // 2))

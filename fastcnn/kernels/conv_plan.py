@@ -76,7 +76,11 @@ Algorithms
     over the flat output plane; below 12 columns
     ``_conv_depthwise_s2_stacked.py``: row phases of stacks of channel
     planes, one loop per stack, two images per loop): on 8x8 outputs the
-    general kernel's per-row copies cost more.
+    general kernel's per-row copies cost more.  So does the forward pass
+    of a 3x3 stride-1 layer with padding 1 on planes at most 14 columns
+    wide, or 16 for an input of at most 2**20 numbers (float64: 8)
+    (``_conv_depthwise_stacked.py``: stacks of channel planes of two
+    images, one loop per stack, the padding by selects).
 
 Grouped and dilated convolutions
 --------------------------------
@@ -396,4 +400,4 @@ def make_plan(op, g, algorithm, itemsize, threads):
         layout += f"; on the {one.dil_h * one.dil_w} dilation phases of x, stacked along the batch"
         buffers += dilation_buffers(op, sub)
         one = sub
-    return ConvPlan(op, name, layout, buffers + pass_buffers(op, name, one, threads), itemsize)
+    return ConvPlan(op, name, layout, buffers + pass_buffers(op, name, one, threads, itemsize), itemsize)

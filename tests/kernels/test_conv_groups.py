@@ -61,6 +61,20 @@ CASES = {
     "dw_s2_rows_rect_mult2": (3, 3, 6, 14, 6, 3, 3, 2, 1, 1, 3),
     "dw_s2_rows_2x12_mult3_batch1": (1, 2, 2, 12, 6, 3, 3, 2, 1, 1, 2),
     "dw_s2_rows_70_wide": (2, 2, 4, 70, 2, 3, 3, 2, 1, 1, 2),
+    # 3x3, stride 1, padding 1, planes at most 14 wide (16 for small inputs): the forward pass runs
+    # conv2d_forward_depthwise_stacked
+    # (stacks of 512 // (H*W) planes, two images per loop); dw_pad1 and dw_40_channels above too
+    "dw_s1_stacked_8x8": (2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 16),  # two stacks of 8 planes
+    "dw_s1_stacked_4x4_N5": (5, 8, 4, 4, 8, 3, 3, 1, 1, 1, 8),  # one stack of all 8 planes; a lone image
+    "dw_s1_stacked_rect_mult2_N3": (3, 6, 5, 12, 12, 3, 3, 1, 1, 1, 6),
+    "dw_s1_stacked_40_channels_N3": (3, 40, 6, 6, 40, 3, 3, 1, 1, 1, 40),  # stacks of 14, 14, 12
+    "dw_s1_stacked_mult3_batch1": (1, 5, 8, 8, 15, 3, 3, 1, 1, 1, 5),
+    "dw_s1_stacked_14x14": (2, 3, 14, 14, 3, 3, 3, 1, 1, 1, 3),  # stacks of 2, 1
+    "dw_s1_stacked_16x16": (2, 3, 16, 16, 3, 3, 3, 1, 1, 1, 3),  # the widest planes stacked (a small input)
+    "dw_s1_stacked_1x1_plane": (3, 4, 1, 1, 4, 3, 3, 1, 1, 1, 4),  # every tap but the centre is padding
+    "dw_s1_stacked_one_row_same": (2, 3, 1, 7, 6, 3, 3, 1, "same", 1, 3),
+    # ... and the general kernel above 16 columns
+    "dw_s1_general_17_wide": (2, 3, 5, 17, 3, 3, 3, 1, 1, 1, 3),
 }
 
 DW, IM2COL, NCHW, CL, BL, ROWS = "depthwise", "im2col", "nchw", "channel_last", "batch_last", "rows"
@@ -165,7 +179,8 @@ def test_every_algorithm_matches_naive(name, algorithm, dtype):
     np.testing.assert_array_equal(db2, db)
 
 
-@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_s2_mult2_batch1", "dw_5x5_stride3_mult2", "dw_even_kernel_same",
+@pytest.mark.parametrize("name", ["dw_mult2_stride2", "dw_s2_mult2_batch1", "dw_s1_stacked_mult3_batch1",
+                                  "dw_5x5_stride3_mult2", "dw_even_kernel_same",
                                   "dw_rect_stride_dil_mult3", "g2_dil_stride_rect", "g1_even_kernel_same"])
 def test_float64_gradients_match_central_differences(name, rng, one_thread):
     x_shape, w_shape, stride, padding, dilation, groups = _case(name)
@@ -263,7 +278,8 @@ def test_depthwise_plan_names_its_buffers():
 
 
 _S2_ROLES = {"rows": {"x_row_phases"}, "columns": {"x_column_phases", "wide_rows"},
-             "stacked": {"x_stacked_row_phases", "y_stacks"}, None: {"x_phases", "wide_rows"}}
+             "stacked": {"x_stacked_row_phases", "y_stacks"}, "stride1": {"x_stacks", "y_stacks"},
+             None: {"x_phases", "wide_rows"}}
 
 
 @pytest.mark.parametrize("shape,kernel", [
@@ -277,7 +293,8 @@ _S2_ROLES = {"rows": {"x_row_phases"}, "columns": {"x_column_phases", "wide_rows
     (((2, 4, 15, 16), (4, 1, 3, 3), 2, 1, 1), None),  # odd height
     (((2, 4, 16, 15), (4, 1, 3, 3), 2, 1, 1), None),  # odd width
     (((2, 4, 16, 16), (4, 1, 3, 3), 2, 0, 1), None),  # no padding
-    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), None),  # stride 1
+    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), "stride1"),  # stride 1: the stride-1 stacked kernel
+    (((2, 4, 16, 18), (4, 1, 3, 3), 1, 1, 1), None),  # stride 1, wider
     (((2, 4, 16, 16), (4, 1, 3, 3), (2, 1), 1, 1), None),
     (((2, 4, 16, 16), (4, 1, 3, 3), 2, 1, 2), None),  # dilated
     (((2, 4, 16, 16), (4, 1, 5, 5), 2, 1, 1), None),
@@ -289,10 +306,10 @@ def test_depthwise_forward_plan_takes_the_stride2_kernel_where_it_fits(shape, ke
     assert {b.role for b in plans.forward.buffers} == _S2_ROLES[kernel]
     (_, _, H, W), (_, _, R, S) = x_shape, w_shape
     (sh, sw), (dh, dwl) = nv.pair(stride), nv.pair(dilation)
-    assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == (kernel is not None)
+    assert K.depthwise_s2_fits(H, W, R, S, sh, sw, padding, padding, dh, dwl) == (kernel not in (None, "stride1"))
     # the other passes always run the general kernels
     other = {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
-    assert not other & (_S2_ROLES["rows"] | _S2_ROLES["stacked"] | {"x_column_phases"})
+    assert not other & (_S2_ROLES["rows"] | _S2_ROLES["stacked"] | _S2_ROLES["stride1"] | {"x_column_phases"})
 
 
 @pytest.mark.parametrize("tasks", [1, 3, 40])  # 40: more tasks than (image, channel) planes
@@ -345,8 +362,122 @@ def test_depthwise_s2_forward_keeps_inf_and_nan_where_they_belong(kernel, width,
     assert_close(y[finite], want[finite], np.float64)
 
 
+_S1_CASES = ["dw_pad1", "dw_40_channels", "dw_s1_stacked_8x8", "dw_s1_stacked_4x4_N5", "dw_s1_stacked_rect_mult2_N3",
+             "dw_s1_stacked_40_channels_N3", "dw_s1_stacked_mult3_batch1", "dw_s1_stacked_14x14", "dw_s1_stacked_16x16",
+             "dw_s1_stacked_1x1_plane", "dw_s1_stacked_one_row_same", "dw_s1_general_17_wide"]
+
+
+@pytest.mark.parametrize("shape,stacked", [
+    (((2, 4, 8, 8), (4, 1, 3, 3), 1, 1, 1), True),
+    (((2, 4, 4, 4), (4, 1, 3, 3), 1, 1, 1), True),
+    (((2, 4, 14, 14), (4, 1, 3, 3), 1, 1, 1), True),
+    (((64, 256, 14, 14), (256, 1, 3, 3), 1, 1, 1), True),  # 14 columns (STACKED_MAX_WIDTH): any input
+    (((2, 4, 40, 14), (8, 1, 3, 3), 1, 1, 1), True),  # the width decides
+    (((2, 4, 16, 16), (4, 1, 3, 3), 1, 1, 1), True),  # 16 columns (STACKED_WIDE_MAX_WIDTH): small inputs
+    (((64, 64, 16, 16), (64, 1, 3, 3), 1, 1, 1), True),  # 2**20 numbers: STACKED_WIDE_MAX_INPUT
+    (((64, 65, 16, 16), (65, 1, 3, 3), 1, 1, 1), False),
+    (((64, 128, 16, 16), (128, 1, 3, 3), 1, 1, 1), False),
+    (((2, 4, 3, 1), (4, 1, 3, 3), 1, 1, 1), True),
+    (((2, 4, 8, 8), (4, 1, 3, 3), 1, "same", 1), True),
+    (((2, 4, 14, 17), (4, 1, 3, 3), 1, 1, 1), False),
+    (((2, 4, 32, 32), (4, 1, 3, 3), 1, 1, 1), False),
+    (((2, 4, 8, 8), (4, 1, 3, 3), 1, 0, 1), False),  # no padding
+    (((2, 4, 8, 8), (4, 1, 3, 3), 1, 2, 2), False),  # dilated
+    (((2, 4, 8, 8), (4, 1, 5, 5), 1, 2, 1), False),
+    (((2, 4, 8, 8), (4, 1, 3, 3), (1, 2), 1, 1), False),
+    (((2, 4, 8, 8), (4, 1, 3, 3), 2, 1, 1), False),  # stride 2: the stride-2 stacked kernel
+])
+def test_depthwise_forward_plan_takes_the_stacked_stride1_kernel_on_narrow_planes(shape, stacked):
+    x_shape, w_shape, stride, padding, dilation = shape
+    plans = K.conv2d_plan(x_shape, w_shape, stride, padding, groups=x_shape[1], dilation=dilation, num_threads=3)
+    assert plans.forward.algorithm == DW
+    roles = {b.role for b in plans.forward.buffers}
+    assert (roles == {"x_stacks", "y_stacks"}) == stacked, roles
+    (N, C, H, W), (R, S) = x_shape, w_shape[2:]
+    (sh, sw), (ph, pw), (dh, dwl) = (nv.pair(v) for v in (stride, 1 if padding == "same" else padding, dilation))
+    assert stacked == (K.depthwise_stacked_fits(H, W, R, S, sh, sw, ph, pw, dh, dwl)
+                       and K.depthwise_stacked_preferred(N, C, H, W))
+    other = {b.role for p in (plans.weight_grad, plans.input_grad) for b in p.buffers}
+    assert not other & {"x_stacks", "y_stacks"}  # the other passes run the general kernels
+    if stacked:  # one task per (stack, pair of images) at most; the scratch as depthwise_stacked_scratch says
+        G = K.depthwise_stack(H, W, C)
+        Lx, Ly = K.depthwise_stacked_scratch(H, W, C, w_shape[0] // C)
+        tasks = min(3, -(-C // G) * -(-N // 2))
+        assert {b.role: b.shape for b in plans.forward.buffers} == {"x_stacks": (tasks, Lx), "y_stacks": (tasks, Ly)}
+
+
+@pytest.mark.parametrize("W,stacked", [(4, True), (8, True), (9, False), (14, False)])
+def test_float64_plans_stack_narrower_planes(W, stacked):
+    """float64 pixels are twice the bytes: the plan stacks planes at most 8 columns wide (STACKED_MAX_WIDTH_FLOAT64)."""
+    plans = K.conv2d_plan((2, 4, 6, W), (4, 1, 3, 3), 1, 1, np.float64, groups=4)
+    assert ({b.role for b in plans.forward.buffers} == {"x_stacks", "y_stacks"}) == stacked
+    assert K.depthwise_stacked_preferred(2, 4, 6, W, 8) == stacked and K.depthwise_stacked_preferred(2, 4, 6, W)
+
+
+def test_depthwise_stacked_scratch_sizes():
+    """8 x 8 planes: stacks of 8 planes (L = 512 pixels); per image a gap of 9, the stack and a gap of 9; the row
+    and column numbers (2L), the weight copies (m filters x 10 rows of L); the outputs of two stacks."""
+    assert K.depthwise_stack(8, 8, 64) == 8 and K.depthwise_stack(8, 8, 5) == 5 and K.depthwise_stack(32, 32, 4) == 1
+    assert K.depthwise_stacked_scratch(8, 8, 64, 2) == (2 * (512 + 18) + 2 * 512 + 2 * 10 * 512, 2 * 512)
+
+
+@pytest.mark.parametrize("kernel", ["stacked", "general"])
+@pytest.mark.parametrize("name", _S1_CASES)
+def test_raw_depthwise_stride1_forward_matches_naive(name, kernel, dtype, rng):
+    """Both stride-1 forward kernels on every stride-1 case; the stacked kernel gives the same bits for 1, 3 and 40
+    tasks (40: more tasks than items) and never reads scratch it did not write (NaN-filled)."""
+    x_shape, w_shape, stride, padding, dilation, groups = _case(name)
+    (N, C, H, W), Kout = x_shape, w_shape[0]
+    x, w, b = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype), randn(rng, w_shape[:1], dtype)
+    want = nv.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    first = None
+    for tasks in (1, 3, 40):
+        y = np.full((N, Kout, H, W), np.nan, dtype)
+        if kernel == "stacked":
+            Lx, Ly = K.depthwise_stacked_scratch(H, W, C, Kout // C)
+            K.conv2d_forward_depthwise_stacked(x, w, b, y, np.full((tasks, Lx), np.nan, dtype),
+                                               np.full((tasks, Ly), np.nan, dtype))
+        else:
+            bufs = _raw_buffers(x_shape, w_shape, 1, 1, 1, tasks, dtype)
+            K.conv2d_forward_depthwise(x, w, b, y, 1, 1, 1, 1, 1, 1, np.full_like(bufs["xs"], np.nan),
+                                       np.full_like(bufs["ys"], np.nan))
+        assert_close(y, want, dtype, err_msg=f"y, {tasks} tasks")
+        if first is None:
+            first = y
+        np.testing.assert_array_equal(y, first)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the naive loops' inf - inf
+@pytest.mark.parametrize("kernel", ["stacked", "general"])
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 3, 4, 6), (2, 2, 1, 5), (3, 20, 6, 6)])
+def test_depthwise_stride1_forward_keeps_inf_and_nan_where_they_belong(kernel, shape, rng):
+    """The padding is a select, not a product by 0: a non-finite pixel on a plane's edge (first or last row or
+    column; the stacked kernel reads the neighbouring row, plane or image there) reaches only the outputs that
+    read it, as in the naive loops."""
+    N, C, H, W = shape
+    x, w, b = randn(rng, shape, np.float64), randn(rng, (2 * C, 1, 3, 3), np.float64), randn(rng, 2 * C, np.float64)
+    for n in range(N):
+        for c in range(C):
+            x[n, c, rng.integers(H), (0, W - 1)[(n + c) % 2]] = (np.inf, np.nan, -np.inf)[(n + 2 * c) % 3]
+            x[n, c, (0, H - 1)[(n + c + 1) % 2], rng.integers(W)] = (np.nan, np.inf)[c % 2]
+    y = np.full((N, 2 * C, H, W), np.nan)
+    if kernel == "stacked":
+        Lx, Ly = K.depthwise_stacked_scratch(H, W, C, 2)
+        K.conv2d_forward_depthwise_stacked(x, w, b, y, np.full((2, Lx), np.nan), np.full((2, Ly), np.nan))
+    else:
+        bufs = _raw_buffers(shape, (2 * C, 1, 3, 3), 1, 1, 1, 2, np.float64)
+        K.conv2d_forward_depthwise(x, w, b, y, 1, 1, 1, 1, 1, 1, bufs["xs"], bufs["ys"])
+    want = nv.conv2d_forward(x, w, b, 1, 1, 1, C)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    assert_close(y[finite], want[finite], np.float64)
+
+
 @pytest.mark.parametrize("algorithm,shape", [
     (DW, ((8, 32, 16, 16), (64, 1, 3, 3), 2, 1, 1, 32)),
+    (DW, ((8, 40, 8, 8), (40, 1, 3, 3), 1, 1, 1, 40)),  # the stride-1 stacked forward
     (CL, ((8, 32, 12, 12), (32, 8, 3, 3), 1, 1, 1, 4)),  # one call per group
     (CL, ((8, 16, 12, 12), (32, 16, 3, 3), 1, 2, 2, 1)),  # on the dilation phases
     (ROWS, ((4, 8, 11, 10), (8, 4, 2, 2), 1, "same", 1, 2)),  # grouped, and x zero-extended for "same"
@@ -457,6 +588,8 @@ TORCH_CASES = {
     "dilated": ((2, 3, 11, 10), (5, 3, 3, 3), 1, 2, 2, 1),
     "grouped_dilated_strided": ((2, 4, 12, 11), (6, 2, 3, 2), (2, 1), (1, 2), (2, 3), 2),
     "depthwise_same_even_kernel": ((2, 3, 7, 8), (6, 1, 4, 2), 1, "same", (1, 2), 3),
+    "depthwise_8x8_stacked_multiplier2": ((3, 20, 8, 8), (40, 1, 3, 3), 1, 1, 1, 20),
+    "depthwise_stride1_18_wide_general": ((2, 3, 5, 18), (3, 1, 3, 3), 1, 1, 1, 3),
     "same_dilated": ((2, 4, 9, 9), (4, 4, 3, 3), 1, "same", 3, 1),
 }
 
