@@ -52,6 +52,16 @@ def test_helpers_take_contiguous_runs_of_layers_in_order():
     assert sorted(sum((parallel_compile._layers_for(7, k, 3) for k in range(3)), [])) == list(range(7))
 
 
+def test_a_helper_leaves_out_layers_whose_kernels_a_later_layer_runs():
+    """LeNet-5: the training process meets the last ReLU, pooling and Linear first in its backward pass."""
+    layers = fastcnn.models.lenet5().layers  # conv relu pool conv relu pool flatten linear relu linear relu linear
+    later = [i for i in range(len(layers)) if parallel_compile._same_kernels_later(layers, i)]
+    assert later == [1, 2, 4, 7, 8, 9]  # ReLUs but the last, the first pooling, Linear layers but the last
+    assert not parallel_compile._same_kernels_later([MaxPool2d(2), MaxPool2d(3, 2, 1)], 0)  # other kernels
+    assert not parallel_compile._same_kernels_later([Linear(4, 3), Linear(3, 2, dtype=np.float64)], 0)
+    assert not parallel_compile._same_kernels_later([Conv2d(1, 2, 3), Conv2d(1, 2, 3)], 0)  # plans by shape
+
+
 def test_compile_layers_runs_each_layer_alone_and_leaves_the_weights():
     model = _model()
     before = [p.data.copy() for p in model.parameters()]
@@ -71,6 +81,23 @@ def test_no_helper_starts_when_nothing_compiles(monkeypatch):
     with CompileHelpers(model, (4, 1, 8, 8)) as helpers:
         model.fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=False)
         assert helpers._procs == [] and helpers._folder is None
+
+
+def test_on_an_empty_cache_helpers_start_without_waiting_for_a_compile(monkeypatch):
+    monkeypatch.setenv("FASTCNN_COMPILE_HELPERS", "1")
+    for v in parallel_compile._MPI_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    _model().fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=False)  # the optimizer's kernels cached
+    assert not parallel_compile._cache_is_empty()
+    started = []
+    monkeypatch.setattr(CompileHelpers, "_start", lambda self: started.append(self))
+    with CompileHelpers(_model(), (4, 1, 8, 8)) as helpers:
+        assert started == [] and helpers._remove is not None  # a warm cache: waits for a first compile
+    monkeypatch.setattr(parallel_compile.os.path, "exists", lambda path: False)
+    assert parallel_compile._cache_is_empty()
+    with CompileHelpers(_model(), (4, 1, 8, 8)) as helpers:
+        assert started == [helpers]
 
 
 def test_a_helper_loads_the_model_and_compiles_its_layers(monkeypatch):
