@@ -78,8 +78,8 @@ def to_channel_last(x, xp, ph, pw):
     _padded_row_blocks(blocks, x, xp, ph, pw, blocks)
 
 
-@task("r4 r3 r1 a4 i i a3 b i")
-def _forward_task(xp, w2, b, y, sh, sw, scratch, relu, t):
+@task("r4 r3 r1 a4 i i a3 i")
+def _forward_task(xp, w2, b, y, sh, sw, scratch, t):
     """Task t of :func:`conv2d_forward_channellast`: its chunk of output rows."""
     N, Hp, Wp, C = xp.shape
     R, L, Kw = w2.shape
@@ -98,19 +98,17 @@ def _forward_task(xp, w2, b, y, sh, sw, scratch, relu, t):
         # rows r of the kernel are the outer level of the reduction, (s, c) the inner
         gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
                   w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
-        zero = acc.dtype.type(0)
         for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
             for q in range(Q):
-                v = acc[q, k]
-                y[n, k, p, q] = zero if relu and v < zero else v  # (NaN stays NaN)
+                y[n, k, p, q] = acc[q, k]
 
 
 _forward_tasks = parallel_tasks(_forward_task)
 
 
 @njit
-def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch, relu=False):
-    """Convolution forward from a padded channel-last input (and the ReLU after it, with ``relu``).
+def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
+    """Convolution forward from a padded channel-last input.
 
     The N*P output rows are split into ``scratch.shape[0]`` equal chunks, one
     per task (use the thread count); a task accumulates each of its rows in
@@ -127,11 +125,8 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch, relu=False):
     y : (N, K, P, Q) float array, NCHW, written in full
     sh, sw : int
     scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
-    relu : bool
-        Write ``max(y, 0)`` (NaN stays NaN): the ReLU after the convolution
-        in the same pass (default False).
     """
-    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, scratch, relu)
+    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, scratch)
 
 
 def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):

@@ -4,7 +4,7 @@ Every function takes checked arrays, the :class:`~fastcnn.kernels.conv_plan.Conv
 ``g`` and ``bufs``, the plan's buffers by role (from
 :func:`fastcnn.kernels._workspace.take`), and writes its output in place:
 
-* ``forward(x, w, b, y, g, bufs)`` (:data:`RELU_FORWARD`'s also take ``relu=True``)
+* ``forward(x, w, b, y, g, bufs)``
 * ``weight_grad(dy, x, dw, g, bufs)`` (the bias gradient is computed beside it; those of
   :data:`X_LAYOUT` take ``x_ready=True`` when ``bufs`` already holds x's layout copy)
 * ``input_grad(dy, w, dx, g, bufs)``
@@ -22,7 +22,6 @@ dilation itself on the phase sub-images of the space-to-batch rearrangement
 rebuilt per call; the activation-sized layout copies live in the workspace.
 """
 
-from ._activations import relu_forward_kernel
 from ._conv_batchlast import (
     conv2d_backward_input_batchlast,
     conv2d_backward_weight_batchlast,
@@ -135,10 +134,10 @@ def _channellast_dy(dy, bufs):
     return dyl
 
 
-def _channellast_forward(x, w, b, y, g, bufs, relu=False):
+def _channellast_forward(x, w, b, y, g, bufs):
     w2 = bufs["w_forward"]  # (R, S*C, K rounded up to 8), zeros past K
     w2.reshape(g.R, g.S, g.C, w2.shape[2])[..., :g.K] = w.transpose(2, 3, 1, 0)
-    conv2d_forward_channellast(_channellast_x(x, g, bufs), w2, b, y, g.sh, g.sw, bufs["rows"], relu)
+    conv2d_forward_channellast(_channellast_x(x, g, bufs), w2, b, y, g.sh, g.sw, bufs["rows"])
 
 
 def _channellast_weight_grad(dy, x, dw, g, bufs, x_ready=False):
@@ -313,25 +312,9 @@ def _grouped(name, g):
     return g.per_group() if g.groups > 1 and name != "depthwise" else None
 
 
-#: Forward executors that take ``relu=True`` and apply the ReLU in the pass that writes y.
-RELU_FORWARD = {"channel_last": _channellast_forward}
-
-
-def forward(name, x, w, b, y, g, bufs, relu=False):
-    """Run the forward pass of the plan of algorithm ``name`` on ``g`` (see the module docstring).
-
-    With ``relu``, y gets ``max(y, 0)`` (NaN stays NaN): in the convolution's
-    own pass for the executors of :data:`RELU_FORWARD`, else as a pass over y after.
-    """
+def forward(name, x, w, b, y, g, bufs):
+    """Run the forward pass of the plan of algorithm ``name`` on ``g`` (see the module docstring)."""
     sub = _grouped(name, g)
-    if relu and sub is None and not g.dilated and name in RELU_FORWARD:
-        RELU_FORWARD[name](x, w, b, y, g, bufs, relu=True)
-        return
-    if relu:
-        forward(name, x, w, b, y, g, bufs)
-        flat = y.reshape(-1)
-        relu_forward_kernel(flat, flat)
-        return
     if sub is None:
         _forward_one(name, x, w, b, y, g, bufs)
         return

@@ -486,14 +486,13 @@ class PreparedConv:
         self.extended = (x, xe) if keep else None
         return xe
 
-    def forward(self, x, w, b, keep, relu=False):
-        """``y`` of :func:`conv2d_forward` (new array); ``keep``: x stays unchanged until :meth:`backward`;
-        ``relu``: ``max(y, 0)`` instead (NaN stays NaN), in the convolution's pass where the plan allows."""
+    def forward(self, x, w, b, keep):
+        """``y`` of :func:`conv2d_forward` (new array); ``keep``: x stays unchanged until :meth:`backward`."""
         g = self.g
         y = np.empty((g.N, g.K, g.P, g.Q), dtype=self.dtype)
         self.layout_of = self.extended = None
         x = self._extend(x, keep)
-        _conv_exec.forward(self.forward_plan.algorithm, x, w, b, y, g, self._bufs(self.forward_plan, keep), relu)
+        _conv_exec.forward(self.forward_plan.algorithm, x, w, b, y, g, self._bufs(self.forward_plan, keep))
         if keep and self.layout is not None:
             self.layout_of = x
         return y

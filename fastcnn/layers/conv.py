@@ -186,29 +186,25 @@ class Conv2d(Layer):
         self._forward_plans = prepared if self.training else None
         return y
 
-    def forward_with(self, x, w, b, relu=False):
+    def forward_with(self, x, w, b):
         """This layer's convolution of ``x`` with the weight ``w`` and bias ``b`` (or None) in their place.
 
         For eval-mode fusion (:mod:`fastcnn.layers.fuse`: BatchNorm folded
-        into the weights; ``relu``: the ReLU after it, in the convolution's
-        own pass where its plan allows).  ``w`` has the layer's weight shape;
-        ``x`` is checked as :meth:`forward` checks it.  Keeps nothing for
+        into the weights).  ``w`` has the layer's weight shape; ``x`` is
+        checked as :meth:`forward` checks it.  Keeps nothing for
         :meth:`backward`.
         """
-        return self._run(as_input(x, self.weight.dtype, self, 4), w, b, False, relu)[0]
+        return self._run(as_input(x, self.weight.dtype, self, 4), w, b, False)[0]
 
-    def _run(self, x, w, b, keep, relu=False):
+    def _run(self, x, w, b, keep):
         """``(y, prepared plan or None)``: the prepared plan for x's shape when it applies, else the checked
         function."""
         prepared = self._prepared(x, w, b)
         if prepared is None:
             y = kernels.conv2d_forward(x, w, b, self.stride, self.padding, algorithm=self.algorithm,
                                        **self._grouping())
-            if relu:
-                flat = y.reshape(-1)
-                kernels.relu_forward_kernel(flat, flat)
         else:
-            y = prepared.forward(x, w, self._zero_bias(prepared) if b is None else b, keep, relu)
+            y = prepared.forward(x, w, self._zero_bias(prepared) if b is None else b, keep)
         return y, prepared
 
     def _zero_bias(self, prepared):

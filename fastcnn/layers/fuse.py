@@ -16,9 +16,6 @@ one, up to float rounding, with less work:
   itself (not the caller's array, nor a view of it) overwrites that input
   instead of allocating; a residual block adds its shortcut into its block's
   output in place, and the ``ReLU`` that follows the block applies there too.
-  A ``ReLU`` right after a convolution (and its folded BatchNorm) is applied
-  as the convolution writes its output when the plan's kernel can
-  (``channel_last``), else in place just after.
 * **Small products through Linear by dot products.**  Up to
   :data:`ROWS_MAX_BATCH` rows, or fewer than :data:`ROWS_MAX_OUTPUTS` outputs,
   run :func:`fastcnn.kernels.linear_forward_rows_kernel` (serial, no
@@ -255,7 +252,8 @@ def _relu(x, owned):
 
 def _conv(x, conv, norm, relu):
     w, b = folded_weights(conv, norm)
-    return conv.forward_with(x, w, b, relu is not None)
+    y = conv.forward_with(x, w, b)
+    return y if relu is None else relu_(y)
 
 
 def _linear(x, linear, norm, relu):

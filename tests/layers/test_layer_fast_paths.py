@@ -59,29 +59,3 @@ def test_eval_fusion_runs_the_layers_prepared_convolution():
     assert len(prepared) == 1  # planned once for the shape, reused below
     np.testing.assert_array_equal(model.predict(x), first)
     assert list(conv._plans.values()) == prepared
-
-
-@pytest.mark.parametrize("algorithm", ["channel_last", "nchw", "auto"])  # fused in the kernel, a pass after
-def test_conv_forward_with_relu_is_the_relu_of_the_convolution(algorithm):
-    conv = Conv2d(16, 16, 3, padding=1, algorithm=algorithm)
-    x = _x((2, 16, 6, 6))
-    x[0, 3, 2, 2] = np.nan  # NaN stays NaN through the ReLU
-    w, b = conv.weight.data, conv.bias.data
-    want = kernels.conv2d_forward(x, w, b, 1, 1, algorithm=algorithm)
-    got = conv.forward_with(x, w, b, relu=True)
-    assert np.isnan(want).any()
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_allclose(got, np.where(want < 0, 0, want), rtol=1e-6, atol=1e-6)
-
-
-def test_the_raw_channel_last_kernel_applies_the_relu_as_it_writes():
-    x, w, b = _x((2, 8, 5, 5)), _x((16, 8, 3, 3), 1), _x((16,), 2)
-    xp = np.ascontiguousarray(np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0))))
-    w2 = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(3, 3 * 8, 16))
-    y, yr = (np.empty((2, 16, 5, 5), np.float32) for _ in range(2))
-    scratch = np.empty((3, 5, 16), np.float32)
-    kernels.conv2d_forward_channellast(xp, w2, b, y, 1, 1, scratch)
-    kernels.conv2d_forward_channellast(xp, w2, b, yr, 1, 1, scratch, True)
-    np.testing.assert_allclose(y, kernels.conv2d_forward(x, w, b, 1, 1), rtol=1e-5, atol=1e-5)
-    assert (y < 0).any()
-    np.testing.assert_array_equal(yr, np.maximum(y, 0))
