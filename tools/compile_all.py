@@ -50,9 +50,11 @@ def touch_everything(dtype):
     for width in (6, 12):  # depthwise 3x3 stride 2 on even planes: its own forwards (narrow planes, 12 or wider)
         xd = rng.standard_normal((2, 3, 6, width)).astype(dtype)
         K.conv2d_forward(xd, rng.standard_normal((3, 1, 3, 3)).astype(dtype), None, 2, 1, groups=3)
+    xd, wd = rng.standard_normal((2, 3, 6, 6)).astype(dtype), rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    K.conv2d_backward(K.conv2d_forward(xd, wd, None, 2, 1, groups=3), xd, wd, 2, 1, groups=3)  # stride-2 weight grad
     # depthwise 3x3 stride 1 on a plane too wide for the stacked kernel (CONV_SHAPES' 6x6 plane runs that one)
-    xd = rng.standard_normal((2, 3, 6, 18)).astype(dtype)
-    K.conv2d_forward(xd, rng.standard_normal((3, 1, 3, 3)).astype(dtype), None, 1, 1, groups=3)
+    xd, wd = rng.standard_normal((2, 3, 6, 18)).astype(dtype), rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    K.conv2d_backward(K.conv2d_forward(xd, wd, None, 1, 1, groups=3), xd, wd, 1, 1, groups=3)  # general backward too
     for f, g in ((K.relu_forward, K.relu_backward), (K.sigmoid_forward, K.sigmoid_backward),
                  (K.tanh_forward, K.tanh_backward)):
         out = f(x)

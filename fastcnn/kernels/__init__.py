@@ -67,6 +67,16 @@ from ._conv_depthwise_s2_stacked import (
     depthwise_s2_stack,
     depthwise_s2_stacked_scratch,
 )
+from ._conv_depthwise_weight_stacked import (
+    conv2d_backward_weight_depthwise_s2_stacked,
+    conv2d_backward_weight_depthwise_stacked,
+    depthwise_s2_weight_stack,
+    depthwise_s2_weight_stacked_preferred,
+    depthwise_s2_weight_stacked_scratch,
+    depthwise_weight_stack,
+    depthwise_weight_stacked_preferred,
+    depthwise_weight_stacked_scratch,
+)
 from ._conv_depthwise_stacked import (
     conv2d_forward_depthwise_stacked,
     depthwise_stack,
@@ -256,6 +266,14 @@ __all__ = [
     "depthwise_s2_stack",
     "depthwise_s2_stacked_scratch",
     "conv2d_forward_depthwise_s2_stacked",
+    "depthwise_s2_weight_stacked_preferred",
+    "depthwise_s2_weight_stack",
+    "depthwise_s2_weight_stacked_scratch",
+    "conv2d_backward_weight_depthwise_s2_stacked",
+    "depthwise_weight_stacked_preferred",
+    "depthwise_weight_stack",
+    "depthwise_weight_stacked_scratch",
+    "conv2d_backward_weight_depthwise_stacked",
     "depthwise_stacked_fits",
     "depthwise_stacked_preferred",
     "depthwise_stack",

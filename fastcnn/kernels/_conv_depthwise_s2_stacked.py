@@ -17,7 +17,7 @@ Per (stack, pair of images) item of a task:
 
 * *row phases*: the stack's G*H rows (contiguous in x) are split into its
   even rows (``R0``) and odd rows (``R1``), each G*P rows of W, flat, by
-  8- or 4-wide vector loads and stores (:func:`_vector_move`, an LLVM
+  8- or 4-wide vector loads and stores (:func:`fastcnn.kernels._loops.vector_move`, an LLVM
   intrinsic; see :func:`_row_phases`);
 * *outputs*: as in the row-phase kernel of ``_conv_depthwise_s2.py``, the
   output pixel of flat index ``i = (g*P + p)*Q + q`` (plane g of the
@@ -52,11 +52,9 @@ K, P, Q) with ``P = H/2``, ``Q = W/2``; T tasks (the first axis of the
 scratch arrays).
 """
 
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from ..config import njit
+from ._loops import move4, move8
 from ._tasks import parallel_tasks, task
 
 #: The widest planes (columns) the plan runs :func:`conv2d_forward_depthwise_s2_stacked` on.
@@ -110,37 +108,6 @@ def depthwise_s2_stacked_scratch(H, W, C, m):
     return 2 * (W + 2 + 4 * L) + 2 * L + 10 * m * L, 2 * L
 
 
-def _vector_move(width):
-    """An intrinsic ``move(dst, d, src, s)``: ``dst[d:d + width] = src[s:s + width]`` as one vector load and store
-    (1-D arrays of one dtype, unit stride; no bounds checks)."""
-
-    @intrinsic
-    def move(typingctx, dst, d, src, s):
-        arrays = isinstance(dst, types.Array) and isinstance(src, types.Array)
-        if not (arrays and dst.dtype == src.dtype and dst.ndim == src.ndim == 1 and dst.layout == src.layout == "C"):
-            return None
-
-        def codegen(context, builder, signature, values):
-            a, i, b, j = values
-            ta, ti, tb, tj = signature.args
-            element = context.get_data_type(ta.dtype)
-            vec = ir.VectorType(element, width).as_pointer()
-            align = context.get_abi_sizeof(element)
-            di, si = context.cast(builder, i, ti, types.intp), context.cast(builder, j, tj, types.intp)
-            dp = builder.gep(context.make_array(ta)(context, builder, a).data, [di])
-            sp = builder.gep(context.make_array(tb)(context, builder, b).data, [si])
-            builder.store(builder.load(builder.bitcast(sp, vec), align=align), builder.bitcast(dp, vec), align=align)
-            return context.get_dummy_value()
-
-        return types.void(dst, d, src, s), codegen
-
-    return move
-
-
-_move8 = _vector_move(8)
-_move4 = _vector_move(4)
-
-
 @njit(inline="always")
 def _row_phases(src, even, odd, U, W):
     """``even[u*W + v] = src[2u*W + v]`` and ``odd[u*W + v] = src[(2u + 1)*W + v]`` for ``u < U``, ``v < W``.
@@ -153,18 +120,18 @@ def _row_phases(src, even, odd, U, W):
     if W >= 8:
         for v in range(0, W - 7, 8):
             for u in range(U):
-                _move8(even, u * W + v, src, 2 * u * W + v)
-                _move8(odd, u * W + v, src, 2 * u * W + W + v)
+                move8(even, u * W + v, src, 2 * u * W + v)
+                move8(odd, u * W + v, src, 2 * u * W + W + v)
         if W % 8 != 0:
             for u in range(U):
-                _move8(even, u * W + W - 8, src, 2 * u * W + W - 8)
-                _move8(odd, u * W + W - 8, src, 2 * u * W + 2 * W - 8)
+                move8(even, u * W + W - 8, src, 2 * u * W + W - 8)
+                move8(odd, u * W + W - 8, src, 2 * u * W + 2 * W - 8)
     elif W >= 4:
         for u in range(U):
-            _move4(even, u * W, src, 2 * u * W)
-            _move4(odd, u * W, src, 2 * u * W + W)
-            _move4(even, u * W + W - 4, src, 2 * u * W + W - 4)
-            _move4(odd, u * W + W - 4, src, 2 * u * W + 2 * W - 4)
+            move4(even, u * W, src, 2 * u * W)
+            move4(odd, u * W, src, 2 * u * W + W)
+            move4(even, u * W + W - 4, src, 2 * u * W + W - 4)
+            move4(odd, u * W + W - 4, src, 2 * u * W + 2 * W - 4)
     else:
         for u in range(U):
             for v in range(W):

@@ -42,6 +42,8 @@ from ._conv_depthwise import (
 )
 from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, conv2d_forward_depthwise_s2_rows
 from ._conv_depthwise_s2_stacked import conv2d_forward_depthwise_s2_stacked
+from ._conv_depthwise_weight_stacked import (conv2d_backward_weight_depthwise_s2_stacked,
+                                             conv2d_backward_weight_depthwise_stacked)
 from ._conv_depthwise_stacked import conv2d_forward_depthwise_stacked
 from ._conv_im2col import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from ._conv_matmul import (
@@ -252,11 +254,24 @@ def _depthwise_forward(x, w, b, y, g, bufs):
 
 
 def _depthwise_weight_grad(dy, x, dw, g, bufs):
+    if "x_weight_stacks" in bufs:  # the stacked stride-1 3x3 kernel (conv_buffers._depthwise_buffers)
+        conv2d_backward_weight_depthwise_stacked(dy, x, dw, bufs["x_weight_stacks"], bufs["dw_pixel_sums"],
+                                                 bufs["partial_dw_depthwise"])
+        return
+    if "x_weight_row_phases" in bufs:  # the stacked stride-2 3x3 kernel
+        conv2d_backward_weight_depthwise_s2_stacked(dy, x, dw, bufs["x_weight_row_phases"], bufs["dw_pixel_sums"],
+                                                    bufs["partial_dw_depthwise"])
+        return
     conv2d_backward_weight_depthwise(dy, x, dw, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["x_phases"],
                                      bufs["dy_wide_rows"], bufs["partial_dw_depthwise"])
 
 
 def _depthwise_input_grad(dy, w, dx, g, bufs):
+    if "dy_stacks" in bufs:  # 3x3 stride 1 padding 1, m = 1: the stacked forward of dy with the kernel rotated
+        w_rotated = bufs["w_rotated"]
+        w_rotated[...] = w[:, :, ::-1, ::-1]
+        conv2d_forward_depthwise_stacked(dy, w_rotated, bufs["zero_bias"], dx, bufs["dy_stacks"], bufs["dx_stacks"])
+        return
     conv2d_backward_input_depthwise(dy, w, dx, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["dy_frames"],
                                     bufs["dx_phases"])
 

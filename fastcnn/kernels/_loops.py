@@ -4,8 +4,12 @@ One home for loop idioms that several kernel variants use, so no variant
 module imports from another: the output size of a convolution (the formula
 of :mod:`fastcnn._shapes`, compiled), the valid output range of a kernel tap
 (hoisting padding tests out of inner loops), zeroing a span with a plain
-loop, and an 8 x 8-tiled transpose.
+loop, an 8 x 8-tiled transpose and vector moves of 8 and 4 numbers.
 """
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from .._shapes import conv_output_size as _conv_output_size
 from ..config import njit
@@ -63,3 +67,37 @@ def transpose_into(src, dst):
     for a in range(a0, A):
         for b in range(B):
             dst[b, a] = src[a, b]
+
+
+def vector_move(width):
+    """An intrinsic ``move(dst, d, src, s)``: ``dst[d:d + width] = src[s:s + width]`` as one vector load and store
+    (1-D C-contiguous arrays of one dtype; no bounds checks).  Numba's LLVM runs without the SLP vectoriser, so
+    a fixed 8-number copy written as a loop becomes 8 scalar moves; the stacked depthwise kernels split rows
+    into even and odd ones with these."""
+
+    @intrinsic
+    def move(typingctx, dst, d, src, s):
+        arrays = isinstance(dst, types.Array) and isinstance(src, types.Array)
+        if not (arrays and dst.dtype == src.dtype and dst.ndim == src.ndim == 1 and dst.layout == src.layout == "C"):
+            return None
+
+        def codegen(context, builder, signature, values):
+            a, i, b, j = values
+            ta, ti, tb, tj = signature.args
+            element = context.get_data_type(ta.dtype)
+            vec = ir.VectorType(element, width).as_pointer()
+            align = context.get_abi_sizeof(element)
+            di, si = context.cast(builder, i, ti, types.intp), context.cast(builder, j, tj, types.intp)
+            dp = builder.gep(context.make_array(ta)(context, builder, a).data, [di])
+            sp = builder.gep(context.make_array(tb)(context, builder, b).data, [si])
+            builder.store(builder.load(builder.bitcast(sp, vec), align=align), builder.bitcast(dp, vec), align=align)
+            return context.get_dummy_value()
+
+        return types.void(dst, d, src, s), codegen
+
+    return move
+
+
+#: Moves of 8 and 4 numbers (:func:`vector_move`).
+move8 = vector_move(8)
+move4 = vector_move(4)

@@ -17,6 +17,9 @@ from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
 from ._conv_depthwise_s2 import ROWS_MIN_WIDTH, depthwise_s2_fits, depthwise_s2_rows_scratch, depthwise_s2_scratch
 from ._conv_depthwise_s2_stacked import STACKED_MAX_WIDTH, depthwise_s2_stack, depthwise_s2_stacked_scratch
+from ._conv_depthwise_weight_stacked import (depthwise_s2_weight_stack, depthwise_s2_weight_stacked_preferred,
+                                             depthwise_s2_weight_stacked_scratch, depthwise_weight_stack,
+                                             depthwise_weight_stacked_preferred, depthwise_weight_stacked_scratch)
 from ._conv_depthwise_stacked import (depthwise_stack, depthwise_stacked_fits, depthwise_stacked_preferred,
                                       depthwise_stacked_scratch)
 from ._conv_rows import K_BLOCK as ROWS_K_BLOCK
@@ -130,7 +133,17 @@ def _depthwise_buffers(op, g, T, itemsize):
     layer that ``depthwise_stacked_fits`` (3x3, stride 1, padding 1) on narrow planes
     (``depthwise_stacked_preferred``) runs ``conv2d_forward_depthwise_stacked``
     (``x_stacks``, ``y_stacks``; one task per pair of images and stack of planes at
-    most).  Every other pass and layer runs the general kernels.
+    most).  The weight gradient of a layer that ``depthwise_s2_fits`` on narrow planes
+    (``depthwise_s2_weight_stacked_preferred``) runs ``conv2d_backward_weight_depthwise_s2_stacked``
+    (``x_weight_row_phases``, ``dw_pixel_sums``, ``partial_dw_depthwise``; one task per pair
+    of images and stack of planes at most), and that of a layer that ``depthwise_stacked_fits``
+    (stride 1) on narrow planes (``depthwise_weight_stacked_preferred``) runs
+    ``conv2d_backward_weight_depthwise_stacked`` (``x_weight_stacks``, ``dw_pixel_sums``,
+    ``partial_dw_depthwise``).  The input gradient of a layer that ``depthwise_stacked_fits``
+    with multiplier 1, on the planes where the forward pass is stacked, is that forward pass on dy with
+    the kernel rotated by 180 degrees and no bias: ``conv2d_forward_depthwise_stacked``
+    (``dy_stacks``, ``dx_stacks``, ``w_rotated``, ``zero_bias``).  Every other pass and layer runs the
+    general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
@@ -149,6 +162,25 @@ def _depthwise_buffers(op, g, T, itemsize):
             return (Buffer("x_row_phases", (tasks, depthwise_s2_rows_scratch(H, W)), "workspace"),)
         Lx, Ly = depthwise_s2_scratch(H, W)
         return (Buffer("x_column_phases", (tasks, Lx), "workspace"), Buffer("wide_rows", (tasks, Ly), "workspace"))
+    if (op == "input_grad" and K == C and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+            and depthwise_stacked_preferred(N, C, H, W, itemsize)):
+        tasks = min(T, -(-C // depthwise_stack(H, W, C)) * -(-N // 2))
+        Lx, Ly = depthwise_stacked_scratch(H, W, C, 1)
+        return (Buffer("dy_stacks", (tasks, Lx), "workspace"), Buffer("dx_stacks", (tasks, Ly), "workspace"),
+                Buffer("w_rotated", (K, 1, R, S), "call"), Buffer("zero_bias", (K,), "call", zeroed=True))
+    if (op == "weight_grad" and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+            and depthwise_weight_stacked_preferred(W, itemsize)):
+        tasks = min(T, -(-C // depthwise_weight_stack(H, W, C)) * -(-N // 2))
+        Lx, La = depthwise_weight_stacked_scratch(H, W, C, K // C)
+        return (Buffer("x_weight_stacks", (tasks, Lx), "workspace"), Buffer("dw_pixel_sums", (tasks, La), "workspace"),
+                Buffer("partial_dw_depthwise", (tasks, K, R * S), "workspace"))
+    if (op == "weight_grad" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+            and depthwise_s2_weight_stacked_preferred(W, itemsize)):
+        tasks = min(T, -(-C // depthwise_s2_weight_stack(H, W, C)) * -(-N // 2))
+        Lx, La = depthwise_s2_weight_stacked_scratch(H, W, C, K // C)
+        return (Buffer("x_weight_row_phases", (tasks, Lx), "workspace"),
+                Buffer("dw_pixel_sums", (tasks, La), "workspace"),
+                Buffer("partial_dw_depthwise", (tasks, K, R * S), "workspace"))
     Hs, Ws, Et, Ew = depthwise_frame(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
     split = 2 if g.sw > 1 else 1  # with sw > 1 the padded rows sit beside the phases until their columns are split
     phases = Buffer("x_phases", (tasks, split * g.sh * g.sw * Hs * Ws + Ws), "workspace")
