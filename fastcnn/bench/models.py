@@ -304,8 +304,9 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     (:class:`fastcnn.bench.layers.TorchForwardTimer`), interleaved the same
     way.
 
-    Measurement discipline as :func:`bench_train`: the same thread count for
-    both (and BLAS); two warm-up calls of each excluded (JIT compilation,
+    Measurement discipline as :func:`bench_train`: the twins are built and
+    timed in PyTorch's own process (:mod:`fastcnn.bench.torch_worker`); the
+    same thread count for both (and BLAS); two warm-up calls of each excluded (JIT compilation,
     first-touch memory); then ``repeat`` rounds in which every (model,
     framework) pair is timed once, in an order rotated by one place every
     round, each after a ``settle`` seconds pause (so the other library's
