@@ -54,7 +54,7 @@ scratch arrays).
 
 
 from ..config import njit
-from ._loops import move4, move8
+from ._loops import copy_stack_outputs, move4, move8, planes_per_stack
 from ._tasks import parallel_tasks, task
 
 #: The widest planes (columns) the plan runs :func:`conv2d_forward_depthwise_s2_stacked` on.
@@ -79,7 +79,7 @@ def depthwise_s2_stack(H, W, C):
     -------
     int
     """
-    return max(1, min(C, STACK_PIXELS // ((H // 2) * (W // 2))))
+    return planes_per_stack(STACK_PIXELS, (H // 2) * (W // 2), C)
 
 
 def depthwise_s2_stacked_scratch(H, W, C, m):
@@ -233,11 +233,7 @@ def _stacked_task(x, w, b, y, xs, ys, t):
             if direct:
                 continue
             for h in range(2 if two else 1):
-                o = out if h == 0 else out2
-                for k in range(g):
-                    dst = yf[n + h, ((c0 + k) * m + j) * PQ:((c0 + k) * m + j + 1) * PQ]
-                    for i in range(PQ):
-                        dst[i] = o[k * PQ + i]
+                copy_stack_outputs(yf, out if h == 0 else out2, n + h, c0, g, m, j, PQ)
 
 
 _stacked_tasks = parallel_tasks(_stacked_task)

@@ -46,6 +46,7 @@ K, H, W); T tasks (the first axis of the scratch arrays).
 """
 
 from ..config import njit
+from ._loops import copy_stack_outputs, planes_per_stack
 from ._tasks import parallel_tasks, task
 
 #: The widest float32 planes (columns) the plan runs :func:`conv2d_forward_depthwise_stacked` on, whatever their
@@ -129,7 +130,7 @@ def depthwise_stack(H, W, C):
     -------
     int
     """
-    return max(1, min(C, STACK_PIXELS // (H * W)))
+    return planes_per_stack(STACK_PIXELS, H * W, C)
 
 
 def depthwise_stacked_scratch(H, W, C, m):
@@ -258,11 +259,7 @@ def _stacked_task(x, w, b, y, xs, ys, t):
             if direct:
                 continue
             for h in range(2 if two else 1):
-                o = out if h == 0 else out2
-                for k in range(g):
-                    dst = yf[n + h, ((c0 + k) * m + j) * HW:((c0 + k) * m + j + 1) * HW]
-                    for i in range(HW):
-                        dst[i] = o[k * HW + i]
+                copy_stack_outputs(yf, out if h == 0 else out2, n + h, c0, g, m, j, HW)
 
 
 _stacked_tasks = parallel_tasks(_stacked_task)

@@ -68,7 +68,7 @@ the nine per-pixel sums :data:`STACK_PIXELS_S1` apart in ``acc``.
 
 
 from ..config import njit
-from ._loops import move4, move8, zero_span
+from ._loops import move4, move8, planes_per_stack, zero_span
 from ._tasks import parallel_tasks, task
 
 #: The widest float32 planes (columns) the plan runs :func:`conv2d_backward_weight_depthwise_s2_stacked` on: see
@@ -129,7 +129,7 @@ def depthwise_weight_stack(H, W, C):
     -------
     int
     """
-    return max(1, min(C, STACK_PIXELS_S1 // (H * W)))
+    return planes_per_stack(STACK_PIXELS_S1, H * W, C)
 
 
 def depthwise_weight_stacked_scratch(H, W, C, m):
@@ -197,7 +197,7 @@ def depthwise_s2_weight_stack(H, W, C):
     -------
     int
     """
-    return max(1, min(C, STACK_PIXELS_S2 // ((H // 2) * (W // 2))))
+    return planes_per_stack(STACK_PIXELS_S2, (H // 2) * (W // 2), C)
 
 
 def depthwise_s2_weight_stacked_scratch(H, W, C, m):

@@ -4,7 +4,8 @@ One home for loop idioms that several kernel variants use, so no variant
 module imports from another: the output size of a convolution (the formula
 of :mod:`fastcnn._shapes`, compiled), the valid output range of a kernel tap
 (hoisting padding tests out of inner loops), zeroing a span with a plain
-loop, an 8 x 8-tiled transpose and vector moves of 8 and 4 numbers.
+loop, an 8 x 8-tiled transpose, vector moves of 8 and 4 numbers, and the
+stack sizes and output copies of the stacked depthwise kernels.
 """
 
 from llvmlite import ir
@@ -67,6 +68,22 @@ def transpose_into(src, dst):
     for a in range(a0, A):
         for b in range(B):
             dst[b, a] = src[a, b]
+
+
+def planes_per_stack(pixels, plane, C):
+    """How many whole planes of ``plane`` pixels a stack of ``pixels`` pixels holds, at least 1 and at most ``C``:
+    the stack size of the stacked depthwise kernels (plain Python: the plans size their scratch with it)."""
+    return max(1, min(C, pixels // plane))
+
+
+@njit(inline="always")
+def copy_stack_outputs(yf, o, n, c0, g, m, j, plane):
+    """``yf[n]``'s output planes ``(c0 + k)*m + j`` for ``k < g`` from a stack's outputs ``o`` (``plane``
+    pixels each, in stack order): a stacked depthwise kernel's outputs for channel multiplier index ``j``."""
+    for k in range(g):
+        dst = yf[n, ((c0 + k) * m + j) * plane:((c0 + k) * m + j + 1) * plane]
+        for i in range(plane):
+            dst[i] = o[k * plane + i]
 
 
 def vector_move(width):

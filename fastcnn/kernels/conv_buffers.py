@@ -119,6 +119,11 @@ def pass_buffers(op, algorithm, g, T, itemsize=4):
     return ()  # nchw
 
 
+def _stack_tasks(T, N, C, G):
+    """Tasks of a stacked depthwise kernel: one per (stack of ``G`` planes, pair of images), at most ``T``."""
+    return min(T, -(-C // G) * -(-N // 2))
+
+
 def _depthwise_buffers(op, g, T, itemsize):
     """The depthwise buffers: ``pass_buffers`` for ``algorithm="depthwise"`` (one scratch row per task).
 
@@ -147,14 +152,15 @@ def _depthwise_buffers(op, g, T, itemsize):
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
-    if (op == "forward" and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
-            and depthwise_stacked_preferred(N, C, H, W, itemsize)):
-        tasks = min(T, -(-C // depthwise_stack(H, W, C)) * -(-N // 2))
+    stacked_s1 = (depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+                  and depthwise_stacked_preferred(N, C, H, W, itemsize))
+    if op == "forward" and stacked_s1:
+        tasks = _stack_tasks(T, N, C, depthwise_stack(H, W, C))
         Lx, Ly = depthwise_stacked_scratch(H, W, C, K // C)
         return (Buffer("x_stacks", (tasks, Lx), "workspace"), Buffer("y_stacks", (tasks, Ly), "workspace"))
     if op == "forward" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w):
         if W <= STACKED_MAX_WIDTH:
-            tasks = min(T, -(-C // depthwise_s2_stack(H, W, C)) * -(-N // 2))
+            tasks = _stack_tasks(T, N, C, depthwise_s2_stack(H, W, C))
             Lx, Ly = depthwise_s2_stacked_scratch(H, W, C, K // C)
             return (Buffer("x_stacked_row_phases", (tasks, Lx), "workspace"),
                     Buffer("y_stacks", (tasks, Ly), "workspace"))
@@ -162,21 +168,20 @@ def _depthwise_buffers(op, g, T, itemsize):
             return (Buffer("x_row_phases", (tasks, depthwise_s2_rows_scratch(H, W)), "workspace"),)
         Lx, Ly = depthwise_s2_scratch(H, W)
         return (Buffer("x_column_phases", (tasks, Lx), "workspace"), Buffer("wide_rows", (tasks, Ly), "workspace"))
-    if (op == "input_grad" and K == C and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
-            and depthwise_stacked_preferred(N, C, H, W, itemsize)):
-        tasks = min(T, -(-C // depthwise_stack(H, W, C)) * -(-N // 2))
+    if op == "input_grad" and K == C and stacked_s1:
+        tasks = _stack_tasks(T, N, C, depthwise_stack(H, W, C))
         Lx, Ly = depthwise_stacked_scratch(H, W, C, 1)
         return (Buffer("dy_stacks", (tasks, Lx), "workspace"), Buffer("dx_stacks", (tasks, Ly), "workspace"),
                 Buffer("w_rotated", (K, 1, R, S), "call"), Buffer("zero_bias", (K,), "call", zeroed=True))
     if (op == "weight_grad" and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
             and depthwise_weight_stacked_preferred(W, itemsize)):
-        tasks = min(T, -(-C // depthwise_weight_stack(H, W, C)) * -(-N // 2))
+        tasks = _stack_tasks(T, N, C, depthwise_weight_stack(H, W, C))
         Lx, La = depthwise_weight_stacked_scratch(H, W, C, K // C)
         return (Buffer("x_weight_stacks", (tasks, Lx), "workspace"), Buffer("dw_pixel_sums", (tasks, La), "workspace"),
                 Buffer("partial_dw_depthwise", (tasks, K, R * S), "workspace"))
     if (op == "weight_grad" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
             and depthwise_s2_weight_stacked_preferred(W, itemsize)):
-        tasks = min(T, -(-C // depthwise_s2_weight_stack(H, W, C)) * -(-N // 2))
+        tasks = _stack_tasks(T, N, C, depthwise_s2_weight_stack(H, W, C))
         Lx, La = depthwise_s2_weight_stacked_scratch(H, W, C, K // C)
         return (Buffer("x_weight_row_phases", (tasks, Lx), "workspace"),
                 Buffer("dw_pixel_sums", (tasks, La), "workspace"),
