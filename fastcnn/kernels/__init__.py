@@ -46,6 +46,8 @@ from ._conv_channellast import (
     conv2d_backward_input_channellast,
     conv2d_backward_weight_channellast,
     conv2d_forward_channellast,
+    conv2d_forward_channellast_padded,
+    from_channel_last,
     input_grad_frame,
     to_channel_last,
 )
@@ -92,7 +94,12 @@ from ._conv_nchw import (
     conv2d_backward_weight_direct,
     conv2d_forward_direct,
 )
-from ._conv_winograd import conv2d_backward_weight_winograd, conv2d_forward_winograd, winograd_filter
+from ._conv_winograd import (
+    conv2d_backward_weight_winograd,
+    conv2d_forward_winograd,
+    conv2d_forward_winograd_padded,
+    winograd_filter,
+)
 from ._dense import (
     linear_backward_bias_kernel,
     linear_backward_input_kernel,
@@ -121,6 +128,7 @@ from ._pool import (
     global_max_pool2d_backward_kernel,
     global_max_pool2d_forward_kernel,
     max_pool2d_2x2_forward_kernel,
+    max_pool2d_2x2_padded_kernel,
     max_pool2d_backward_kernel,
     max_pool2d_forward_kernel,
 )
@@ -247,12 +255,15 @@ __all__ = [
     "conv2d_forward_rows",
     "conv2d_backward_weight_rows",
     "to_channel_last",
+    "from_channel_last",
     "input_grad_frame",
     "conv2d_forward_channellast",
+    "conv2d_forward_channellast_padded",
     "conv2d_backward_input_channellast",
     "conv2d_backward_weight_channellast",
     "winograd_filter",
     "conv2d_forward_winograd",
+    "conv2d_forward_winograd_padded",
     "conv2d_backward_weight_winograd",
     "depthwise_frame",
     "conv2d_forward_depthwise",
@@ -283,6 +294,7 @@ __all__ = [
     "col2im_kernel",
     "max_pool2d_forward_kernel",
     "max_pool2d_2x2_forward_kernel",
+    "max_pool2d_2x2_padded_kernel",
     "max_pool2d_backward_kernel",
     "avg_pool2d_forward_kernel",
     "avg_pool2d_backward_kernel",

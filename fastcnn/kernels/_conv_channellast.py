@@ -78,16 +78,48 @@ def to_channel_last(x, xp, ph, pw):
     _padded_row_blocks(blocks, x, xp, ph, pw, blocks)
 
 
-@task("r4 r3 r1 a4 i i a3 i")
-def _forward_task(xp, w2, b, y, sh, sw, scratch, t):
-    """Task t of :func:`conv2d_forward_channellast`: its chunk of output rows."""
+@task("r4 a4 i i i i")
+def _interior_rows(xp, x, ph, pw, blocks, b):
+    """Block ``b`` of ``blocks`` equal blocks of rows (over N x H, image-major) of :func:`from_channel_last`."""
+    N, C, H, W = x.shape
+    for t in range(b * N * H // blocks, (b + 1) * N * H // blocks):
+        n = t // H
+        i = t - n * H
+        transpose_into(xp[n, ph + i, pw:pw + W, :], x[n, :, i, :])
+
+
+_interior_row_blocks = parallel_tasks(_interior_rows)
+
+
+@njit
+def from_channel_last(xp, x, ph, pw):
+    """The inverse of :func:`to_channel_last`: ``x[n, c, i, j] = xp[n, ph + i, pw + j, c]`` (the border is not read).
+
+    Parameters
+    ----------
+    xp : (N, H + 2*ph, W + 2*pw, C) float array, read
+    x : (N, C, H, W) array of xp's dtype, written in full
+    ph, pw : int
+    """
+    blocks = min(x.shape[0] * x.shape[2], _COPY_BLOCKS)
+    _interior_row_blocks(blocks, xp, x, ph, pw, blocks)
+
+
+@task("r4 r3 r1 a4 i i i i i b a3 i")
+def _forward_task(xp, w2, b, y, sh, sw, oy, ox, pad, relu, scratch, t):
+    """Task t of :func:`conv2d_forward_channellast` (``pad < 0``: y is NCHW) and
+    :func:`conv2d_forward_channellast_padded` (y is channel-last with a zero border of ``pad``): its chunk of
+    output rows; the window of output pixel (p, q) starts at ``xp[n, oy + p*sh, ox + q*sw]``."""
     N, Hp, Wp, C = xp.shape
     R, L, Kw = w2.shape
-    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    K = y.shape[1] if pad < 0 else y.shape[3]
+    P = y.shape[2] if pad < 0 else y.shape[1] - 2 * pad
+    Q = y.shape[3] if pad < 0 else y.shape[2] - 2 * pad
     T = scratch.shape[0]
     x_flat, w_flat = xp.reshape(xp.size), w2.reshape(w2.size)  # gemm_acc takes flat operands
     acc = scratch[t]
     acc_flat = acc.reshape(acc.size)
+    zero = y.dtype.type(0)
     for row in range(t * N * P // T, (t + 1) * N * P // T):
         n = row // P
         p = row - n * P
@@ -96,11 +128,40 @@ def _forward_task(xp, w2, b, y, sh, sw, scratch, t):
                 acc[q, k] = b[k]
             zero_span(acc_flat, q * Kw + K, (q + 1) * Kw)
         # rows r of the kernel are the outer level of the reduction, (s, c) the inner
-        gemm_call(acc_flat, 0, Kw, x_flat, (n * Hp + p * sh) * Wp * C, sw * C, Wp * C, 1,
+        gemm_call(acc_flat, 0, Kw, x_flat, ((n * Hp + oy + p * sh) * Wp + ox) * C, sw * C, Wp * C, 1,
                   w_flat, 0, L * Kw, Kw, R, L, Q, Kw)
-        for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
-            for q in range(Q):
-                y[n, k, p, q] = acc[q, k]
+        if pad < 0:
+            for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
+                for q in range(Q):
+                    v = acc[q, k]
+                    y[n, k, p, q] = zero if relu and v < zero else v
+            continue
+        _padded_output_row(acc, y[n], p, P, Q, K, pad, relu, zero)
+
+
+@njit(inline="always")
+def _padded_output_row(acc, yn, p, P, Q, K, pad, relu, zero):
+    """Output row p (``acc[q, k]``, max(., 0) when ``relu``) into the channel-last ``yn`` at row ``pad + p``, with
+    its zero border: the row's ``pad`` columns each side, and the ``pad`` rows above (p = 0) or below (p = P - 1)."""
+    flat = yn.reshape(yn.size)
+    width = (Q + 2 * pad) * K
+    if p == 0:
+        zero_span(flat, 0, pad * width)
+    if p == P - 1:
+        zero_span(flat, (P + pad) * width, (P + 2 * pad) * width)
+    base = (pad + p) * width
+    zero_span(flat, base, base + pad * K)
+    zero_span(flat, base + (pad + Q) * K, base + width)
+    out = yn[pad + p]
+    if relu:  # two loops: a select on a run-time flag inside one keeps LLVM from vectorising it
+        for q in range(Q):
+            for k in range(K):
+                v = acc[q, k]
+                out[pad + q, k] = zero if v < zero else v
+    else:
+        for q in range(Q):
+            for k in range(K):
+                out[pad + q, k] = acc[q, k]
 
 
 _forward_tasks = parallel_tasks(_forward_task)
@@ -126,7 +187,32 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     sh, sw : int
     scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
     """
-    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, scratch)
+    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, 0, 0, -1, False, scratch)
+
+
+@njit
+def conv2d_forward_channellast_padded(xp, w2, b, yp, sh, sw, oy, ox, pad, relu, scratch):
+    """:func:`conv2d_forward_channellast` into a channel-last output with a zero border, ReLU optionally fused.
+
+    ``yp[n, pad + p, pad + q, k] = f(b[k] + sum_{r, s, c} w2[r, s*C + c, k] * xp[n, oy + p*sh + r, ox + q*sw + s,
+    c])`` with ``f`` the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN), and zero in the border of
+    ``pad`` rows and columns around: the layout this kernel and :func:`fastcnn.kernels.conv2d_forward_winograd_padded`
+    read, so that a model's layers pass activations on without converting them (the origin ``(oy, ox)`` lets a
+    layer with less padding than the border read the same array).  With ``pad < 0``, ``yp`` is an NCHW
+    ``y`` (N, K, P, Q) instead.
+
+    Parameters
+    ----------
+    xp : (N, Hp, Wp, C) float array, zero-padded channel-last input
+    w2, b, sh, sw, scratch
+        As for :func:`conv2d_forward_channellast`.
+    yp : (N, P + 2*pad, Q + 2*pad, K) float array (``pad < 0``: (N, K, P, Q)), written in full
+    oy, ox : int >= 0
+        Where the window of output pixel (0, 0) starts in ``xp[n]``; the caller keeps every window inside xp.
+    pad : int
+    relu : bool
+    """
+    _forward_tasks(scratch.shape[0], xp, w2, b, yp, sh, sw, oy, ox, pad, relu, scratch)
 
 
 def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):

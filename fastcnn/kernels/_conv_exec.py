@@ -33,6 +33,7 @@ from ._conv_channellast import (
     conv2d_backward_input_channellast,
     conv2d_backward_weight_channellast,
     conv2d_forward_channellast,
+    conv2d_forward_channellast_padded,
     to_channel_last,
 )
 from ._conv_depthwise import (
@@ -56,7 +57,8 @@ from ._conv_matmul import (
 )
 from ._conv_nchw import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from ._conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows
-from ._conv_winograd import conv2d_backward_weight_winograd, conv2d_forward_winograd, winograd_filter
+from ._conv_winograd import (conv2d_backward_weight_winograd, conv2d_forward_winograd,
+                             conv2d_forward_winograd_padded, winograd_filter)
 from .conv_plan import NATIVE_DILATION
 
 # --------------------------------------------------------------------------- nchw
@@ -317,6 +319,39 @@ INPUT_GRAD = {
     "winograd4": _winograd_input_grad,
     "depthwise": _depthwise_input_grad,
 }
+
+
+# --------------------------------------------------------------------------- forward between padded layouts
+# For inference chains (fastcnn.layers.fuse): x arrives, and y leaves, channel-last with a zero border of `pad`
+# pixels, (N, H + 2*pad, W + 2*pad, C): the layout these two algorithms copy x into anyway.
+
+#: Algorithms whose forward pass :func:`forward_padded` runs between padded channel-last layouts.
+PADDED_FORWARD = ("channel_last", "winograd", "winograd4")
+
+
+def reads_padded(name, g, pad):
+    """Whether :func:`forward_padded` runs plan ``name`` on ``g`` from x with a zero border of ``pad``."""
+    if name not in PADDED_FORWARD or g.groups > 1 or g.dilated:
+        return False
+    if name == "channel_last":  # any padding up to the border: the windows start (pad - ph, pad - pw) further
+        return g.ph <= pad and g.pw <= pad
+    m = 2 if name == "winograd" else 4  # the tiles read from the origin, up to a whole tile past the output
+    tiles_fit = g.H + 2 * pad >= m * -(-g.P // m) + 2 and g.W + 2 * pad >= m * -(-g.Q // m) + 2
+    return (g.ph, g.pw) == (pad, pad) and tiles_fit
+
+
+def forward_padded(name, xp, pad, w, b, yp, pad_out, relu, g, bufs):
+    """The forward pass of plan ``name`` (one that :func:`reads_padded`) from ``xp`` (N, H + 2*pad, W + 2*pad, C)
+    into ``yp`` (N, P + 2*pad_out, Q + 2*pad_out, K), channel-last with a zero border, ReLU fused when ``relu``."""
+    if name == "channel_last":
+        w2 = bufs["w_forward"]
+        w2.reshape(g.R, g.S, g.C, w2.shape[2])[..., :g.K] = w.transpose(2, 3, 1, 0)
+        conv2d_forward_channellast_padded(xp, w2, b, yp, g.sh, g.sw, pad - g.ph, pad - g.pw, pad_out, relu,
+                                          bufs["rows"])
+        return
+    u = bufs["u_forward"]
+    winograd_filter(w, u, False)
+    conv2d_forward_winograd_padded(xp, u, b, yp, pad_out, relu, bufs["tiles"], bufs["products"])
 
 
 # --------------------------------------------------------------------------- any plan, grouped ones per group

@@ -248,8 +248,9 @@ def _transform_inputs(xp, first, last, TP, TQ, v, t):
 
 
 @njit(inline="always")
-def _write_outputs(m, t, first, last, TP, TQ, b, y, row):
-    """``y[n, k, p, q] = Y + b[k]`` from the output tiles that :data:`_OUT2` / :data:`_OUT4` left in ``m[t]``.
+def _write_outputs(m, t, first, last, TP, TQ, b, y, row, relu):
+    """``y[n, k, p, q] = Y + b[k]`` (max(., 0) when ``relu``) from the output tiles in ``m[t]``
+    (:data:`_OUT2` / :data:`_OUT4` left them there).
 
     Each output row p is gathered in ``row`` (K, m*TQ), a small buffer that
     stays in L1: the tiles' results are read as contiguous rows of K numbers
@@ -273,11 +274,55 @@ def _write_outputs(m, t, first, last, TP, TQ, b, y, row):
                     q = mt * tq + j
                     for k in range(K):
                         row[k, q] = src[k]
+            zero = y.dtype.type(0)
             for k in range(K):
                 bias = b[k]
                 out = y[n, k, p]
                 for q in range(Q):
-                    out[q] = row[k, q] + bias
+                    v = row[k, q] + bias
+                    out[q] = zero if relu and v < zero else v
+
+
+@njit(inline="always")
+def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, relu):
+    """``yp[n, pad + p, pad + q, k] = f(Y + b[k])`` (channel-last, ``f``: max(., 0) when ``relu``) from the output
+    tiles in ``m[t]``, with the zero border of ``yp[n]`` next to the tile rows ``first..last``: each output pixel is
+    one contiguous row of K numbers on both sides."""
+    alpha = 4 if m.shape[1] == 16 else 6
+    mt = alpha - 2
+    slots = _Y_SLOTS[alpha // 2 - 2]
+    K = yp.shape[3]
+    P, Q = yp.shape[1] - 2 * pad, yp.shape[2] - 2 * pad
+    zero = yp.dtype.type(0)
+    for tr in range(first, last):
+        n = tr // TP
+        ti = tr - n * TP
+        tile0 = (tr - first) * TQ
+        flat = yp[n].reshape(yp[n].size)
+        width = (Q + 2 * pad) * K
+        if ti == 0:
+            zero_span(flat, 0, pad * width)
+        for a in range(min(mt, P - mt * ti)):
+            p = mt * ti + a
+            base = (pad + p) * width
+            zero_span(flat, base, base + pad * K)
+            zero_span(flat, base + (pad + Q) * K, base + width)
+            if p == P - 1:
+                zero_span(flat, (P + pad) * width, (P + 2 * pad) * width)
+            for j in range(mt):
+                plane = alpha * slots[a] + slots[j]
+                for tq in range(TQ):
+                    q = mt * tq + j
+                    if q >= Q:
+                        break
+                    src, out = m[t, plane, tile0 + tq], yp[n, pad + p, pad + q]
+                    if relu:  # two loops: a select on a run-time flag inside one keeps LLVM from vectorising it
+                        for k in range(K):
+                            v = src[k] + b[k]
+                            out[k] = zero if v < zero else v
+                    else:
+                        for k in range(K):
+                            out[k] = src[k] + b[k]
 
 
 @njit(inline="always")
@@ -401,21 +446,24 @@ def winograd_filter(w, u, transposed):
     _filter_rows(u.shape[1], w, u, transposed)
 
 
-@task("r4 r3 r1 a4 a4 a4 i")
-def _forward_task(xp, u, b, y, v, m, t):
-    """Task t of :func:`conv2d_forward_winograd`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``."""
+@task("r4 r3 r1 a4 i b a4 a4 i")
+def _forward_task(xp, u, b, y, pad, relu, v, m, t):
+    """Task t of :func:`conv2d_forward_winograd` (``pad < 0``: y is NCHW) and
+    :func:`conv2d_forward_winograd_padded`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``."""
     C = xp.shape[3]
     A2, Kw = u.shape[0], u.shape[2]
     mt = 2 if A2 == 16 else 4
-    N, P, Q = y.shape[0], y.shape[2], y.shape[3]
+    N = y.shape[0]
+    P = y.shape[2] if pad < 0 else y.shape[1] - 2 * pad
+    Q = y.shape[3] if pad < 0 else y.shape[2] - 2 * pad
     T, TB = v.shape[0], v.shape[2]
     TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
     rows_per_chunk = TB // TQ
     chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
     uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
-    K = y.shape[1]
+    K = y.shape[1] if pad < 0 else y.shape[3]
     v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
-    row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
+    row = np.empty((K if pad < 0 else 0, mt * TQ), dtype=y.dtype)  # one NCHW output row, gathered
     for chunk in range(t * chunks // T, (t + 1) * chunks // T):
         first = chunk * rows_per_chunk
         last = min(first + rows_per_chunk, N * TP)
@@ -427,7 +475,10 @@ def _forward_task(xp, u, b, y, v, m, t):
             gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
                       uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
         _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
-        _write_outputs(m, t, first, last, TP, TQ, b, y, row)
+        if pad < 0:
+            _write_outputs(m, t, first, last, TP, TQ, b, y, row, relu)
+        else:
+            _write_padded_outputs(m, t, first, last, TP, TQ, b, y, pad, relu)
 
 
 _forward_tasks = parallel_tasks(_forward_task)
@@ -458,7 +509,28 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
         tiles (an odd TB keeps the planes of a task in different cache sets)
     m : (T, alpha^2, TB, Kw) float array, scratch
     """
-    _forward_tasks(v.shape[0], xp, u, b, y, v, m)
+    _forward_tasks(v.shape[0], xp, u, b, y, -1, False, v, m)
+
+
+@njit
+def conv2d_forward_winograd_padded(xp, u, b, yp, pad, relu, v, m):
+    """:func:`conv2d_forward_winograd` into a channel-last output with a zero border, ReLU optionally fused.
+
+    ``yp[n, pad + p, pad + q, k] = f(b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, p + r, q + s, c])`` with ``f``
+    the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN), and zero in the border of ``pad`` rows and
+    columns around: the layout :func:`fastcnn.kernels.conv2d_forward_channellast_padded` writes and reads too,
+    so that a model's layers pass activations on without converting them.  With ``pad < 0``, ``yp`` is an NCHW
+    ``y`` (N, K, P, Q) instead.
+
+    Parameters
+    ----------
+    xp, u, b, v, m
+        As for :func:`conv2d_forward_winograd`.
+    yp : (N, P + 2*pad, Q + 2*pad, K) float array (``pad < 0``: (N, K, P, Q)), written in full
+    pad : int
+    relu : bool
+    """
+    _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, v, m)
 
 
 @njit(inline="always")

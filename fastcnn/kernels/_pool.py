@@ -90,6 +90,61 @@ def max_pool2d_2x2_forward_kernel(x, y, argmax):
     _max_2x2_planes(x.shape[0] * x.shape[1], xc, y, argmax)
 
 
+@njit(inline="always")
+def _max_nan(a, b):
+    """The larger of a and b, NaN when either is (a select: vectorises)."""
+    return a if a > b or a != a else b
+
+
+@task("r4 a4 i b i i")
+def _max_2x2_padded_rows(xp, yp, pad, relu, blocks, b):
+    """Block ``b`` of ``blocks`` equal blocks of output rows (over N x P) of :func:`max_pool2d_2x2_padded_kernel`."""
+    N, C = xp.shape[0], xp.shape[3]
+    P, Q = yp.shape[1] - 2 * pad, yp.shape[2] - 2 * pad
+    zero = yp.dtype.type(0)
+    width = (Q + 2 * pad) * C
+    for t in range(b * N * P // blocks, (b + 1) * N * P // blocks):
+        n = t // P
+        p = t - n * P
+        flat = yp[n].reshape(yp[n].size)
+        if p == 0:
+            flat[:pad * width] = zero
+        if p == P - 1:
+            flat[(P + pad) * width:] = zero
+        base = (pad + p) * width
+        flat[base:base + pad * C] = zero
+        flat[base + (pad + Q) * C:base + width] = zero
+        top, bottom = xp[n, pad + 2 * p], xp[n, pad + 2 * p + 1]
+        for q in range(Q):
+            a, b_, c_, d = top[pad + 2 * q], top[pad + 2 * q + 1], bottom[pad + 2 * q], bottom[pad + 2 * q + 1]
+            out = base + (pad + q) * C
+            for k in range(C):
+                v = _max_nan(_max_nan(a[k], b_[k]), _max_nan(c_[k], d[k]))
+                flat[out + k] = zero if relu and v < zero else v
+
+
+_max_2x2_padded_blocks = parallel_tasks(_max_2x2_padded_rows)
+
+
+@njit
+def max_pool2d_2x2_padded_kernel(xp, yp, pad, relu):
+    """2x2 max pooling, stride 2, no padding, on channel-last images with a zero border, ReLU optionally fused.
+
+    ``yp[n, pad + p, pad + q, c] = f(max(xp[n, pad + 2p + a, pad + 2q + b, c] for a, b in {0, 1}))`` with ``f``
+    the identity, or ``max(., 0)`` when ``relu``; a NaN in the window gives NaN (the values of
+    :func:`max_pool2d_2x2_forward_kernel`, without argmax: for inference).  The border of ``yp`` is zeroed.
+
+    Parameters
+    ----------
+    xp : (N, H + 2*pad, W + 2*pad, C) float array, read
+    yp : (N, P + 2*pad, Q + 2*pad, C) array of xp's dtype with ``2*P <= H``, ``2*Q <= W``; written in full
+    pad : int >= 0
+    relu : bool
+    """
+    blocks = min(yp.shape[0] * (yp.shape[1] - 2 * pad), 64)
+    _max_2x2_padded_blocks(blocks, xp, yp, pad, relu, blocks)
+
+
 @pjit
 def max_pool2d_forward_kernel(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """Window maxima into ``y`` and their flat index ``i*W + j`` into ``argmax``.

@@ -463,6 +463,7 @@ class PreparedConv:
             forward, weight = (p._replace(buffers=tuple(b for b in p.buffers if b.role != role))
                                for p in (forward, weight))
         self.forward_plan, self.weight_plan, self.input_plan = forward, weight, None
+        self.padded_plan = None
         self.dw = np.empty(w_shape, dtype=dtype)
         self.db = np.empty(self.g.K, dtype=dtype)
 
@@ -496,6 +497,29 @@ class PreparedConv:
         if keep and self.layout is not None:
             self.layout_of = x
         return y
+
+    def reads_padded(self, pad):
+        """Whether :meth:`forward_padded` can run this convolution from an input with a zero border of ``pad``."""
+        return self.extra == (0, 0) and _conv_exec.reads_padded(self.forward_plan.algorithm, self.g, pad)
+
+    def forward_padded(self, xp, pad, w, b, pad_out, relu):
+        """The forward pass from a padded channel-last layout (for inference chains; keeps nothing).
+
+        ``xp`` is x as (N, H + 2*pad, W + 2*pad, C) with a zero border (see
+        :meth:`reads_padded`).  Returns a new (N, P + 2*pad_out, Q + 2*pad_out, K)
+        channel-last array with a zero border, or with ``pad_out=None`` a new
+        NCHW y (N, K, P, Q); ``max(y, 0)`` when ``relu``.
+        """
+        g = self.g
+        shape = (g.N, g.K, g.P, g.Q) if pad_out is None else (g.N, g.P + 2 * pad_out, g.Q + 2 * pad_out, g.K)
+        yp = np.empty(shape, dtype=self.dtype)
+        if self.padded_plan is None:
+            plan = self.forward_plan
+            self.padded_plan = plan._replace(buffers=tuple(b for b in plan.buffers
+                                                           if b.role not in ("x_channel_last", "x_tiles")))
+        _conv_exec.forward_padded(self.padded_plan.algorithm, xp, pad, w, b, yp, -1 if pad_out is None else pad_out,
+                                  relu, g, _workspace.take(self.padded_plan, self.dtype))
+        return yp
 
     def backward(self, dy, x, w, need_input_grad):
         """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays."""

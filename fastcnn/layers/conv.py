@@ -163,19 +163,23 @@ class Conv2d(Layer):
         """The :class:`~fastcnn.kernels.conv.PreparedConv` for ``x``'s shape (made once per shape and thread
         count), or None when the weight ``w`` or bias ``b`` (default: the layer's own) is not a C-contiguous
         array of x's dtype (the checked path)."""
+        return self.prepared_for(x.shape, x.dtype, w, b)
+
+    def prepared_for(self, x_shape, dtype, w=None, b=None):
+        """:meth:`_prepared` for an input of shape ``x_shape`` (N, C, H, W) and ``dtype`` (for eval-mode chains,
+        :mod:`fastcnn.layers.fuse`, whose activations may be held in another layout)."""
         if w is None:
             w, b = self.weight.data, None if self.bias is None else self.bias.data
-        dtype = x.dtype
         if w.dtype != dtype or not w.flags.c_contiguous or (b is not None and (b.dtype != dtype or b.ndim != 1
                                                                                 or not b.flags.c_contiguous)):
             return None
-        key = (x.shape, get_num_threads(), self.algorithm, self.stride, self.padding, self.dilation, self.groups,
+        key = (x_shape, get_num_threads(), self.algorithm, self.stride, self.padding, self.dilation, self.groups,
                w.shape, dtype)
         prepared = self._plans.get(key)
         if prepared is None:
             if len(self._plans) >= 4:  # a few input shapes (full and last batch) at a time
                 self._plans.clear()
-            prepared = self._plans[key] = PreparedConv(x.shape, w.shape, self.stride, self.padding, dtype,
+            prepared = self._plans[key] = PreparedConv(x_shape, w.shape, self.stride, self.padding, dtype,
                                                        self.algorithm, repr(self), key[1], **self._grouping())
         return prepared
 
@@ -204,10 +208,11 @@ class Conv2d(Layer):
             y = kernels.conv2d_forward(x, w, b, self.stride, self.padding, algorithm=self.algorithm,
                                        **self._grouping())
         else:
-            y = prepared.forward(x, w, self._zero_bias(prepared) if b is None else b, keep)
+            y = prepared.forward(x, w, self.zero_bias(prepared) if b is None else b, keep)
         return y, prepared
 
-    def _zero_bias(self, prepared):
+    def zero_bias(self, prepared):
+        """Zeros (K,) of the plan's dtype, kept: the bias a layer without one passes to the kernels."""
         if self._zeros is None or self._zeros.shape != (prepared.g.K,) or self._zeros.dtype != prepared.dtype:
             self._zeros = np.zeros(prepared.g.K, dtype=prepared.dtype)
         return self._zeros

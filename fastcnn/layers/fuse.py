@@ -52,6 +52,7 @@ from .base import as_input
 from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .norm import BatchNorm1d, BatchNorm2d
+from .padded import BORDER, Padded, max_pool, pool_reads_padded
 from .pool import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["PARALLEL_MIN_ELEMENTS", "ROWS_MAX_BATCH", "ROWS_MAX_OUTPUTS", "SERIAL_MAX_MACS", "folded_weights",
@@ -245,19 +246,38 @@ def relu_(a):
 
 
 def _relu(x, owned):
+    if isinstance(x, Padded):  # the zero border stays zero
+        return Padded(relu_(x.array) if owned else kernels.relu_forward(x.array))
     if owned:
         return relu_(x)
     return kernels.relu_forward(x)
 
 
-def _conv(x, conv, norm, relu):
+def _nchw(x, owned):
+    """``(x, owned)`` with a :class:`Padded` x converted to NCHW (a new, owned array)."""
+    return (x.nchw(), True) if isinstance(x, Padded) else (x, owned)
+
+
+def _conv(x, conv, norm, relu, padded=False):
+    """The fused conv step; its output is :class:`Padded` when ``padded`` (the next step reads that layout)."""
     w, b = folded_weights(conv, norm)
-    y = conv.forward_with(x, w, b)
-    return y if relu is None else relu_(y)
+    prepared = None
+    if isinstance(x, Padded) or padded:
+        if not isinstance(x, Padded):
+            x = as_input(x, conv.weight.dtype, conv, 4)
+        prepared = conv.prepared_for(x.shape, x.dtype, w, b) if x.dtype == w.dtype else None
+    if prepared is not None and prepared.reads_padded(BORDER):
+        xp = x if isinstance(x, Padded) else Padded.of(x)
+        bias = conv.zero_bias(prepared) if b is None else b
+        y = prepared.forward_padded(xp.array, BORDER, w, bias, BORDER if padded else None, relu is not None)
+        return Padded(y) if padded else y
+    y = conv.forward_with(_nchw(x, False)[0], w, b)
+    y = y if relu is None else relu_(y)
+    return Padded.of(y) if padded else y
 
 
 def _linear(x, linear, norm, relu):
-    x = as_input(x, linear.weight.dtype, linear, 2)
+    x = as_input(_nchw(x, False)[0], linear.weight.dtype, linear, 2)
     w, b = folded_weights(linear, norm)
     if len(x) > ROWS_MAX_BATCH and linear.out_features >= ROWS_MAX_OUTPUTS:
         y = kernels.linear_forward(x, w, b)
@@ -270,16 +290,23 @@ def _linear(x, linear, norm, relu):
     return y
 
 
-def residual(x, block, relu=None):
+def residual(x, block, relu=None, padded=False):
     """A :class:`~fastcnn.layers.Residual` block in eval mode: ``block(x) + shortcut(x)``, both paths fused.
 
     The sum is written into the block path's output when the path made it,
     with ``relu`` (a ReLU layer, or None) applied in the same pass
     (:func:`fastcnn.kernels.residual_add_kernel` on both threads for large
-    arrays).
+    arrays).  With ``padded`` both paths end in the :class:`~fastcnn.layers.padded.Padded`
+    layout when they can, and so does the sum; ``x`` may be Padded.
     """
-    h, h_owned = run(block.block, x)
-    s = run(block.shortcut, x)[0] if block.shortcut else x
+    h, h_owned = _run_chain(block.block, x, False, padded)
+    s = _run_chain(block.shortcut, x, False, isinstance(h, Padded))[0] if block.shortcut else x
+    if isinstance(h, Padded) and isinstance(s, Padded) and h.array.shape == s.array.shape and h_owned \
+            and h.dtype == s.dtype and h.array.size >= PARALLEL_MIN_ELEMENTS:
+        flat = h.array.reshape(-1)  # the borders: 0 + 0, through the ReLU still 0
+        kernels.residual_add_kernel(flat, s.array.reshape(-1), flat, relu is not None)
+        return h
+    (h, h_owned), s = _nchw(h, h_owned), _nchw(s, False)[0]
     if h.shape != s.shape:
         block.output_shape(x.shape[1:])  # raises with the per-example shapes
         raise ValueError(f"Residual: block output {h.shape} and shortcut output {s.shape} differ")
@@ -317,10 +344,10 @@ def forward(layers, x):
         macs = SERIAL_MAX_MACS + 1  # the layers will say what is wrong with the shape
     threads = get_num_threads()
     if macs > SERIAL_MAX_MACS or threads == 1:
-        return _run(entry[1], layers, x, False)
+        return _nchw(*_run_chain(layers, x, False, False, entry))
     set_num_threads(1)
     try:
-        return _run(entry[1], layers, x, False)
+        return _nchw(*_run_chain(layers, x, False, False, entry))
     finally:
         set_num_threads(threads)
 
@@ -345,22 +372,42 @@ def run(layers, x, owned=False):
         Whether ``y`` is an array the chain made (not ``x`` or a view of it,
         unless ``x`` was owned).
     """
-    return _run(_STEPS.steps(layers), layers, x, owned)
+    return _nchw(*_run_chain(layers, x, owned, False))
 
 
-def _run(steps, layers, x, owned):
-    """:func:`run` on the chain's index steps (from :class:`_StepCache`)."""
-    for kind, group in steps:
+def _run_chain(layers, x, owned, padded, entry=None):
+    """:func:`run` that may take and return :class:`Padded` activations: its output is Padded when ``padded``
+    and the last step can make it."""
+    entry = entry or _STEPS.entry(layers)
+    layouts = None
+    if isinstance(x, (np.ndarray, Padded)) and len(x.shape) == 4:
+        key = ("padded", x.shape, x.dtype, get_num_threads(), padded)
+        layouts = entry[2].get(key)
+        if layouts is None:
+            layouts = entry[2][key] = _layouts(entry[1], layers, x.shape, x.dtype, padded)
+    return _run(entry[1], layers, x, owned, layouts)
+
+
+def _run(steps, layers, x, owned, layouts=None):
+    """:func:`run` on the chain's index steps (from :class:`_StepCache`); ``layouts[i]``: step i's output is
+    :class:`Padded` (see :func:`_layouts`)."""
+    for i, (kind, group) in enumerate(steps):
         layer = layers[group[0]]
+        padded = layouts is not None and layouts[i]
         if kind == "conv":
-            x, owned = _conv(x, layer, _at(layers, group[1]), _at(layers, group[2])), True
+            x, owned = _conv(x, layer, _at(layers, group[1]), _at(layers, group[2]), padded), True
         elif kind == "linear":
             x, owned = _linear(x, layer, _at(layers, group[1]), _at(layers, group[2])), True
         elif kind == "relu":
             x, owned = _relu(x, owned), True
         elif kind == "residual":
-            x, owned = _residual_step(x, layer, _at(layers, group[1]))
+            x, owned = _residual_step(x, layer, _at(layers, group[1]), padded)
+        elif isinstance(x, Padded) and pool_reads_padded(layer, x.shape[1:]):
+            x, owned = max_pool(x, False), True
+            if not padded:
+                x = x.nchw()
         else:
+            x, owned = _nchw(x, owned)
             y = layer.forward(x)
             if type(layer) in _FRESH_OUTPUT:
                 owned = True
@@ -370,13 +417,56 @@ def _run(steps, layers, x, owned):
     return x, owned
 
 
+def _layouts(steps, layers, x_shape, dtype, last):
+    """Per step, whether its output goes on :class:`Padded`: when the step after it reads that layout (a ReLU
+    passes it on), and for the last step ``last``.  A hint: every step takes either layout."""
+    shapes, shape = [], tuple(x_shape[1:])
+    try:
+        for kind, group in steps:
+            shapes.append(shape)
+            for index in group:
+                if index is not None:
+                    shape = tuple(layers[index].output_shape(shape))
+    except ValueError:  # the layers will say what is wrong with the shape when they run
+        return None
+    out, reads_next = [False] * len(steps), last
+    for i in range(len(steps) - 1, -1, -1):
+        kind, group = steps[i]
+        out[i] = reads_next
+        if kind != "relu":
+            reads_next = _reads_padded(kind, layers[group[0]], (x_shape[0], *shapes[i]), dtype)
+    return tuple(out)
+
+
+def _reads_padded(kind, layer, x_shape, dtype):
+    """Whether the step of ``kind`` starting with ``layer`` runs on a :class:`Padded` input of ``x_shape``
+    without converting it."""
+    if len(x_shape) != 4:
+        return False
+    if kind == "conv":
+        prepared = layer.prepared_for(x_shape, dtype) if layer.weight.dtype == dtype else None
+        return prepared is not None and prepared.reads_padded(BORDER)
+    if kind == "residual":
+        if any(inner.training for inner in layer.walk()):
+            return False
+        return all(_first_reads_padded(chain, x_shape, dtype) for chain in (layer.block, layer.shortcut) if chain)
+    return kind == "layer" and pool_reads_padded(layer, x_shape[1:])
+
+
+def _first_reads_padded(layers, x_shape, dtype):
+    steps = _STEPS.steps(layers)
+    return bool(steps) and steps[0][0] != "relu" and _reads_padded(steps[0][0], layers[steps[0][1][0]], x_shape,
+                                                                   dtype)
+
+
 def _at(layers, i):
     return None if i is None else layers[i]
 
 
-def _residual_step(x, block, relu):
+def _residual_step(x, block, relu, padded=False):
     """A residual block (fused unless a layer inside is in training mode) and the ReLU after it."""
     if any(layer.training for layer in block.walk()):
+        x = _nchw(x, False)[0]
         y = block.forward(x)
         return (y, False) if relu is None else (relu.forward(y), True)
-    return residual(x, block, relu), True
+    return residual(x, block, relu, padded), True

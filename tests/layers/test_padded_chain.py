@@ -1,0 +1,99 @@
+"""Eval-mode chains passing activations on in the padded channel-last layout (``fastcnn.layers.padded``).
+
+The oracle is the unfused forward, layer by layer in NCHW (``test_fusion.layer_by_layer``); the chains mix layers
+that read the layout (channel_last and Winograd convolutions, 2x2 max pooling, ReLU, residual sums) with layers
+that do not (another algorithm, more padding than the border, other pooling, the head), so that every change of
+layout is crossed.
+"""
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import models
+from fastcnn.kernels.conv import PreparedConv
+from fastcnn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
+                            Residual, fuse, padded)
+from helpers import assert_close, randomise_norms
+from test_fusion import layer_by_layer
+
+
+def _mixed(dtype):
+    def conv(c, k, size, algorithm, **kw):
+        return Conv2d(c, k, size, bias=False, algorithm=algorithm, dtype=dtype, **kw)
+
+    def block(c, k, stride):
+        shortcut = [conv(c, k, 1, "channel_last", stride=stride), BatchNorm2d(k, dtype=dtype)] if stride > 1 else None
+        return Residual([conv(c, k, 3, "channel_last", stride=stride, padding=1), BatchNorm2d(k, dtype=dtype),
+                         ReLU(), conv(k, k, 3, "winograd4", padding=1), BatchNorm2d(k, dtype=dtype)], shortcut)
+
+    return fastcnn.Sequential(
+        conv(3, 16, 3, "auto", padding=1), BatchNorm2d(16, dtype=dtype), ReLU(),   # NCHW in, padded out
+        conv(16, 16, 3, "winograd", padding=1), ReLU(), MaxPool2d(2),              # padded to padded, pooled
+        block(16, 16, 1), ReLU(),                                                  # identity shortcut
+        block(16, 32, 2), ReLU(),                                                  # 1x1 stride-2 shortcut
+        conv(32, 32, 3, "channel_last", padding=2), ReLU(),                        # more padding than the border
+        conv(32, 32, 3, "nchw", padding=1), BatchNorm2d(32, dtype=dtype),          # not a reader of the layout
+        conv(32, 16, 3, "channel_last", padding=1), ReLU(),
+        MaxPool2d(2, ceil_mode=True), AvgPool2d(2, padding=1),                     # poolings it does not read
+        GlobalAvgPool2d(), Flatten(), Linear(16, 5, dtype=dtype), input_shape=(3, 16, 16))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_mixed_chain_matches_layer_by_layer(dtype):
+    rng = np.random.default_rng(0)
+    model = randomise_norms(_mixed(dtype), rng).eval()
+    x = rng.standard_normal((6, 3, 16, 16)).astype(dtype)
+    expected = layer_by_layer(model.layers, x)
+    rtol = 5e-5 if dtype == np.float32 else 1e-12  # winograd4 in float32: see test_conv_winograd
+    for got in (model.predict(x), model.forward(x), model.predict(x, batch_size=4)):
+        assert got.dtype == dtype
+        assert_close(got, expected, dtype, rtol=rtol)
+
+
+def test_the_layout_is_used_where_a_consumer_reads_it():
+    """Step by step: an output goes padded exactly where the next step (through a ReLU) reads that layout."""
+    model = _mixed(np.float32).eval()
+    layers = model.layers
+    steps = fuse.steps(layers)
+    flags = fuse._layouts(fuse._STEPS.steps(layers), layers, (6, 3, 16, 16), np.dtype(np.float32), False)
+    kinds = [(kind, type(group[0]).__name__) for kind, group in steps]
+    assert kinds[:5] == [("conv", "Conv2d"), ("conv", "Conv2d"), ("layer", "MaxPool2d"), ("relu", "ReLU"),
+                         ("residual", "Residual")]
+    # stem -> winograd conv -> pool (+ ReLU) -> two blocks -> the padding-2 conv reads NCHW
+    assert flags[:7] == (True, True, True, True, True, False, False)
+    assert flags[-1] is False
+
+
+def test_resnet_small_converts_only_at_the_stem(monkeypatch):
+    """In eval mode every convolution of resnet_small but the stem runs from the padded layout (none copies its
+    input to channel-last itself), at the batch sizes of predict and of one image."""
+    fastcnn.set_num_threads(2)
+    calls = []
+    for name in ("forward", "forward_padded"):
+        real = getattr(PreparedConv, name)
+        monkeypatch.setattr(PreparedConv, name,
+                            lambda self, *a, _name=name, _real=real: (calls.append(_name), _real(self, *a))[1])
+    model = randomise_norms(models.resnet_small(), np.random.default_rng(1)).eval()
+    for batch in (16, 1):
+        calls.clear()
+        model.predict(np.random.default_rng(2).random((batch, 3, 32, 32), dtype=np.float32))
+        assert calls == ["forward"] + ["forward_padded"] * 14
+
+
+def test_a_changed_algorithm_after_the_layouts_were_chosen_still_gives_the_right_result():
+    """The layouts are hints: a step handed a layout it does not read converts it."""
+    rng = np.random.default_rng(3)
+    model = randomise_norms(_mixed(np.float32), rng).eval()
+    x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    model.predict(x)
+    model.layers[3].algorithm = "nchw"  # the winograd conv that read the stem's padded output
+    assert_close(model.predict(x), layer_by_layer(model.layers, x), np.float32, rtol=5e-5)
+
+
+def test_padded_activation_round_trip(rng):
+    x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    p = padded.Padded.of(x)
+    assert p.shape == x.shape and p.array.shape == (2, 6, 5, 5)
+    np.testing.assert_array_equal(p.nchw(), x)
+    assert not p.array[:, 0].any() and not p.array[:, :, -1].any()
