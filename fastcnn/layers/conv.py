@@ -165,22 +165,24 @@ class Conv2d(Layer):
         array of x's dtype (the checked path)."""
         return self.prepared_for(x.shape, x.dtype, w, b)
 
-    def prepared_for(self, x_shape, dtype, w=None, b=None):
+    def prepared_for(self, x_shape, dtype, w=None, b=None, algorithm=None):
         """:meth:`_prepared` for an input of shape ``x_shape`` (N, C, H, W) and ``dtype`` (for eval-mode chains,
-        :mod:`fastcnn.layers.fuse`, whose activations may be held in another layout)."""
+        :mod:`fastcnn.layers.fuse`, whose activations may be held in another layout), with the layer's
+        algorithm or ``algorithm``."""
+        algorithm = algorithm or self.algorithm
         if w is None:
             w, b = self.weight.data, None if self.bias is None else self.bias.data
         if w.dtype != dtype or not w.flags.c_contiguous or (b is not None and (b.dtype != dtype or b.ndim != 1
                                                                                 or not b.flags.c_contiguous)):
             return None
-        key = (x_shape, get_num_threads(), self.algorithm, self.stride, self.padding, self.dilation, self.groups,
+        key = (x_shape, get_num_threads(), algorithm, self.stride, self.padding, self.dilation, self.groups,
                w.shape, dtype)
         prepared = self._plans.get(key)
         if prepared is None:
             if len(self._plans) >= 4:  # a few input shapes (full and last batch) at a time
                 self._plans.clear()
             prepared = self._plans[key] = PreparedConv(x_shape, w.shape, self.stride, self.padding, dtype,
-                                                       self.algorithm, repr(self), key[1], **self._grouping())
+                                                       algorithm, repr(self), key[1], **self._grouping())
         return prepared
 
     def forward(self, x):

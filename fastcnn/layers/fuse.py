@@ -266,6 +266,15 @@ def _conv(x, conv, norm, relu, padded=False):
         if not isinstance(x, Padded):
             x = as_input(x, conv.weight.dtype, conv, 4)
         prepared = conv.prepared_for(x.shape, x.dtype, w, b) if x.dtype == w.dtype else None
+        if padded and prepared is not None and not prepared.reads_padded(BORDER) and conv.algorithm == "auto" \
+                and conv.groups == 1 and max(conv.dilation) == 1:
+            # a layer whose output goes on padded (a stem of 3 channels, run by "rows") runs channel_last from
+            # its input copied there instead: 2-2.5x less time than its own plan, a ReLU and the copy after
+            try:
+                channel_last = conv.prepared_for(x.shape, x.dtype, w, b, "channel_last")
+            except ValueError:  # channel_last does not apply to this shape
+                channel_last = None
+            prepared = channel_last if channel_last is not None and channel_last.reads_padded(BORDER) else prepared
     if prepared is not None and prepared.reads_padded(BORDER):
         xp = x if isinstance(x, Padded) else Padded.of(x)
         bias = conv.zero_bias(prepared) if b is None else b
