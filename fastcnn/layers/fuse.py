@@ -443,7 +443,10 @@ def _layouts(steps, layers, x_shape, dtype, last):
         kind, group = steps[i]
         out[i] = reads_next
         if kind != "relu":
-            reads_next = _reads_padded(kind, layers[group[0]], (x_shape[0], *shapes[i]), dtype)
+            try:
+                reads_next = _reads_padded(kind, layers[group[0]], (x_shape[0], *shapes[i]), dtype)
+            except (TypeError, ValueError):  # the layer will say what is wrong when it runs
+                reads_next = False
     return tuple(out)
 
 
