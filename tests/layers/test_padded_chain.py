@@ -65,6 +65,16 @@ def test_the_layout_is_used_where_a_consumer_reads_it():
     assert flags[-1] is False
 
 
+def test_lenet5_keeps_nchw():
+    """Its first convolution cannot write the layout and its second is followed by a pooling and the head: a
+    copy to the layout would gain nothing."""
+    model = models.lenet5().eval()
+    for batch in (1, 64):
+        flags = fuse._layouts(fuse._STEPS.steps(model.layers), model.layers, (batch, 1, 28, 28),
+                              np.dtype(np.float32), False)
+        assert flags is not None and not any(flags)
+
+
 def test_resnet_small_converts_only_at_the_stem(monkeypatch):
     """In eval mode every convolution of resnet_small runs into the padded layout, and every one but the stem
     from it (the stem, 3 channels, runs channel_last instead of its own plan, "rows", from its input copied
