@@ -424,7 +424,8 @@ def test_depthwise_kernels_are_a_raw_variant_module():
     """``_conv_depthwise`` and the stride-2 kernels are checked by the rule above (variants: they import only the
     shared raw modules and ``config``)."""
     assert {"_conv_depthwise.py", "_conv_depthwise_s2.py", "_conv_depthwise_s2_stacked.py",
-            "_conv_depthwise_stacked.py", "_conv_depthwise_weight_stacked.py"} <= {
+            "_conv_depthwise_s2_input_stacked.py", "_conv_depthwise_stacked.py",
+            "_conv_depthwise_weight_stacked.py"} <= {
         p.name for p in RAW_KERNEL_FILES}
 
 

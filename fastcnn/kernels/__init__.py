@@ -64,6 +64,12 @@ from ._conv_depthwise_s2 import (
     depthwise_s2_rows_scratch,
     depthwise_s2_scratch,
 )
+from ._conv_depthwise_s2_input_stacked import (
+    conv2d_backward_input_depthwise_s2_stacked,
+    depthwise_s2_input_stack,
+    depthwise_s2_input_stacked_preferred,
+    depthwise_s2_input_stacked_scratch,
+)
 from ._conv_depthwise_s2_stacked import (
     conv2d_forward_depthwise_s2_stacked,
     depthwise_s2_stack,
@@ -277,6 +283,10 @@ __all__ = [
     "depthwise_s2_stack",
     "depthwise_s2_stacked_scratch",
     "conv2d_forward_depthwise_s2_stacked",
+    "depthwise_s2_input_stacked_preferred",
+    "depthwise_s2_input_stack",
+    "depthwise_s2_input_stacked_scratch",
+    "conv2d_backward_input_depthwise_s2_stacked",
     "depthwise_s2_weight_stacked_preferred",
     "depthwise_s2_weight_stack",
     "depthwise_s2_weight_stacked_scratch",

@@ -42,6 +42,7 @@ from ._conv_depthwise import (
     conv2d_forward_depthwise,
 )
 from ._conv_depthwise_s2 import conv2d_forward_depthwise_s2, conv2d_forward_depthwise_s2_rows
+from ._conv_depthwise_s2_input_stacked import conv2d_backward_input_depthwise_s2_stacked
 from ._conv_depthwise_s2_stacked import conv2d_forward_depthwise_s2_stacked
 from ._conv_depthwise_weight_stacked import (conv2d_backward_weight_depthwise_s2_stacked,
                                              conv2d_backward_weight_depthwise_stacked)
@@ -273,6 +274,9 @@ def _depthwise_input_grad(dy, w, dx, g, bufs):
         w_rotated = bufs["w_rotated"]
         w_rotated[...] = w[:, :, ::-1, ::-1]
         conv2d_forward_depthwise_stacked(dy, w_rotated, bufs["zero_bias"], dx, bufs["dy_stacks"], bufs["dx_stacks"])
+        return
+    if "dx_stacked_phases" in bufs:  # 3x3 stride 2 padding 1, narrow planes: the stacked phases of dx
+        conv2d_backward_input_depthwise_s2_stacked(dy, w, dx, bufs["dy_stacked_chunks"], bufs["dx_stacked_phases"])
         return
     conv2d_backward_input_depthwise(dy, w, dx, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w, bufs["dy_frames"],
                                     bufs["dx_phases"])

@@ -16,6 +16,8 @@ from ._conv_channellast import DX_BLOCK as CHANNEL_LAST_DX_BLOCK
 from ._conv_channellast import input_grad_frame
 from ._conv_depthwise import depthwise_frame
 from ._conv_depthwise_s2 import ROWS_MIN_WIDTH, depthwise_s2_fits, depthwise_s2_rows_scratch, depthwise_s2_scratch
+from ._conv_depthwise_s2_input_stacked import (depthwise_s2_input_stack, depthwise_s2_input_stacked_preferred,
+                                                depthwise_s2_input_stacked_scratch)
 from ._conv_depthwise_s2_stacked import STACKED_MAX_WIDTH, depthwise_s2_stack, depthwise_s2_stacked_scratch
 from ._conv_depthwise_weight_stacked import (depthwise_s2_weight_stack, depthwise_s2_weight_stacked_preferred,
                                              depthwise_s2_weight_stacked_scratch, depthwise_weight_stack,
@@ -147,8 +149,10 @@ def _depthwise_buffers(op, g, T, itemsize):
     ``partial_dw_depthwise``).  The input gradient of a layer that ``depthwise_stacked_fits``
     with multiplier 1, on the planes where the forward pass is stacked, is that forward pass on dy with
     the kernel rotated by 180 degrees and no bias: ``conv2d_forward_depthwise_stacked``
-    (``dy_stacks``, ``dx_stacks``, ``w_rotated``, ``zero_bias``).  Every other pass and layer runs the
-    general kernels.
+    (``dy_stacks``, ``dx_stacks``, ``w_rotated``, ``zero_bias``), and that of a layer that ``depthwise_s2_fits``
+    on narrow planes (``depthwise_s2_input_stacked_preferred``) runs ``conv2d_backward_input_depthwise_s2_stacked``
+    (``dy_stacked_chunks``, ``dx_stacked_phases``; one task per pair of images and stack of planes at most).
+    Every other pass and layer runs the general kernels.
     """
     N, C, H, W, K, R, S, P = g[:8]
     tasks = min(T, N * C)
@@ -173,6 +177,12 @@ def _depthwise_buffers(op, g, T, itemsize):
         Lx, Ly = depthwise_stacked_scratch(H, W, C, 1)
         return (Buffer("dy_stacks", (tasks, Lx), "workspace"), Buffer("dx_stacks", (tasks, Ly), "workspace"),
                 Buffer("w_rotated", (K, 1, R, S), "call"), Buffer("zero_bias", (K,), "call", zeroed=True))
+    if (op == "input_grad" and depthwise_s2_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
+            and depthwise_s2_input_stacked_preferred(W, itemsize)):
+        tasks = _stack_tasks(T, N, C, depthwise_s2_input_stack(H, W, C))
+        Ld, Lx = depthwise_s2_input_stacked_scratch(H, W, C, K // C)
+        return (Buffer("dy_stacked_chunks", (tasks, Ld), "workspace"),
+                Buffer("dx_stacked_phases", (tasks, Lx), "workspace"))
     if (op == "weight_grad" and depthwise_stacked_fits(H, W, R, S, g.sh, g.sw, g.ph, g.pw, g.dil_h, g.dil_w)
             and depthwise_weight_stacked_preferred(W, itemsize)):
         tasks = _stack_tasks(T, N, C, depthwise_weight_stack(H, W, C))
