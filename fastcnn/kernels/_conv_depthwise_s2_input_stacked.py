@@ -67,7 +67,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..config import njit
-from ._loops import planes_per_stack
+from ._loops import fill_pixel_weights, planes_per_stack
 from ._tasks import parallel_tasks, task
 
 #: The widest float32 planes (columns) the plan runs :func:`conv2d_backward_input_depthwise_s2_stacked` on: see
@@ -341,14 +341,7 @@ def _input_task(flat, w, dx, ds, xs, t):
         g = min(G, C - c0)
         Lg = g * PQ
         if cb != last:
-            for j in range(m):
-                for k in range(g):
-                    kk = (c0 + k) * m + j
-                    for r in range(9):
-                        row = s[wb + (j * 9 + r) * L + k * PQ:wb + (j * 9 + r) * L + (k + 1) * PQ]
-                        value = wf[kk, r]
-                        for i in range(PQ):
-                            row[i] = value
+            fill_pixel_weights(s, wb, L, wf, wf[0], c0, g, m, PQ, 9)  # no bias: never read
             last = cb
         two = n + 1 < N
         # m = 1: the stack's dy planes are contiguous in dy; read there if Q + 1 numbers follow them (a second image

@@ -54,7 +54,7 @@ scratch arrays).
 
 
 from ..config import njit
-from ._loops import copy_stack_outputs, move4, move8, planes_per_stack
+from ._loops import copy_stack_outputs, fill_pixel_weights, move4, move8, planes_per_stack
 from ._tasks import parallel_tasks, task
 
 #: The widest planes (columns) the plan runs :func:`conv2d_forward_depthwise_s2_stacked` on.
@@ -212,14 +212,7 @@ def _stacked_task(x, w, b, y, xs, ys, t):
         g = min(G, C - c0)
         Lg = g * PQ
         if cb != last:
-            for j in range(m):
-                for k in range(g):
-                    kk = (c0 + k) * m + j
-                    for r in range(10):
-                        row = s[wb + (j * 10 + r) * L + k * PQ:wb + (j * 10 + r) * L + (k + 1) * PQ]
-                        value = wf[kk, r] if r < 9 else b[kk]
-                        for i in range(PQ):
-                            row[i] = value
+            fill_pixel_weights(s, wb, L, wf, b, c0, g, m, PQ, 10)
             last = cb
         two = n + 1 < N
         _row_phases(xf[n, c0 * HW:(c0 + g) * HW], even, odd, g * P, W)

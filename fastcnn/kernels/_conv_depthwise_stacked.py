@@ -46,7 +46,7 @@ K, H, W); T tasks (the first axis of the scratch arrays).
 """
 
 from ..config import njit
-from ._loops import copy_stack_outputs, planes_per_stack
+from ._loops import copy_stack_outputs, fill_pixel_weights, planes_per_stack
 from ._tasks import parallel_tasks, task
 
 #: The widest float32 planes (columns) the plan runs :func:`conv2d_forward_depthwise_stacked` on, whatever their
@@ -237,14 +237,7 @@ def _stacked_task(x, w, b, y, xs, ys, t):
         g = min(G, C - c0)
         Lg = g * HW
         if cb != last:
-            for j in range(m):
-                for k in range(g):
-                    kk = (c0 + k) * m + j
-                    for r in range(10):
-                        row = s[wb + (j * 10 + r) * L + k * HW:wb + (j * 10 + r) * L + (k + 1) * HW]
-                        value = wf[kk, r] if r < 9 else b[kk]
-                        for i in range(HW):
-                            row[i] = value
+            fill_pixel_weights(s, wb, L, wf, b, c0, g, m, HW, 10)
             last = cb
         two = n + 1 < N
         for h in range(2 if two else 1):

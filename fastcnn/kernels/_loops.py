@@ -77,6 +77,26 @@ def planes_per_stack(pixels, plane, C):
 
 
 @njit(inline="always")
+def fill_pixel_weights(s, base, L, wf, b, c0, g, m, plane, rows):
+    """The per-pixel weight copies of the stacked depthwise kernels, for the g channels ``c0..`` of a stack.
+
+    For each of the m filters j of each channel ``c0 + k`` and each tap ``r < rows`` (9, or 10 with the bias as
+    tap 9), the ``plane`` numbers ``s[base + (j*rows + r)*L + k*plane:][:plane]`` are set to ``wf[(c0 + k)*m + j,
+    r]`` (``b[(c0 + k)*m + j]`` for r = 9): each tap's weight repeated over its plane's pixels, so that the
+    kernel's loop over a stack reads them as one more vector stream.
+    """
+    for j in range(m):
+        for k in range(g):
+            kk = (c0 + k) * m + j
+            for r in range(rows):
+                value = wf[kk, r] if r < 9 else b[kk]
+                start = base + (j * rows + r) * L + k * plane
+                row = s[start:start + plane]
+                for i in range(plane):
+                    row[i] = value
+
+
+@njit(inline="always")
 def copy_stack_outputs(yf, o, n, c0, g, m, j, plane):
     """``yf[n]``'s output planes ``(c0 + k)*m + j`` for ``k < g`` from a stack's outputs ``o`` (``plane``
     pixels each, in stack order): a stacked depthwise kernel's outputs for channel multiplier index ``j``."""
