@@ -487,10 +487,12 @@ class PreparedConv:
         self.extended = (x, xe) if keep else None
         return xe
 
-    def forward(self, x, w, b, keep):
-        """``y`` of :func:`conv2d_forward` (new array); ``keep``: x stays unchanged until :meth:`backward`."""
+    def forward(self, x, w, b, keep, out=None):
+        """``y`` of :func:`conv2d_forward` (a new array, or ``out(shape, dtype)``); ``keep``: x stays unchanged
+        until :meth:`backward`."""
         g = self.g
-        y = np.empty((g.N, g.K, g.P, g.Q), dtype=self.dtype)
+        shape = (g.N, g.K, g.P, g.Q)
+        y = np.empty(shape, dtype=self.dtype) if out is None else out(shape, self.dtype)
         self.layout_of = self.extended = None
         x = self._extend(x, keep)
         _conv_exec.forward(self.forward_plan.algorithm, x, w, b, y, g, self._bufs(self.forward_plan, keep))
@@ -502,17 +504,18 @@ class PreparedConv:
         """Whether :meth:`forward_padded` can run this convolution from an input with a zero border of ``pad``."""
         return self.extra == (0, 0) and _conv_exec.reads_padded(self.forward_plan.algorithm, self.g, pad)
 
-    def forward_padded(self, xp, pad, w, b, pad_out, relu):
+    def forward_padded(self, xp, pad, w, b, pad_out, relu, out=None):
         """The forward pass from a padded channel-last layout (for inference chains; keeps nothing).
 
         ``xp`` is x as (N, H + 2*pad, W + 2*pad, C) with a zero border (see
         :meth:`reads_padded`).  Returns a new (N, P + 2*pad_out, Q + 2*pad_out, K)
         channel-last array with a zero border, or with ``pad_out=None`` a new
-        NCHW y (N, K, P, Q); ``max(y, 0)`` when ``relu``.
+        NCHW y (N, K, P, Q); ``max(y, 0)`` when ``relu``.  ``out``: a function of (shape, dtype) that gives the
+        output array (default: a new one).
         """
         g = self.g
         shape = (g.N, g.K, g.P, g.Q) if pad_out is None else (g.N, g.P + 2 * pad_out, g.Q + 2 * pad_out, g.K)
-        yp = np.empty(shape, dtype=self.dtype)
+        yp = np.empty(shape, dtype=self.dtype) if out is None else out(shape, self.dtype)
         if self.padded_plan is None:
             plan = self.forward_plan
             self.padded_plan = plan._replace(buffers=tuple(b for b in plan.buffers

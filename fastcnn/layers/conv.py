@@ -192,17 +192,18 @@ class Conv2d(Layer):
         self._forward_plans = prepared if self.training else None
         return y
 
-    def forward_with(self, x, w, b):
+    def forward_with(self, x, w, b, out=None):
         """This layer's convolution of ``x`` with the weight ``w`` and bias ``b`` (or None) in their place.
 
         For eval-mode fusion (:mod:`fastcnn.layers.fuse`: BatchNorm folded
         into the weights).  ``w`` has the layer's weight shape; ``x`` is
         checked as :meth:`forward` checks it.  Keeps nothing for
-        :meth:`backward`.
+        :meth:`backward`.  ``out``: a function of (shape, dtype) giving the
+        output array, used where the layer's prepared plan runs.
         """
-        return self._run(as_input(x, self.weight.dtype, self, 4), w, b, False)[0]
+        return self._run(as_input(x, self.weight.dtype, self, 4), w, b, False, out)[0]
 
-    def _run(self, x, w, b, keep):
+    def _run(self, x, w, b, keep, out=None):
         """``(y, prepared plan or None)``: the prepared plan for x's shape when it applies, else the checked
         function."""
         prepared = self._prepared(x, w, b)
@@ -210,7 +211,7 @@ class Conv2d(Layer):
             y = kernels.conv2d_forward(x, w, b, self.stride, self.padding, algorithm=self.algorithm,
                                        **self._grouping())
         else:
-            y = prepared.forward(x, w, self.zero_bias(prepared) if b is None else b, keep)
+            y = prepared.forward(x, w, self.zero_bias(prepared) if b is None else b, keep, out)
         return y, prepared
 
     def zero_bias(self, prepared):

@@ -52,7 +52,7 @@ from .base import as_input
 from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .norm import BatchNorm1d, BatchNorm2d
-from .padded import BORDER, Padded, max_pool, pool_reads_padded
+from .padded import BORDER, Padded, activation, is_scratch, max_pool, pool_reads_padded, scratch_activations
 from .pool import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["PARALLEL_MIN_ELEMENTS", "ROWS_MAX_BATCH", "ROWS_MAX_OUTPUTS", "SERIAL_MAX_MACS", "folded_weights",
@@ -269,9 +269,10 @@ def _conv(x, conv, norm, relu, padded=False):
     if prepared is not None:
         xp = x if isinstance(x, Padded) else Padded.of(x)
         bias = conv.zero_bias(prepared) if b is None else b
-        y = prepared.forward_padded(xp.array, BORDER, w, bias, BORDER if padded else None, relu is not None)
+        y = prepared.forward_padded(xp.array, BORDER, w, bias, BORDER if padded else None, relu is not None,
+                                    activation)
         return Padded(y) if padded else y
-    y = conv.forward_with(_nchw(x, False)[0], w, b)
+    y = conv.forward_with(_nchw(x, False)[0], w, b, activation)
     y = y if relu is None else relu_(y)
     return Padded.of(y) if padded else y
 
@@ -364,10 +365,10 @@ def forward(layers, x):
         macs = SERIAL_MAX_MACS + 1  # the layers will say what is wrong with the shape
     threads = get_num_threads()
     if macs > SERIAL_MAX_MACS or threads == 1:
-        return _nchw(*_run_chain(layers, x, False, False, entry))
+        return _run_outermost(layers, x, False, entry)
     set_num_threads(1)
     try:
-        return _nchw(*_run_chain(layers, x, False, False, entry))
+        return _run_outermost(layers, x, False, entry)
     finally:
         set_num_threads(threads)
 
@@ -392,7 +393,17 @@ def run(layers, x, owned=False):
         Whether ``y`` is an array the chain made (not ``x`` or a view of it,
         unless ``x`` was owned).
     """
-    return _nchw(*_run_chain(layers, x, owned, False))
+    return _run_outermost(layers, x, owned)
+
+
+def _run_outermost(layers, x, owned, entry=None):
+    """:func:`_run_chain` with its intermediate activations in reused arrays (:func:`~fastcnn.layers.padded.
+    scratch_activations`); the NCHW result is the chain's own array or the caller's, never one of those."""
+    with scratch_activations():
+        y, owned = _nchw(*_run_chain(layers, x, owned, False, entry))
+        if is_scratch(y):
+            y = y.copy()
+    return y, owned
 
 
 def _run_chain(layers, x, owned, padded, entry=None):

@@ -108,3 +108,46 @@ def test_padded_activation_round_trip(rng):
     assert p.shape == x.shape and p.array.shape == (2, 6, 5, 5)
     np.testing.assert_array_equal(p.nchw(), x)
     assert not p.array[:, 0].any() and not p.array[:, :, -1].any()
+
+
+def test_a_result_is_never_overwritten_by_the_next_call():
+    """Intermediate activations are reused from call to call; what a call returns is not one of them, even when
+    the chain ends in a convolution or its ReLU."""
+    rng = np.random.default_rng(4)
+    model = randomise_norms(_mixed(np.float32), rng).eval()
+    backbone = fastcnn.Sequential(*model.layers[:8], input_shape=(3, 16, 16)).eval()  # ends in a block and ReLU
+    for chain in (model, backbone):
+        x1, x2 = (rng.standard_normal((4, 3, 16, 16)).astype(np.float32) for _ in range(2))
+        y1 = chain.predict(x1)
+        kept = y1.copy()
+        y2 = chain.predict(x2)
+        np.testing.assert_array_equal(y1, kept)
+        assert not np.shares_memory(y1, y2)
+        assert_close(y2, layer_by_layer(chain.layers, x2), np.float32, rtol=5e-5)
+
+
+class _Inner(fastcnn.layers.Layer):
+    """A layer that runs a model of its own (in eval mode, fused) inside the outer model's chain."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner.forward(x) + 1
+
+    def output_shape(self, input_shape):
+        for layer in self.inner.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+
+def test_a_model_run_inside_a_layer_does_not_reuse_the_outer_arrays():
+    rng = np.random.default_rng(5)
+    # its first output has the shape of its input, the outer model's activation: a reused array would be both
+    inner = fastcnn.Sequential(Conv2d(16, 16, 3, padding=1, algorithm="nchw"), ReLU(),
+                               *_mixed(np.float32).layers[3:8], input_shape=(16, 16, 16))
+    outer = randomise_norms(_mixed(np.float32), rng)
+    model = fastcnn.Sequential(*outer.layers[:3], _Inner(inner.eval()), *outer.layers[3:],
+                               input_shape=(3, 16, 16)).eval()
+    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    assert_close(model.predict(x), layer_by_layer(model.layers, x), np.float32, rtol=5e-5)
