@@ -53,7 +53,9 @@ def clear_workspace():
     """Free the scratch arrays the direct convolution keeps between calls (in this thread).
 
     They are the layout copies of the last inputs seen per shape (about the
-    size of one activation each) and per-thread partial sums; they are
+    size of one activation each), per-thread partial sums and the
+    intermediate activations of eval-mode chains
+    (:func:`fastcnn.layers.padded.scratch_activations`); they are
     reallocated when next needed.
     """
     WORKSPACE.arrays.clear()
