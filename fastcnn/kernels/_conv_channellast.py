@@ -24,6 +24,8 @@ depend on timing).
 """
 
 
+import numpy as np
+
 from ..config import njit
 from ._gemm import gemm_call
 from ._loops import transpose_into, zero_span
@@ -105,11 +107,12 @@ def from_channel_last(xp, x, ph, pw):
     _interior_row_blocks(blocks, xp, x, ph, pw, blocks)
 
 
-@task("r4 r3 r1 a4 i i i i i b a3 i")
-def _forward_task(xp, w2, b, y, sh, sw, oy, ox, pad, relu, scratch, t):
+@task("r4 r3 r1 a4 i i i i i b r4 b a3 i")
+def _forward_task(xp, w2, b, y, sh, sw, oy, ox, pad, relu, res, add, scratch, t):
     """Task t of :func:`conv2d_forward_channellast` (``pad < 0``: y is NCHW) and
     :func:`conv2d_forward_channellast_padded` (y is channel-last with a zero border of ``pad``): its chunk of
-    output rows; the window of output pixel (p, q) starts at ``xp[n, oy + p*sh, ox + q*sw]``."""
+    output rows; the window of output pixel (p, q) starts at ``xp[n, oy + p*sh, ox + q*sw]``; with ``add`` (padded
+    y only) ``res``, of y's shape, is added before the ReLU."""
     N, Hp, Wp, C = xp.shape
     R, L, Kw = w2.shape
     K = y.shape[1] if pad < 0 else y.shape[3]
@@ -120,6 +123,7 @@ def _forward_task(xp, w2, b, y, sh, sw, oy, ox, pad, relu, scratch, t):
     acc = scratch[t]
     acc_flat = acc.reshape(acc.size)
     zero = y.dtype.type(0)
+    low = zero if relu else y.dtype.type(-np.inf)  # v < low: below the ReLU (never without one; NaN stays)
     for row in range(t * N * P // T, (t + 1) * N * P // T):
         n = row // P
         p = row - n * P
@@ -134,15 +138,16 @@ def _forward_task(xp, w2, b, y, sh, sw, oy, ox, pad, relu, scratch, t):
             for k in range(K):  # plain loops: as fast as tiles here, and quicker to compile
                 for q in range(Q):
                     v = acc[q, k]
-                    y[n, k, p, q] = zero if relu and v < zero else v
+                    y[n, k, p, q] = low if v < low else v
             continue
-        _padded_output_row(acc, y[n], p, P, Q, K, pad, relu, zero)
+        _padded_output_row(acc, y[n], res[n], add, p, P, Q, K, pad, low)
 
 
 @njit(inline="always")
-def _padded_output_row(acc, yn, p, P, Q, K, pad, relu, zero):
-    """Output row p (``acc[q, k]``, max(., 0) when ``relu``) into the channel-last ``yn`` at row ``pad + p``, with
-    its zero border: the row's ``pad`` columns each side, and the ``pad`` rows above (p = 0) or below (p = P - 1)."""
+def _padded_output_row(acc, yn, rn, add, p, P, Q, K, pad, low):
+    """Output row p (``acc[q, k]``, plus ``rn``'s pixel when ``add``, raised to ``low`` where below it: the ReLU
+    with low = 0) into the channel-last ``yn`` at row ``pad + p``, with its zero border: the row's ``pad`` columns
+    each side, and the ``pad`` rows above (p = 0) or below (p = P - 1)."""
     flat = yn.reshape(yn.size)
     width = (Q + 2 * pad) * K
     if p == 0:
@@ -153,15 +158,17 @@ def _padded_output_row(acc, yn, p, P, Q, K, pad, relu, zero):
     zero_span(flat, base, base + pad * K)
     zero_span(flat, base + (pad + Q) * K, base + width)
     out = yn[pad + p]
-    if relu:  # two loops: a select on a run-time flag inside one keeps LLVM from vectorising it
+    if add:  # two loops: a run-time branch inside one keeps LLVM from vectorising it (a select on `low` does not)
+        r = rn[pad + p]
         for q in range(Q):
             for k in range(K):
-                v = acc[q, k]
-                out[pad + q, k] = zero if v < zero else v
+                v = acc[q, k] + r[pad + q, k]
+                out[pad + q, k] = low if v < low else v
     else:
         for q in range(Q):
             for k in range(K):
-                out[pad + q, k] = acc[q, k]
+                v = acc[q, k]
+                out[pad + q, k] = low if v < low else v
 
 
 _forward_tasks = parallel_tasks(_forward_task)
@@ -187,19 +194,21 @@ def conv2d_forward_channellast(xp, w2, b, y, sh, sw, scratch):
     sh, sw : int
     scratch : (T, Q, Kw) float array, T >= 1 tasks' output-row buffers
     """
-    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, 0, 0, -1, False, scratch)
+    _forward_tasks(scratch.shape[0], xp, w2, b, y, sh, sw, 0, 0, -1, False, xp, False, scratch)
 
 
 @njit
-def conv2d_forward_channellast_padded(xp, w2, b, yp, sh, sw, oy, ox, pad, relu, scratch):
-    """:func:`conv2d_forward_channellast` into a channel-last output with a zero border, ReLU optionally fused.
+def conv2d_forward_channellast_padded(xp, w2, b, yp, sh, sw, oy, ox, pad, relu, scratch, res=None):
+    """:func:`conv2d_forward_channellast` into a channel-last output with a zero border, residual sum and ReLU
+    optionally fused.
 
     ``yp[n, pad + p, pad + q, k] = f(b[k] + sum_{r, s, c} w2[r, s*C + c, k] * xp[n, oy + p*sh + r, ox + q*sw + s,
-    c])`` with ``f`` the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN), and zero in the border of
-    ``pad`` rows and columns around: the layout this kernel and :func:`fastcnn.kernels.conv2d_forward_winograd_padded`
-    read, so that a model's layers pass activations on without converting them (the origin ``(oy, ox)`` lets a
-    layer with less padding than the border read the same array).  With ``pad < 0``, ``yp`` is an NCHW
-    ``y`` (N, K, P, Q) instead.
+    c] + res[n, pad + p, pad + q, k])`` with ``f`` the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN),
+    the ``res`` term only when given, and zero in the border of ``pad`` rows and columns around: the layout this
+    kernel and :func:`fastcnn.kernels.conv2d_forward_winograd_padded` read, so that a model's layers pass
+    activations on without converting them (the origin ``(oy, ox)`` lets a layer with less padding than the
+    border read the same array).  With ``pad < 0``, ``yp`` is an NCHW ``y`` (N, K, P, Q) instead (and ``res``
+    is not read).
 
     Parameters
     ----------
@@ -211,8 +220,13 @@ def conv2d_forward_channellast_padded(xp, w2, b, yp, sh, sw, oy, ox, pad, relu, 
         Where the window of output pixel (0, 0) starts in ``xp[n]``; the caller keeps every window inside xp.
     pad : int
     relu : bool
+    res : None or array of yp's shape and dtype, not overlapping yp
+        A residual block's shortcut, added before the ReLU.
     """
-    _forward_tasks(scratch.shape[0], xp, w2, b, yp, sh, sw, oy, ox, pad, relu, scratch)
+    if res is None:
+        _forward_tasks(scratch.shape[0], xp, w2, b, yp, sh, sw, oy, ox, pad, relu, xp, False, scratch)
+    else:
+        _forward_tasks(scratch.shape[0], xp, w2, b, yp, sh, sw, oy, ox, pad, relu, res, pad >= 0, scratch)
 
 
 def input_grad_frame(dx_shape, dy_shape, kernel_size, stride, padding):

@@ -344,18 +344,19 @@ def reads_padded(name, g, pad):
     return (g.ph, g.pw) == (pad, pad) and tiles_fit
 
 
-def forward_padded(name, xp, pad, w, b, yp, pad_out, relu, g, bufs):
+def forward_padded(name, xp, pad, w, b, yp, pad_out, relu, g, bufs, res=None):
     """The forward pass of plan ``name`` (one that :func:`reads_padded`) from ``xp`` (N, H + 2*pad, W + 2*pad, C)
-    into ``yp`` (N, P + 2*pad_out, Q + 2*pad_out, K), channel-last with a zero border, ReLU fused when ``relu``."""
+    into ``yp`` (N, P + 2*pad_out, Q + 2*pad_out, K), channel-last with a zero border, ``res`` (yp's shape) added
+    when given and the ReLU fused when ``relu``."""
     if name == "channel_last":
         w2 = bufs["w_forward"]
         w2.reshape(g.R, g.S, g.C, w2.shape[2])[..., :g.K] = w.transpose(2, 3, 1, 0)
         conv2d_forward_channellast_padded(xp, w2, b, yp, g.sh, g.sw, pad - g.ph, pad - g.pw, pad_out, relu,
-                                          bufs["rows"])
+                                          bufs["rows"], res)
         return
     u = bufs["u_forward"]
     winograd_filter(w, u, False)
-    conv2d_forward_winograd_padded(xp, u, b, yp, pad_out, relu, bufs["tiles"], bufs["products"])
+    conv2d_forward_winograd_padded(xp, u, b, yp, pad_out, relu, bufs["tiles"], bufs["products"], res)
 
 
 # --------------------------------------------------------------------------- any plan, grouped ones per group

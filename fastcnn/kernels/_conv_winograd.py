@@ -248,8 +248,9 @@ def _transform_inputs(xp, first, last, TP, TQ, v, t):
 
 
 @njit(inline="always")
-def _write_outputs(m, t, first, last, TP, TQ, b, y, row, relu):
-    """``y[n, k, p, q] = Y + b[k]`` (max(., 0) when ``relu``) from the output tiles in ``m[t]``
+def _write_outputs(m, t, first, last, TP, TQ, b, y, row, low):
+    """``y[n, k, p, q] = Y + b[k]`` (raised to ``low`` where below it: the ReLU with low = 0) from the output tiles
+    in ``m[t]``
     (:data:`_OUT2` / :data:`_OUT4` left them there).
 
     Each output row p is gathered in ``row`` (K, m*TQ), a small buffer that
@@ -274,26 +275,24 @@ def _write_outputs(m, t, first, last, TP, TQ, b, y, row, relu):
                     q = mt * tq + j
                     for k in range(K):
                         row[k, q] = src[k]
-            zero = y.dtype.type(0)
             for k in range(K):
                 bias = b[k]
                 out = y[n, k, p]
                 for q in range(Q):
                     v = row[k, q] + bias
-                    out[q] = zero if relu and v < zero else v
+                    out[q] = low if v < low else v
 
 
 @njit(inline="always")
-def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, relu):
-    """``yp[n, pad + p, pad + q, k] = f(Y + b[k])`` (channel-last, ``f``: max(., 0) when ``relu``) from the output
-    tiles in ``m[t]``, with the zero border of ``yp[n]`` next to the tile rows ``first..last``: each output pixel is
-    one contiguous row of K numbers on both sides."""
+def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, low, res, add):
+    """``yp[n, pad + p, pad + q, k] = Y + b[k]`` (channel-last; plus ``res``'s pixel when ``add``; raised to ``low``
+    where below it: the ReLU with low = 0) from the output tiles in ``m[t]``, with the zero border of ``yp[n]`` next
+    to the tile rows ``first..last``: each output pixel is one contiguous row of K numbers on both sides."""
     alpha = 4 if m.shape[1] == 16 else 6
     mt = alpha - 2
     slots = _Y_SLOTS[alpha // 2 - 2]
     K = yp.shape[3]
     P, Q = yp.shape[1] - 2 * pad, yp.shape[2] - 2 * pad
-    zero = yp.dtype.type(0)
     for tr in range(first, last):
         n = tr // TP
         ti = tr - n * TP
@@ -316,13 +315,15 @@ def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, relu):
                     if q >= Q:
                         break
                     src, out = m[t, plane, tile0 + tq], yp[n, pad + p, pad + q]
-                    if relu:  # two loops: a select on a run-time flag inside one keeps LLVM from vectorising it
+                    if add:  # two loops: a run-time branch inside one keeps LLVM from vectorising it
+                        r = res[n, pad + p, pad + q]
                         for k in range(K):
-                            v = src[k] + b[k]
-                            out[k] = zero if v < zero else v
+                            v = src[k] + b[k] + r[k]
+                            out[k] = low if v < low else v
                     else:
                         for k in range(K):
-                            out[k] = src[k] + b[k]
+                            v = src[k] + b[k]
+                            out[k] = low if v < low else v
 
 
 @njit(inline="always")
@@ -446,10 +447,11 @@ def winograd_filter(w, u, transposed):
     _filter_rows(u.shape[1], w, u, transposed)
 
 
-@task("r4 r3 r1 a4 i b a4 a4 i")
-def _forward_task(xp, u, b, y, pad, relu, v, m, t):
+@task("r4 r3 r1 a4 i b r4 b a4 a4 i")
+def _forward_task(xp, u, b, y, pad, relu, res, add, v, m, t):
     """Task t of :func:`conv2d_forward_winograd` (``pad < 0``: y is NCHW) and
-    :func:`conv2d_forward_winograd_padded`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``."""
+    :func:`conv2d_forward_winograd_padded`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``; with ``add``
+    (padded y only) ``res``, of y's shape, is added before the ReLU."""
     C = xp.shape[3]
     A2, Kw = u.shape[0], u.shape[2]
     mt = 2 if A2 == 16 else 4
@@ -464,6 +466,7 @@ def _forward_task(xp, u, b, y, pad, relu, v, m, t):
     K = y.shape[1] if pad < 0 else y.shape[3]
     v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
     row = np.empty((K if pad < 0 else 0, mt * TQ), dtype=y.dtype)  # one NCHW output row, gathered
+    low = y.dtype.type(0) if relu else y.dtype.type(-np.inf)  # v < low: below the ReLU (never without; NaN stays)
     for chunk in range(t * chunks // T, (t + 1) * chunks // T):
         first = chunk * rows_per_chunk
         last = min(first + rows_per_chunk, N * TP)
@@ -476,9 +479,9 @@ def _forward_task(xp, u, b, y, pad, relu, v, m, t):
                       uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
         _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
         if pad < 0:
-            _write_outputs(m, t, first, last, TP, TQ, b, y, row, relu)
+            _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
         else:
-            _write_padded_outputs(m, t, first, last, TP, TQ, b, y, pad, relu)
+            _write_padded_outputs(m, t, first, last, TP, TQ, b, y, pad, low, res, add)
 
 
 _forward_tasks = parallel_tasks(_forward_task)
@@ -509,18 +512,20 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
         tiles (an odd TB keeps the planes of a task in different cache sets)
     m : (T, alpha^2, TB, Kw) float array, scratch
     """
-    _forward_tasks(v.shape[0], xp, u, b, y, -1, False, v, m)
+    _forward_tasks(v.shape[0], xp, u, b, y, -1, False, xp, False, v, m)
 
 
 @njit
-def conv2d_forward_winograd_padded(xp, u, b, yp, pad, relu, v, m):
-    """:func:`conv2d_forward_winograd` into a channel-last output with a zero border, ReLU optionally fused.
+def conv2d_forward_winograd_padded(xp, u, b, yp, pad, relu, v, m, res=None):
+    """:func:`conv2d_forward_winograd` into a channel-last output with a zero border, residual sum and ReLU
+    optionally fused.
 
-    ``yp[n, pad + p, pad + q, k] = f(b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, p + r, q + s, c])`` with ``f``
-    the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN), and zero in the border of ``pad`` rows and
-    columns around: the layout :func:`fastcnn.kernels.conv2d_forward_channellast_padded` writes and reads too,
-    so that a model's layers pass activations on without converting them.  With ``pad < 0``, ``yp`` is an NCHW
-    ``y`` (N, K, P, Q) instead.
+    ``yp[n, pad + p, pad + q, k] = f(b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, p + r, q + s, c] + res[n, pad + p,
+    pad + q, k])`` with ``f`` the identity, or ``max(., 0)`` when ``relu`` (NaN stays NaN), the ``res`` term only
+    when given, and zero in the border of ``pad`` rows and columns around: the layout
+    :func:`fastcnn.kernels.conv2d_forward_channellast_padded` writes and reads too, so that a model's layers pass
+    activations on without converting them.  With ``pad < 0``, ``yp`` is an NCHW ``y`` (N, K, P, Q) instead (and
+    ``res`` is not read).
 
     Parameters
     ----------
@@ -529,8 +534,13 @@ def conv2d_forward_winograd_padded(xp, u, b, yp, pad, relu, v, m):
     yp : (N, P + 2*pad, Q + 2*pad, K) float array (``pad < 0``: (N, K, P, Q)), written in full
     pad : int
     relu : bool
+    res : None or array of yp's shape and dtype, not overlapping yp
+        A residual block's shortcut, added before the ReLU.
     """
-    _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, v, m)
+    if res is None:
+        _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, xp, False, v, m)
+    else:
+        _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, res, pad >= 0, v, m)
 
 
 @njit(inline="always")

@@ -504,14 +504,14 @@ class PreparedConv:
         """Whether :meth:`forward_padded` can run this convolution from an input with a zero border of ``pad``."""
         return self.extra == (0, 0) and _conv_exec.reads_padded(self.forward_plan.algorithm, self.g, pad)
 
-    def forward_padded(self, xp, pad, w, b, pad_out, relu, out=None):
+    def forward_padded(self, xp, pad, w, b, pad_out, relu, out=None, res=None):
         """The forward pass from a padded channel-last layout (for inference chains; keeps nothing).
 
         ``xp`` is x as (N, H + 2*pad, W + 2*pad, C) with a zero border (see
         :meth:`reads_padded`).  Returns a new (N, P + 2*pad_out, Q + 2*pad_out, K)
         channel-last array with a zero border, or with ``pad_out=None`` a new
-        NCHW y (N, K, P, Q); ``max(y, 0)`` when ``relu``.  ``out``: a function of (shape, dtype) that gives the
-        output array (default: a new one).
+        NCHW y (N, K, P, Q); ``res`` (of the padded output's shape) added when given, then ``max(y, 0)`` when
+        ``relu``.  ``out``: a function of (shape, dtype) that gives the output array (default: a new one).
         """
         g = self.g
         shape = (g.N, g.K, g.P, g.Q) if pad_out is None else (g.N, g.P + 2 * pad_out, g.Q + 2 * pad_out, g.K)
@@ -521,7 +521,7 @@ class PreparedConv:
             self.padded_plan = plan._replace(buffers=tuple(b for b in plan.buffers
                                                            if b.role not in ("x_channel_last", "x_tiles")))
         _conv_exec.forward_padded(self.padded_plan.algorithm, xp, pad, w, b, yp, -1 if pad_out is None else pad_out,
-                                  relu, g, _workspace.take(self.padded_plan, self.dtype))
+                                  relu, g, _workspace.take(self.padded_plan, self.dtype), res)
         return yp
 
     def backward(self, dy, x, w, need_input_grad):

@@ -258,8 +258,19 @@ def _nchw(x, owned):
     return (x.nchw(), True) if isinstance(x, Padded) else (x, owned)
 
 
-def _conv(x, conv, norm, relu, padded=False):
-    """The fused conv step; its output is :class:`Padded` when ``padded`` (the next step reads that layout)."""
+class _Tail:
+    """A residual sum (and the ReLU after it) for the last step of a block's path to fuse, when it can."""
+
+    __slots__ = ("res", "relu", "used")
+
+    def __init__(self, res, relu):
+        self.res, self.relu, self.used = res, relu, False
+
+
+def _conv(x, conv, norm, relu, padded=False, tail=None):
+    """The fused conv step; its output is :class:`Padded` when ``padded`` (the next step reads that layout).
+    ``tail`` (a :class:`_Tail`, for a step with no ReLU of its own): added in the kernel's output loop when the
+    output is Padded of the shortcut's shape (``tail.used`` then says so)."""
     w, b = folded_weights(conv, norm)
     prepared = None
     if isinstance(x, Padded) or padded:
@@ -269,6 +280,12 @@ def _conv(x, conv, norm, relu, padded=False):
     if prepared is not None:
         xp = x if isinstance(x, Padded) else Padded.of(x)
         bias = conv.zero_bias(prepared) if b is None else b
+        g = prepared.g
+        if (padded and tail is not None and tail.res.dtype == w.dtype
+                and tail.res.shape == (g.N, g.P + 2 * BORDER, g.Q + 2 * BORDER, g.K)):
+            tail.used = True
+            y = prepared.forward_padded(xp.array, BORDER, w, bias, BORDER, tail.relu, activation, tail.res)
+            return Padded(y)
         y = prepared.forward_padded(xp.array, BORDER, w, bias, BORDER if padded else None, relu is not None,
                                     activation)
         return Padded(y) if padded else y
@@ -318,10 +335,19 @@ def residual(x, block, relu=None, padded=False):
     with ``relu`` (a ReLU layer, or None) applied in the same pass
     (:func:`fastcnn.kernels.residual_add_kernel` on both threads for large
     arrays).  With ``padded`` both paths end in the :class:`~fastcnn.layers.padded.Padded`
-    layout when they can, and so does the sum; ``x`` may be Padded.
+    layout when they can, and so does the sum: then the shortcut runs first
+    and the block path's last convolution adds it, and the ReLU, in its
+    output loop.  ``x`` may be Padded.
     """
-    h, h_owned = _run_chain(block.block, x, False, padded)
-    s = _run_chain(block.shortcut, x, False, isinstance(h, Padded))[0] if block.shortcut else x
+    s = tail = None
+    if padded:
+        s = _run_chain(block.shortcut, x, False, True)[0] if block.shortcut else x
+        tail = _Tail(s.array, relu is not None) if isinstance(s, Padded) else None
+    h, h_owned = _run_chain(block.block, x, False, padded, tail=tail)
+    if tail is not None and tail.used:
+        return h
+    if s is None:
+        s = _run_chain(block.shortcut, x, False, isinstance(h, Padded))[0] if block.shortcut else x
     if isinstance(h, Padded) and isinstance(s, Padded) and h.array.shape == s.array.shape and h_owned \
             and h.dtype == s.dtype and h.array.size >= PARALLEL_MIN_ELEMENTS:
         flat = h.array.reshape(-1)  # the borders: 0 + 0, through the ReLU still 0
@@ -406,7 +432,7 @@ def _run_outermost(layers, x, owned, entry=None):
     return y, owned
 
 
-def _run_chain(layers, x, owned, padded, entry=None):
+def _run_chain(layers, x, owned, padded, entry=None, tail=None):
     """:func:`run` that may take and return :class:`Padded` activations: its output is Padded when ``padded``
     and the last step can make it."""
     entry = entry or _STEPS.entry(layers)
@@ -417,17 +443,19 @@ def _run_chain(layers, x, owned, padded, entry=None):
         layouts = entry[2].get(key)
         if layouts is None:
             layouts = entry[2][key] = _layouts(entry[1], layers, x.shape, x.dtype, padded, first)
-    return _run(entry[1], layers, x, owned, layouts)
+    return _run(entry[1], layers, x, owned, layouts, tail)
 
 
-def _run(steps, layers, x, owned, layouts=None):
+def _run(steps, layers, x, owned, layouts=None, tail=None):
     """:func:`run` on the chain's index steps (from :class:`_StepCache`); ``layouts[i]``: step i's output is
-    :class:`Padded` (see :func:`_layouts`)."""
+    :class:`Padded` (see :func:`_layouts`); ``tail``: for the last step, when a conv step with no ReLU (see
+    :func:`_conv`)."""
     for i, (kind, group) in enumerate(steps):
         layer = layers[group[0]]
         padded = layouts is not None and layouts[i]
         if kind == "conv":
-            x, owned = _conv(x, layer, _at(layers, group[1]), _at(layers, group[2]), padded), True
+            fuse_tail = tail if i == len(steps) - 1 and group[2] is None else None
+            x, owned = _conv(x, layer, _at(layers, group[1]), _at(layers, group[2]), padded, fuse_tail), True
         elif kind == "linear":
             x, owned = _linear(x, layer, _at(layers, group[1]), _at(layers, group[2])), True
         elif kind == "relu":

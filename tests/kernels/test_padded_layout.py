@@ -50,13 +50,26 @@ CHANNEL_LAST_CASES = [
 ]
 
 
+def _shortcut(rng, expected, pad_out, dtype):
+    """A residual term for the output: (its NCHW values, the array the kernels take: padded, zero border)."""
+    r = randn(rng, expected.shape, dtype)
+    return r, (_padded(r, pad_out) if pad_out >= 0 else r)
+
+
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CHANNEL_LAST_CASES)
-def test_channellast_padded_matches_naive(case, dtype, relu, rng):
+def test_channellast_padded_matches_naive(case, dtype, relu, residual, rng):
+    """With a residual term (padded outputs only: the NCHW mode never reads it) added before the ReLU."""
     N, C, H, W, Kout, R, S, stride, padding, pad_in, pad_out = case
     x, w, b = randn(rng, (N, C, H, W), dtype), randn(rng, (Kout, C, R, S), dtype), randn(rng, (Kout,), dtype)
-    expected = _expected(x, w, b, stride, padding, relu)
+    expected = _expected(x, w, b, stride, padding, False)
+    res = None
+    if residual:
+        r, res = _shortcut(rng, expected, pad_out, dtype)
+        expected = expected + r if pad_out >= 0 else expected
+    expected = np.maximum(expected, 0) if relu else expected
     P, Q = expected.shape[2:]
     Kw = -(-Kout // 8) * 8
     w2 = np.zeros((R, S * C, Kw), dtype)
@@ -64,19 +77,25 @@ def test_channellast_padded_matches_naive(case, dtype, relu, rng):
     shape = (N, Kout, P, Q) if pad_out < 0 else (N, P + 2 * pad_out, Q + 2 * pad_out, Kout)
     out = np.full(shape, np.nan, dtype)
     K.conv2d_forward_channellast_padded(_padded(x, pad_in), w2, b, out, *stride, pad_in - padding[0],
-                                        pad_in - padding[1], pad_out, relu, np.empty((3, Q, Kw), dtype))
+                                        pad_in - padding[1], pad_out, relu, np.empty((3, Q, Kw), dtype), res)
     _check_output(out, expected, pad_out, dtype)
 
 
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("positions", [16, 36])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,C,H,W,Kout,pad_out", [(2, 5, 7, 6, 9, 1), (1, 16, 8, 8, 16, 2), (3, 3, 5, 9, 4, -1)])
-def test_winograd_padded_matches_naive(N, C, H, W, Kout, pad_out, positions, dtype, relu, rng):
+def test_winograd_padded_matches_naive(N, C, H, W, Kout, pad_out, positions, dtype, relu, residual, rng):
     """Sizes that are not multiples of the tile read a frame that many zeros larger; the tiles past the output's
-    edge are dropped."""
+    edge are dropped.  A residual term (padded outputs only) is added before the ReLU."""
     x, w, b = randn(rng, (N, C, H, W), dtype), randn(rng, (Kout, C, 3, 3), dtype), randn(rng, (Kout,), dtype)
-    expected = _expected(x, w, b, 1, 1, relu)
+    expected = _expected(x, w, b, 1, 1, False)
+    res = None
+    if residual:
+        r, res = _shortcut(rng, expected, pad_out, dtype)
+        expected = expected + r if pad_out >= 0 else expected
+    expected = np.maximum(expected, 0) if relu else expected
     m = 2 if positions == 16 else 4
     extra = m * -(-max(H, W) // m) - min(H, W)
     Kw = -(-Kout // 8) * 8
@@ -86,7 +105,7 @@ def test_winograd_padded_matches_naive(N, C, H, W, Kout, pad_out, positions, dty
     v, prod = np.empty((2, positions, tiles, C), dtype), np.empty((2, positions, tiles, Kw), dtype)
     shape = (N, Kout, H, W) if pad_out < 0 else (N, H + 2 * pad_out, W + 2 * pad_out, Kout)
     out = np.full(shape, np.nan, dtype)
-    K.conv2d_forward_winograd_padded(_padded(x, 1, extra), u, b, out, pad_out, relu, v, prod)
+    K.conv2d_forward_winograd_padded(_padded(x, 1, extra), u, b, out, pad_out, relu, v, prod, res)
     _check_output(out, expected, pad_out, dtype, rtol=5e-5 if positions == 36 and dtype == np.float32 else None)
 
 

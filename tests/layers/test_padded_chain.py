@@ -78,18 +78,25 @@ def test_lenet5_keeps_nchw():
 def test_resnet_small_converts_only_at_the_stem(monkeypatch):
     """In eval mode every convolution of resnet_small runs into the padded layout, and every one but the stem
     from it (the stem, 3 channels, runs channel_last instead of its own plan, "rows", from its input copied
-    there), at the batch sizes of predict and of one image."""
+    there), at the batch sizes of predict and of one image; each block's last convolution adds the shortcut
+    and applies the ReLU after the block where it writes the padded layout."""
     fastcnn.set_num_threads(2)
     calls = []
     for name in ("forward", "forward_padded"):
         real = getattr(PreparedConv, name)
         monkeypatch.setattr(PreparedConv, name,
                             lambda self, *a, _name=name, _real=real: (calls.append(_name), _real(self, *a))[1])
+    real_add = fastcnn.kernels.residual_add_kernel
+    monkeypatch.setattr(fastcnn.kernels, "residual_add_kernel", lambda *a: (calls.append("add"), real_add(*a))[1])
     model = randomise_norms(models.resnet_small(), np.random.default_rng(1)).eval()
     for batch in (16, 1):
         calls.clear()
-        model.predict(np.random.default_rng(2).random((batch, 3, 32, 32), dtype=np.float32))
-        assert calls == ["forward_padded"] * 15
+        x = np.random.default_rng(2).random((batch, 3, 32, 32), dtype=np.float32)
+        got = model.predict(x)
+        # the residual sums and their ReLUs in the convolutions' loops, but the last block's: it goes to the
+        # global pooling, in NCHW
+        assert calls == ["forward_padded"] * 15 + ["add"]
+        assert_close(got, layer_by_layer(model.layers, x), np.float32, rtol=5e-5)
 
 
 def test_a_changed_algorithm_after_the_layouts_were_chosen_still_gives_the_right_result():
