@@ -52,7 +52,8 @@ from .base import as_input
 from .conv import Conv2d
 from .dense import Dropout, Flatten, Linear
 from .norm import BatchNorm1d, BatchNorm2d
-from .padded import BORDER, Padded, activation, is_scratch, max_pool, pool_reads_padded, scratch_activations
+from .padded import BORDER, Padded, activation, conv_plan, is_scratch, max_pool, pool_reads_padded, scratch_activations
+from .padded import layouts as padded_layouts
 from .pool import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 
 __all__ = ["PARALLEL_MIN_ELEMENTS", "ROWS_MAX_BATCH", "ROWS_MAX_OUTPUTS", "SERIAL_MAX_MACS", "folded_weights",
@@ -276,7 +277,7 @@ def _conv(x, conv, norm, relu, padded=False, tail=None):
     if isinstance(x, Padded) or padded:
         if not isinstance(x, Padded):
             x = as_input(x, conv.weight.dtype, conv, 4)
-        prepared = _padded_plan(conv, x.shape, x.dtype, w, b, padded) if x.dtype == w.dtype else None
+        prepared = conv_plan(conv, x.shape, x.dtype, w, b, padded) if x.dtype == w.dtype else None
     if prepared is not None:
         xp = x if isinstance(x, Padded) else Padded.of(x)
         bias = conv.zero_bias(prepared) if b is None else b
@@ -292,26 +293,6 @@ def _conv(x, conv, norm, relu, padded=False, tail=None):
     y = conv.forward_with(_nchw(x, False)[0], w, b, activation)
     y = y if relu is None else relu_(y)
     return Padded.of(y) if padded else y
-
-
-def _padded_plan(conv, x_shape, dtype, w=None, b=None, writes=True):
-    """The prepared plan that runs ``conv`` from the :class:`Padded` layout (and into it): the layer's own, or
-    when that cannot, ``writes`` is set and the layer's algorithm is "auto", ``channel_last``; else None.
-
-    A layer whose output goes on padded and whose own plan cannot write it (a stem of 3 channels, which "auto"
-    runs by rows) runs channel_last from its input copied there: 2-2.5x less time than its own plan, a ReLU and
-    the copy after it (vgg_small's and resnet_small's stems, batch 256).
-    """
-    prepared = conv.prepared_for(x_shape, dtype, w, b)
-    if prepared is None or prepared.reads_padded(BORDER):
-        return prepared
-    if not writes or conv.algorithm != "auto" or conv.groups != 1 or max(conv.dilation) != 1:
-        return None
-    try:
-        channel_last = conv.prepared_for(x_shape, dtype, w, b, "channel_last")
-    except ValueError:  # channel_last does not apply to this shape
-        return None
-    return channel_last if channel_last.reads_padded(BORDER) else None
 
 
 def _linear(x, linear, norm, relu):
@@ -442,14 +423,17 @@ def _run_chain(layers, x, owned, padded, entry=None, tail=None):
         key = ("padded", x.shape, x.dtype, get_num_threads(), padded, first)
         layouts = entry[2].get(key)
         if layouts is None:
-            layouts = entry[2][key] = _layouts(entry[1], layers, x.shape, x.dtype, padded, first)
+            layouts = padded_layouts(entry[1], layers, x.shape, x.dtype, padded, first, _STEPS.steps)
+            entry[2][key] = layouts
     return _run(entry[1], layers, x, owned, layouts, tail)
 
 
 def _run(steps, layers, x, owned, layouts=None, tail=None):
-    """:func:`run` on the chain's index steps (from :class:`_StepCache`); ``layouts[i]``: step i's output is
-    :class:`Padded` (see :func:`_layouts`); ``tail``: for the last step, when a conv step with no ReLU (see
-    :func:`_conv`)."""
+    """:func:`run` on the chain's index steps (from :class:`_StepCache`).
+
+    ``layouts[i]``: step i's output is :class:`Padded` (:func:`fastcnn.layers.padded.layouts`); ``tail``: for
+    the last step, when a conv step with no ReLU (see :func:`_conv`).
+    """
     for i, (kind, group) in enumerate(steps):
         layer = layers[group[0]]
         padded = layouts is not None and layouts[i]
@@ -475,75 +459,6 @@ def _run(steps, layers, x, owned, layouts=None, tail=None):
                 owned = False
             x = y
     return x, owned
-
-
-def _layouts(steps, layers, x_shape, dtype, last, first=False):
-    """Per step, whether its output goes on :class:`Padded` (a hint: every step takes either layout).
-
-    A step's output goes padded when it can write that layout itself (a convolution with a plan that does, a
-    2x2 max pooling of a padded input, a residual block of such convolutions; a ReLU passes its input's layout
-    on) and what follows reads it: a convolution that does, a residual block whose paths start with one, or a
-    2x2 max pooling whose own output is read so (pooling alone gains nothing from the layout); after the last
-    step, ``last``.  ``first``: the chain's input is Padded.
-    """
-    shapes, shape = [], tuple(x_shape[1:])
-    try:
-        for kind, group in steps:
-            shapes.append((x_shape[0], *shape))
-            for index in group:
-                if index is not None:
-                    shape = tuple(layers[index].output_shape(shape))
-    except ValueError:  # the layers will say what is wrong with the shape when they run
-        return None
-    follows, after = [False] * len(steps), last
-    for i in range(len(steps) - 1, -1, -1):
-        kind, group = steps[i]
-        follows[i] = after
-        if kind != "relu":
-            after = _reads_padded(kind, layers[group[0]], shapes[i], dtype) and (kind != "layer" or after)
-    out, padded = [], first
-    for i, (kind, group) in enumerate(steps):
-        if kind != "relu":
-            padded = follows[i] and _writes_padded(kind, layers[group[0]], shapes[i], dtype, padded)
-        out.append(padded)
-    return tuple(out)
-
-
-def _reads_padded(kind, layer, x_shape, dtype):
-    """Whether the step of ``kind`` starting with ``layer`` runs on a :class:`Padded` input of ``x_shape``
-    without converting it."""
-    try:
-        if len(x_shape) != 4:
-            return False
-        if kind == "conv":
-            return layer.weight.dtype == dtype and _padded_plan(layer, x_shape, dtype, writes=False) is not None
-        if kind == "residual":
-            if any(inner.training for inner in layer.walk()):
-                return False
-            return all(_first_reads_padded(chain, x_shape, dtype) for chain in (layer.block, layer.shortcut)
-                       if chain)
-        return kind == "layer" and pool_reads_padded(layer, x_shape[1:])
-    except (TypeError, ValueError):  # the layer will say what is wrong when it runs
-        return False
-
-
-def _writes_padded(kind, layer, x_shape, dtype, padded_input):
-    """Whether the step of ``kind`` starting with ``layer`` can write its output :class:`Padded` at no extra cost
-    (given whether its input is Padded)."""
-    try:
-        if kind == "conv":
-            return layer.weight.dtype == dtype and _padded_plan(layer, x_shape, dtype) is not None
-        if kind == "residual":
-            return _reads_padded(kind, layer, x_shape, dtype)
-        return kind == "layer" and padded_input and pool_reads_padded(layer, x_shape[1:])
-    except (TypeError, ValueError):
-        return False
-
-
-def _first_reads_padded(layers, x_shape, dtype):
-    steps = _STEPS.steps(layers)
-    return bool(steps) and steps[0][0] != "relu" and _reads_padded(steps[0][0], layers[steps[0][1][0]], x_shape,
-                                                                   dtype)
 
 
 def _at(layers, i):

@@ -56,7 +56,8 @@ def test_the_layout_is_used_where_a_consumer_reads_it():
     model = _mixed(np.float32).eval()
     layers = model.layers
     steps = fuse.steps(layers)
-    flags = fuse._layouts(fuse._STEPS.steps(layers), layers, (6, 3, 16, 16), np.dtype(np.float32), False)
+    flags = padded.layouts(fuse._STEPS.steps(layers), layers, (6, 3, 16, 16), np.dtype(np.float32), False, False,
+                           fuse._STEPS.steps)
     kinds = [(kind, type(group[0]).__name__) for kind, group in steps]
     assert kinds[:5] == [("conv", "Conv2d"), ("conv", "Conv2d"), ("layer", "MaxPool2d"), ("relu", "ReLU"),
                          ("residual", "Residual")]
@@ -70,8 +71,8 @@ def test_lenet5_keeps_nchw():
     copy to the layout would gain nothing."""
     model = models.lenet5().eval()
     for batch in (1, 64):
-        flags = fuse._layouts(fuse._STEPS.steps(model.layers), model.layers, (batch, 1, 28, 28),
-                              np.dtype(np.float32), False)
+        flags = padded.layouts(fuse._STEPS.steps(model.layers), model.layers, (batch, 1, 28, 28),
+                               np.dtype(np.float32), False, False, fuse._STEPS.steps)
         assert flags is not None and not any(flags)
 
 
