@@ -278,9 +278,13 @@ def _write_outputs(m, t, first, last, TP, TQ, b, y, row, low):
             for k in range(K):
                 bias = b[k]
                 out = y[n, k, p]
-                for q in range(Q):
-                    v = row[k, q] + bias
-                    out[q] = low if v < low else v
+                if low == low - low:  # the ReLU (low = 0); without it (low = -inf) the plain loop of training
+                    for q in range(Q):
+                        v = row[k, q] + bias
+                        out[q] = low if v < low else v
+                else:
+                    for q in range(Q):
+                        out[q] = row[k, q] + bias
 
 
 @njit(inline="always")
