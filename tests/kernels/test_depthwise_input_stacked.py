@@ -13,6 +13,14 @@ from fastcnn import kernels as K
 
 ROLES = {"dy_stacked_chunks", "dx_stacked_phases"}
 
+#: float64 runs with ``-m slow`` (in CI's slow job): its compile alone is several seconds of the quick suite.
+DTYPES = [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
 #: (N, C, H, W, m): odd batches, channels not a multiple of the stack (16 planes of 8 x 8), multipliers 1-3, a
 #: batch of 1, rectangles; dy rows of 1 to 9 columns (each zip width, whole and overlapping); planes of one dy
 #: row (the Q + 1 pixels read past a stack then reach past the next plane); planes of more than STACK_PIXELS dy
@@ -146,7 +154,7 @@ def test_plan_runs_other_kernels_off_3x3_stride_2_padding_1(stride, padding, dil
     assert not {b.role for b in plans.input_grad.buffers} & ROLES
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("x_shape,m", [((5, 40, 8, 8), 1), ((3, 6, 12, 10), 2), ((1, 4, 4, 6), 3), ((2, 3, 2, 14), 1)])
 def test_checked_backward_against_torch_autograd(x_shape, m, dtype, rng):
     torch = pytest.importorskip("torch")

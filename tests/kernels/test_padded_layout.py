@@ -14,6 +14,9 @@ from helpers import assert_close, randn
 from fastcnn import kernels as K
 from fastcnn.kernels.conv import PreparedConv
 
+#: float64 runs with ``-m slow`` (in CI's slow job): its compile alone is several seconds of the quick suite.
+DTYPES = [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)]
+
 
 def _padded(x, pad, extra=0):
     """x (N, C, H, W) as (N, H + 2*pad + extra, W + 2*pad + extra, C), zeros around."""
@@ -58,7 +61,7 @@ def _shortcut(rng, expected, pad_out, dtype):
 
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CHANNEL_LAST_CASES)
 def test_channellast_padded_matches_naive(case, dtype, relu, residual, rng):
     """With a residual term (padded outputs only: the NCHW mode never reads it) added before the ReLU."""
@@ -84,7 +87,7 @@ def test_channellast_padded_matches_naive(case, dtype, relu, residual, rng):
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("positions", [16, 36])
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("N,C,H,W,Kout,pad_out", [(2, 5, 7, 6, 9, 1), (1, 16, 8, 8, 16, 2), (3, 3, 5, 9, 4, -1)])
 def test_winograd_padded_matches_naive(N, C, H, W, Kout, pad_out, positions, dtype, relu, residual, rng):
     """Sizes that are not multiples of the tile read a frame that many zeros larger; the tiles past the output's
@@ -109,7 +112,7 @@ def test_winograd_padded_matches_naive(N, C, H, W, Kout, pad_out, positions, dty
     _check_output(out, expected, pad_out, dtype, rtol=5e-5 if positions == 36 and dtype == np.float32 else None)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,pad", [((2, 3, 5, 7), 1), ((1, 17, 9, 8), 0), ((3, 8, 2, 3), 2)])
 def test_from_channel_last_inverts_to_channel_last(shape, pad, dtype, rng):
     x = randn(rng, shape, dtype)
@@ -123,7 +126,7 @@ def test_from_channel_last_inverts_to_channel_last(shape, pad, dtype, rng):
 
 
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,pad", [((2, 5, 8, 6), 1), ((1, 3, 7, 9), 1), ((2, 16, 4, 4), 0), ((1, 2, 3, 2), 2)])
 def test_max_pool_padded_matches_naive(shape, pad, dtype, relu, rng):
     """Odd sizes drop the last row or column (floor); a NaN in a window gives NaN, with or without the ReLU."""

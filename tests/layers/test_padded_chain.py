@@ -39,7 +39,7 @@ def _mixed(dtype):
         GlobalAvgPool2d(), Flatten(), Linear(16, 5, dtype=dtype), input_shape=(3, 16, 16))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
 def test_a_mixed_chain_matches_layer_by_layer(dtype):
     rng = np.random.default_rng(0)
     model = randomise_norms(_mixed(dtype), rng).eval()
