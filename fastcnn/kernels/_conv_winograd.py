@@ -451,44 +451,76 @@ def winograd_filter(w, u, transposed):
     _filter_rows(u.shape[1], w, u, transposed)
 
 
-@task("r4 r3 r1 a4 i b r4 b a4 a4 i")
-def _forward_task(xp, u, b, y, pad, relu, res, add, v, m, t):
-    """Task t of :func:`conv2d_forward_winograd` (``pad < 0``: y is NCHW) and
-    :func:`conv2d_forward_winograd_padded`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``; with ``add``
-    (padded y only) ``res``, of y's shape, is added before the ReLU."""
-    C = xp.shape[3]
-    A2, Kw = u.shape[0], u.shape[2]
+@njit(inline="always")
+def _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ):
+    """The output tiles of tile rows ``first..last`` in ``m[t]``: the input transform into ``v[t]``, the alpha^2
+    products ``M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)`` and the output transform (``uf``, ``vf``,
+    ``mf``: u, v and m flat)."""
+    C, A2, TB, Kw = xp.shape[3], m.shape[1], m.shape[2], m.shape[3]
+    v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
+    tiles = (last - first) * TQ
+    _transform_inputs(xp, first, last, TP, TQ, v, t)
+    for xi in range(A2):
+        off = m_base + xi * TB * Kw
+        zero_span(mf, off, off + tiles * Kw)
+        gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
+                  uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
+    _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
+
+
+@task("r4 r3 r1 a4 a4 a4 i")
+def _forward_task(xp, u, b, y, v, m, t):
+    """Task t of :func:`conv2d_forward_winograd`: its range of chunks of tile rows, in ``v[t]`` and ``m[t]``."""
+    A2 = u.shape[0]
     mt = 2 if A2 == 16 else 4
-    N = y.shape[0]
-    P = y.shape[2] if pad < 0 else y.shape[1] - 2 * pad
-    Q = y.shape[3] if pad < 0 else y.shape[2] - 2 * pad
+    N, K, P, Q = y.shape
     T, TB = v.shape[0], v.shape[2]
     TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
     rows_per_chunk = TB // TQ
     chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
     uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
+    row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
+    low = y.dtype.type(-np.inf)  # no ReLU
+    for chunk in range(t * chunks // T, (t + 1) * chunks // T):
+        first = chunk * rows_per_chunk
+        last = min(first + rows_per_chunk, N * TP)
+        _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ)
+        _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
+
+
+_forward_tasks = parallel_tasks(_forward_task)
+
+
+@task("r4 r3 r1 a4 i b r4 b a4 a4 i")
+def _padded_forward_task(xp, u, b, y, pad, relu, res, add, v, m, t):
+    """Task t of :func:`conv2d_forward_winograd_padded` (y channel-last with a zero border of ``pad``, or NCHW when
+    ``pad < 0``): as :func:`_forward_task`; with ``add`` (padded y only) ``res``, of y's shape, is added before
+    the ReLU.  A task of its own: the training kernel's compiles no more than it did."""
+    A2 = u.shape[0]
+    mt = 2 if A2 == 16 else 4
+    N = y.shape[0]
+    P = y.shape[2] if pad < 0 else y.shape[1] - 2 * pad
+    Q = y.shape[3] if pad < 0 else y.shape[2] - 2 * pad
     K = y.shape[1] if pad < 0 else y.shape[3]
-    v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
+    T, TB = v.shape[0], v.shape[2]
+    TP, TQ = (P + mt - 1) // mt, (Q + mt - 1) // mt
+    rows_per_chunk = TB // TQ
+    chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
+    uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
     row = np.empty((K if pad < 0 else 0, mt * TQ), dtype=y.dtype)  # one NCHW output row, gathered
     low = y.dtype.type(0) if relu else y.dtype.type(-np.inf)  # v < low: below the ReLU (never without; NaN stays)
     for chunk in range(t * chunks // T, (t + 1) * chunks // T):
         first = chunk * rows_per_chunk
         last = min(first + rows_per_chunk, N * TP)
-        tiles = (last - first) * TQ
-        _transform_inputs(xp, first, last, TP, TQ, v, t)
-        for xi in range(A2):  # M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)
-            off = m_base + xi * TB * Kw
-            zero_span(mf, off, off + tiles * Kw)
-            gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
-                      uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
-        _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
+        _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ)
         if pad < 0:
             _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
         else:
             _write_padded_outputs(m, t, first, last, TP, TQ, b, y, pad, low, res, add)
 
 
-_forward_tasks = parallel_tasks(_forward_task)
+_padded_forward_tasks = parallel_tasks(_padded_forward_task)
+
 
 
 @njit
@@ -516,7 +548,7 @@ def conv2d_forward_winograd(xp, u, b, y, v, m):
         tiles (an odd TB keeps the planes of a task in different cache sets)
     m : (T, alpha^2, TB, Kw) float array, scratch
     """
-    _forward_tasks(v.shape[0], xp, u, b, y, -1, False, xp, False, v, m)
+    _forward_tasks(v.shape[0], xp, u, b, y, v, m)
 
 
 @njit
@@ -542,9 +574,9 @@ def conv2d_forward_winograd_padded(xp, u, b, yp, pad, relu, v, m, res=None):
         A residual block's shortcut, added before the ReLU.
     """
     if res is None:
-        _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, xp, False, v, m)
+        _padded_forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, xp, False, v, m)
     else:
-        _forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, res, pad >= 0, v, m)
+        _padded_forward_tasks(v.shape[0], xp, u, b, yp, pad, relu, res, pad >= 0, v, m)
 
 
 @njit(inline="always")
