@@ -17,6 +17,7 @@ rounding (the same sums, in the same order, for ``channel_last``).
 """
 
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -123,11 +124,17 @@ def scratch_activations():
         state.depth -= 1
 
 
+#: :func:`activation` takes arrays from the workspace from this size up; smaller ones come from the allocator's
+#: free lists without page faults, and the workspace's bookkeeping (a few microseconds) would cost LeNet-5's
+#: batch-1 ``predict`` more than it saves.
+SCRATCH_MIN_BYTES = 1 << 18
+
+
 def activation(shape, dtype):
     """An uninitialised array for an intermediate activation: from the workspace inside
-    :func:`scratch_activations`, else new."""
+    :func:`scratch_activations` (arrays of :data:`SCRATCH_MIN_BYTES` or more), else new."""
     state = _SCRATCH
-    if state.depth == 0:
+    if state.depth == 0 or math.prod(shape) * dtype.itemsize < SCRATCH_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     state.count += 1
     a = WORKSPACE.get(("eval_activation", state.count), shape, dtype)

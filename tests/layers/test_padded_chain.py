@@ -125,7 +125,9 @@ def test_a_result_is_never_overwritten_by_the_next_call():
     model = randomise_norms(_mixed(np.float32), rng).eval()
     backbone = fastcnn.Sequential(*model.layers[:8], input_shape=(3, 16, 16)).eval()  # ends in a block and ReLU
     for chain in (model, backbone):
-        x1, x2 = (rng.standard_normal((4, 3, 16, 16)).astype(np.float32) for _ in range(2))
+        # 96 images: the arrays are reused (SCRATCH_MIN_INPUT_BYTES), the backbone's result among them
+        x1, x2 = (rng.standard_normal((96, 3, 16, 16)).astype(np.float32) for _ in range(2))
+        assert x1.nbytes >= fuse.SCRATCH_MIN_INPUT_BYTES and 96 * 16 * 8 * 8 * 4 >= padded.SCRATCH_MIN_BYTES
         y1 = chain.predict(x1)
         kept = y1.copy()
         y2 = chain.predict(x2)
@@ -157,5 +159,5 @@ def test_a_model_run_inside_a_layer_does_not_reuse_the_outer_arrays():
     outer = randomise_norms(_mixed(np.float32), rng)
     model = fastcnn.Sequential(*outer.layers[:3], _Inner(inner.eval()), *outer.layers[3:],
                                input_shape=(3, 16, 16)).eval()
-    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    x = rng.standard_normal((24, 3, 16, 16)).astype(np.float32)  # above SCRATCH_MIN_INPUT_BYTES
     assert_close(model.predict(x), layer_by_layer(model.layers, x), np.float32, rtol=5e-5)
