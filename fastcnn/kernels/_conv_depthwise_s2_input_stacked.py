@@ -47,7 +47,7 @@ wider):
   (selects, so an inf or NaN in those pixels does not leak into dx);
 * *interleave*: each dy row's four phases become two rows of dx by zips:
   vector loads of 8 values of two phases (4 or 2 on narrower rows), one
-  shuffle and one store of twice as many (:func:`_vector_zip`); a loop
+  shuffle and one store of twice as many (:func:`fastcnn.kernels._loops.vector_zip`); a loop
   storing to ``2q`` and ``2q + 1`` runs scalar.  With N odd the last pair
   holds one image: the loop's second image is the first again (or stale
   scratch), its phases dropped.
@@ -62,12 +62,9 @@ P, Q), w (K, 1, 3, 3) with K = m*C, dx (N, C, H, W) with ``H = 2P``, ``W =
 """
 
 
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from ..config import njit
-from ._loops import fill_pixel_weights, planes_per_stack
+from ._loops import fill_pixel_weights, planes_per_stack, vector_zip
 from ._tasks import parallel_tasks, task
 
 #: The widest float32 planes (columns) the plan runs :func:`conv2d_backward_input_depthwise_s2_stacked` on: see
@@ -151,45 +148,9 @@ def depthwise_s2_input_stacked_scratch(H, W, C, m):
     return 2 * (STACK_PIXELS + Q + 1) + 2 * L + 9 * m * L, 8 * STACK_PIXELS
 
 
-def _vector_zip(width):
-    """An intrinsic ``zip(dst, d, a, i, b, j)``: ``dst[d + 2k] = a[i + k]`` and ``dst[d + 2k + 1] = b[j + k]`` for
-    ``k < width``, as two vector loads, one shuffle and one store (1-D C-contiguous arrays of one dtype; no
-    bounds checks).  LLVM runs a loop that stores to ``2k`` and ``2k + 1`` scalar: the phase loop writing dx's
-    rows interleaved that way took 3.3 ns per float32 pixel pair, writing them planar and zipping 1.8 ns."""
-
-    @intrinsic
-    def zip_(typingctx, dst, d, a, i, b, j):
-        arrays = all(isinstance(v, types.Array) for v in (dst, a, b))
-        if not (arrays and dst.dtype == a.dtype == b.dtype and dst.ndim == a.ndim == b.ndim == 1
-                and dst.layout == a.layout == b.layout == "C"):
-            return None
-
-        def codegen(context, builder, signature, values):
-            element = context.get_data_type(signature.args[0].dtype)
-            align = context.get_abi_sizeof(element)
-
-            def pointer(k, width):
-                array, index = values[k], values[k + 1]
-                ta, ti = signature.args[k], signature.args[k + 1]
-                base = context.make_array(ta)(context, builder, array).data
-                p = builder.gep(base, [context.cast(builder, index, ti, types.intp)])
-                return builder.bitcast(p, ir.VectorType(element, width).as_pointer())
-
-            va = builder.load(pointer(2, width), align=align)
-            vb = builder.load(pointer(4, width), align=align)
-            mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * width),
-                               [k // 2 + (k % 2) * width for k in range(2 * width)])
-            builder.store(builder.shuffle_vector(va, vb, mask), pointer(0, 2 * width), align=align)
-            return context.get_dummy_value()
-
-        return types.void(dst, d, a, i, b, j), codegen
-
-    return zip_
-
-
-_zip8 = _vector_zip(8)
-_zip4 = _vector_zip(4)
-_zip2 = _vector_zip(2)
+_zip8 = vector_zip(8)
+_zip4 = vector_zip(4)
+_zip2 = vector_zip(2)
 
 
 @njit(inline="always")

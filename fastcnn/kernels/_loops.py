@@ -106,6 +106,20 @@ def copy_stack_outputs(yf, o, n, c0, g, m, j, plane):
             dst[i] = o[k * plane + i]
 
 
+def _vector_pointer(context, builder, array_type, array, index_type, index, width):
+    """In an intrinsic's codegen: a pointer to ``width`` numbers of the 1-D array from ``index`` on, as a vector."""
+    element = context.get_data_type(array_type.dtype)
+    data = context.make_array(array_type)(context, builder, array).data
+    p = builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+    return builder.bitcast(p, ir.VectorType(element, width).as_pointer())
+
+
+def _same_vectors(*arrays):
+    """Whether the intrinsics below take these argument types: 1-D C-contiguous arrays of one dtype."""
+    return (all(isinstance(a, types.Array) for a in arrays) and len({a.dtype for a in arrays}) == 1
+            and all(a.ndim == 1 and a.layout == "C" for a in arrays))
+
+
 def vector_move(width):
     """An intrinsic ``move(dst, d, src, s)``: ``dst[d:d + width] = src[s:s + width]`` as one vector load and store
     (1-D C-contiguous arrays of one dtype; no bounds checks).  Numba's LLVM runs without the SLP vectoriser, so
@@ -114,25 +128,50 @@ def vector_move(width):
 
     @intrinsic
     def move(typingctx, dst, d, src, s):
-        arrays = isinstance(dst, types.Array) and isinstance(src, types.Array)
-        if not (arrays and dst.dtype == src.dtype and dst.ndim == src.ndim == 1 and dst.layout == src.layout == "C"):
+        if not _same_vectors(dst, src):
             return None
 
         def codegen(context, builder, signature, values):
-            a, i, b, j = values
-            ta, ti, tb, tj = signature.args
-            element = context.get_data_type(ta.dtype)
-            vec = ir.VectorType(element, width).as_pointer()
-            align = context.get_abi_sizeof(element)
-            di, si = context.cast(builder, i, ti, types.intp), context.cast(builder, j, tj, types.intp)
-            dp = builder.gep(context.make_array(ta)(context, builder, a).data, [di])
-            sp = builder.gep(context.make_array(tb)(context, builder, b).data, [si])
-            builder.store(builder.load(builder.bitcast(sp, vec), align=align), builder.bitcast(dp, vec), align=align)
+            args = signature.args
+            align = context.get_abi_sizeof(context.get_data_type(args[0].dtype))
+            source = _vector_pointer(context, builder, args[2], values[2], args[3], values[3], width)
+            target = _vector_pointer(context, builder, args[0], values[0], args[1], values[1], width)
+            builder.store(builder.load(source, align=align), target, align=align)
             return context.get_dummy_value()
 
         return types.void(dst, d, src, s), codegen
 
     return move
+
+
+def vector_zip(width):
+    """An intrinsic ``zip(dst, d, a, i, b, j)``: ``dst[d + 2k] = a[i + k]`` and ``dst[d + 2k + 1] = b[j + k]`` for
+    ``k < width``, as two vector loads, one shuffle and one store (1-D C-contiguous arrays of one dtype; no
+    bounds checks).  LLVM runs a loop that stores to ``2k`` and ``2k + 1`` scalar: the stride-2 depthwise input
+    gradient's loop writing dx's rows interleaved that way took 3.3 ns per float32 pixel pair, writing them
+    planar and zipping 1.8 ns."""
+
+    @intrinsic
+    def zip_(typingctx, dst, d, a, i, b, j):
+        if not _same_vectors(dst, a, b):
+            return None
+
+        def codegen(context, builder, signature, values):
+            args = signature.args
+            align = context.get_abi_sizeof(context.get_data_type(args[0].dtype))
+            va = builder.load(_vector_pointer(context, builder, args[2], values[2], args[3], values[3], width),
+                              align=align)
+            vb = builder.load(_vector_pointer(context, builder, args[4], values[4], args[5], values[5], width),
+                              align=align)
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * width),
+                               [k // 2 + (k % 2) * width for k in range(2 * width)])
+            target = _vector_pointer(context, builder, args[0], values[0], args[1], values[1], 2 * width)
+            builder.store(builder.shuffle_vector(va, vb, mask), target, align=align)
+            return context.get_dummy_value()
+
+        return types.void(dst, d, a, i, b, j), codegen
+
+    return zip_
 
 
 #: Moves of 8 and 4 numbers (:func:`vector_move`).
