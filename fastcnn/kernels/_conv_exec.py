@@ -220,9 +220,10 @@ def _winograd_forward(x, w, b, y, g, bufs):
     conv2d_forward_winograd(xt, u, b, y, bufs["tiles"], bufs["products"])
 
 
-def _winograd_weight_grad(dy, x, dw, g, bufs):
+def _winograd_weight_grad(dy, x, dw, g, bufs, x_ready=False):
     xt, dyt = bufs["x_tiles"], bufs["dy_tiles"]  # dy_tiles (N, m*ceil(P/m), m*ceil(Q/m), K), zeros past P, Q
-    to_channel_last(x, xt, g.ph, g.pw)
+    if not x_ready:
+        to_channel_last(x, xt, g.ph, g.pw)
     to_channel_last(dy, dyt, 0, 0)
     conv2d_backward_weight_winograd(xt, dyt, dw, bufs["tiles"], bufs["products"], bufs["partial_du"])
 
@@ -285,7 +286,8 @@ def _depthwise_input_grad(dy, w, dx, g, bufs):
 #: Algorithms whose forward pass and weight gradient read the same layout copy of x: the buffer's role.  A
 #: caller that keeps that copy from the forward pass for the same, unchanged x (a layer, which holds x) passes
 #: ``x_ready=True`` to the weight gradient's executor, which then skips the copy.
-X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last"}
+X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last", "winograd": "x_tiles",
+            "winograd4": "x_tiles"}
 
 FORWARD = {
     "nchw": _nchw_forward,

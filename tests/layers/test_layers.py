@@ -599,8 +599,9 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
 
 
 @pytest.mark.parametrize("keep_limit", [None, 0])  # 0: no layout copy kept, made again in the workspace
-@pytest.mark.parametrize("algorithm", ["channel_last", "batch_last", "auto"])
-def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, keep_limit, monkeypatch):
+@pytest.mark.parametrize("algorithm, size", [("channel_last", 5), ("batch_last", 5), ("auto", 5),
+                                             ("winograd", 3), ("winograd4", 3)])
+def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, size, keep_limit, monkeypatch):
     """Conv2d keeps the forward's layout copy of x for the weight gradient: the gradients equal the checked
     functions' bit for bit, and a backward after a forward on another x uses that x's copy."""
     from fastcnn import kernels
@@ -609,9 +610,9 @@ def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm,
         monkeypatch.setattr(kernels.conv, "LAYER_LAYOUT_BYTES", keep_limit)
 
     rng = np.random.default_rng(41)
-    conv = Conv2d(6, 16, 5, algorithm=algorithm)
+    conv = Conv2d(6, 16, size, algorithm=algorithm)
     x1, x2 = (rng.standard_normal((8, 6, 14, 14)).astype(np.float32) for _ in range(2))
-    dy = rng.standard_normal((8, 16, 10, 10)).astype(np.float32)
+    dy = rng.standard_normal((8, 16, 15 - size, 15 - size)).astype(np.float32)
     for x in (x1, x2, x1):
         y = conv.forward(x)
         np.testing.assert_array_equal(y, kernels.conv2d_forward(x, conv.weight.data, conv.bias.data,
