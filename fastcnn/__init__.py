@@ -12,8 +12,9 @@ in :mod:`fastcnn.models`, data loaders and normalisation in :mod:`fastcnn.data`;
 (:mod:`fastcnn.cli`) trains, evaluates, summarises and benchmarks from a shell.
 """
 
-from . import kernels, layers, models, optim
+from . import kernels, layers, malloc, models, optim
 from .config import get_num_threads, set_num_threads
+from .malloc import keep_freed_memory
 from .layers import manual_seed
 from .model import Sequential
 from .serialize import load
@@ -30,4 +31,5 @@ __all__ = [
     "manual_seed",
     "set_num_threads",
     "get_num_threads",
+    "keep_freed_memory",
 ]

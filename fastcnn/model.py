@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from .config import DEFAULT_DTYPE
+from .malloc import keep_freed_memory
 from .kernels import mse_loss, softmax_cross_entropy
 from ._util import check_positive_int
 from .layers import chain, fuse
@@ -317,6 +318,7 @@ class Sequential:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"Sequential: batch_size must be a positive int, got {batch_size!r}")
+        keep_freed_memory()
         _enter_eval(self)
         own_forward = type(self).forward is Sequential.forward
         try:

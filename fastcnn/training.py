@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from . import config
+from . import config, malloc
 from ._cpuload import ThreadGovernor
 from .callbacks import Callback, EpochLine, ProgressBar, step_schedule
 from .data import iterate_minibatches
@@ -86,6 +86,7 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, loss="cross_entrop
     state = {"epochs": epochs, "initial_epoch": initial_epoch, "optimizer": optimizer, "schedule": schedule,
              "history": history, "batch_size": loop.batch_size, "n": n}
     _call(callbacks, "on_train_begin", model, state)
+    malloc.keep_freed_memory()  # after the checks: a refused call changes nothing
     governor = ThreadGovernor(config.get_num_threads())
     loop.tick = governor.tick
     with governor:

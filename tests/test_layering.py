@@ -7,10 +7,11 @@ kernels  <-  layers  <-  model / optim / models  <-  cli / data users
 * ``fastcnn/data/*`` imports nothing from kernels, model, training, optim, models, cli, bench,
   serialize; from the layers only ``fastcnn.layers.norm`` (Normalizer's layer and arithmetic);
 * ``fastcnn/bench/*`` imports no private module or name of ``fastcnn.kernels``;
-* ``fastcnn/_util.py`` and ``fastcnn/compile_watch.py`` import nothing from fastcnn (every tier may use them);
+* ``fastcnn/_util.py``, ``fastcnn/compile_watch.py`` and ``fastcnn/malloc.py`` import nothing from fastcnn (every
+  tier may use them);
 * nothing outside ``fastcnn/cli/`` (and ``fastcnn/__main__.py``) imports ``fastcnn.cli``, and the
   ``fastcnn/cli/*`` modules use only public modules and names of the rest of fastcnn;
-* ``fastcnn/model.py`` imports, at module level, only config, _util, kernels and layers: the training
+* ``fastcnn/model.py`` imports, at module level, only config, _util, malloc, kernels and layers: the training
   loop (``fastcnn.training``) and the serializer sit above it and are imported inside the methods
   that hand over to them (``fit``, ``save``, ``get_config``);
 * ``fastcnn/onnx/*`` (beside serialize, above model) imports nothing from cli, bench, training, callbacks,
@@ -250,7 +251,7 @@ def test_config_holds_the_numba_options():
 # --------------------------------------------------------------------------- _util and the command line
 
 
-@pytest.mark.parametrize("module", ["_util.py", "compile_watch.py"])
+@pytest.mark.parametrize("module", ["_util.py", "compile_watch.py", "malloc.py"])
 def test_shared_bottom_modules_import_nothing_from_fastcnn(module):
     path = PACKAGE_DIR / module
     name, is_package = module_name(path)
@@ -341,7 +342,7 @@ def test_module_level_import_detector_itself():
 def test_model_imports_only_lower_tiers_at_module_level():
     path = PACKAGE_DIR / "model.py"
     name, is_package = module_name(path)
-    allowed = ("fastcnn.config", "fastcnn._util", "fastcnn.kernels", "fastcnn.layers")
+    allowed = ("fastcnn.config", "fastcnn._util", "fastcnn.malloc", "fastcnn.kernels", "fastcnn.layers")
     found = [t for t, _, _ in module_level_imports(path.read_text(), name, is_package) if t.startswith("fastcnn")]
     assert found and all(any(t == a or t.startswith(a + ".") for a in allowed) for t in found), found
 

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._shapes import conv_output_size
+from .. import malloc
 from .machine import machine_info
 from .memory import TIMED_OPS, conv_workspace_bytes, traced_extra_bytes
 from .timing import calls_per_sample, measure_peak_gflops, median, no_gc, rotated, time_call, use_threads
@@ -406,6 +407,7 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     if "torch" in algorithms and not installed:
         raise ImportError("bench_conv: algorithm 'torch' needs PyTorch installed")
 
+    malloc.keep_freed_memory()  # as fastcnn's fit and predict do (the PyTorch worker keeps glibc's defaults)
     s = shape
     arrays = conv_arrays(s, seed)
     result = {"shape": str(s), "dims": s._asdict() | {"p": s.p, "q": s.q}, "flops_per_pass": s.flops,

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .. import malloc
 from .._cpuload import busy_cores  # noqa: F401  (re-exported by fastcnn.bench)
 from .timing import blas
 
@@ -108,7 +109,8 @@ def machine_info(threads=None, torch=None):
         ``numba_max_threads``, ``blas_threads``, ``platform``, ``python``, the
         versions of fastcnn, numpy, numba, torch and matplotlib (None when not
         installed), ``numba_cache_dir``, ``fastcnn_cache``,
-        ``fastcnn_fastmath``, ``time``, ``vector`` (:func:`vector_info`), and
+        ``fastcnn_fastmath``, ``time``, ``vector`` (:func:`vector_info`), ``malloc``
+        (:func:`fastcnn.malloc.state`: whether freed memory is kept in fastcnn's process), and
         ``torch_threads`` with ``torch``.
     """
     import numba
@@ -138,6 +140,7 @@ def machine_info(threads=None, torch=None):
         "fastcnn_fastmath": os.environ.get("FASTCNN_FASTMATH", "1") != "0",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "vector": vector_info(),
+        "malloc": malloc.state(),
     }
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()

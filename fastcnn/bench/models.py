@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from .layers import LayerTimer, TorchForwardTimer, align
+from .. import malloc
 from .machine import machine_info
 from .timing import calls_per_sample, median, no_gc, rotated, time_call, time_each_call, use_threads
 from .torch_models import TORCH_TWINS
@@ -371,6 +372,7 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     """
     models = tuple(models)
     _check_arguments(batch, repeat, models, inference_batch)
+    malloc.keep_freed_memory()  # as fit and predict do (the PyTorch worker keeps glibc's defaults)
     with contextlib.ExitStack() as stack:
         worker = stack.enter_context(torch_worker.session())
         steps, entries = _build_steps(models, worker, batch, seed, algorithm)

@@ -90,7 +90,7 @@ def machine_line(m):
     """One line about the machine of a :func:`fastcnn.bench.machine_info` dict: CPU, cores, threads, versions."""
     return (f"{m.get('cpu_model')}; {m.get('usable_cores')} usable cores; {threads_text(m.get('threads'))} "
             f"(BLAS {m.get('blas_threads')}); numpy {m.get('numpy')}, numba {m.get('numba')}, "
-            f"torch {m.get('torch') or 'not installed'}")
+            f"torch {m.get('torch') or 'not installed'}; glibc malloc thresholds: {m.get('malloc', 'not asked')}")
 
 
 # --------------------------------------------------------------------------- conv
