@@ -12,7 +12,7 @@ in :mod:`fastcnn.models`, data loaders and normalisation in :mod:`fastcnn.data`;
 (:mod:`fastcnn.cli`) trains, evaluates, summarises and benchmarks from a shell.
 """
 
-from . import kernels, layers, malloc, models, optim
+from . import kernels, layers, models, optim
 from .config import get_num_threads, set_num_threads
 from .malloc import keep_freed_memory
 from .layers import manual_seed
