@@ -327,11 +327,12 @@ def conv2d_backward_input_channellast(dyl, wt, dx, sh, sw, ph, pw, scratch):
     _input_grad_tasks(scratch.shape[0], dyl, wt, dx, sh, sw, ph, pw, scratch)
 
 
-@task("r4 r4 a4 i i i")
-def _weight_grad_task(xp, dyl, partial, sh, sw, t):
+@task("r4 r4 a4 i i i i")
+def _weight_grad_task(xp, dyl, partial, sh, sw, border, t):
     """Task t of :func:`conv2d_backward_weight_channellast`: its chunk of images, summed into ``partial[t]``."""
     N, Hp, Wp, C = xp.shape
-    P, Q, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    Pd, Qd, K = dyl.shape[1], dyl.shape[2], dyl.shape[3]
+    P, Q = Pd - 2 * border, Qd - 2 * border
     T, R, L = partial.shape[0], partial.shape[1], partial.shape[2]
     x_flat, dy_flat = xp.reshape(xp.size), dyl.reshape(dyl.size)
     # output rows per product: as many as keep their dy (rows*Q*K numbers) within
@@ -346,7 +347,8 @@ def _weight_grad_task(xp, dyl, partial, sh, sw, t):
                 # output rows p0.. as the outer level of the reduction, their pixels as the inner
                 gemm_call(part_flat, r * L * K, K,
                           x_flat, ((n * Hp + p0 * sh + r) * Wp) * C, 1, sh * Wp * C, sw * C,
-                          dy_flat, (n * P + p0) * Q * K, Q * K, K, min(rows, P - p0), Q, L, K)
+                          dy_flat, ((n * Pd + border + p0) * Qd + border) * K, Qd * K, K, min(rows, P - p0), Q,
+                          L, K)
 
 
 _weight_grad_tasks = parallel_tasks(_weight_grad_task)
@@ -369,7 +371,7 @@ _sum_partials_tasks = parallel_tasks(_sum_partials)
 
 
 @njit
-def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
+def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw, border=0):
     """Weight gradient from the padded channel-last x and channel-last dy.
 
     ``dw[k, c, r, s] = sum_{n, p, q} dy[n, p, q, k] * xp[n, p*sh + r, q*sw + s, c]``:
@@ -383,10 +385,14 @@ def conv2d_backward_weight_channellast(xp, dyl, dw, partial, sh, sw):
     Parameters
     ----------
     xp : (N, Hp, Wp, C) float array, the zero-padded input
-    dyl : (N, P, Q, K) float array
+    dyl : (N, P + 2*border, Q + 2*border, K) float array: dy channel-last
+        from row and column ``border`` on (the frame is not read; border 0: just dy)
     dw : (K, C, R, S) float array, written in full
     partial : (T, R, S*C, K) float array, scratch (T >= 1 chunks)
     sh, sw : int
+    border : int, default 0
+        With ``R - 1 - ph``, the padded copy of dy that the stride-1 input
+        gradient reads serves here too.
     """
-    _weight_grad_tasks(partial.shape[0], xp, dyl, partial, sh, sw)
+    _weight_grad_tasks(partial.shape[0], xp, dyl, partial, sh, sw, border)
     _sum_partials_tasks(dw.shape[0], partial, dw)

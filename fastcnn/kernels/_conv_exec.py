@@ -6,8 +6,9 @@ Every function takes checked arrays, the :class:`~fastcnn.kernels.conv_plan.Conv
 
 * ``forward(x, w, b, y, g, bufs)``
 * ``weight_grad(dy, x, dw, g, bufs)`` (the bias gradient is computed beside it; those of
-  :data:`X_LAYOUT` take ``x_ready=True`` when ``bufs`` already holds x's layout copy)
-* ``input_grad(dy, w, dx, g, bufs)``
+  :data:`X_LAYOUT` take ``x_ready=True`` when ``bufs`` already holds x's layout copy, and those
+  :func:`shared_dy` names take ``dy_ready=(array, border)``, the input gradient's copy of dy)
+* ``input_grad(dy, w, dx, g, bufs)`` (``dy_ready=True``: its copy of dy is already made)
 
 :data:`FORWARD`, :data:`WEIGHT_GRAD` and :data:`INPUT_GRAD` map algorithm
 names to them; they compute a convolution of one group (``g.groups == 1``)
@@ -145,24 +146,27 @@ def _channellast_forward(x, w, b, y, g, bufs):
     conv2d_forward_channellast(_channellast_x(x, g, bufs), w2, b, y, g.sh, g.sw, bufs["rows"])
 
 
-def _channellast_weight_grad(dy, x, dw, g, bufs, x_ready=False):
+def _channellast_weight_grad(dy, x, dw, g, bufs, x_ready=False, dy_ready=None):
     xp = bufs["x_channel_last"] if x_ready else _channellast_x(x, g, bufs)
-    conv2d_backward_weight_channellast(xp, _channellast_dy(dy, bufs), dw, bufs["partial_dw"], g.sh, g.sw)
+    dyl, border = dy_ready or (_channellast_dy(dy, bufs), 0)
+    conv2d_backward_weight_channellast(xp, dyl, dw, bufs["partial_dw"], g.sh, g.sw, border)
 
 
-def _channellast_input_grad(dy, w, dx, g, bufs):
+def _channellast_input_grad(dy, w, dx, g, bufs, dy_ready=False):
     if "w_rotated" in bufs:
         # stride 1: dx is the convolution of dy, padded by (R - 1 - ph, S - 1 - pw), with the kernel rotated by
         # 180 degrees and in/out channels swapped, which the forward kernel computes without scattering
         dyp = bufs["dy_padded_channel_last"]  # (N, P + 2(R-1-ph), Q + 2(S-1-pw), K)
-        to_channel_last(dy, dyp, g.R - 1 - g.ph, g.S - 1 - g.pw)
+        if not dy_ready:
+            to_channel_last(dy, dyp, g.R - 1 - g.ph, g.S - 1 - g.pw)
         wr = bufs["w_rotated"]  # (R, S*K, C rounded up to 8): wr[r, s*K + k, c] = w[k, c, R-1-r, S-1-s]
         wr.reshape(g.R, g.S, g.K, wr.shape[2])[..., :g.C] = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
         conv2d_forward_channellast(dyp, wr, bufs["zero_bias"], dx, 1, 1, bufs["rows"])
         return
     wt = bufs["w_input"]  # (R, S, K, C rounded up to 8), zeros past C
     wt[..., :g.C] = w.transpose(2, 3, 0, 1)
-    conv2d_backward_input_channellast(_channellast_dy(dy, bufs), wt, dx, g.sh, g.sw, g.ph, g.pw, bufs["frames"])
+    dyl = bufs["dy_channel_last"] if dy_ready else _channellast_dy(dy, bufs)
+    conv2d_backward_input_channellast(dyl, wt, dx, g.sh, g.sw, g.ph, g.pw, bufs["frames"])
 
 
 # --------------------------------------------------------------------------- im2col
@@ -220,18 +224,21 @@ def _winograd_forward(x, w, b, y, g, bufs):
     conv2d_forward_winograd(xt, u, b, y, bufs["tiles"], bufs["products"])
 
 
-def _winograd_weight_grad(dy, x, dw, g, bufs, x_ready=False):
-    xt, dyt = bufs["x_tiles"], bufs["dy_tiles"]  # dy_tiles (N, m*ceil(P/m), m*ceil(Q/m), K), zeros past P, Q
+def _winograd_weight_grad(dy, x, dw, g, bufs, x_ready=False, dy_ready=None):
+    xt = bufs["x_tiles"]
     if not x_ready:
         to_channel_last(x, xt, g.ph, g.pw)
-    to_channel_last(dy, dyt, 0, 0)
-    conv2d_backward_weight_winograd(xt, dyt, dw, bufs["tiles"], bufs["products"], bufs["partial_du"])
+    dyt, border = dy_ready or (bufs["dy_tiles"], 0)  # dy_tiles (N, m*ceil(P/m), m*ceil(Q/m), K), zeros past P, Q
+    if dy_ready is None:
+        to_channel_last(dy, dyt, 0, 0)
+    conv2d_backward_weight_winograd(xt, dyt, dw, bufs["tiles"], bufs["products"], bufs["partial_du"], border)
 
 
-def _winograd_input_grad(dy, w, dx, g, bufs):
+def _winograd_input_grad(dy, w, dx, g, bufs, dy_ready=False):
     # dx is the stride-1 convolution of dy, padded by 2 - padding, with w[k, c, 2 - r, 2 - s] as weight (c, k)
     dyt = bufs["dy_padded_tiles"]  # (N, m*ceil(H/m) + 2, m*ceil(W/m) + 2, K)
-    to_channel_last(dy, dyt, 2 - g.ph, 2 - g.pw)
+    if not dy_ready:
+        to_channel_last(dy, dyt, 2 - g.ph, 2 - g.pw)
     u = bufs["u_input"]  # (16 or 36, K, C rounded up to 8)
     winograd_filter(w, u, True)
     conv2d_forward_winograd(dyt, u, bufs["zero_bias"], dx, bufs["tiles"], bufs["products"])
@@ -288,6 +295,29 @@ def _depthwise_input_grad(dy, w, dx, g, bufs):
 #: ``x_ready=True`` to the weight gradient's executor, which then skips the copy.
 X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last", "winograd": "x_tiles",
             "winograd4": "x_tiles"}
+
+
+
+def shared_dy(name, g, input_bufs):
+    """The copy of dy that the input gradient of plan ``name`` (the same algorithm as the weight gradient's) makes
+    in ``input_bufs`` and the weight gradient can read too: ``(role, border)`` (dy sits from row and column
+    ``border`` on), or None.
+
+    channel_last: the stride-1 input gradient's padded copy (border ``R - 1 - ph`` when it equals ``S - 1 - pw``),
+    or the strided one's plain copy (border 0); winograd and winograd4 with padding 1: the padded tile copy,
+    border 1 (its rows and columns past dy are zero, as the weight gradient needs).
+    """
+    if g.groups > 1 or g.dilated:
+        return None
+    if name == "channel_last":
+        if "dy_padded_channel_last" in input_bufs:
+            border = g.R - 1 - g.ph
+            return ("dy_padded_channel_last", border) if border == g.S - 1 - g.pw else None
+        return ("dy_channel_last", 0)
+    if name in ("winograd", "winograd4") and (g.ph, g.pw) == (1, 1):
+        return ("dy_padded_tiles", 1)
+    return None
+
 
 FORWARD = {
     "nchw": _nchw_forward,
@@ -383,11 +413,12 @@ def forward(name, x, w, b, y, g, bufs):
         y[:, ks] = yg
 
 
-def weight_grad(name, dy, x, dw, g, bufs, x_ready=False):
-    """Run the weight gradient of the plan (``x_ready`` as the executors of :data:`X_LAYOUT` take it)."""
+def weight_grad(name, dy, x, dw, g, bufs, x_ready=False, dy_ready=None):
+    """Run the weight gradient of the plan (``x_ready`` as the executors of :data:`X_LAYOUT` take it;
+    ``dy_ready``: the ``(array, border)`` copy of dy that :func:`shared_dy` names, already made)."""
     sub = _grouped(name, g)
     if sub is None:
-        _weight_grad_one(name, dy, x, dw, g, bufs, x_ready)
+        _weight_grad_one(name, dy, x, dw, g, bufs, x_ready, dy_ready)
         return
     xg, dyg = bufs["x_group"], bufs["dy_group"]
     for i in range(g.groups):
@@ -397,11 +428,11 @@ def weight_grad(name, dy, x, dw, g, bufs, x_ready=False):
         _weight_grad_one(name, dyg, xg, dw[ks], sub, bufs, False)  # dw[ks]: contiguous rows, written in place
 
 
-def input_grad(name, dy, w, dx, g, bufs):
-    """Run the input gradient of the plan."""
+def input_grad(name, dy, w, dx, g, bufs, dy_ready=False):
+    """Run the input gradient of the plan (``dy_ready``: the copy :func:`shared_dy` names is already in ``bufs``)."""
     sub = _grouped(name, g)
     if sub is None:
-        _input_grad_one(name, dy, w, dx, g, bufs)
+        _input_grad_one(name, dy, w, dx, g, bufs, dy_ready)
         return
     dyg, dxg = bufs["dy_group"], bufs["dx_group"]
     for i in range(g.groups):
@@ -463,12 +494,10 @@ def _forward_one(name, x, w, b, y, g, bufs):
             part[...] = phases[pa, pb][:, :, :part.shape[2], :part.shape[3]]
 
 
-def _weight_grad_one(name, dy, x, dw, g, bufs, x_ready):
+def _weight_grad_one(name, dy, x, dw, g, bufs, x_ready, dy_ready=None):
     if not g.dilated or name in NATIVE_DILATION:
-        if x_ready:
-            WEIGHT_GRAD[name](dy, x, dw, g, bufs, x_ready=True)
-        else:
-            WEIGHT_GRAD[name](dy, x, dw, g, bufs)
+        ready = ({"x_ready": True} if x_ready else {}) | ({"dy_ready": dy_ready} if dy_ready else {})
+        WEIGHT_GRAD[name](dy, x, dw, g, bufs, **ready)
         return
     sub = g.space_to_batch()
     xs, dys = bufs["x_dilation_phases"], bufs["dy_dilation_phases"]
@@ -477,9 +506,12 @@ def _weight_grad_one(name, dy, x, dw, g, bufs, x_ready):
     WEIGHT_GRAD[name](dys, xs, dw, sub, bufs)
 
 
-def _input_grad_one(name, dy, w, dx, g, bufs):
+def _input_grad_one(name, dy, w, dx, g, bufs, dy_ready=False):
     if not g.dilated or name in NATIVE_DILATION:
-        INPUT_GRAD[name](dy, w, dx, g, bufs)
+        if dy_ready:
+            INPUT_GRAD[name](dy, w, dx, g, bufs, dy_ready=True)
+        else:
+            INPUT_GRAD[name](dy, w, dx, g, bufs)
         return
     sub = g.space_to_batch()
     dys, dxs = bufs["dy_dilation_phases"], bufs["dx_dilation_phases"]

@@ -166,8 +166,8 @@ def _a_row(i, one):
 
 
 @njit(inline="always")
-def _gradient_tiles(dyl, n, i0, tiles, mdy, t, first):
-    """``dM = A dY A^T`` of the 2x2 tiles of ``dyl[n]`` at rows ``i0, i0+1``, columns ``2*tj, 2*tj+1``.
+def _gradient_tiles(dyl, n, i0, j0, tiles, mdy, t, first):
+    """``dM = A dY A^T`` of the 2x2 tiles of ``dyl[n]`` at rows ``i0, i0+1``, columns ``j0 + 2*tj, j0 + 2*tj + 1``.
 
     Tile ``tj < tiles`` goes to ``mdy[t, xi, first + tj, :K]``; one loop over
     the K channels per entry xi (4 loads, 1 store).
@@ -175,8 +175,8 @@ def _gradient_tiles(dyl, n, i0, tiles, mdy, t, first):
     K = dyl.shape[3]
     one = dyl.dtype.type(1)
     for tj in range(tiles):
-        y00, y01 = dyl[n, i0, 2 * tj], dyl[n, i0, 2 * tj + 1]
-        y10, y11 = dyl[n, i0 + 1, 2 * tj], dyl[n, i0 + 1, 2 * tj + 1]
+        y00, y01 = dyl[n, i0, j0 + 2 * tj], dyl[n, i0, j0 + 2 * tj + 1]
+        y10, y11 = dyl[n, i0 + 1, j0 + 2 * tj], dyl[n, i0 + 1, j0 + 2 * tj + 1]
         for i in range(4):
             a0, a1 = _a_row(i, one)
             for j in range(4):
@@ -209,10 +209,10 @@ def _run_program(mp, program, length):
 
 
 @njit(inline="always")
-def _rows_of_tiles(src, n, i0, tiles, width, taps, coefs, dst, t, first):
-    """F(4x4): the row combinations of the tiles at rows ``i0...`` of ``src[n]``, columns ``4*tj...``.
+def _rows_of_tiles(src, n, i0, j0, tiles, width, taps, coefs, dst, t, first):
+    """F(4x4): the row combinations of the tiles at rows ``i0...`` of ``src[n]``, columns ``j0 + 4*tj...``.
 
-    ``dst[t, 6*i + j, first + tj, :L] = sum_k coefs[i, k] * src[n, i0 + taps[i, k], 4*tj + j, :L]``
+    ``dst[t, 6*i + j, first + tj, :L] = sum_k coefs[i, k] * src[n, i0 + taps[i, k], j0 + 4*tj + j, :L]``
     for the 6 rows i of ``taps``, ``j < width`` and ``tj < tiles``, with
     ``L = src.shape[3]``: ``B^T d`` of the 6x6 input tiles (``width`` 6) or
     ``A dY`` of the 4x4 tiles of dy (``width`` 4).  One loop over the L
@@ -225,7 +225,7 @@ def _rows_of_tiles(src, n, i0, tiles, width, taps, coefs, dst, t, first):
             f0, f1, f2, f3 = dt(coefs[i, 0]), dt(coefs[i, 1]), dt(coefs[i, 2]), dt(coefs[i, 3])
             r0, r1, r2, r3 = i0 + taps[i, 0], i0 + taps[i, 1], i0 + taps[i, 2], i0 + taps[i, 3]
             for j in range(width):
-                q = 4 * tj + j
+                q = j0 + 4 * tj + j
                 x0, x1, x2, x3 = src[n, r0, q], src[n, r1, q], src[n, r2, q], src[n, r3, q]
                 out = dst[t, 6 * i + j, first + tj]
                 for c in range(L):
@@ -242,7 +242,7 @@ def _transform_inputs(xp, first, last, TP, TQ, v, t):
         if alpha == 4:
             _input_tiles(xp, n, i0, TQ, v, t, (tr - first) * TQ)
         else:
-            _rows_of_tiles(xp, n, i0, TQ, 6, _BT4_TAPS, _BT4_COEFS, v, t, (tr - first) * TQ)
+            _rows_of_tiles(xp, n, i0, 0, TQ, 6, _BT4_TAPS, _BT4_COEFS, v, t, (tr - first) * TQ)
     if alpha == 6:
         _run_program(v[t].reshape((36, v.shape[2] * v.shape[3])), _IN4, (last - first) * TQ * v.shape[3])
 
@@ -635,11 +635,11 @@ def _sum_partials(pf, c, k0, used, C, Kw, T, d):
                 d[xi, j] += pf[o + j]
 
 
-@task("r4 r4 a4 a4 a4 i")
-def _weight_grad_task(xp, dyl, v, mdy, partial, t):
+@task("r4 r4 a4 a4 a4 i i")
+def _weight_grad_task(xp, dyl, v, mdy, partial, border, t):
     """Task t of :func:`conv2d_backward_weight_winograd`: its chunks' ``V[xi]^T @ dM[xi]`` summed into ``partial[t]``."""
     N, C = xp.shape[0], xp.shape[3]
-    Py, Qy = dyl.shape[1], dyl.shape[2]
+    Py, Qy = dyl.shape[1] - 2 * border, dyl.shape[2] - 2 * border
     T, A2, TB, Kw = v.shape[0], v.shape[1], v.shape[2], mdy.shape[3]
     mt = 2 if A2 == 16 else 4
     TP, TQ = Py // mt, Qy // mt
@@ -657,9 +657,10 @@ def _weight_grad_task(xp, dyl, v, mdy, partial, t):
         for tr in range(first, last):  # dM = A dY A^T
             n = tr // TP
             if mt == 2:
-                _gradient_tiles(dyl, n, 2 * (tr - n * TP), TQ, mdy, t, (tr - first) * TQ)
+                _gradient_tiles(dyl, n, border + 2 * (tr - n * TP), border, TQ, mdy, t, (tr - first) * TQ)
             else:
-                _rows_of_tiles(dyl, n, 4 * (tr - n * TP), TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t, (tr - first) * TQ)
+                _rows_of_tiles(dyl, n, border + 4 * (tr - n * TP), border, TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t,
+                               (tr - first) * TQ)
         if mt == 4:
             _run_program(mdy[t].reshape((36, TB * Kw)), _GRAD4, tiles * Kw)
         for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
@@ -687,7 +688,7 @@ _weight_grad_filters = parallel_tasks(_weight_grad_filter)
 
 
 @njit
-def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
+def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial, border=0):
     """Weight gradient of a 3x3 stride-1 convolution by F(2x2, 3x3) or F(4x4, 3x3).
 
     ``dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * xp[n, p + r, q + s, c]``,
@@ -701,17 +702,20 @@ def conv2d_backward_weight_winograd(xp, dyl, dw, v, mdy, partial):
     Parameters
     ----------
     xp : (N, Hx, Wx, C) float array, as for :func:`conv2d_forward_winograd`
-    dyl : (N, m*ceil(P/m), m*ceil(Q/m), K) float array, dy channel-last with
-        zeros past (P, Q) (``to_channel_last(dy, dyl, 0, 0)``)
+    dyl : (N, m*ceil(P/m) + 2*border, m*ceil(Q/m) + 2*border, K) float array,
+        dy channel-last from row and column ``border`` on, with zeros past
+        (P, Q) (``to_channel_last(dy, dyl, border, border)``: with border 1
+        the copy the input gradient of a padding-1 layer reads serves here too)
     dw : (K, C, 3, 3) float array, written in full
     v : (T, alpha^2, TB, C) float array, scratch: T >= 1 tasks, TB >= ceil(Q/m)
         tiles (an odd TB keeps the planes of a task in different cache sets)
     mdy : (T, alpha^2, TB, Kw) float array, scratch, Kw >= K (a multiple of 8
         runs the micro-kernel full width)
     partial : (T, alpha^2, C, Kw) float array, scratch
+    border : int, default 0
     """
     T, C, K = v.shape[0], xp.shape[3], dyl.shape[3]
     pf = partial.reshape(partial.size)
-    _weight_grad_tasks(T, xp, dyl, v, mdy, partial)
+    _weight_grad_tasks(T, xp, dyl, v, mdy, partial, border)
     # dw[k, c] from the partial sums: per input channel, 16 output channels at a time (whole cache lines)
     _weight_grad_filters(C, pf, dw, K, T, v.shape[1], mdy.shape[3])

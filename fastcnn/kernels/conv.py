@@ -25,6 +25,7 @@ from ._checks import (
     positive_pair,
 )
 from ._conv_im2col import col2im_kernel, im2col_kernel
+from ._conv_channellast import to_channel_last
 from ._conv_nchw import conv2d_backward_bias
 from .conv_geometry import checked_geometry as _geometry
 from .conv_buffers import Buffer
@@ -525,29 +526,50 @@ class PreparedConv:
         return yp
 
     def backward(self, dy, x, w, need_input_grad):
-        """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays."""
+        """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays.
+
+        When both gradients run one algorithm that can share a copy of dy
+        (:func:`~fastcnn.kernels._conv_exec.shared_dy`), the input gradient's
+        copy is made first and the weight gradient reads it too.
+        """
         dx = self._input_grad(dy, w, x.shape) if need_input_grad and INPUT_GRAD_FIRST else None
         conv2d_backward_bias(dy, self.db)
         xe = self._extend(x, True)
         name = self.weight_plan.algorithm
+        input_bufs = dy_ready = None
+        if need_input_grad and dx is None:
+            input_bufs = _workspace.take(self._input_plan(), self.dtype)
+            shared = (_conv_exec.shared_dy(name, self.g, input_bufs)
+                      if self.input_plan.algorithm == name and self.extra == (0, 0) else None)
+            if shared is not None:
+                role, border = shared
+                to_channel_last(dy, input_bufs[role], border, border)
+                dy_ready = (input_bufs[role], border)
+        ready = {"dy_ready": dy_ready} if dy_ready else {}
         if self.layout is None:
-            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan))
+            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), **ready)
         else:
-            ready = self.layout_of is xe
-            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), x_ready=ready)
+            _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan),
+                                   x_ready=self.layout_of is xe, **ready)
             self.layout_of = xe
         if need_input_grad and dx is None:
-            dx = self._input_grad(dy, w, x.shape)
+            dx = self._input_grad(dy, w, x.shape, input_bufs, dy_ready is not None)
         return dx, self.dw, self.db
 
-    def _input_grad(self, dy, w, x_shape):
-        """``dx`` (a new array of shape ``x_shape``) of :meth:`backward`."""
+    def _input_plan(self):
+        if self.input_plan is None:
+            self.input_plan = _plan("input_grad", self.g, self.dtype, self.algorithm, self.fn, self.threads)
+        return self.input_plan
+
+    def _input_grad(self, dy, w, x_shape, bufs=None, dy_ready=False):
+        """``dx`` (a new array of shape ``x_shape``) of :meth:`backward` (``bufs``: the input plan's, when taken
+        already; ``dy_ready``: its copy of dy is made)."""
         g = self.g
         dx = np.empty(x_shape, dtype=self.dtype)
-        if self.input_plan is None:
-            self.input_plan = _plan("input_grad", g, self.dtype, self.algorithm, self.fn, self.threads)
+        plan = self._input_plan()
+        bufs = _workspace.take(plan, self.dtype) if bufs is None else bufs
         dx_full = dx if self.extra == (0, 0) else np.empty((g.N, g.C, g.H, g.W), dtype=self.dtype)
-        _conv_exec.input_grad(self.input_plan.algorithm, dy, w, dx_full, g, _workspace.take(self.input_plan, self.dtype))
+        _conv_exec.input_grad(plan.algorithm, dy, w, dx_full, g, bufs, dy_ready)
         if dx_full is not dx:
             dx[...] = dx_full[:, :, :x_shape[2], :x_shape[3]]
         return dx

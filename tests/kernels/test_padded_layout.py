@@ -169,3 +169,38 @@ def test_prepared_forward_padded_where_it_reads_the_layout(x_shape, w_shape, str
     tol = 5e-5 if algorithm == "winograd4" else None
     _check_output(conv.forward_padded(_padded(x, border), border, w, b, 1, True), expected, 1, np.float32, tol)
     _check_output(conv.forward_padded(_padded(x, border), border, w, b, None, True), expected, -1, np.float32, tol)
+
+
+# --------------------------------------------------------------------------- weight gradients from a bordered dy
+
+
+@pytest.mark.parametrize("border", [1, 2])
+@pytest.mark.parametrize("kernel", ["channel_last", "winograd", "winograd4"])
+def test_weight_gradients_read_dy_inside_a_border_as_without(kernel, border, rng):
+    """The raw weight gradients read dy from row and column ``border`` of a padded copy (the one the input
+    gradient makes) exactly as from the plain copy (the six-argument call), and both match the naive loops."""
+    N, C, H, W, Kout = 2, 5, 9, 7, 6
+    x, dy = randn(rng, (N, C, H, W), np.float32), randn(rng, (N, Kout, H, W), np.float32)
+    want = nv.conv2d_backward(dy, x, randn(rng, (Kout, C, 3, 3), np.float32), 1, 1)[1]  # (dw needs no weights)
+    dw, dw_plain = np.empty((Kout, C, 3, 3), np.float32), np.empty((Kout, C, 3, 3), np.float32)
+    if kernel == "channel_last":
+        xp, partial = _padded(x, 1), np.empty((2, 3, 3 * C, Kout), np.float32)
+        K.conv2d_backward_weight_channellast(xp, _padded(dy, 0), dw_plain, partial, 1, 1)
+        K.conv2d_backward_weight_channellast(xp, _padded(dy, border), dw, partial, 1, 1, border)
+    else:
+        m = 2 if kernel == "winograd" else 4
+        a2, TP, TQ = (m + 2) ** 2, -(-H // m), -(-W // m)
+        extra_h, extra_w = m * TP - H, m * TQ - W  # the tiles past the edge read zeros
+        xp = np.zeros((N, m * TP + 2, m * TQ + 2, C), np.float32)
+        xp[:, 1:1 + H, 1:1 + W] = x.transpose(0, 2, 3, 1)
+        v, mdy = np.empty((2, a2, 3 * TQ | 1, C), np.float32), np.empty((2, a2, 3 * TQ | 1, 8), np.float32)
+        partial = np.empty((2, a2, C, 8), np.float32)
+        plain = np.zeros((N, m * TP, m * TQ, Kout), np.float32)
+        plain[:, :H, :W] = dy.transpose(0, 2, 3, 1)
+        bordered = np.zeros((N, m * TP + 2 * border, m * TQ + 2 * border, Kout), np.float32)
+        bordered[:, border:border + H, border:border + W] = dy.transpose(0, 2, 3, 1)
+        assert extra_h >= 0 and extra_w >= 0
+        K.conv2d_backward_weight_winograd(xp, plain, dw_plain, v, mdy, partial)
+        K.conv2d_backward_weight_winograd(xp, bordered, dw, v, mdy, partial, border)
+    np.testing.assert_array_equal(dw, dw_plain)
+    assert_close(dw, want, np.float32, rtol=1e-3 if kernel == "winograd4" else None)

@@ -598,29 +598,38 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
         assert not np.array_equal(conv.weight.data, old), f"convolution {i} was not re-initialised"
 
 
+# (algorithm, kernel size, stride, padding); the layer's backward shares one copy of dy between its two gradients
+# where _conv_exec.shared_dy says so (channel_last: border 4, then 0 at stride 2; winograd*: padding 1, border 1),
+# and the checked functions never do
+LAYOUT_CASES = [("channel_last", 5, 1, 0), ("channel_last", 3, 2, 1), ("batch_last", 5, 1, 0), ("auto", 5, 1, 0),
+                ("winograd", 3, 1, 0), ("winograd4", 3, 1, 0), ("winograd", 3, 1, 1), ("winograd4", 3, 1, 1)]
+
+
 @pytest.mark.parametrize("keep_limit", [None, 0])  # 0: no layout copy kept, made again in the workspace
-@pytest.mark.parametrize("algorithm, size", [("channel_last", 5), ("batch_last", 5), ("auto", 5),
-                                             ("winograd", 3), ("winograd4", 3)])
-def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, size, keep_limit, monkeypatch):
-    """Conv2d keeps the forward's layout copy of x for the weight gradient: the gradients equal the checked
-    functions' bit for bit, and a backward after a forward on another x uses that x's copy."""
+@pytest.mark.parametrize("algorithm, size, stride, padding", LAYOUT_CASES)
+def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, size, stride, padding, keep_limit,
+                                                                      monkeypatch):
+    """Conv2d keeps the forward's layout copy of x for the weight gradient (and one copy of dy for both
+    gradients): the gradients equal the checked functions' bit for bit, and a backward after a forward on another
+    x uses that x's copy."""
     from fastcnn import kernels
 
     if keep_limit is not None:
         monkeypatch.setattr(kernels.conv, "LAYER_LAYOUT_BYTES", keep_limit)
 
     rng = np.random.default_rng(41)
-    conv = Conv2d(6, 16, size, algorithm=algorithm)
+    conv = Conv2d(6, 16, size, stride=stride, padding=padding, algorithm=algorithm)
+    args = {"stride": stride, "padding": padding, "algorithm": algorithm}
     x1, x2 = (rng.standard_normal((8, 6, 14, 14)).astype(np.float32) for _ in range(2))
-    dy = rng.standard_normal((8, 16, 15 - size, 15 - size)).astype(np.float32)
+    side = (14 + 2 * padding - size) // stride + 1
+    dy = rng.standard_normal((8, 16, side, side)).astype(np.float32)
     for x in (x1, x2, x1):
         y = conv.forward(x)
-        np.testing.assert_array_equal(y, kernels.conv2d_forward(x, conv.weight.data, conv.bias.data,
-                                                                algorithm=algorithm))
+        np.testing.assert_array_equal(y, kernels.conv2d_forward(x, conv.weight.data, conv.bias.data, **args))
         conv.weight.grad[...] = 0
         conv.bias.grad[...] = 0
         dx = conv.backward(dy)
-        want = kernels.conv2d_backward(dy, x, conv.weight.data, algorithm=algorithm)
+        want = kernels.conv2d_backward(dy, x, conv.weight.data, **args)
         for got, expected in zip((dx, conv.weight.grad, conv.bias.grad), want):
             np.testing.assert_array_equal(got, expected)
     if algorithm != "auto":
@@ -632,5 +641,4 @@ def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm,
     conv.train().forward(x2)
     conv.weight.grad[...] = 0
     conv.backward(dy)
-    np.testing.assert_array_equal(conv.weight.grad, kernels.conv2d_backward(dy, x2, conv.weight.data,
-                                                                            algorithm=algorithm)[1])
+    np.testing.assert_array_equal(conv.weight.grad, kernels.conv2d_backward(dy, x2, conv.weight.data, **args)[1])
