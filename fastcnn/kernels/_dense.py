@@ -2,10 +2,10 @@
 
 x (N, I), w (O, I) as PyTorch's Linear, y and dy (N, O).  The three products
 run through the register-blocked micro-kernel of
-:func:`fastcnn.kernels._gemm.gemm_acc` (blocks of 4 rows x 16 columns held in
-registers over the whole reduction), in parallel over blocks of 4 output
-rows: every element is written by one task, in a fixed order, so results do
-not depend on timing.
+:func:`fastcnn.kernels._gemm.gemm_acc` (blocks of rows x 16 or 32 columns held in
+registers over the whole reduction), in parallel over blocks of 8 output
+rows (and of columns, for enough tasks): every element is written by one
+task, in a fixed order, so results do not depend on timing or on the split.
 """
 
 import numpy as np
@@ -16,11 +16,20 @@ from ._loops import transpose_into
 from ._tasks import parallel_tasks, task
 
 
-@task("a1 r1 i i r1 i i i i i")
-def _matmul_block(c, a, sai, sal, b, sbl, M, N, L, blk):
-    """Rows ``4*blk`` .. ``4*blk + 3`` (those below M) of :func:`matmul_acc`."""
-    lo = blk * 4
-    gemm_call(c, lo * N, N, a, lo * sai, sai, 0, sal, b, 0, 0, sbl, 1, L, min(4, M - lo), N)
+#: Rows of c per task: the 512-bit micro-kernel's height (4-row tasks read all of b twice as often: the backward
+#: products of a 2048 -> 256 layer at batch 64 took twice the time).
+ROWS = 8
+#: Tasks :func:`matmul_acc` makes at least, where the columns allow: enough for 16 threads at batch 64.
+MIN_TASKS = 16
+
+
+@task("a1 r1 i i r1 i i i i i i")
+def _matmul_block(c, a, sai, sal, b, sbl, M, N, L, width, blk):
+    """Task ``blk`` of :func:`matmul_acc`: ``ROWS`` rows (those below M) by ``width`` columns (those below N)."""
+    panels = (N + width - 1) // width
+    lo, j0 = blk // panels * ROWS, blk % panels * width
+    gemm_call(c, lo * N + j0, N, a, lo * sai, sai, 0, sal, b, j0, 0, sbl, 1, L, min(ROWS, M - lo),
+              min(width, N - j0))
 
 
 _matmul_blocks = parallel_tasks(_matmul_block)
@@ -28,13 +37,20 @@ _matmul_blocks = parallel_tasks(_matmul_block)
 
 @njit
 def matmul_acc(c, a, sai, sal, b, sbl, M, N, L):
-    """``c[i*N + j] += sum_l a[i*sai + l*sal] * b[l*sbl + j]`` for ``i < M``, ``j < N``, in parallel blocks of 4 rows.
+    """``c[i*N + j] += sum_l a[i*sai + l*sal] * b[l*sbl + j]`` for ``i < M``, ``j < N``, in parallel blocks.
 
     ``c``, ``a`` and ``b`` are flat C-contiguous arrays of one float dtype.
-    The one product behind all three linear kernels, one task per block of 4
-    rows (:func:`fastcnn.kernels._tasks.parallel_tasks`).
+    The one product behind all three linear kernels, one task per block of
+    :data:`ROWS` rows and, when that makes fewer than :data:`MIN_TASKS`
+    tasks, of a share of the columns (panels of a multiple of 32 columns:
+    every column runs in the micro-kernel block it would run in unsplit, so
+    each element's sum is the same whatever the split)
+    (:func:`fastcnn.kernels._tasks.parallel_tasks`).
     """
-    _matmul_blocks((M + 3) // 4, c, a, sai, sal, b, sbl, M, N, L)
+    row_blocks = (M + ROWS - 1) // ROWS
+    panels = min((MIN_TASKS + row_blocks - 1) // row_blocks, (N + 31) // 32)
+    width = ((N + panels - 1) // panels + 31) // 32 * 32
+    _matmul_blocks(row_blocks * ((N + width - 1) // width), c, a, sai, sal, b, sbl, M, N, L, width)
 
 
 @njit

@@ -403,7 +403,9 @@ def test_smooth_activation_matches_naive(name, shape, dtype, rng):
 # ---------------------------------------------------------------------------
 # linear
 # ---------------------------------------------------------------------------
-LINEAR_CASES = {"batch1": (1, 5, 3), "wide": (4, 2, 7), "one_in_one_out": (3, 1, 1)}
+LINEAR_CASES = {"batch1": (1, 5, 3), "wide": (4, 2, 7), "one_in_one_out": (3, 1, 1),
+                # blocks of 8 rows, split into panels of 32 or 64 columns for enough tasks (_dense.matmul_acc)
+                "panels": (64, 40, 120), "rows_tail": (13, 70, 33)}
 
 
 @pytest.mark.parametrize("case", list(LINEAR_CASES))
@@ -422,6 +424,19 @@ def test_linear_matches_naive(case, with_bias, dtype, rng):
     for name, got, exp in (("dx", dx, edx), ("dw", dw, edw), ("db", db, edb)):
         _check_dtype(got, dtype, name)
         assert_close(got, exp, dtype, err_msg=name)
+
+
+def test_linear_results_do_not_depend_on_how_the_product_is_split(rng):
+    """A batch of 64 runs in 8 blocks of 8 rows by 2 panels of 64 columns, one image alone in 4 panels of 32:
+    the same bits (each element's sum runs in the same order and micro-kernel block either way)."""
+    x, w, dy = randn(rng, (64, 40), np.float32), randn(rng, (120, 40), np.float32), randn(rng, (64, 120), np.float32)
+    y = K.linear_forward(x, w, None)
+    dx, dw, _ = K.linear_backward(dy, x, w)
+    for n in (0, 13, 63):
+        np.testing.assert_array_equal(K.linear_forward(x[n:n + 1], w, None), y[n:n + 1])
+        np.testing.assert_array_equal(K.linear_backward(dy[n:n + 1], x[n:n + 1], w)[0], dx[n:n + 1])
+    parts = sum(K.linear_backward(dy[i:i + 8], x[i:i + 8], w)[1].astype(np.float64) for i in range(0, 64, 8))
+    assert_close(dw, parts, np.float32)
 
 
 # ---------------------------------------------------------------------------
