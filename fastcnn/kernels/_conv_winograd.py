@@ -42,9 +42,12 @@ tiles; each task transforms its chunk's input tiles into its own ``v[t]``
 (:func:`fastcnn._gemm.gemm_call`), and transforms back.  The chunk is sized
 by the caller (``v.shape[2]`` tiles) so that both stay in the L2 cache.
 F(2x2) transforms a whole input tile per loop over the channels (4 rows in,
-1 out); F(4x4) first combines the rows of each tile (``B^T d``, 4 rows in, 1
-out, per tile) and then the columns of the whole chunk at once, plane by
-plane (:func:`_run_program`), as both do for the output transform.
+1 out), and its output tiles plane by plane over the whole chunk
+(:func:`_run_program`).  F(4x4)'s transforms (:mod:`._winograd_transforms`,
+this module's own helper) take one tile and one vector of channels at a time
+in registers: the tile's 36 vectors loaded once, ``B^T d B`` (or ``A dY A^T``
+of dy, or ``A^T M A`` with the bias, residual and ReLU) computed, the results
+stored once.
 
 Gradients: the weight gradient is ``dU[xi] (C, K) = sum_tiles V[xi]^T @ dM[xi]``
 with ``dM = A dY A^T`` (alpha x alpha from each m x m tile of dy), one
@@ -65,6 +68,7 @@ from ..config import njit
 from ._gemm import gemm_call
 from ._loops import zero_span
 from ._tasks import parallel_tasks, task
+from ._winograd_transforms import winograd4_gradients, winograd4_inputs, winograd4_outputs
 
 
 def _plane_program(steps, lines):
@@ -83,36 +87,14 @@ def _plane_program(steps, lines):
     return np.array(rows, dtype=np.int64)
 
 
-# 1-D programs (in place on the slots of one line): A^T for F(2x2) (results in slots 0, 3) ...
+# 1-D program (in place on the slots of one line): A^T for F(2x2) (results in slots 0, 3).
 _AT2 = ((0, (3, 1, 2, 3), (1, -1, -1)), (0, (0, 0, 1, 2), (1, 1, 1)))
-# ... A^T for F(4x4) (results in slots 0, 2, 1, 5: sums and differences of slots 1, 2 and 3, 4 first) ...
-_AT4 = ((1, (1, 2), (1, 1, 1, -1)), (1, (3, 4), (1, 1, 1, -1)), (0, (0, 0, 1, 3), (1, 1, 1)),
-        (0, (5, 2, 4, 5), (1, 8, 1)), (0, (1, 1, 3, 3), (1, 4, 0)), (0, (2, 2, 4, 4), (1, 2, 0)))
-# ... B for F(4x4) (6 slots to 6: rows 0 and 5 of B^T, then the butterflies of rows 1-4) ...
-_B4 = ((0, (0, 0, 2, 4), (4, -5, 1)), (0, (5, 1, 3, 5), (4, -5, 1)), (1, (2, 4), (-4, 1, -1, 1)),
-       (1, (1, 3), (-4, 1, -1, 1)), (1, (1, 2), (1, 1, -1, 1)), (1, (3, 4), (2, 1, -2, 1)))
-# ... and A^T's transpose for F(4x4) (slots 0-3 to 0-5).
-_A4 = ((0, (4, 0, 2, 2), (1, 4, 0)), (0, (5, 3, 3, 3), (1, 0, 0)), (0, (3, 1, 3, 3), (2, 8, 0)),
-       (1, (3, 4), (1, 1, -1, 1)), (0, (2, 0, 2, 2), (1, 1, 0)), (0, (1, 1, 5, 5), (1, 1, 0)),
-       (1, (1, 2), (1, 1, -1, 1)))
 
-#: Slots of the output transforms' results: Y[a][b] ends in plane ``alpha*Y_SLOTS[a] + Y_SLOTS[b]`` (row 0: F(2x2)).
-_Y_SLOTS = np.array([[0, 3, 0, 0], [0, 2, 1, 5]], dtype=np.int64)
-#: ``Y = A^T M A`` on the planes of M: the columns (A^T M), then the result rows; F(2x2) and F(4x4).
+#: Slots of F(2x2)'s output transform's results: Y[a][b] ends in plane ``4*_Y_SLOTS[a] + _Y_SLOTS[b]``.
+_Y_SLOTS = np.array([0, 3], dtype=np.int64)
+#: ``Y = A^T M A`` on the planes of M: the columns (A^T M), then the result rows.
 _OUT2 = _plane_program(_AT2, [[j + 4 * i for i in range(4)] for j in range(4)]
                        + [[4 * r + j for j in range(4)] for r in (0, 3)])
-_OUT4 = _plane_program(_AT4, [[j + 6 * i for i in range(6)] for j in range(6)]
-                       + [[6 * r + j for j in range(6)] for r in (0, 2, 1, 5)])
-#: F(4x4): ``(B^T d) B`` and ``(A dY) A^T`` on the rows of planes left by :func:`_rows_of_tiles`.
-_IN4 = _plane_program(_B4, [[6 * i + j for j in range(6)] for i in range(6)])
-_GRAD4 = _plane_program(_A4, [[6 * i + j for j in range(6)] for i in range(6)])
-#: F(4x4) row combinations (B^T d, A dY): row i of the result is sum_k COEFS[i, k] * row TAPS[i, k] of the tile.
-_BT4_TAPS = np.array([[0, 2, 4, 0], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 3, 5, 1]], np.int64)
-_BT4_COEFS = np.array([[4, -5, 1, 0], [-4, -4, 1, 1], [4, -4, -1, 1], [-2, -1, 2, 1], [2, -1, -2, 1],
-                       [4, -5, 1, 0]], np.int64)
-_A4_TAPS = np.array([[0, 0, 0, 0], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [3, 3, 3, 3]], np.int64)
-_A4_COEFS = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8], [1, 0, 0, 0]],
-                     np.int64)
 
 
 @njit(inline="always")
@@ -209,70 +191,38 @@ def _run_program(mp, program, length):
 
 
 @njit(inline="always")
-def _rows_of_tiles(src, n, i0, j0, tiles, width, taps, coefs, dst, t, first):
-    """F(4x4): the row combinations of the tiles at rows ``i0...`` of ``src[n]``, columns ``j0 + 4*tj...``.
-
-    ``dst[t, 6*i + j, first + tj, :L] = sum_k coefs[i, k] * src[n, i0 + taps[i, k], j0 + 4*tj + j, :L]``
-    for the 6 rows i of ``taps``, ``j < width`` and ``tj < tiles``, with
-    ``L = src.shape[3]``: ``B^T d`` of the 6x6 input tiles (``width`` 6) or
-    ``A dY`` of the 4x4 tiles of dy (``width`` 4).  One loop over the L
-    channels per entry (4 loads, 1 store).
-    """
-    L = src.shape[3]
-    dt = src.dtype.type
-    for tj in range(tiles):
-        for i in range(6):
-            f0, f1, f2, f3 = dt(coefs[i, 0]), dt(coefs[i, 1]), dt(coefs[i, 2]), dt(coefs[i, 3])
-            r0, r1, r2, r3 = i0 + taps[i, 0], i0 + taps[i, 1], i0 + taps[i, 2], i0 + taps[i, 3]
-            for j in range(width):
-                q = j0 + 4 * tj + j
-                x0, x1, x2, x3 = src[n, r0, q], src[n, r1, q], src[n, r2, q], src[n, r3, q]
-                out = dst[t, 6 * i + j, first + tj]
-                for c in range(L):
-                    out[c] = f0 * x0[c] + f1 * x1[c] + f2 * x2[c] + f3 * x3[c]
-
-
-@njit(inline="always")
 def _transform_inputs(xp, first, last, TP, TQ, v, t):
     """``V = B^T d B`` of the tiles of tile rows ``first..last`` (row tr: image ``tr // TP``) into ``v[t]``."""
-    alpha = 4 if v.shape[1] == 16 else 6
+    if v.shape[1] == 36:
+        winograd4_inputs(xp, first, last, TP, TQ, v, t)
+        return
     for tr in range(first, last):
         n = tr // TP
-        i0 = (alpha - 2) * (tr - n * TP)
-        if alpha == 4:
-            _input_tiles(xp, n, i0, TQ, v, t, (tr - first) * TQ)
-        else:
-            _rows_of_tiles(xp, n, i0, 0, TQ, 6, _BT4_TAPS, _BT4_COEFS, v, t, (tr - first) * TQ)
-    if alpha == 6:
-        _run_program(v[t].reshape((36, v.shape[2] * v.shape[3])), _IN4, (last - first) * TQ * v.shape[3])
+        _input_tiles(xp, n, 2 * (tr - n * TP), TQ, v, t, (tr - first) * TQ)
 
 
 @njit(inline="always")
 def _write_outputs(m, t, first, last, TP, TQ, b, y, row, low):
-    """``y[n, k, p, q] = Y + b[k]`` (raised to ``low`` where below it: the ReLU with low = 0) from the output tiles
-    in ``m[t]``
-    (:data:`_OUT2` / :data:`_OUT4` left them there).
+    """F(2x2): ``y[n, k, p, q] = Y + b[k]`` (raised to ``low`` where below it: the ReLU with low = 0) from the output
+    tiles in ``m[t]`` (:data:`_OUT2` left them there).
 
-    Each output row p is gathered in ``row`` (K, m*TQ), a small buffer that
+    Each output row p is gathered in ``row`` (K, 2*TQ), a small buffer that
     stays in L1: the tiles' results are read as contiguous rows of K numbers
     and written across ``row``, then ``row`` goes to ``y[n, :, p, :]`` one
     contiguous row of Q numbers per channel.
     """
-    alpha = 4 if m.shape[1] == 16 else 6
-    mt = alpha - 2
-    slots = _Y_SLOTS[alpha // 2 - 2]
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
     for tr in range(first, last):
         n = tr // TP
         ti = tr - n * TP
         tile0 = (tr - first) * TQ
-        for a in range(min(mt, P - mt * ti)):
-            p = mt * ti + a
-            for j in range(mt):
-                plane = alpha * slots[a] + slots[j]
+        for a in range(min(2, P - 2 * ti)):
+            p = 2 * ti + a
+            for j in range(2):
+                plane = 4 * _Y_SLOTS[a] + _Y_SLOTS[j]
                 for tq in range(TQ):
                     src = m[t, plane, tile0 + tq]
-                    q = mt * tq + j
+                    q = 2 * tq + j
                     for k in range(K):
                         row[k, q] = src[k]
             for k in range(K):
@@ -289,12 +239,10 @@ def _write_outputs(m, t, first, last, TP, TQ, b, y, row, low):
 
 @njit(inline="always")
 def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, low, res, add):
-    """``yp[n, pad + p, pad + q, k] = Y + b[k]`` (channel-last; plus ``res``'s pixel when ``add``; raised to ``low``
-    where below it: the ReLU with low = 0) from the output tiles in ``m[t]``, with the zero border of ``yp[n]`` next
-    to the tile rows ``first..last``: each output pixel is one contiguous row of K numbers on both sides."""
-    alpha = 4 if m.shape[1] == 16 else 6
-    mt = alpha - 2
-    slots = _Y_SLOTS[alpha // 2 - 2]
+    """F(2x2): ``yp[n, pad + p, pad + q, k] = Y + b[k]`` (channel-last; plus ``res``'s pixel when ``add``; raised to
+    ``low`` where below it: the ReLU with low = 0) from the output tiles in ``m[t]``, with the zero border of
+    ``yp[n]`` next to the tile rows ``first..last``: each output pixel is one contiguous row of K numbers on both
+    sides."""
     K = yp.shape[3]
     P, Q = yp.shape[1] - 2 * pad, yp.shape[2] - 2 * pad
     for tr in range(first, last):
@@ -305,17 +253,17 @@ def _write_padded_outputs(m, t, first, last, TP, TQ, b, yp, pad, low, res, add):
         width = (Q + 2 * pad) * K
         if ti == 0:
             zero_span(flat, 0, pad * width)
-        for a in range(min(mt, P - mt * ti)):
-            p = mt * ti + a
+        for a in range(min(2, P - 2 * ti)):
+            p = 2 * ti + a
             base = (pad + p) * width
             zero_span(flat, base, base + pad * K)
             zero_span(flat, base + (pad + Q) * K, base + width)
             if p == P - 1:
                 zero_span(flat, (P + pad) * width, (P + 2 * pad) * width)
-            for j in range(mt):
-                plane = alpha * slots[a] + slots[j]
+            for j in range(2):
+                plane = 4 * _Y_SLOTS[a] + _Y_SLOTS[j]
                 for tq in range(TQ):
-                    q = mt * tq + j
+                    q = 2 * tq + j
                     if q >= Q:
                         break
                     src, out = m[t, plane, tile0 + tq], yp[n, pad + p, pad + q]
@@ -453,9 +401,9 @@ def winograd_filter(w, u, transposed):
 
 @njit(inline="always")
 def _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ):
-    """The output tiles of tile rows ``first..last`` in ``m[t]``: the input transform into ``v[t]``, the alpha^2
-    products ``M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)`` and the output transform (``uf``, ``vf``,
-    ``mf``: u, v and m flat)."""
+    """The products of tile rows ``first..last`` in ``m[t]``: the input transform into ``v[t]`` and the alpha^2
+    products ``M[xi] (tiles, Kw) = V[xi] (tiles, C) @ U[xi] (C, Kw)`` (``uf``, ``vf``, ``mf``: u, v and m flat);
+    F(2x2) then transforms its output tiles in place (F(4x4) transforms them as it writes them)."""
     C, A2, TB, Kw = xp.shape[3], m.shape[1], m.shape[2], m.shape[3]
     v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
     tiles = (last - first) * TQ
@@ -465,7 +413,8 @@ def _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ):
         zero_span(mf, off, off + tiles * Kw)
         gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
                   uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
-    _run_program(m[t].reshape((A2, TB * Kw)), _OUT2 if A2 == 16 else _OUT4, tiles * Kw)
+    if A2 == 16:
+        _run_program(m[t].reshape((A2, TB * Kw)), _OUT2, tiles * Kw)
 
 
 @task("r4 r3 r1 a4 a4 a4 i")
@@ -479,13 +428,16 @@ def _forward_task(xp, u, b, y, v, m, t):
     rows_per_chunk = TB // TQ
     chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
     uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
-    row = np.empty((K, mt * TQ), dtype=y.dtype)  # one output row, gathered (one per task and call)
+    row = np.empty((K if A2 == 16 else 0, mt * TQ), dtype=y.dtype)  # one F(2x2) output row, gathered
     low = y.dtype.type(-np.inf)  # no ReLU
     for chunk in range(t * chunks // T, (t + 1) * chunks // T):
         first = chunk * rows_per_chunk
         last = min(first + rows_per_chunk, N * TP)
         _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ)
-        _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
+        if A2 == 16:
+            _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
+        else:
+            winograd4_outputs(m, t, first, last, TP, TQ, b, y, -1, low, xp, False)
 
 
 _forward_tasks = parallel_tasks(_forward_task)
@@ -507,13 +459,15 @@ def _padded_forward_task(xp, u, b, y, pad, relu, res, add, v, m, t):
     rows_per_chunk = TB // TQ
     chunks = (N * TP + rows_per_chunk - 1) // rows_per_chunk
     uf, vf, mf = u.reshape(u.size), v.reshape(v.size), m.reshape(m.size)
-    row = np.empty((K if pad < 0 else 0, mt * TQ), dtype=y.dtype)  # one NCHW output row, gathered
+    row = np.empty((K if pad < 0 and A2 == 16 else 0, mt * TQ), dtype=y.dtype)  # one NCHW F(2x2) output row
     low = y.dtype.type(0) if relu else y.dtype.type(-np.inf)  # v < low: below the ReLU (never without; NaN stays)
     for chunk in range(t * chunks // T, (t + 1) * chunks // T):
         first = chunk * rows_per_chunk
         last = min(first + rows_per_chunk, N * TP)
         _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ)
-        if pad < 0:
+        if A2 == 36:
+            winograd4_outputs(m, t, first, last, TP, TQ, b, y, pad, low, res, add)
+        elif pad < 0:
             _write_outputs(m, t, first, last, TP, TQ, b, y, row, low)
         else:
             _write_padded_outputs(m, t, first, last, TP, TQ, b, y, pad, low, res, add)
@@ -654,15 +608,12 @@ def _weight_grad_task(xp, dyl, v, mdy, partial, border, t):
         last = min(first + rows_per_chunk, N * TP)
         tiles = (last - first) * TQ
         _transform_inputs(xp, first, last, TP, TQ, v, t)
-        for tr in range(first, last):  # dM = A dY A^T
-            n = tr // TP
-            if mt == 2:
+        if mt == 4:  # dM = A dY A^T
+            winograd4_gradients(dyl, first, last, TP, TQ, border, mdy, t)
+        else:
+            for tr in range(first, last):
+                n = tr // TP
                 _gradient_tiles(dyl, n, border + 2 * (tr - n * TP), border, TQ, mdy, t, (tr - first) * TQ)
-            else:
-                _rows_of_tiles(dyl, n, border + 4 * (tr - n * TP), border, TQ, 4, _A4_TAPS, _A4_COEFS, mdy, t,
-                               (tr - first) * TQ)
-        if mt == 4:
-            _run_program(mdy[t].reshape((36, TB * Kw)), _GRAD4, tiles * Kw)
         for xi in range(A2):  # partial[t, xi] (C, Kw) += V[xi]^T (C, tiles) @ dM[xi] (tiles, Kw)
             gemm_call(pf, p_base + xi * C * Kw, Kw, vf, v_base + xi * TB * C, 1, 0, C,
                       mf, m_base + xi * TB * Kw, 0, Kw, 1, tiles, C, Kw)
