@@ -149,10 +149,11 @@ CHANNEL_LAST_MIN_CHANNELS = 16
 #: layer: 3 -> 32 at 32x32, forward 2.2 -> 1.8 ms, weight gradient 2.7 -> 2.2 ms against channel_last, 1 thread).
 ROWS_MAX_CHANNELS = 4
 #: From this many input and output channels "auto" runs 3x3 stride-1 layers with ``winograd4``
-#: (forward + backward against channel_last, batch 64, on this week's AVX-512 machine: 1.14-1.25x at 32
-#: channels on 32x32 and 16x16 planes (32 -> 32 and 32 -> 64), 1.03-1.08x at 32 -> 32 on 16x16, 0.93-1.05x on
-#: 8x8, at 1 and 2 threads; 1.3-1.6x at 64 and 128 channels; 0.73-0.75x at 16 channels).
-WINOGRAD_MIN_CHANNELS = 32
+#: (forward + backward against channel_last, batch 64, on this week's AVX-512 machine, with the transforms in
+#: registers: 16 -> 16 1.2-1.35x on 32x32 planes at 1 thread, 1.3-1.4x at 2, 1.3x on 16x16, 1.05-1.15x on 8x8;
+#: 32 -> 32 on 8x8 1.6x; 8 -> 8 on 32x32 about 1.05x, its forward slower.  Before them, 0.73-0.75x at 16
+#: channels and 1.14-1.25x at 32).
+WINOGRAD_MIN_CHANNELS = 16
 #: ... and from this many 4x4 output tiles (``N * ceil(P/4) * ceil(Q/4)``): below it the per-call filter
 #: transform (36 x C x K) outweighs the saved multiplications (batch-1 inference).
 WINOGRAD_MIN_TILES = 64

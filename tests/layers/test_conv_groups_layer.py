@@ -126,7 +126,7 @@ def test_plan_shows_what_runs():
     plans = Conv2d(32, 32, 3, padding=1, groups=32).plan((64, 32, 16, 16))
     assert {plans.forward.algorithm, plans.weight_grad.algorithm, plans.input_grad.algorithm} == {"depthwise"}
     grouped = Conv2d(64, 64, 3, padding=1, groups=4).plan((64, 64, 16, 16))  # 16 channels a group
-    assert grouped.forward.algorithm == "channel_last" and "per group" in grouped.forward.layout
+    assert grouped.forward.algorithm == "winograd4" and "per group" in grouped.forward.layout
     dilated = Conv2d(8, 8, 3, padding=2, dilation=2).plan((4, 8, 8, 8)).forward
     assert dilated.algorithm == "rows" and "4 dilation phases" in dilated.layout
     assert Conv2d(8, 8, 3, stride=2, padding=2, dilation=2).plan((4, 8, 8, 8)).forward.algorithm == "im2col"
