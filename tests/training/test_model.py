@@ -97,9 +97,9 @@ def test_summary_shows_the_plan_of_every_convolution():
     small = fastcnn.models.lenet5().summary(print_fn=None, plans=True, batch_size=2)
     assert "input_grad: nchw" in small and "scratch none" in small  # conv2's dx: batch too small for batch_last
     resnet = fastcnn.models.resnet_small().summary(print_fn=None, plans=True)
-    # every conv but the stem (the first weighted layer) computes dx; the 3x3 stride-1 ones with 32 or 64
-    # channels (three of each) with winograd4
-    assert resnet.count("input_grad: channel_last") == 8 and resnet.count("input_grad: winograd4") == 6
+    # every conv but the stem (the first weighted layer) computes dx; the 3x3 stride-1 ones (10 of the 14, with
+    # 16, 32 or 64 channels) with winograd4, the stride-2 ones and the 1x1 shortcuts with channel_last
+    assert resnet.count("input_grad: channel_last") == 4 and resnet.count("input_grad: winograd4") == 10
     with pytest.raises(ValueError, match="summary: batch_size must be a positive int"):
         fastcnn.models.lenet5().summary(print_fn=None, plans=True, batch_size=0)
     with pytest.raises(ValueError, match="needs an input_shape"):
