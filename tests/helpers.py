@@ -81,6 +81,25 @@ def randn(rng, shape, dtype):
     return np.ascontiguousarray(rng.standard_normal(shape).astype(dtype))
 
 
+def assert_depthwise_backward_matches_torch(torch, x_shape, m, stride, dtype, rng):
+    """dx, dw and db of ``fastcnn.kernels.conv2d_backward`` in ``dtype`` for a 3x3 padding-1 depthwise layer
+    (channel multiplier ``m``, bias, ``stride``) against PyTorch's autograd in float64, on standard-normal x, w, b
+    and dy."""
+    from fastcnn import kernels
+
+    C = x_shape[1]
+    w_shape = (m * C, 1, 3, 3)
+    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
+    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride, 1, 1, C)
+    dy = rng.standard_normal(tuple(yt.shape))
+    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
+    got = kernels.conv2d_backward(dy.astype(dtype), x.astype(dtype), w.astype(dtype), stride, 1, groups=C)
+    for g, t, what in zip(got, want, ("dx", "dw", "db")):
+        assert g.dtype == dtype
+        assert_close(g, t.numpy(), dtype, err_msg=what)
+
+
 def conv_inputs(rng, case, dtype):
     """``x, w, b, stride, padding`` for ``naive.CONV_CASES[case]``: standard normal, drawn in that order."""
     N, C, H, W, Kout, R, S, stride, padding = nv.CONV_CASES[case]

@@ -7,7 +7,7 @@ Every function takes checked arrays, the :class:`~fastcnn.kernels.conv_plan.Conv
 * ``forward(x, w, b, y, g, bufs)``
 * ``weight_grad(dy, x, dw, g, bufs)`` (the bias gradient is computed beside it; those of
   :data:`X_LAYOUT` take ``x_ready=True`` when ``bufs`` already holds x's layout copy, and those
-  :func:`shared_dy` names take ``dy_ready=(array, border)``, the input gradient's copy of dy)
+  :func:`share_dy` serves take ``dy_ready=(array, border)``, the input gradient's copy of dy)
 * ``input_grad(dy, w, dx, g, bufs)`` (``dy_ready=True``: its copy of dy is already made)
 
 :data:`FORWARD`, :data:`WEIGHT_GRAD` and :data:`INPUT_GRAD` map algorithm
@@ -298,10 +298,11 @@ X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last", "win
 
 
 
-def shared_dy(name, g, input_bufs):
-    """The copy of dy that the input gradient of plan ``name`` (the same algorithm as the weight gradient's) makes
-    in ``input_bufs`` and the weight gradient can read too: ``(role, border)`` (dy sits from row and column
-    ``border`` on), or None.
+def share_dy(name, dy, g, input_bufs):
+    """Make the copy of dy that the input gradient of plan ``name`` (the same algorithm as the weight gradient's)
+    reads from ``input_bufs`` and that the weight gradient can read too; return ``(array, border)`` (dy sits from
+    row and column ``border`` on: the weight gradient's ``dy_ready``), or None (nothing copied) where the two
+    cannot share one.
 
     channel_last: the stride-1 input gradient's padded copy (border ``R - 1 - ph`` when it equals ``S - 1 - pw``),
     or the strided one's plain copy (border 0); winograd and winograd4 with padding 1: the padded tile copy,
@@ -310,13 +311,16 @@ def shared_dy(name, g, input_bufs):
     if g.groups > 1 or g.dilated:
         return None
     if name == "channel_last":
-        if "dy_padded_channel_last" in input_bufs:
-            border = g.R - 1 - g.ph
-            return ("dy_padded_channel_last", border) if border == g.S - 1 - g.pw else None
-        return ("dy_channel_last", 0)
-    if name in ("winograd", "winograd4") and (g.ph, g.pw) == (1, 1):
-        return ("dy_padded_tiles", 1)
-    return None
+        role, border = (("dy_padded_channel_last", g.R - 1 - g.ph) if "dy_padded_channel_last" in input_bufs
+                        else ("dy_channel_last", 0))
+        if role == "dy_padded_channel_last" and border != g.S - 1 - g.pw:
+            return None
+    elif name in ("winograd", "winograd4") and (g.ph, g.pw) == (1, 1):
+        role, border = "dy_padded_tiles", 1
+    else:
+        return None
+    to_channel_last(dy, input_bufs[role], border, border)
+    return input_bufs[role], border
 
 
 FORWARD = {
@@ -415,7 +419,7 @@ def forward(name, x, w, b, y, g, bufs):
 
 def weight_grad(name, dy, x, dw, g, bufs, x_ready=False, dy_ready=None):
     """Run the weight gradient of the plan (``x_ready`` as the executors of :data:`X_LAYOUT` take it;
-    ``dy_ready``: the ``(array, border)`` copy of dy that :func:`shared_dy` names, already made)."""
+    ``dy_ready``: the ``(array, border)`` copy of dy that :func:`share_dy` made)."""
     sub = _grouped(name, g)
     if sub is None:
         _weight_grad_one(name, dy, x, dw, g, bufs, x_ready, dy_ready)
@@ -429,7 +433,7 @@ def weight_grad(name, dy, x, dw, g, bufs, x_ready=False, dy_ready=None):
 
 
 def input_grad(name, dy, w, dx, g, bufs, dy_ready=False):
-    """Run the input gradient of the plan (``dy_ready``: the copy :func:`shared_dy` names is already in ``bufs``)."""
+    """Run the input gradient of the plan (``dy_ready``: :func:`share_dy` already made its copy of dy in ``bufs``)."""
     sub = _grouped(name, g)
     if sub is None:
         _input_grad_one(name, dy, w, dx, g, bufs, dy_ready)

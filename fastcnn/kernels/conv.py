@@ -25,7 +25,6 @@ from ._checks import (
     positive_pair,
 )
 from ._conv_im2col import col2im_kernel, im2col_kernel
-from ._conv_channellast import to_channel_last
 from ._conv_nchw import conv2d_backward_bias
 from .conv_geometry import checked_geometry as _geometry
 from .conv_buffers import Buffer
@@ -529,7 +528,7 @@ class PreparedConv:
         """``(dx or None, dw, db)`` of :func:`conv2d_backward`; dw and db are this object's scratch arrays.
 
         When both gradients run one algorithm that can share a copy of dy
-        (:func:`~fastcnn.kernels._conv_exec.shared_dy`), the input gradient's
+        (:func:`~fastcnn.kernels._conv_exec.share_dy`), the input gradient's
         copy is made first and the weight gradient reads it too.
         """
         dx = self._input_grad(dy, w, x.shape) if need_input_grad and INPUT_GRAD_FIRST else None
@@ -539,12 +538,8 @@ class PreparedConv:
         input_bufs = dy_ready = None
         if need_input_grad and dx is None:
             input_bufs = _workspace.take(self._input_plan(), self.dtype)
-            shared = (_conv_exec.shared_dy(name, self.g, input_bufs)
-                      if self.input_plan.algorithm == name and self.extra == (0, 0) else None)
-            if shared is not None:
-                role, border = shared
-                to_channel_last(dy, input_bufs[role], border, border)
-                dy_ready = (input_bufs[role], border)
+            if self.input_plan.algorithm == name and self.extra == (0, 0):
+                dy_ready = _conv_exec.share_dy(name, dy, self.g, input_bufs)
         ready = {"dy_ready": dy_ready} if dy_ready else {}
         if self.layout is None:
             _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), **ready)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import naive as nv
-from helpers import assert_close, check_grad_by_block, randn, single_thread
+from helpers import assert_close, assert_depthwise_backward_matches_torch, check_grad_by_block, randn, single_thread
 
 from fastcnn import kernels as K
 
@@ -58,15 +58,7 @@ def test_checked_backward_against_torch_autograd(x_shape, m, dtype, rng):
     w_shape = (m * C, 1, 3, 3)
     plans = K.conv2d_plan(x_shape, w_shape, 2, 1, dtype, groups=C)
     assert {b.role for b in plans.weight_grad.buffers} == ROLES  # the stacked kernel computes dw
-    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
-    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-    yt = torch.nn.functional.conv2d(xt, wt, bt, 2, 1, 1, C)
-    dy = rng.standard_normal(tuple(yt.shape))
-    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
-    got = K.conv2d_backward(dy.astype(dtype), x.astype(dtype), w.astype(dtype), 2, 1, groups=C)
-    for g, t, what in zip(got, want, ("dx", "dw", "db")):
-        assert g.dtype == dtype
-        assert_close(g, t.numpy(), dtype, err_msg=what)
+    assert_depthwise_backward_matches_torch(torch, x_shape, m, 2, dtype, rng)
 
 
 def test_weight_gradient_by_central_differences(rng):
@@ -174,15 +166,7 @@ def test_stride1_input_gradient_against_torch_autograd(x_shape, dtype, rng):
     torch = pytest.importorskip("torch")
     C = x_shape[1]
     assert {b.role for b in K.conv2d_plan(x_shape, (C, 1, 3, 3), 1, 1, dtype, groups=C).input_grad.buffers} == DX_ROLES
-    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, (C, 1, 3, 3), (C,)))
-    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-    yt = torch.nn.functional.conv2d(xt, wt, bt, 1, 1, 1, C)
-    dy = rng.standard_normal(tuple(yt.shape))
-    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
-    got = K.conv2d_backward(dy.astype(dtype), x.astype(dtype), w.astype(dtype), 1, 1, groups=C)
-    for g, t, what in zip(got, want, ("dx", "dw", "db")):
-        assert g.dtype == dtype
-        assert_close(g, t.numpy(), dtype, err_msg=what)
+    assert_depthwise_backward_matches_torch(torch, x_shape, 1, 1, dtype, rng)
 
 
 def test_stride1_input_gradient_by_central_differences(rng):
@@ -277,15 +261,7 @@ def test_stride1_weight_gradient_against_torch_autograd(x_shape, m, rng):
     C = x_shape[1]
     w_shape = (m * C, 1, 3, 3)
     assert {b.role for b in K.conv2d_plan(x_shape, w_shape, 1, 1, groups=C).weight_grad.buffers} == S1_ROLES
-    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
-    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-    yt = torch.nn.functional.conv2d(xt, wt, bt, 1, 1, 1, C)
-    dy = rng.standard_normal(tuple(yt.shape))
-    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
-    f32 = np.float32
-    got = K.conv2d_backward(dy.astype(f32), x.astype(f32), w.astype(f32), 1, 1, groups=C)
-    for g, t, what in zip(got, want, ("dx", "dw", "db")):
-        assert_close(g, t.numpy(), f32, err_msg=what)
+    assert_depthwise_backward_matches_torch(torch, x_shape, m, 1, np.float32, rng)
 
 
 def test_stride1_weight_gradient_by_central_differences(rng):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import naive as nv
-from helpers import assert_close, check_grad_by_block, randn, single_thread
+from helpers import assert_close, assert_depthwise_backward_matches_torch, check_grad_by_block, randn, single_thread
 
 from fastcnn import kernels as K
 
@@ -161,15 +161,7 @@ def test_checked_backward_against_torch_autograd(x_shape, m, dtype, rng):
     C = x_shape[1]
     w_shape = (m * C, 1, 3, 3)
     assert {b.role for b in K.conv2d_plan(x_shape, w_shape, 2, 1, dtype, groups=C).input_grad.buffers} == ROLES
-    x, w, b = (randn(rng, s, np.float64) for s in (x_shape, w_shape, w_shape[:1]))
-    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-    yt = torch.nn.functional.conv2d(xt, wt, bt, 2, 1, 1, C)
-    dy = rng.standard_normal(tuple(yt.shape))
-    want = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(dy))
-    got = K.conv2d_backward(dy.astype(dtype), x.astype(dtype), w.astype(dtype), 2, 1, groups=C)
-    for g, t, what in zip(got, want, ("dx", "dw", "db")):
-        assert g.dtype == dtype
-        assert_close(g, t.numpy(), dtype, err_msg=what)
+    assert_depthwise_backward_matches_torch(torch, x_shape, m, 2, dtype, rng)
 
 
 def test_input_gradient_by_central_differences(rng):

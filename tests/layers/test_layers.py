@@ -599,7 +599,7 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
 
 
 # (algorithm, kernel size, stride, padding); the layer's backward shares one copy of dy between its two gradients
-# where _conv_exec.shared_dy says so (channel_last: border 4, then 0 at stride 2; winograd*: padding 1, border 1),
+# where _conv_exec.share_dy says so (channel_last: border 4, then 0 at stride 2; winograd*: padding 1, border 1),
 # and the checked functions never do
 LAYOUT_CASES = [("channel_last", 5, 1, 0), ("channel_last", 3, 2, 1), ("batch_last", 5, 1, 0), ("auto", 5, 1, 0),
                 ("winograd", 3, 1, 0), ("winograd4", 3, 1, 0), ("winograd", 3, 1, 1), ("winograd4", 3, 1, 1)]
