@@ -409,3 +409,53 @@ def test_model_trains_with_batchnorm():
         opt.step()
     assert losses[-1] < 0.5 * losses[0]
     assert sum(p.size for p in model.parameters()) == 6 * 8 + 8 + 16 + 8 * 2 + 2
+
+
+def _row_total(terms):
+    """One row's sum in the order the norm kernels document (``fastcnn.kernels._norm``): steps of 8 terms into 4
+    vector sums (step i into sum i % 4, the last steps % 4 into sum 0), the 4 added pairwise, then the 8 lanes
+    pairwise, then the last L % 8 terms one by one; float32 throughout."""
+    terms = np.asarray(terms, np.float32)
+    steps = terms.size // 8
+    sums = np.zeros((4, 8), np.float32)
+    for i in range(steps):
+        u = i % 4 if i < steps // 4 * 4 else 0
+        sums[u] = sums[u] + terms[8 * i:8 * i + 8]
+    v = (sums[0] + sums[1]) + (sums[2] + sums[3])
+    total = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
+    for t in terms[8 * steps:]:
+        total = np.float32(total + t)
+    return total
+
+
+def _channel_totals(rows):
+    """``rows`` (N, C, L): each channel's N row totals added in order from zero."""
+    totals = np.zeros(rows.shape[1], np.float32)
+    for n in range(rows.shape[0]):
+        for c in range(rows.shape[1]):
+            totals[c] = np.float32(totals[c] + _row_total(rows[n, c]))
+    return totals
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 9, 9), (1, 70, 5, 5), (64, 4, 6, 6), (2, 3, 2, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sums_follow_the_documented_order_on_any_thread_count(shape, threads, restore_num_threads):
+    """The statistics and gradient sums, bit for bit, against the documented order replayed in numpy: the same
+    whatever the thread count and however the (example, block of channels) tasks split the rows (one example: 64
+    blocks of 70 channels, some empty)."""
+    fastcnn.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w, b = rng.standard_normal((2, shape[1])).astype(np.float32)
+    rows = lambda a: a.reshape(shape[0], shape[1], -1)  # noqa: E731
+    inv_m = np.float32(1) / np.float32(x.size // shape[1])
+    y, mean, var, inv_std = K.batch_norm_training_forward(x, w, b, relu=True)
+    np.testing.assert_array_equal(mean, _channel_totals(rows(x)) * inv_m)
+    np.testing.assert_array_equal(var, _channel_totals((rows(x) - mean[:, None]) ** 2) * inv_m)
+    np.testing.assert_array_equal(inv_std, np.float32(1) / np.sqrt(var + np.float32(1e-5)))
+    _, dw, db = K.batch_norm2d_backward(dy, x, w, mean, inv_std, relu_y=y)
+    g = np.where(y > 0, dy, np.float32(0))
+    np.testing.assert_array_equal(db, _channel_totals(rows(g)))
+    xhat = (rows(x) - mean[:, None]) * inv_std[:, None]
+    np.testing.assert_array_equal(dw, _channel_totals(rows(g) * xhat))
