@@ -57,9 +57,8 @@ def transpose_into(src, dst):
         b0 = 0
         while b0 + 8 <= B:
             for bb in range(8):
-                d = dst[b0 + bb]
                 for aa in range(8):
-                    d[a0 + aa] = src[a0 + aa, b0 + bb]
+                    dst[b0 + bb, a0 + aa] = src[a0 + aa, b0 + bb]
             b0 += 8
         for b in range(b0, B):
             for aa in range(8):
