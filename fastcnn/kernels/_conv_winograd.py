@@ -408,11 +408,9 @@ def _chunk_products(xp, uf, vf, mf, v, m, t, first, last, TP, TQ):
     v_base, m_base = t * A2 * TB * C, t * A2 * TB * Kw
     tiles = (last - first) * TQ
     _transform_inputs(xp, first, last, TP, TQ, v, t)
-    zero = mf.dtype.type(0)
     for xi in range(A2):
         off = m_base + xi * TB * Kw
-        for j in range(off, off + tiles * Kw):  # not zero_span: an inlined call updates mf's shared refcount
-            mf[j] = zero
+        zero_span(mf, off, off + tiles * Kw)
         gemm_call(mf, off, Kw, vf, v_base + xi * TB * C, C, 0, 1,
                   uf, xi * C * Kw, 0, Kw, 1, C, tiles, Kw)
     if A2 == 16:

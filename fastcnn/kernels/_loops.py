@@ -3,13 +3,14 @@
 One home for loop idioms that several kernel variants use, so no variant
 module imports from another: the output size of a convolution (the formula
 of :mod:`fastcnn._shapes`, compiled), the valid output range of a kernel tap
-(hoisting padding tests out of inner loops), zeroing a span with a plain
-loop, an 8 x 8-tiled transpose, vector moves of 8 and 4 numbers, and the
+(hoisting padding tests out of inner loops), zeroing a span with one
+memset, an 8 x 8-tiled transpose, vector moves of 8 and 4 numbers, and the
 stack sizes and output copies of the stacked depthwise kernels.
 """
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._shapes import conv_output_size as _conv_output_size
@@ -32,13 +33,36 @@ def valid_range(tap, pad, stride, size, out_size):
     return lo, max(lo, hi)
 
 
-@njit(inline="always")
-def zero_span(flat, start, stop):
-    """flat[start:stop] = 0 as a plain loop (an array expression inside a prange
-    body would become a nested parallel loop, which costs compile time)."""
-    zero = flat.dtype.type(0)
-    for m in range(start, stop):
-        flat[m] = zero
+@intrinsic
+def zero_span(typingctx, flat, start, stop):
+    """``flat[start:stop] = 0`` (nothing when ``stop <= start``) for a C-contiguous 1-D array: one ``memset``.
+
+    Not a loop: a loop over ``range(start, stop)`` with offsets the compiler
+    cannot prove non-negative keeps Numba's negative-index wraparound, and
+    LLVM vectorised it into AVX-512 scatters, one address per lane (the
+    zeroing of the Winograd products took 9 % of a resnet_small training step).
+    Not ``flat[start:stop] = 0`` either: inside a ``prange`` body that is a
+    nested parallel loop, and a slice is a view whose reference count is an
+    atomic update of the parent's shared counter.
+    """
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    if not (isinstance(start, types.Integer) and isinstance(stop, types.Integer)):
+        return None
+    sig = types.void(flat, start, stop)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, value=args[0])
+        first = context.cast(builder, args[1], signature.args[1], types.intp)
+        end = context.cast(builder, args[2], signature.args[2], types.intp)
+        count = builder.sub(end, first)
+        with builder.if_then(builder.icmp_signed(">", count, ir.Constant(count.type, 0))):
+            itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+            start_ptr = builder.gep(array.data, [first], inbounds=True)
+            cgutils.memset(builder, start_ptr, builder.mul(count, ir.Constant(count.type, itemsize)), 0)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(inline="always")
