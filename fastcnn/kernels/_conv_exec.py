@@ -298,6 +298,10 @@ X_LAYOUT = {"batch_last": "x_batch_last", "channel_last": "x_channel_last", "win
 
 
 
+#: The algorithms whose two gradients :func:`share_dy` can serve with one copy of dy.
+SHARES_DY = ("channel_last", "winograd", "winograd4")
+
+
 def share_dy(name, dy, g, input_bufs):
     """Make the copy of dy that the input gradient of plan ``name`` (the same algorithm as the weight gradient's)
     reads from ``input_bufs`` and that the weight gradient can read too; return ``(array, border)`` (dy sits from
@@ -308,7 +312,7 @@ def share_dy(name, dy, g, input_bufs):
     or the strided one's plain copy (border 0); winograd and winograd4 with padding 1: the padded tile copy,
     border 1 (its rows and columns past dy are zero, as the weight gradient needs).
     """
-    if g.groups > 1 or g.dilated:
+    if g.groups > 1 or g.dilated or name not in SHARES_DY:
         return None
     if name == "channel_last":
         role, border = (("dy_padded_channel_last", g.R - 1 - g.ph) if "dy_padded_channel_last" in input_bufs

@@ -202,10 +202,17 @@ def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn, dil
     db = np.empty(g.K, dtype=w.dtype)
     conv2d_backward_bias(dy, db)
     full = (g.N, g.C, g.H, g.W)  # x's shape with the bottom/right zeros of "same" padding, if any
-    _conv_exec.weight_grad(weight_plan.algorithm, dy, _extend(x, full), dw, g, _workspace.take(weight_plan, x.dtype))
+    name = weight_plan.algorithm
+    input_bufs = dy_ready = None
+    if input_plan is not None and input_plan.algorithm == name in _conv_exec.SHARES_DY and extra == (0, 0):
+        input_bufs = _workspace.take(input_plan, x.dtype)  # one copy of dy for both gradients
+        dy_ready = _conv_exec.share_dy(name, dy, g, input_bufs)
+    ready = {"dy_ready": dy_ready} if dy_ready else {}
+    _conv_exec.weight_grad(name, dy, _extend(x, full), dw, g, _workspace.take(weight_plan, x.dtype), **ready)
     if input_plan is not None:
         dx_full = dx if extra == (0, 0) else np.empty(full, dtype=x.dtype)
-        _conv_exec.input_grad(input_plan.algorithm, dy, w, dx_full, g, _workspace.take(input_plan, x.dtype))
+        input_bufs = _workspace.take(input_plan, x.dtype) if input_bufs is None else input_bufs
+        _conv_exec.input_grad(input_plan.algorithm, dy, w, dx_full, g, input_bufs, dy_ready is not None)
         if dx_full is not dx:
             dx[...] = dx_full[:, :, :x.shape[2], :x.shape[3]]
     return dx, dw, db
@@ -536,10 +543,10 @@ class PreparedConv:
         xe = self._extend(x, True)
         name = self.weight_plan.algorithm
         input_bufs = dy_ready = None
-        if need_input_grad and dx is None:
-            input_bufs = _workspace.take(self._input_plan(), self.dtype)
-            if self.input_plan.algorithm == name and self.extra == (0, 0):
-                dy_ready = _conv_exec.share_dy(name, dy, self.g, input_bufs)
+        if need_input_grad and dx is None and self._input_plan().algorithm == name in _conv_exec.SHARES_DY \
+                and self.extra == (0, 0):
+            input_bufs = _workspace.take(self.input_plan, self.dtype)
+            dy_ready = _conv_exec.share_dy(name, dy, self.g, input_bufs)
         ready = {"dy_ready": dy_ready} if dy_ready else {}
         if self.layout is None:
             _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), **ready)

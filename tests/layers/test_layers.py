@@ -600,7 +600,7 @@ def test_initialize_reaches_every_convolution_of_resnet_small():
 
 # (algorithm, kernel size, stride, padding); the layer's backward shares one copy of dy between its two gradients
 # where _conv_exec.share_dy says so (channel_last: border 4, then 0 at stride 2; winograd*: padding 1, border 1),
-# and the checked functions never do
+# as the checked conv2d_backward does; its weight gradient alone (need_input_grad=False) makes its own copy
 LAYOUT_CASES = [("channel_last", 5, 1, 0), ("channel_last", 3, 2, 1), ("batch_last", 5, 1, 0), ("auto", 5, 1, 0),
                 ("winograd", 3, 1, 0), ("winograd4", 3, 1, 0), ("winograd", 3, 1, 1), ("winograd4", 3, 1, 1)]
 
@@ -610,8 +610,8 @@ LAYOUT_CASES = [("channel_last", 5, 1, 0), ("channel_last", 3, 2, 1), ("batch_la
 def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm, size, stride, padding, keep_limit,
                                                                       monkeypatch):
     """Conv2d keeps the forward's layout copy of x for the weight gradient (and one copy of dy for both
-    gradients): the gradients equal the checked functions' bit for bit, and a backward after a forward on another
-    x uses that x's copy."""
+    gradients): the gradients equal the checked functions' bit for bit, the weight gradient also the one computed
+    alone, and a backward after a forward on another x uses that x's copy."""
     from fastcnn import kernels
 
     if keep_limit is not None:
@@ -632,6 +632,8 @@ def test_conv_layer_reuses_its_forward_layout_only_for_the_same_input(algorithm,
         want = kernels.conv2d_backward(dy, x, conv.weight.data, **args)
         for got, expected in zip((dx, conv.weight.grad, conv.bias.grad), want):
             np.testing.assert_array_equal(got, expected)
+        alone = kernels.conv2d_backward(dy, x, conv.weight.data, need_input_grad=False, **args)[1]
+        np.testing.assert_array_equal(conv.weight.grad, alone)  # the shared copy of dy gives the unshared bits
     if algorithm != "auto":
         (prepared,) = conv._plans.values()
         assert (prepared.layout is None) == (keep_limit == 0)
