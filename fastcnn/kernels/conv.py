@@ -185,6 +185,18 @@ def _run_forward(x, w, b, stride, padding, algorithm, fn, dilation=1, groups=1):
     return y
 
 
+def _share_dy(name, input_plan, dy, g, extra, dtype):
+    """``(input_bufs, dy_ready)``: the input gradient's buffers, taken now, holding the copy of dy that the weight
+    gradient of plan ``name`` reads too (:func:`~fastcnn.kernels._conv_exec.share_dy`); ``(None, None)`` where the
+    two cannot share one (no input gradient, another algorithm, "same" padding's extra rows, a plan it does not
+    serve), and then nothing is taken early (the input plan's call buffers would add to the weight gradient's)."""
+    if (input_plan is None or input_plan.algorithm != name or name not in _conv_exec.SHARES_DY
+            or extra != (0, 0)):
+        return None, None
+    input_bufs = _workspace.take(input_plan, dtype)
+    return input_bufs, _conv_exec.share_dy(name, dy, g, input_bufs)
+
+
 def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn, dilation=1, groups=1):
     x, w, g, extra = _conv_args(x, w, stride, padding, dilation, groups, fn)
     algorithm = _check_algorithm(algorithm, fn)
@@ -203,10 +215,7 @@ def _run_backward(dy, x, w, stride, padding, need_input_grad, algorithm, fn, dil
     conv2d_backward_bias(dy, db)
     full = (g.N, g.C, g.H, g.W)  # x's shape with the bottom/right zeros of "same" padding, if any
     name = weight_plan.algorithm
-    input_bufs = dy_ready = None
-    if input_plan is not None and input_plan.algorithm == name in _conv_exec.SHARES_DY and extra == (0, 0):
-        input_bufs = _workspace.take(input_plan, x.dtype)  # one copy of dy for both gradients
-        dy_ready = _conv_exec.share_dy(name, dy, g, input_bufs)
+    input_bufs, dy_ready = _share_dy(name, input_plan, dy, g, extra, x.dtype)
     ready = {"dy_ready": dy_ready} if dy_ready else {}
     _conv_exec.weight_grad(name, dy, _extend(x, full), dw, g, _workspace.take(weight_plan, x.dtype), **ready)
     if input_plan is not None:
@@ -542,11 +551,8 @@ class PreparedConv:
         conv2d_backward_bias(dy, self.db)
         xe = self._extend(x, True)
         name = self.weight_plan.algorithm
-        input_bufs = dy_ready = None
-        if need_input_grad and dx is None and self._input_plan().algorithm == name in _conv_exec.SHARES_DY \
-                and self.extra == (0, 0):
-            input_bufs = _workspace.take(self.input_plan, self.dtype)
-            dy_ready = _conv_exec.share_dy(name, dy, self.g, input_bufs)
+        input_plan = self._input_plan() if need_input_grad and dx is None else None
+        input_bufs, dy_ready = _share_dy(name, input_plan, dy, self.g, self.extra, self.dtype)
         ready = {"dy_ready": dy_ready} if dy_ready else {}
         if self.layout is None:
             _conv_exec.weight_grad(name, dy, xe, self.dw, self.g, self._bufs(self.weight_plan), **ready)
