@@ -449,7 +449,8 @@ PRIVATE_KERNEL_ALLOWED = {
     # the task-body mechanism's own tests: a task and kernels of the test's own
     "tests/kernels/test_tasks.py": {"fastcnn.kernels._tasks.task", "fastcnn.kernels._tasks.parallel_tasks"},
     # the shared inline helpers' own tests: called from compiled code of the test's own, as kernels call them
-    "tests/kernels/test_loops.py": {"fastcnn.kernels._loops.transpose_into", "fastcnn.kernels._loops.zero_span"},
+    "tests/kernels/test_loops.py": {"fastcnn.kernels._loops.transpose_flat", "fastcnn.kernels._loops.transpose_into",
+                                   "fastcnn.kernels._loops.zero_span"},
 }
 OUTSIDE_FILES = sorted(p for sub in ("tests", "bench", "examples", "tools") for p in (ROOT / sub).rglob("*.py")
                        if "__pycache__" not in p.parts)

@@ -7,7 +7,7 @@ the contiguous span ``xp[n, i, q*sw:q*sw + S, :]`` of ``S*C`` numbers.  Each
 kernel row r is then a small matrix product with no copy: the ``Q`` windows of
 an output row (rows ``sw*C`` apart) times ``w[r]`` as an ``(S*C, K)`` matrix,
 which :func:`fastcnn.kernels._gemm.gemm_acc` runs with its register-blocked
-micro-kernels (4 x 16 blocks on AVX2, 8 x 32 on AVX-512).  No workspace proportional to the im2col
+micro-kernels (6 x 16 blocks on AVX2, 8 x 32 on AVX-512).  No workspace proportional to the im2col
 matrix is used: the extra memory is the padded copy of x (and of dy) and,
 per task (one per thread, passed in by the caller), an output-row buffer, a
 scratch image for the input gradient or a partial weight gradient.
@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import njit
 from ._gemm import gemm_call
-from ._loops import transpose_into, zero_span
+from ._loops import transpose_flat, zero_span
 from ._tasks import parallel_tasks, task
 
 #: Input channels per input-gradient task (the micro-kernel's width).
@@ -45,17 +45,17 @@ def _padded_rows(x, xp, ph, pw, blocks, b):
     """Block ``b`` of ``blocks`` equal blocks of rows (over N x Hp, image-major) of :func:`to_channel_last`'s output."""
     N, C, H, W = x.shape
     Hp, Wp = xp.shape[1], xp.shape[2]
+    x_flat, xp_flat = x.reshape(x.size), xp.reshape(xp.size)  # flat offsets: no view (reference count) per row
     for t in range(b * N * Hp // blocks, (b + 1) * N * Hp // blocks):
         n = t // Hp
         i = t - n * Hp
-        row = xp[n, i]
-        flat = row.reshape(Wp * C)
+        row = t * Wp * C
         if i < ph or i >= ph + H:
-            zero_span(flat, 0, Wp * C)
+            zero_span(xp_flat, row, row + Wp * C)
             continue
-        zero_span(flat, 0, pw * C)
-        zero_span(flat, (pw + W) * C, Wp * C)
-        transpose_into(x[n, :, i - ph, :], row[pw:pw + W, :])
+        zero_span(xp_flat, row, row + pw * C)
+        zero_span(xp_flat, row + (pw + W) * C, row + Wp * C)
+        transpose_flat(xp_flat, row + pw * C, C, x_flat, (n * C * H + i - ph) * W, H * W, C, W)
 
 
 _padded_row_blocks = parallel_tasks(_padded_rows)
@@ -84,10 +84,12 @@ def to_channel_last(x, xp, ph, pw):
 def _interior_rows(xp, x, ph, pw, blocks, b):
     """Block ``b`` of ``blocks`` equal blocks of rows (over N x H, image-major) of :func:`from_channel_last`."""
     N, C, H, W = x.shape
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    x_flat, xp_flat = x.reshape(x.size), xp.reshape(xp.size)
     for t in range(b * N * H // blocks, (b + 1) * N * H // blocks):
         n = t // H
         i = t - n * H
-        transpose_into(xp[n, ph + i, pw:pw + W, :], x[n, :, i, :])
+        transpose_flat(x_flat, (n * C * H + i) * W, H * W, xp_flat, ((n * Hp + ph + i) * Wp + pw) * C, C, W, C)
 
 
 _interior_row_blocks = parallel_tasks(_interior_rows)

@@ -4,7 +4,8 @@ One home for loop idioms that several kernel variants use, so no variant
 module imports from another: the output size of a convolution (the formula
 of :mod:`fastcnn._shapes`, compiled), the valid output range of a kernel tap
 (hoisting padding tests out of inner loops), zeroing a span with one
-memset, an 8 x 8-tiled transpose, vector moves of 8 and 4 numbers, and the
+memset, 8 x 8-tiled transposes (of 2-D views; of flat arrays with vector
+shuffles, for the layout copies), vector moves of 8 and 4 numbers, and the
 stack sizes and output copies of the stacked depthwise kernels.
 """
 
@@ -91,6 +92,61 @@ def transpose_into(src, dst):
     for a in range(a0, A):
         for b in range(B):
             dst[b, a] = src[a, b]
+
+
+@intrinsic
+def _transpose8(typingctx, dst, d, ds, src, s, ss):
+    """``dst[d + b*ds + a] = src[s + a*ss + b]`` for ``a, b < 8`` (1-D C-contiguous arrays of one dtype; no bounds
+    checks): eight vector loads, 24 two-input shuffles (the unpack / shuffle / lane-permute network of an 8 x 8
+    transpose) and eight vector stores, where indexing views moved one number at a time."""
+    if not (_same_vectors(dst, src) and all(isinstance(t, types.Integer) for t in (d, ds, s, ss))):
+        return None
+
+    def codegen(context, builder, signature, values):
+        args = signature.args
+        align = context.get_abi_sizeof(context.get_data_type(args[0].dtype))
+
+        def at(pos, start, step, k):  # vector k of operand pos: start + k*step
+            offset = builder.add(context.cast(builder, values[start], args[start], types.intp),
+                                 builder.mul(context.cast(builder, values[step], args[step], types.intp),
+                                             ir.Constant(ir.IntType(64), k)))
+            return _vector_pointer(context, builder, args[pos], values[pos], types.intp, offset, 8)
+
+        def shuffle(x, y, mask):
+            return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+        rows = [builder.load(at(3, 4, 5, a), align=align) for a in range(8)]
+        pairs = [shuffle(rows[a], rows[a + 1], m) for a in range(0, 8, 2)
+                 for m in ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])]
+        low, high = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        quads = [shuffle(pairs[h + k], pairs[h + 2 + k], m) for h in (0, 4) for k in (0, 1) for m in (low, high)]
+        for b in range(4):  # quads[b] and quads[4 + b] hold columns b and b + 4 of rows 0-3 and 4-7
+            builder.store(shuffle(quads[b], quads[4 + b], [0, 1, 2, 3, 8, 9, 10, 11]), at(0, 1, 2, b), align=align)
+            builder.store(shuffle(quads[b], quads[4 + b], [4, 5, 6, 7, 12, 13, 14, 15]), at(0, 1, 2, b + 4),
+                          align=align)
+        return context.get_dummy_value()
+
+    return types.void(dst, d, ds, src, s, ss), codegen
+
+
+@njit(inline="always")
+def transpose_flat(dst, d, ds, src, s, ss, A, B):
+    """``dst[d + b*ds + a] = src[s + a*ss + b]`` for ``a < A``, ``b < B`` (1-D C-contiguous arrays, offsets and row
+    strides in elements): an ``A x B`` block moved to ``B x A``, 8 x 8 tiles at a time (:func:`_transpose8`), the
+    edges number by number.  No views: nothing is reference-counted inside the loops."""
+    a0 = 0
+    while a0 + 8 <= A:
+        b0 = 0
+        while b0 + 8 <= B:
+            _transpose8(dst, d + b0 * ds + a0, ds, src, s + a0 * ss + b0, ss)
+            b0 += 8
+        for b in range(b0, B):
+            for a in range(a0, a0 + 8):
+                dst[d + b * ds + a] = src[s + a * ss + b]
+        a0 += 8
+    for a in range(a0, A):
+        for b in range(B):
+            dst[d + b * ds + a] = src[s + a * ss + b]
 
 
 def planes_per_stack(pixels, plane, C):

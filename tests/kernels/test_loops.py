@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastcnn.config import njit
-from fastcnn.kernels._loops import transpose_into, zero_span
+from fastcnn.kernels._loops import transpose_flat, transpose_into, zero_span
 
 
 @njit
@@ -34,3 +34,23 @@ def test_transpose_into_writes_the_transpose(shape):
     dst = np.full(shape[::-1], -1, np.float32)
     _transpose(src, dst)
     np.testing.assert_array_equal(dst, src.T)
+
+
+@njit
+def _transpose_flat(dst, d, ds, src, s, ss, A, B):
+    transpose_flat(dst, d, ds, src, s, ss, A, B)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("A,B", [(1, 1), (8, 8), (16, 24), (17, 9), (3, 20), (9, 17), (32, 32)])
+def test_transpose_flat_moves_exactly_the_block(dtype, A, B):
+    # rows of the source 3 longer than the block, of the target 2 longer, both at an offset: nothing outside the
+    # block is written, and the 8 x 8 tiles' shuffles put every number where the naive loop does
+    src = np.arange(5 + A * (B + 3), dtype=dtype)
+    dst = np.full(7 + B * (A + 2), -1, dtype)
+    want = dst.copy()
+    for a in range(A):
+        for b in range(B):
+            want[7 + b * (A + 2) + a] = src[5 + a * (B + 3) + b]
+    _transpose_flat(dst, 7, A + 2, src, 5, B + 3, A, B)
+    np.testing.assert_array_equal(dst, want)
