@@ -265,9 +265,9 @@ def conv2d_backward_input_batchlast(dyb, wf, dx, sh, sw, ph, pw, scratch):
     For one pixel (i, j) that is a (Cw, taps*K) @ (taps*K, N) product: the
     weights against dy's rows, which in the (P, Q, K, N) layout
     (:func:`to_pixel_batch_last`) are N contiguous numbers each, so
-    :func:`fastcnn.kernels._gemm.gemm_acc` runs it with its 4 x 16
-    micro-kernel, blocks of 4 input channels by 16 images in registers over
-    the whole reduction.  With stride 1 the valid taps of a pixel form one
+    :func:`fastcnn.kernels._gemm.gemm_acc` runs it with its micro-kernels,
+    blocks of input channels by 16 images in registers over the whole
+    reduction.  With stride 1 the valid taps of a pixel form one
     (rows) x (columns x K) block, one call; otherwise one call per valid
     kernel row.  Images go 16 at a time across a whole output row, so the dy
     rows a task reads stay in cache.

@@ -10,8 +10,8 @@ columns ``q >= Q`` computed and dropped) every tap is one contiguous span of
 the padded plane.  Then
 
 * the forward pass is, per input channel, one product
-  ``out (Kw, L) += w[:, c] (Kw, R*S) @ taps (R*S, L)``: the 4 x 16
-  micro-kernel of :func:`fastcnn.kernels._gemm.gemm_call` with the kernel rows
+  ``out (Kw, L) += w[:, c] (Kw, R*S) @ taps (R*S, L)``: the register-blocked
+  micro-kernels of :func:`fastcnn.kernels._gemm.gemm_call` with the kernel rows
   as its outer and the kernel columns as its inner reduction level, the
   overlapping windows of the padded plane as operand, nothing unfolded;
 * the weight gradient is, per (c, r), blocks of 4 output channels x 4 kernel

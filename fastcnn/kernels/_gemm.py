@@ -11,8 +11,8 @@ registers for the whole reduction, and each step broadcasts ``MR`` scalars of
 Two sets of blocks, one per vector width (:data:`VECTOR_BITS`, chosen at
 import from the host CPU, see :mod:`fastcnn.config`):
 
-* 256 bits (AVX2, 16 vector registers): 4 x 16 blocks (8-lane vectors, 8
-  accumulators), then 4 x 8;
+* 256 bits (AVX2, 16 vector registers): 6 x 16 blocks (8-lane vectors, 12
+  accumulators: the layout of BLIS's Haswell kernel), then 4 x 8;
 * 512 bits (AVX-512, 32 vector registers): 8 x 32 blocks (16-lane vectors,
   16 accumulators), then 8 x 16, then the 256-bit 4 x 8 block.
 
@@ -127,19 +127,22 @@ def _make_microkernel(mr, nv, lanes):
 def _make_rows(mr, nv, lanes):
     """An inlined driver for ``M`` rows of one ``lanes*nv``-wide column block.
 
-    Rows go ``mr`` (4 or 8) at a time, then 4 (when ``mr`` is 8), 2 and 1 for
-    the rest: output widths of 7, 14 or 28 pixels still run mostly in wide
-    blocks, with few variants to compile.
+    Rows go ``mr`` (6 or 8) at a time, then 4, 2 and 1 for the rest: output
+    widths of 7, 14 or 28 pixels still run mostly in wide blocks, with few
+    variants to compile.  With ``mr = 6`` the last 8 rows go as two blocks of
+    4 (eight accumulators each) rather than 6 + 2: a 2-row block's four
+    chains of fused multiply-adds cannot hide the instruction's latency.
     """
     block, four, two, one = (_make_microkernel(m, nv, lanes) for m in (mr, 4, 2, 1))
+    last = 8 if mr == 6 else -1  # rows left that go 4 + 4
 
     @njit(inline="always")
     def rows(c, c_off, ldc, a, a_off, sai, sau, sal, b, b_off, sbu, sbl, U, L, M):
         i = 0
-        while i + mr <= M:
+        while i + mr <= M and M - i != last:
             block(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
             i += mr
-        if mr > 4 and i + 4 <= M:
+        while i + 4 <= M:
             four(c, c_off + i * ldc, ldc, a, a_off + i * sai, sai, sau, sal, b, b_off, sbu, sbl, U, L)
             i += 4
         if i + 2 <= M:
@@ -151,7 +154,7 @@ def _make_rows(mr, nv, lanes):
     return rows
 
 
-_rows16, _rows8 = _make_rows(4, 2, 8), _make_rows(4, 1, 8)  # 256-bit blocks
+_rows16, _rows8 = _make_rows(6, 2, 8), _make_rows(4, 1, 8)  # 256-bit blocks
 _rows32z, _rows16z = _make_rows(8, 2, 16), _make_rows(8, 1, 16)  # 512-bit blocks
 
 

@@ -18,7 +18,7 @@ Algorithms
     Nested loops on the NCHW arrays, no copies (``_conv_nchw.py``).
 ``batch_last``
     The images of the batch are the vector axis (``_conv_batchlast.py``):
-    x as (C, H, W, N); dx through dy as (P, Q, K, N) and a 4 x 16
+    x as (C, H, W, N); dx through dy as (P, Q, K, N) and a
     register-blocked product per input pixel.  For layers with few channels.
 ``rows``
     NCHW with stride 1 and padding smaller than the kernel

@@ -22,7 +22,9 @@ from fastcnn.kernels._gemm import compile_gemm_acc
 WIDTHS = (256, 512) if config.HOST_VECTOR_BITS == 512 else (256,)
 
 
-GEMM_SHAPES = [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0), (17, 56, 2, 6), (9, 88, 1, 3)]
+#: M covers every way the row drivers split rows: 6- or 8-row blocks, 4 + 4 for the last 8 on AVX2, then 4, 2, 1
+GEMM_SHAPES = [(1, 1, 1, 1), (4, 16, 1, 7), (7, 27, 3, 5), (13, 40, 2, 9), (3, 8, 1, 0), (17, 56, 2, 6), (9, 88, 1, 3),
+               (8, 16, 2, 4), (14, 32, 1, 5), (16, 24, 2, 3), (11, 48, 1, 2)]
 
 
 @pytest.mark.parametrize("bits", WIDTHS)
