@@ -22,9 +22,9 @@ Examples
 """
 
 import contextlib
+import functools
 import math
 import re
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -33,7 +33,8 @@ from .._shapes import conv_output_size
 from .. import malloc
 from .machine import machine_info
 from .memory import TIMED_OPS, conv_workspace_bytes, traced_extra_bytes
-from .timing import calls_per_sample, measure_peak_gflops, median, no_gc, rotated, time_call, use_threads
+from .timing import (calls_per_sample, measure_peak_gflops, median, no_gc, rotated, settle_then_wake, time_call,
+                     use_threads)
 from . import torch_worker
 
 __all__ = [
@@ -299,8 +300,7 @@ def _time_ops(ops, repeat, settle, min_sample):
     with no_gc():
         for i in range(repeat):
             for a in rotated(algorithms, i):
-                if settle:
-                    time.sleep(settle)  # let the previous library's spinning threads sleep
+                settle_then_wake(settle, functools.partial(time_call, *ops[a][TIMED_OPS[0]]))
                 for op in TIMED_OPS:
                     fn, setup = ops[a][op]
                     samples[a][op].append(time_call(fn, setup, number[a][op]))
@@ -375,10 +375,12 @@ def bench_conv(shape, repeat=7, threads=None, peak_gflops=None, algorithms=None,
     seed : int
         Seeds the random inputs.
     settle : float
-        Seconds of sleep before each algorithm's turn.  OpenMP (Numba's and
-        PyTorch's) and OpenBLAS worker threads busy-wait for a while after
-        their work; without the pause they steal cores from the next library
-        measured.
+        Seconds of sleep before each algorithm's turn, which then starts with
+        one untimed forward call (:func:`~fastcnn.bench.timing.settle_then_wake`).
+        OpenMP (Numba's and PyTorch's) and OpenBLAS worker threads busy-wait for
+        a while after their work; without the pause they steal cores from the
+        next library measured, and the first call after it pays for waking idle
+        cores.
     min_sample : float
         An operation quicker than this is called back to back several times
         (up to 100) per sample and the mean taken, so that a sample lasts

@@ -1,14 +1,14 @@
 """The model-zoo benchmark: training steps and inference of the zoo's networks, fastcnn against PyTorch."""
 
 import contextlib
-import time
 
 import numpy as np
 
 from .layers import LayerTimer, TorchForwardTimer, align
 from .. import malloc
 from .machine import machine_info
-from .timing import calls_per_sample, median, no_gc, rotated, time_call, time_each_call, use_threads
+from .timing import (calls_per_sample, median, no_gc, rotated, settle_then_wake, time_call, time_each_call,
+                     use_threads)
 from .torch_models import TORCH_TWINS
 from . import torch_worker
 
@@ -193,7 +193,7 @@ def _time_steps(steps, repeat, settle, target, each_call=False):
     with no_gc():
         for i in range(repeat):
             for key in rotated(keys, i):
-                time.sleep(settle)
+                settle_then_wake(settle, steps[key])
                 fn, number = steps[key], calls[key]
                 samples[key].append(time_each_call(fn, number) if each_call else time_call(fn, None, number))
     return calls, samples
@@ -257,7 +257,7 @@ def _time_layers(name, worker, batch, seed, algorithm, repeat, settle):
         with no_gc():
             for i in range(repeat):
                 for key in rotated(keys, i):
-                    time.sleep(settle)
+                    settle_then_wake(settle, timers[key].step)
                     timers[key].run()
     out = timers["fastcnn"].result()
     out["torch_step_s"] = None
@@ -311,7 +311,9 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     first-touch memory); then ``repeat`` rounds in which every (model,
     framework) pair is timed once, in an order rotated by one place every
     round, each after a ``settle`` seconds pause (so the other library's
-    busy-waiting worker threads are asleep); medians over the rounds.  A
+    busy-waiting worker threads are asleep) and one untimed call (which wakes
+    this library's threads: :func:`~fastcnn.bench.timing.settle_then_wake`);
+    medians over the rounds.  A
     sample is ``calls`` back-to-back calls, ``calls`` chosen from the second
     warm-up call so that a sample lasts about ``target`` seconds (1 to 100
     calls); times are reported per call.  Training, throughput and latency
@@ -330,7 +332,7 @@ def bench_models(threads=None, batch=64, repeat=5, models=DEFAULT_MODELS, seed=0
     seed : int
         Seeds the weights and the random batches.
     settle : float
-        Seconds of pause before every timed sample.
+        Seconds of pause before every timed sample (and its untimed wake-up call).
     target : float
         Seconds one sample should last (more calls per sample for fast calls).
     algorithm : str

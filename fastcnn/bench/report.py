@@ -155,7 +155,8 @@ def _timing_notes(shapes, has_torch):
         out.append("vs torch: torch's time / this time (above 1x: faster than PyTorch). torch forward under "
                    "no_grad; torch backward = autograd.grad on a graph built untimed.")
     out.append(f"Each algorithm's turn starts after a {shapes[0]['settle_s']:g} s pause, so the worker threads "
-               "of the library measured before it (OpenMP, OpenBLAS) have stopped spinning.")
+               "of the library measured before it (OpenMP, OpenBLAS) have stopped spinning, and one untimed forward "
+               "call, which wakes its own (the first call after a pause pays for waking idle cores).")
     out.append("* fastest forward+backward for the shape.")
     return out
 
@@ -392,8 +393,8 @@ def format_models_table(result):
         f"train mode, cross-entropy, no optimizer step; {threads_text(result['threads'])}; "
         f"fastcnn conv algorithm {result['algorithm']!r}",
         f"machine: {machine_line(result['machine'])}",
-        f"median of {result['repeat']} interleaved rounds (rotating order, {result['settle']:g} s pause before each "
-        "run), warm-up excluded",
+        f"median of {result['repeat']} interleaved rounds (rotating order, {result['settle']:g} s pause and one "
+        "untimed call before each run), warm-up excluded",
         "",
         table(["model", "framework", "params", "ms/batch", "images/s", "fastcnn/torch", "rounds (ms)"], rows,
                "<<>>>><"),

@@ -2,7 +2,8 @@
 
 Every benchmark follows the same discipline (see :mod:`fastcnn.bench`):
 medians of several repeats, the libraries compared interleaved in a rotating
-order (:func:`rotated`), warm-up excluded, the garbage collector off while
+order (:func:`rotated`), each turn after a pause and one untimed call
+(:func:`settle_then_wake`), warm-up excluded, the garbage collector off while
 timing (:func:`no_gc`) and one thread count for fastcnn, numpy's BLAS and
 PyTorch (:func:`use_threads`).
 """
@@ -24,6 +25,7 @@ __all__ = [
     "bound",
     "calls_per_sample",
     "rotated",
+    "settle_then_wake",
     "no_gc",
     "Blas",
     "blas",
@@ -69,6 +71,23 @@ def time_each_call(fn, number):
         fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def settle_then_wake(settle, wake):
+    """Sleep ``settle`` seconds, then call ``wake()`` once, untimed: what every turn of an interleaved benchmark does
+    before its timed calls.
+
+    The pause lets the worker threads of the library measured before fall
+    asleep (OpenMP and OpenBLAS threads spin for a while after their work, on
+    cores the next library needs).  The untimed call then wakes this library's
+    own threads: the first call after a pause pays for waking idle cores, which
+    a training loop calling back to back never does.  On the 2-core VM of
+    2026-12-01 that cost 1-12 ms at 2 threads, for fastcnn and PyTorch alike: a
+    2 ms stride-2 convolution timed right after a 0.15 s pause took 2.5-14 ms,
+    the call after it 1.7-2.2 ms.
+    """
+    time.sleep(settle)
+    wake()
 
 
 def bound(fn, *args):

@@ -1,12 +1,11 @@
 """The training benchmark: LeNet-5 epochs through ``Sequential.fit`` against a plain PyTorch loop."""
 
 import contextlib
-import time
 
 import numpy as np
 
 from .machine import machine_info
-from .timing import bound, median, no_gc, rotated, time_call, use_threads
+from .timing import bound, median, no_gc, rotated, settle_then_wake, time_call, use_threads
 from .torch_models import torch_lenet5
 from . import torch_worker
 
@@ -92,7 +91,7 @@ def _time_epochs(runners, n, warm, repeat, settle, seed):
     with no_gc():
         for i in range(repeat):
             for name in rotated(names, i):
-                time.sleep(settle)
+                settle_then_wake(settle, bound(runners[name], warm, seed))
                 samples[name].append(time_call(bound(runners[name], n, seed + 1 + i)))
     return samples
 
@@ -107,7 +106,9 @@ def bench_train(threads=None, batches=50, repeat=7, batch_size=64, lr=0.01, mome
     backward / step, in a process of its own (:mod:`fastcnn.bench.torch_worker`);
     the two alternate (which goes first alternates too), with the same thread
     count, with a ``settle`` seconds pause before each run (so the other
-    library's busy-waiting worker threads are asleep).  A two-batch warm-up of
+    library's busy-waiting worker threads are asleep), then an untimed
+    two-batch run that wakes its own threads
+    (:func:`~fastcnn.bench.timing.settle_then_wake`).  A two-batch warm-up of
     each is excluded.
 
     Returns
