@@ -7,7 +7,8 @@ change.  Environment variables, read once at import:
 ``FASTCNN_CACHE``
     ``1`` (default) caches compiled kernels on disk (see Numba's ``cache=True``;
     the location follows ``NUMBA_CACHE_DIR``), ``0`` compiles afresh in every
-    process.
+    process.  A cached kernel is fresh while its file, every file whose code
+    kernels inline and these settings are unchanged (:data:`CACHE_STAMP`).
 ``FASTCNN_VECTOR_BITS``
     The vector width of the matrix-multiply micro-kernels
     (:mod:`fastcnn.kernels._gemm`): ``512`` (16 float32 lanes, 32 registers;
@@ -94,6 +95,30 @@ FASTMATH = (
     if os.environ.get("FASTCNN_FASTMATH", "1") != "0"
     else False
 )
+
+
+def _compiled_sources_digest():
+    """SHA-256 of the files whose code Numba may compile into a kernel of *another* file: every module of
+    :mod:`fastcnn.kernels` (their inlined helpers and intrinsics: ``_loops``, ``_gemm``, ...), this one and
+    :mod:`fastcnn._shapes` (compiled inside kernels)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    kernels = os.path.join(here, "kernels")
+    names = sorted(os.path.join("kernels", f) for f in os.listdir(kernels) if f.endswith(".py"))
+    digest = hashlib.sha256()
+    for name in names + ["config.py", "_shapes.py"]:
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read() + b"\0")
+    return digest.hexdigest()
+
+
+#: Added to the freshness stamp of every kernel's cached code (:func:`_kernel`).  Numba's own stamp is a hash
+#: of the kernel's source file only, and its cache key holds the signature and the CPU, not the values of
+#: globals: a kernel cached before a change to a helper it inlines from another file (``_loops.zero_span``
+#: became a ``memset`` on 2026-11-30; an evaluation kernel went on running the old loop's AVX-512 scatters,
+#: 48-70 % slower, for a day), or compiled under another ``FASTCNN_VECTOR_BITS`` or ``FASTCNN_FASTMATH``, would
+#: otherwise be loaded as fresh.
+CACHE_STAMP = (_compiled_sources_digest(), VECTOR_BITS, bool(FASTMATH))
 
 # Options for elementwise and serial kernels, and for parallel ones.
 JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -225,6 +250,7 @@ def _kernel(dispatcher):
         cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
         if type(cache_file) is IndexDataCacheFile:
             cache_file.__class__ = _LockedCacheFile
+            cache_file._source_stamp = (cache_file._source_stamp, CACHE_STAMP)  # see CACHE_STAMP
         dispatcher.__class__ = _Kernel
         with _SERIAL.lock:
             _SERIAL.kernels.add(dispatcher)
